@@ -1,0 +1,290 @@
+"""``ps.trace``: a model -> channel-dependency graph -> prunable channel groups.
+
+The graph is bound to the traced model (never modified) and answers three questions for any
+widths (channels kept per group): the pruned model (:meth:`ChannelGraph.prune`), its FLOPs and
+its parameter count (:meth:`ChannelGraph.flops`, :meth:`ChannelGraph.params`, analytic and exact).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from .dependency import Analysis, Layout, ModuleRole, analyze
+from .errors import PrunesearchError, TraceError
+from .flops import CostModel, count_flops, count_params, eval_mode
+from .importance import Importance, group_scores, top_channels
+from .prune import layout_indices, prune_copy
+
+__all__ = ["ChannelGraph", "ChannelGroup", "trace"]
+
+logger = logging.getLogger(__name__)
+
+Widths = Mapping[str, int]
+
+
+@dataclass
+class ChannelGroup:
+    """Channels that must be pruned together (residual sums, SE gates, shared modules).
+
+    Attributes:
+        name: qualified name of the group's first producer module (forward order).
+        size: channel count in the unpruned model.
+        producers: conv/linear modules whose weight dim 0 (and bias) is sliced for this group,
+            depthwise convs included.
+        consumers: conv/linear modules whose weight dim 1 is sliced for this group.
+        norms: ``(module, offset, inner)`` of each BatchNorm normalising these channels, at
+            ``offset`` in its input (``inner`` features per channel after a flatten).
+    """
+
+    name: str
+    size: int
+    producers: list[str] = field(default_factory=list)
+    consumers: list[str] = field(default_factory=list)
+    norms: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+class _Tracer(fx.Tracer):
+    """fx tracer that keeps user-given leaf modules whole and remembers where tracing failed."""
+
+    def __init__(self, leaf_types: tuple[type, ...], leaf_names: set[str]) -> None:
+        super().__init__()
+        self.leaf_types, self.leaf_names = leaf_types, leaf_names
+        self.failed_in: str | None = None
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if qualname in self.leaf_names or (self.leaf_types and isinstance(m, self.leaf_types)):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_in is None:
+                self.failed_in = f"{self.path_of_module(m) or '<root>'} ({type(m).__name__})"
+            raise
+
+
+def trace(
+    model: nn.Module,
+    example_input: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    leaf_modules: Iterable[type | str] = (),
+) -> ChannelGraph:
+    """Traces ``model`` into a :class:`ChannelGraph` (the model is not modified).
+
+    Args:
+        model: any ``nn.Module`` that ``torch.fx`` can trace.
+        example_input: a tensor (or tuple of tensors) of the shape the model will see; FLOPs
+            are counted at its batch size (use batch 1 for per-example FLOPs).
+        leaf_modules: module classes or qualified names to keep opaque: fx does not trace into
+            them and their channels are kept whole. Use it for parts with data-dependent control
+            flow.
+
+    Raises:
+        TraceError: fx cannot trace the model, or the example input does not run through it.
+    """
+    if not isinstance(model, nn.Module):
+        raise PrunesearchError(f"trace() needs an nn.Module, got {type(model).__name__}")
+    leaves = list(leaf_modules)
+    tracer = _Tracer(tuple(t for t in leaves if isinstance(t, type)),
+                     {t for t in leaves if isinstance(t, str)})
+    try:
+        fx_graph = tracer.trace(model)
+    except Exception as exc:
+        where = f"in module {tracer.failed_in}" if tracer.failed_in else "in the model's forward"
+        raise TraceError(
+            f"torch.fx cannot trace the model {where}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}. Data-dependent control flow cannot "
+            "be traced: mark that module as a leaf (trace(..., leaf_modules=[...]); its channels "
+            "are then kept whole) or move the dynamic part into a function wrapped with "
+            "torch.fx.wrap"
+        ) from None
+    gm = fx.GraphModule(tracer.root, fx_graph)
+    inputs = (example_input,) if isinstance(example_input, torch.Tensor) else tuple(example_input)
+    try:
+        with eval_mode(model), torch.no_grad():
+            ShapeProp(gm).propagate(*inputs)
+    except Exception as exc:
+        raise TraceError(f"the example input does not run through the model: {exc}") from None
+    return ChannelGraph(model, inputs, gm, analyze(gm))
+
+
+class ChannelGraph:
+    """Channel-dependency graph of a model: its prunable groups and their costs.
+
+    Build it with :func:`trace`. ``graph.nx`` is a networkx DiGraph of the fx nodes (ops and
+    modules) with each node's channel layout, for inspection.
+    """
+
+    def __init__(self, model: nn.Module, inputs: tuple, gm: fx.GraphModule, a: Analysis) -> None:
+        self.model = model
+        self.example_input = inputs[0] if len(inputs) == 1 else inputs
+        self._inputs = inputs
+        self._gm = gm
+        self._a = a
+        self.fixed_ops: list[str] = list(dict.fromkeys(a.unknown_ops))
+        if self.fixed_ops:
+            logger.warning("channels kept whole (ops not understood): %s",
+                           "; ".join(self.fixed_ops))
+        self.groups: list[ChannelGroup] = []
+        self._group_of_root: dict[int, int] = {}
+        self._build_groups()
+        self._by_name = {g.name: i for i, g in enumerate(self.groups)}
+        self._base = np.asarray([g.size for g in self.groups], dtype=np.int64)
+        self._flops = CostModel(a.flop_terms, self._resolve, len(self.groups))
+        self._params = CostModel(a.param_terms, self._resolve, len(self.groups))
+        self._exact_flops = not self._flops.calibrate(
+            self._base, count_flops(model, self.example_input), "FLOP")
+        self._exact_params = not self._params.calibrate(
+            self._base, count_params(model), "parameter")
+
+    # -- structure ----------------------------------------------------------------------------
+    def _group_of(self, space: int) -> int | None:
+        return self._group_of_root.get(self._a.find(space))
+
+    def _resolve(self, layout: Layout) -> tuple[int, list[tuple[int, int]]]:
+        const, linear = 0, []
+        for seg in layout:
+            g = self._group_of(seg.space)
+            if g is None:
+                const += seg.length * seg.inner
+            else:
+                linear.append((g, seg.inner))
+        return const, linear
+
+    def _build_groups(self) -> None:
+        a = self._a
+        roles = sorted(a.roles.values(), key=lambda r: r.order)
+        for role in roles:
+            if role.out_space is None or a.is_fixed(role.out_space):
+                continue
+            root = a.find(role.out_space)
+            if root not in self._group_of_root:
+                self._group_of_root[root] = len(self.groups)
+                self.groups.append(ChannelGroup(role.name, a.size[root]))
+            self.groups[self._group_of_root[root]].producers.append(role.name)
+        for role in roles:
+            offset = 0
+            for seg in role.in_layout:
+                g = self._group_of(seg.space)
+                if g is not None:
+                    group = self.groups[g]
+                    if role.kind == "dwconv":
+                        group.producers.append(role.name)
+                    elif role.kind == "bn":
+                        group.norms.append((role.name, offset, seg.inner))
+                    elif role.name not in group.consumers:
+                        group.consumers.append(role.name)
+                offset += seg.length * seg.inner
+        order = {r.name: r.order for r in roles}
+        for group in self.groups:
+            group.producers.sort(key=order.__getitem__)
+
+    @property
+    def nx(self) -> nx.DiGraph:
+        """The traced ops as a networkx DiGraph; node attribute ``groups`` names the groups of
+        its output channels (``None`` where channels are fixed)."""
+        g = nx.DiGraph()
+        for node in self._gm.graph.nodes:
+            lay = self._a.layouts.get(node.name)
+            names = None if lay is None else [
+                self.groups[i].name if (i := self._group_of(s.space)) is not None else None
+                for s in lay
+            ]
+            g.add_node(node.name, op=node.op, target=str(node.target), groups=names)
+            for inp in node.all_input_nodes:
+                g.add_edge(inp.name, node.name)
+        return g
+
+    def group(self, name: str) -> ChannelGroup:
+        try:
+            return self.groups[self._by_name[name]]
+        except KeyError:
+            raise PrunesearchError(f"unknown group {name!r}") from None
+
+    @property
+    def base_widths(self) -> dict[str, int]:
+        """Every group's unpruned channel count."""
+        return {g.name: g.size for g in self.groups}
+
+    # -- widths ---------------------------------------------------------------------------------
+    def widths_vector(self, widths: Widths | None) -> np.ndarray:
+        """Validates ``widths`` and returns them as an int64 vector in group order."""
+        vec = self._base.copy()
+        if widths is None:
+            return vec
+        if not isinstance(widths, Mapping):
+            raise PrunesearchError(f"widths must be a mapping of group name to channels, "
+                                   f"got {type(widths).__name__}")
+        for name, w in widths.items():
+            i = self._by_name.get(name)
+            if i is None:
+                raise PrunesearchError(f"widths: unknown group {name!r}")
+            if isinstance(w, bool) or not isinstance(w, int | np.integer):
+                raise PrunesearchError(f"widths[{name!r}] must be an integer, got {w!r}")
+            if not 1 <= w <= self.groups[i].size:
+                raise PrunesearchError(
+                    f"widths[{name!r}] must be in 1..{self.groups[i].size}, got {w}")
+            vec[i] = int(w)
+        return vec
+
+    def flops(self, widths: Widths | None = None) -> int:
+        """FLOPs (fvcore MACs) of the model pruned to ``widths``: exact, without building it."""
+        vec = self.widths_vector(widths)
+        if self._exact_flops:
+            return count_flops(self.prune(widths or {}), self.example_input)
+        return self._flops(vec)
+
+    def params(self, widths: Widths | None = None) -> int:
+        """Parameter count of the model pruned to ``widths``: exact, without building it."""
+        vec = self.widths_vector(widths)
+        if self._exact_params:
+            return count_params(self.prune(widths or {}))
+        return self._params(vec)
+
+    # -- pruning --------------------------------------------------------------------------------
+    def keep_indices(self, widths: Widths, importance: Importance = "l1"
+                     ) -> dict[str, torch.Tensor]:
+        """Sorted channel indices kept in each group that ``widths`` shrinks."""
+        vec = self.widths_vector(widths)
+        shrunk = [i for i, g in enumerate(self.groups) if vec[i] < g.size]
+        scores = group_scores(self, importance, [self.groups[i].name for i in shrunk])
+        return {self.groups[i].name: top_channels(scores[self.groups[i].name], int(vec[i]))
+                for i in shrunk}
+
+    def prune(self, widths: Widths, importance: Importance = "l1") -> nn.Module:
+        """A new, physically smaller copy of the model keeping ``widths[g]`` channels per group.
+
+        Args:
+            widths: channels kept per group name; groups left out keep all their channels.
+            importance: ``"l1"`` (filter L1 norm), ``"slimming"`` (BN |gamma|), or a mapping of
+                group name to a 1-D score tensor; the top-``width`` channels of each group are
+                kept, in their original order, with their weights and BN statistics.
+
+        Module names and classes are those of the original model, which is left untouched.
+        """
+        kept_by_name = self.keep_indices(widths, importance)
+        kept = {self._by_name[n]: idx for n, idx in kept_by_name.items()}
+
+        def indices(role: ModuleRole):
+            in_idx = layout_indices(role.in_layout, self._group_of, kept)
+            out_idx = None
+            if role.out_space is not None:
+                g = self._group_of(role.out_space)
+                out_idx = kept.get(g) if g is not None else None
+            return in_idx, out_idx
+
+        return prune_copy(self.model, self._a.roles, indices)
+
+    def __repr__(self) -> str:
+        return (f"ChannelGraph({type(self.model).__name__}, {len(self.groups)} groups, "
+                f"{self.flops():,} FLOPs, {self.params():,} params)")

@@ -1,0 +1,87 @@
+"""Channel importance signals: which channels of a group to keep.
+
+* ``l1``: sum over the group's producers of each output filter's L1 norm (Li et al., 2017).
+* ``slimming``: sum over the BatchNorms normalising the group of |gamma| (Liu et al., 2017,
+  network slimming); groups that no BN normalises fall back to ``l1``.
+* a mapping of group name to a 1-D score tensor of the group's size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Union
+
+import torch
+from torch import Tensor
+
+from .errors import PrunesearchError
+
+if TYPE_CHECKING:
+    from .graph import ChannelGraph
+
+__all__ = ["SIGNALS", "Importance", "group_scores", "top_channels"]
+
+logger = logging.getLogger(__name__)
+
+SIGNALS = ("l1", "slimming")
+Importance = Union[str, Mapping[str, Tensor]]  # noqa: UP007  (a runtime alias)
+
+
+def _l1(graph: ChannelGraph, name: str, modules: dict) -> Tensor:
+    group = graph.group(name)
+    score = torch.zeros(group.size, dtype=torch.float64)
+    for p in group.producers:
+        w = modules[p].weight.detach()
+        score += w.abs().flatten(1).sum(1).to(torch.float64).cpu()  # (size,)
+    return score
+
+
+def _slimming(graph: ChannelGraph, name: str, modules: dict) -> Tensor | None:
+    group = graph.group(name)
+    score, found = torch.zeros(group.size, dtype=torch.float64), False
+    for bn, offset, inner in group.norms:
+        gamma = modules[bn].weight
+        if gamma is None:
+            continue
+        g = gamma.detach().abs().to(torch.float64).cpu()
+        score += g[offset: offset + group.size * inner].view(group.size, inner).mean(1)
+        found = True
+    return score if found else None
+
+
+def group_scores(graph: ChannelGraph, importance: Importance, names: Sequence[str]
+                 ) -> dict[str, Tensor]:
+    """Per-channel scores of the named groups (higher = more important)."""
+    if isinstance(importance, Mapping):
+        out = {}
+        for name in names:
+            size = graph.group(name).size
+            score = importance.get(name)
+            if score is None:
+                raise PrunesearchError(f"importance has no scores for group {name!r}")
+            score = torch.as_tensor(score).detach().flatten().to(torch.float64).cpu()
+            if score.numel() != size:
+                raise PrunesearchError(f"importance[{name!r}] has {score.numel()} scores; "
+                                       f"the group has {size} channels")
+            out[name] = score
+        return out
+    if importance not in SIGNALS:
+        raise PrunesearchError(f"unknown importance signal {importance!r}; "
+                               f"choose one of: {', '.join(SIGNALS)}")
+    modules = dict(graph.model.named_modules())
+    out = {}
+    for name in names:
+        score = _slimming(graph, name, modules) if importance == "slimming" else None
+        if score is None:
+            if importance == "slimming":
+                logger.debug("group %s has no BatchNorm: slimming falls back to l1", name)
+            score = _l1(graph, name, modules)
+        out[name] = score
+    return out
+
+
+def top_channels(scores: Tensor, width: int) -> Tensor:
+    """Indices of the ``width`` highest scores, in ascending channel order (ties: lower index)."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    return order[:width].sort().values

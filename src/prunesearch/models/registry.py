@@ -1,0 +1,103 @@
+"""Model registry: zoo constructors by name, plus user models registered with a decorator."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from ..errors import PrunesearchError
+
+__all__ = ["create_model", "is_import_ref", "list_models", "register_model", "resolve_model"]
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Adds a model constructor to the registry under its ``__name__``.
+
+    Registered models can be named in search spaces and specs and are built by
+    :func:`create_model` without ``--allow-import``.
+    """
+    name = fn.__name__
+    existing = _REGISTRY.get(name)
+    if existing is not None and existing is not fn and (
+        existing.__module__ != fn.__module__ or existing.__qualname__ != fn.__qualname__
+    ):
+        raise PrunesearchError(f"a model named {name!r} is already registered")
+    _REGISTRY[name] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def is_import_ref(name: str) -> bool:
+    """Whether ``name`` is an import reference of the form ``"pkg.module:callable"``."""
+    return ":" in name
+
+
+def resolve_model(name: str, *, allow_import: bool = False) -> Callable[..., nn.Module]:
+    """Returns the constructor for a registry name or a ``"pkg.module:callable"`` reference.
+
+    An import reference is imported only when ``allow_import`` is true, or when the callable it
+    names was registered with :func:`register_model` (its module is imported first to find out:
+    importing a module is what registration needs, and it is what ``allow_import`` would permit).
+
+    Raises:
+        PrunesearchError: the name is unknown, or an import is needed but not allowed.
+    """
+    if not isinstance(name, str) or not name:
+        raise PrunesearchError(f"model name must be a non-empty string, got {name!r}")
+    if not is_import_ref(name):
+        try:
+            return _REGISTRY[name]
+        except KeyError:
+            raise PrunesearchError(
+                f"unknown model {name!r}; known models: {', '.join(list_models())}"
+            ) from None
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
+        raise PrunesearchError(f"model reference {name!r} must look like 'pkg.module:callable'")
+    registered = _REGISTRY.get(attr.rsplit(".", 1)[-1])
+    if registered is not None and registered.__module__ == module_name:
+        return registered
+    if not allow_import:
+        raise PrunesearchError(
+            f"model {name!r} is not registered; importing code named by a spec needs "
+            "--allow-import (or register it with @prunesearch.register_model)"
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PrunesearchError(
+            f"cannot import module {module_name!r} for model {name!r}: {exc}") from None
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise PrunesearchError(f"module {module_name!r} has no attribute {attr!r}")
+    if not callable(obj):
+        raise PrunesearchError(f"model reference {name!r} does not name a callable")
+    return obj
+
+
+def create_model(name: str, *, allow_import: bool = False, **kwargs: Any) -> nn.Module:
+    """Builds a model by registry name (or import reference, see :func:`resolve_model`).
+
+    Args:
+        name: registry name such as ``"resnet56"`` or ``"pkg.module:callable"``.
+        allow_import: permit importing an unregistered ``"pkg.module:callable"``.
+        **kwargs: passed to the constructor (``num_classes``, ``in_channels``, ...).
+    """
+    fn = resolve_model(name, allow_import=allow_import)
+    try:
+        model = fn(**kwargs)
+    except TypeError as exc:
+        raise PrunesearchError(f"bad arguments for model {name!r}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise PrunesearchError(f"model {name!r} returned {type(model).__name__}, not nn.Module")
+    return model

@@ -1,0 +1,278 @@
+"""Architecture specs: the channel widths a search found, as versioned JSON, and ``build``.
+
+A spec is data: it names a model by registry name (or ``"pkg.module:callable"``, imported only
+when allowed), its constructor arguments, the input shape, and the width of every channel group.
+Loading validates every field and reports the first problem by its JSON path.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import PrunesearchError, SpecError
+from .fileio import atomic_write_json
+from .graph import ChannelGraph, trace
+from .models import resolve_model
+
+__all__ = ["FORMAT", "ArchSpec", "base_graph", "build", "package_versions"]
+
+FORMAT = "prunesearch.arch/v1"
+FLOP_COUNTER = "fvcore-macs"
+_BUDGET_KINDS = ("flops", "params")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of prunesearch and the packages whose behaviour a spec depends on."""
+    out = {}
+    for pkg in ("prunesearch", "torch", "optuna", "fvcore"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_graph(model: str, args_json: str, input_shape: tuple[int, ...],
+                  allow_import: bool) -> ChannelGraph:
+    try:
+        constructor = resolve_model(model, allow_import=allow_import)
+    except PrunesearchError as exc:
+        raise SpecError(f"$.model: {exc}") from None
+    try:
+        m = constructor(**json.loads(args_json))
+    except Exception as exc:  # the user's arguments: any failure is theirs to fix
+        raise SpecError(f"$.model_args: cannot build {model!r} with {args_json}: {exc}") from None
+    try:
+        return trace(m, torch.zeros(1, *input_shape))
+    except PrunesearchError as exc:
+        raise SpecError(f"$.input_shape: {list(input_shape)} does not fit {model!r}: {exc}"
+                        ) from None
+
+
+def base_graph(model: str, model_args: dict[str, Any], input_shape: tuple[int, ...] | list[int],
+               *, allow_import: bool = False) -> ChannelGraph:
+    """The traced, unpruned model a spec refers to (cached: specs of one family share it).
+
+    Raises:
+        SpecError: naming the spec field (model, model_args, input_shape) that is wrong.
+    """
+    return _cached_graph(model, json.dumps(model_args, sort_keys=True), tuple(input_shape),
+                         allow_import)
+
+
+def _path(*keys: str | int) -> str:
+    out = "$"
+    for k in keys:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if k.isidentifier() else f"[{k!r}]")
+    return out
+
+
+def _int(value: Any, where: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{where}: must be an integer, got {json.dumps(value)}")
+    if value < minimum:
+        raise SpecError(f"{where}: must be >= {minimum}, got {value}")
+    return value
+
+
+def _obj(value: Any, where: str, optional: bool = False) -> dict | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: must be an object, got {json.dumps(value)[:60]}")
+    return value
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"{where}: must be a non-empty string, got {json.dumps(value)[:60]}")
+    return value
+
+
+def _width_map(value: Any, key: str) -> dict[str, int]:
+    obj = _obj(value, _path(key))
+    if not obj:
+        raise SpecError(f"{_path(key)}: must name at least one group")
+    return {name: _int(w, _path(key, name), minimum=1) for name, w in obj.items()}
+
+
+@dataclass
+class ArchSpec:
+    """A pruned architecture: per-group widths of a model, with costs and provenance."""
+
+    model: str
+    model_args: dict[str, Any]
+    input_shape: list[int]
+    widths: dict[str, int]
+    base_widths: dict[str, int]
+    flops: int
+    params: int
+    base_flops: int
+    flop_counter: str = FLOP_COUNTER
+    budget: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=package_versions)
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_graph(cls, graph: ChannelGraph, widths: dict[str, int], *, model: str,
+                   model_args: dict[str, Any] | None = None, budget: dict | None = None,
+                   search: dict | None = None) -> ArchSpec:
+        """A spec for ``graph``'s model pruned to ``widths`` (missing groups keep all)."""
+        full = graph.base_widths | {k: int(v) for k, v in widths.items()}
+        graph.widths_vector(full)  # validates
+        return cls(model=model, model_args=dict(model_args or {}),
+                   input_shape=list(graph.example_input.shape[1:]), widths=full,
+                   base_widths=graph.base_widths, flops=graph.flops(full),
+                   params=graph.params(full), base_flops=graph.flops(), budget=budget,
+                   search=search)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, allow_import: bool = False,
+                  check_model: bool = True) -> ArchSpec:
+        """Validates ``data`` (parsed JSON); with ``check_model``, also against the model.
+
+        Raises:
+            SpecError: naming the JSON path of the first problem found.
+        """
+        d = _obj(data, "$")
+        if "format" not in d:
+            raise SpecError("$.format: missing (expected 'prunesearch.arch/v1')")
+        if d["format"] != FORMAT:
+            raise SpecError(f"$.format: unsupported format {json.dumps(d['format'])}; "
+                            f"this version reads {FORMAT!r}")
+        known = {"format", *cls.__dataclass_fields__}
+        for key in d:
+            if key not in known:
+                raise SpecError(f"{_path(key)}: unknown field")
+        for key in ("model", "input_shape", "widths", "base_widths", "flops", "params",
+                    "base_flops"):
+            if key not in d:
+                raise SpecError(f"{_path(key)}: missing")
+        model = _str(d["model"], "$.model")
+        model_args = _obj(d.get("model_args", {}), "$.model_args")
+        shape = d["input_shape"]
+        if not isinstance(shape, list) or not shape:
+            raise SpecError(f"$.input_shape: must be a non-empty list, got {json.dumps(shape)}")
+        shape = [_int(s, _path("input_shape", i), minimum=1) for i, s in enumerate(shape)]
+        widths = _width_map(d["widths"], "widths")
+        base = _width_map(d["base_widths"], "base_widths")
+        for name, w in widths.items():
+            if name not in base:
+                raise SpecError(f"{_path('widths', name)}: group missing from $.base_widths")
+            if w > base[name]:
+                raise SpecError(f"{_path('widths', name)}: {w} exceeds the base width "
+                                f"{base[name]}")
+        budget = _obj(d.get("budget"), "$.budget", optional=True)
+        if budget is not None:
+            if budget.get("kind") not in _BUDGET_KINDS:
+                raise SpecError(f"$.budget.kind: must be one of {', '.join(_BUDGET_KINDS)}, "
+                                f"got {json.dumps(budget.get('kind'))}")
+            _int(budget.get("target"), "$.budget.target", minimum=1)
+        versions = _obj(d.get("versions", {}), "$.versions")
+        spec = cls(
+            model=model, model_args=model_args, input_shape=shape, widths=widths,
+            base_widths=base, flops=_int(d["flops"], "$.flops"),
+            params=_int(d["params"], "$.params"), base_flops=_int(d["base_flops"], "$.base_flops"),
+            flop_counter=_str(d.get("flop_counter", FLOP_COUNTER), "$.flop_counter"),
+            budget=budget, search=_obj(d.get("search"), "$.search", optional=True),
+            versions={str(k): str(v) for k, v in versions.items()},
+        )
+        if check_model:
+            spec.check(spec.graph(allow_import=allow_import))
+        return spec
+
+    @classmethod
+    def load(cls, path: str | Path, *, allow_import: bool = False) -> ArchSpec:
+        """Reads and fully validates a spec file."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SpecError(f"spec file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"cannot read spec {path}: {exc}") from None
+        if not text.strip():
+            raise SpecError(f"spec {path} is empty")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"spec {path} is not valid JSON: {exc.msg} at line {exc.lineno} "
+                            f"column {exc.colno}") from None
+        try:
+            return cls.from_dict(data, allow_import=allow_import)
+        except SpecError as exc:
+            raise SpecError(f"spec {path}: {exc}") from None
+
+    # -- checks and output ------------------------------------------------------------------
+    def graph(self, *, allow_import: bool = False) -> ChannelGraph:
+        """The traced base model this spec prunes."""
+        return base_graph(self.model, self.model_args, self.input_shape,
+                          allow_import=allow_import)
+
+    def check(self, graph: ChannelGraph) -> None:
+        """Checks the widths and recorded costs against the traced base model."""
+        groups = graph.base_widths
+        for name, size in self.base_widths.items():
+            if name not in groups:
+                raise SpecError(f"{_path('base_widths', name)}: no such group in model "
+                                f"{self.model!r}")
+            if size != groups[name]:
+                raise SpecError(f"{_path('base_widths', name)}: model {self.model!r} has "
+                                f"{groups[name]} channels there, not {size}")
+        for name in groups:
+            if name not in self.widths:
+                raise SpecError(f"{_path('widths', name)}: missing (every group needs a width)")
+        for key, actual in (("base_flops", graph.flops()), ("flops", graph.flops(self.widths)),
+                            ("params", graph.params(self.widths))):
+            if getattr(self, key) != actual:
+                raise SpecError(f"{_path(key)}: {getattr(self, key)} does not match the "
+                                f"widths (counted {actual})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "model": self.model, "model_args": self.model_args,
+            "input_shape": list(self.input_shape), "widths": dict(self.widths),
+            "base_widths": dict(self.base_widths), "flops": self.flops, "params": self.params,
+            "base_flops": self.base_flops, "flop_counter": self.flop_counter,
+            "budget": self.budget, "search": self.search, "versions": dict(self.versions),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Writes the spec as JSON, atomically."""
+        return atomic_write_json(path, self.to_dict())
+
+    @property
+    def flops_ratio(self) -> float:
+        return self.flops / self.base_flops if self.base_flops else math.nan
+
+
+def build(spec: ArchSpec, *, allow_import: bool = False) -> nn.Module:
+    """A freshly initialised model with the spec's widths.
+
+    The base model is pruned to the widths, then every module's ``reset_parameters`` is re-run
+    (fan-in based inits see the new widths) followed by the model's own ``init_weights`` if it
+    has one (the zoo models do: the paper's initialisation).
+    """
+    graph = spec.graph(allow_import=allow_import)
+    spec.check(graph)
+    model = graph.prune(spec.widths)
+    with torch.no_grad():
+        for m in model.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+        init = getattr(model, "init_weights", None)
+        if callable(init):
+            init()
+    return model.train()

@@ -1,0 +1,174 @@
+import logging
+
+import networkx as nx
+import pytest
+import torch
+
+import prunesearch as ps
+
+from .helpers import assert_equivalent_after_pruning, random_widths
+from .toy_models import CONSTRUCTS, DynamicGate, Untraceable
+
+X = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+def groups_of(model):
+    graph = ps.trace(model, X[:1])
+    return graph, {g.name: g for g in graph.groups}
+
+
+def test_plain_groups_and_flatten_into_linear():
+    graph, groups = groups_of(CONSTRUCTS["plain"]())
+    assert list(groups) == ["c1.0", "c2", "fc1"]  # fc2 feeds the output: fixed
+    assert groups["c1.0"].size == 8 and groups["c1.0"].consumers == ["c2"]
+    assert groups["c1.0"].norms == [("c1.1", 0, 1)]
+    assert groups["c2"].consumers == ["fc1"]
+    assert groups["c2"].norms == [("bn2", 0, 1)]
+    pruned = graph.prune({"c2": 5})
+    assert pruned.fc1.in_features == 5 * 16  # each channel of a 4x4 map is 16 features
+
+
+def test_residual_sums_unite_producers():
+    _, groups = groups_of(CONSTRUCTS["postact_residual"]())
+    assert groups["stem"].producers == ["stem", "a1"]
+    assert groups["b1"].producers == ["b1", "proj"]
+    assert groups["stem"].consumers == ["a1", "b1", "proj"]
+    assert "fc" not in groups
+
+
+def test_preactivation_residual():
+    _, groups = groups_of(CONSTRUCTS["preact_residual"]())
+    assert groups["stem"].producers == ["stem", "conv2"]
+    assert [n for n, _, _ in groups["stem"].norms] == ["bn1", "bn_out"]
+    assert groups["conv1"].norms == [("bn2", 0, 1)]
+
+
+def test_concat_offsets():
+    _, groups = groups_of(CONSTRUCTS["concat"]())
+    assert set(groups) == {"stem", "l1.2", "l2.2", "trans"}
+    assert groups["stem"].norms == [("l1.0", 0, 1), ("l2.0", 0, 1), ("bn", 0, 1)]
+    assert groups["l1.2"].norms == [("l2.0", 6, 1), ("bn", 6, 1)]
+    assert groups["l2.2"].norms == [("bn", 10, 1)]
+    assert groups["l1.2"].consumers == ["l2.2", "trans"]
+
+
+def test_squeeze_excite_gate_and_depthwise():
+    graph, groups = groups_of(CONSTRUCTS["squeeze_excite"]())
+    assert set(groups) == {"expand", "se_reduce", "project"}
+    assert groups["expand"].producers == ["expand", "dw", "se_expand"]
+    pruned = graph.prune({"expand": 5})
+    assert pruned.dw.groups == pruned.dw.in_channels == pruned.dw.out_channels == 5
+    assert pruned.se_expand.out_channels == 5 and pruned.se_reduce.in_channels == 5
+
+
+@pytest.mark.parametrize("construct, fixed_group, op_text", [
+    ("grouped_conv", "c1", "groups=4"),
+    ("unknown_op", "c1", "roll"),
+])
+def test_unsupported_ops_fix_channels_and_warn_once(construct, fixed_group, op_text, caplog):
+    with caplog.at_level(logging.WARNING, logger="prunesearch.graph"):
+        graph, groups = groups_of(CONSTRUCTS[construct]())
+    assert fixed_group not in groups
+    assert len(groups) >= 1
+    warnings = [r for r in caplog.records if "kept whole" in r.getMessage()]
+    assert len(warnings) == 1 and op_text in warnings[0].getMessage()
+    assert any(op_text in op for op in graph.fixed_ops)
+
+
+@pytest.mark.parametrize("construct", sorted(CONSTRUCTS))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dead_channels_removed_without_changing_outputs(construct, seed):
+    torch.manual_seed(seed)
+    assert_equivalent_after_pruning(CONSTRUCTS[construct](), X, seed)
+
+
+@pytest.mark.parametrize("construct", sorted(CONSTRUCTS))
+def test_analytic_costs_are_exact(construct):
+    model = CONSTRUCTS[construct]()
+    graph = ps.trace(model, X[:1])
+    for seed in range(3):
+        widths = random_widths(graph, seed)
+        pruned = graph.prune(widths)
+        assert graph.flops(widths) == ps.count_flops(pruned, X[:1])
+        assert graph.params(widths) == sum(p.numel() for p in pruned.parameters())
+
+
+def test_prune_keeps_names_classes_and_leaves_original_untouched():
+    model = CONSTRUCTS["squeeze_excite"]()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    graph = ps.trace(model, X[:1])
+    pruned = graph.prune(random_widths(graph, 3))
+    assert [(n, type(m)) for n, m in pruned.named_modules()] == \
+        [(n, type(m)) for n, m in model.named_modules()]
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training  # trace restores modes
+
+
+def test_kept_channels_keep_their_weights():
+    model = CONSTRUCTS["plain"]()
+    graph = ps.trace(model, X[:1])
+    kept = graph.keep_indices({"c1.0": 3}, "l1")["c1.0"]
+    norms = model.c1[0].weight.abs().flatten(1).sum(1)
+    assert set(kept.tolist()) == set(norms.topk(3).indices.tolist())
+    pruned = graph.prune({"c1.0": 3})
+    assert torch.equal(pruned.c1[0].weight, model.c1[0].weight[kept])
+    assert torch.equal(pruned.c1[1].running_var, model.c1[1].running_var[kept])
+    assert torch.equal(pruned.c2.weight, model.c2.weight[:, kept])
+
+
+def test_slimming_and_explicit_importance():
+    model = CONSTRUCTS["plain"]()
+    with torch.no_grad():
+        model.bn2.weight.copy_(torch.arange(12.0) - 5.5)  # |gamma| largest at 0 and 11
+    graph = ps.trace(model, X[:1])
+    assert graph.keep_indices({"c2": 2}, "slimming")["c2"].tolist() == [0, 11]
+    scores = {"c2": torch.arange(12.0)}
+    assert graph.keep_indices({"c2": 3}, scores)["c2"].tolist() == [9, 10, 11]
+    with pytest.raises(ps.PrunesearchError, match=r"no scores for group 'c1\.0'"):
+        graph.keep_indices({"c1.0": 2}, scores)
+    with pytest.raises(ps.PrunesearchError, match="unknown importance signal"):
+        graph.prune({"c2": 2}, "taylor")
+
+
+@pytest.mark.parametrize("widths, message", [
+    ({"nope": 2}, "unknown group 'nope'"),
+    ({"c2": 0}, r"must be in 1\.\.12, got 0"),
+    ({"c2": 13}, r"must be in 1\.\.12, got 13"),
+    ({"c2": 2.5}, "must be an integer"),
+    ({"c2": True}, "must be an integer"),
+    ([("c2", 3)], "must be a mapping"),
+])
+def test_bad_widths_are_user_errors(widths, message):
+    graph = ps.trace(CONSTRUCTS["plain"](), X[:1])
+    with pytest.raises(ps.PrunesearchError, match=message):
+        graph.prune(widths)
+    with pytest.raises(ps.PrunesearchError, match=message):
+        graph.flops(widths)
+
+
+def test_untraceable_model_names_the_module():
+    with pytest.raises(ps.TraceError, match=r"gate \(DynamicGate\).*leaf_modules"):
+        ps.trace(Untraceable(), X[:1])
+
+
+def test_leaf_modules_keep_untraceable_parts_whole():
+    graph = ps.trace(Untraceable(), X[:1], leaf_modules=[DynamicGate])
+    assert graph.groups == []  # c1 feeds the opaque leaf: kept whole
+    assert ps.trace(Untraceable(), X[:1], leaf_modules=["gate"]).groups == []
+
+
+def test_networkx_view_and_flops_reference():
+    graph = ps.trace(CONSTRUCTS["concat"](), X[:1])
+    g = graph.nx
+    assert isinstance(g, nx.DiGraph) and nx.is_directed_acyclic_graph(g)
+    cats = [n for n, d in g.nodes(data=True) if "cat" in d["target"]]
+    assert g.nodes[cats[-1]]["groups"] == ["stem", "l1.2", "l2.2"]
+    assert graph.flops() == ps.count_flops(graph.model, X[:1])
+
+
+def test_trace_rejects_non_modules_and_bad_inputs():
+    with pytest.raises(ps.PrunesearchError, match=r"nn\.Module"):
+        ps.trace(lambda x: x, X[:1])
+    with pytest.raises(ps.TraceError, match="example input"):
+        ps.trace(CONSTRUCTS["plain"](), torch.zeros(1, 5, 16, 16))

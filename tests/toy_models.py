@@ -1,0 +1,181 @@
+"""Small models, each built around one construct the channel-dependency engine must handle."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def cbr(c_in: int, c_out: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class Plain(nn.Module):
+    """conv-BN-ReLU modules, module pooling, flatten of a CxHxW map into a linear layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = cbr(3, 8)
+        self.pool = nn.MaxPool2d(2)
+        self.c2 = nn.Conv2d(8, 12, 3, padding=1)  # with bias
+        self.bn2 = nn.BatchNorm2d(12)
+        self.act = nn.LeakyReLU(0.1)
+        self.fc1 = nn.Linear(12 * 4 * 4, 20)
+        self.fc2 = nn.Linear(20, 5)
+
+    def forward(self, x):
+        x = self.pool(self.c1(x))                       # (N, 8, 8, 8)
+        x = F.avg_pool2d(self.act(self.bn2(self.c2(x))), 2)  # (N, 12, 4, 4)
+        x = x.view(x.size(0), -1)                       # (N, 192): 16 features per channel
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+class PostActResidual(nn.Module):
+    """Post-activation residual add, identity and projection shortcuts, functional ops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.a1 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.abn = nn.BatchNorm2d(8)
+        self.b1 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False)
+        self.bbn = nn.BatchNorm2d(16)
+        self.proj = nn.Conv2d(8, 16, 1, stride=2, bias=False)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.stem(x)))
+        x = torch.relu(self.abn(self.a1(x)) + x)
+        x = (self.bbn(self.b1(x)) + self.proj(x)).relu()
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.fc(x)
+
+
+class PreActResidual(nn.Module):
+    """Pre-activation blocks: BN-ReLU before the conv, sum without activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv1 = nn.Conv2d(8, 6, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(6)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1, bias=False)
+        self.bn_out = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        out = self.conv1(F.relu(self.bn1(x)))
+        out = self.conv2(F.relu(self.bn2(out)))
+        x = x + out
+        x = F.relu(self.bn_out(x))
+        return self.fc(x.mean((2, 3)))
+
+
+class Concat(nn.Module):
+    """Dense connectivity: torch.cat on channels, a BN over the concatenation, 1x1 transition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 3, padding=1, bias=False)
+        self.l1 = nn.Sequential(nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 4, 3, padding=1))
+        self.l2 = nn.Sequential(nn.BatchNorm2d(10), nn.ReLU(), nn.Conv2d(10, 5, 3, padding=1))
+        self.bn = nn.BatchNorm2d(15)
+        self.trans = nn.Conv2d(15, 7, 1)
+        self.fc = nn.Linear(7 * 2 * 2, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.cat([x, self.l1(x)], 1)
+        x = torch.cat((x, self.l2(x)), dim=1)
+        x = self.trans(F.relu(self.bn(x)))
+        x = nn.functional.adaptive_max_pool2d(x, 2)
+        return self.fc(torch.flatten(x, 1))
+
+
+class SqueezeExcite(nn.Module):
+    """Depthwise conv and an SE gate (elementwise ``*`` of the map by a per-channel scale)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(3, 12, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(12)
+        self.dw = nn.Conv2d(12, 12, 3, padding=1, groups=12, bias=False)
+        self.bn2 = nn.BatchNorm2d(12)
+        self.se_reduce = nn.Conv2d(12, 4, 1)
+        self.se_expand = nn.Conv2d(4, 12, 1)
+        self.project = nn.Conv2d(12, 6, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(6)
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        x = F.hardswish(self.bn1(self.expand(x)))
+        x = F.relu6(self.bn2(self.dw(x)))
+        s = x.mean((2, 3), keepdim=True)                        # (N, 12, 1, 1)
+        s = torch.sigmoid(self.se_expand(F.silu(self.se_reduce(s))))
+        x = x * s
+        x = self.bn3(self.project(x))
+        return self.head(x.mean(dim=[2, 3]))
+
+
+class GroupedConv(nn.Module):
+    """A grouped (non-depthwise) conv: its input and output channels must stay fixed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.gconv = nn.Conv2d(8, 8, 3, padding=1, groups=4)
+        self.c3 = nn.Conv2d(8, 6, 1)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):
+        x = F.relu(self.gconv(F.relu(self.c1(x))))
+        x = F.relu(self.c3(x))
+        return self.fc(x.mean((2, 3)))
+
+
+class UnknownOp(nn.Module):
+    """``torch.roll`` over channels is not understood: the channels it touches stay whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        x = torch.roll(F.relu(self.c1(x)), 1, dims=1)
+        return self.fc(F.relu(self.c2(x)).mean((2, 3)))
+
+
+class DynamicGate(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: fx cannot trace it
+            return x
+        return -x
+
+
+class Untraceable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.gate = DynamicGate()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.gate(self.c1(x)).mean((2, 3)))
+
+
+CONSTRUCTS = {
+    "plain": Plain,
+    "postact_residual": PostActResidual,
+    "preact_residual": PreActResidual,
+    "concat": Concat,
+    "squeeze_excite": SqueezeExcite,
+    "grouped_conv": GroupedConv,
+    "unknown_op": UnknownOp,
+}
