@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -34,6 +36,22 @@ app = typer.Typer(
 console = Console()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary as the last line.")]
+SpaceOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer needs Optional)
+    "--space", help="Search space name or YAML path [default: search_spaces/default.yaml].")]
+OutOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    "--out", help="Run folder [default: outputs/<space>/...].")]
+DataDirOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--data-dir", help="Folder holding the dataset files (the only place looked in).")]
+DownloadOpt = Annotated[bool, typer.Option("--download", help="Download a missing dataset.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+EpochsOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--epochs", help="Override the space's epochs.")]
+LimitOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--limit-train", help="Use only the first N training examples.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")]
+AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (bf16/fp16) on CUDA.")]
+
 AllowImportOpt = Annotated[bool, typer.Option(
     "--allow-import", help="Import the model code a spec names ('pkg.module:callable').")]
 
@@ -61,6 +79,132 @@ def _human(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f}{unit}"
     return str(int(n))
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("prunesearch")
+    if logger.handlers:
+        return
+    if int(os.environ.get("RANK", "0")) != 0:
+        logger.setLevel(logging.WARNING)
+    else:
+        logger.setLevel(logging.INFO)
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(show_path=False, show_time=False)
+    else:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+def _run_summary(metrics: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    keys = ("kind", "space", "model", "epochs", "flops", "test_accuracy", "val_accuracy",
+            "train_seconds", "images_per_s", "world_size", "device")
+    return {"run_dir": str(run_dir)} | {k: metrics.get(k) for k in keys}
+
+
+def _print_run(metrics: dict[str, Any], run_dir: Path, json_out: bool) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    summary = _run_summary(metrics, run_dir)
+    val = summary["val_accuracy"]
+    console.print(f"[bold]{summary['kind']}[/] {summary['model']} on {summary['space']}: "
+                  f"test accuracy {summary['test_accuracy']:.4f}"
+                  + (f", val {val:.4f}" if val is not None else "")
+                  + f" after {summary['epochs']} epochs ({summary['train_seconds']:.0f}s "
+                  f"training, {summary['images_per_s']} img/s) -> {run_dir}")
+    if json_out:
+        _emit_json(summary)
+
+
+@app.command("train-base")
+@_user_errors
+def train_base_cmd(
+    sparsity: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--sparsity", help="Network-slimming L1 on BN gamma [default: the space's].")] = None,
+    space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
+    download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
+    epochs: EpochsOpt = None, limit_train: LimitOpt = None, resume: ResumeOpt = False,
+    amp: AmpOpt = False, compile_: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the model.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train the space's base model; writes outputs/<space>/base/."""
+    from .progress import make_reporter
+    from .runs import DataOptions, train_base
+    from .space import load_space
+    from .train import RunOptions
+
+    _setup_logging()
+    sp = load_space(space)
+    run_dir = out or Path("outputs") / sp.name / "base"
+    metrics = train_base(
+        sp, out=run_dir, epochs=epochs, sparsity=sparsity,
+        data=DataOptions(data_dir, limit_train, download),
+        opts=RunOptions(seed, device, amp, compile_, resume), reporter=make_reporter(_rank()))
+    _print_run(metrics, run_dir, json_out)
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+@app.command("train-arch")
+@_user_errors
+def train_arch_cmd(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.json", help="Architecture spec.")],
+    schedule: Annotated[str, typer.Option(
+        "--schedule", help="scratch-e: the base's epochs; scratch-b: the base's compute.")
+    ] = "scratch-e",
+    init: Annotated[str, typer.Option(
+        "--init", help="scratch: fresh weights; inherit: fine-tune the pruned base.")
+    ] = "scratch",
+    base: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--base", help="Base weights for --init inherit [default: outputs/<space>/base/].")
+    ] = None,
+    max_epoch_factor: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--max-epoch-factor", help="Cap Scratch-B at this many times the base epochs.")
+    ] = None,
+    space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
+    download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
+    epochs: EpochsOpt = None, limit_train: LimitOpt = None, resume: ResumeOpt = False,
+    amp: AmpOpt = False, compile_: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the model.")] = False,
+    allow_import: AllowImportOpt = False, json_out: JsonOpt = False,
+) -> None:
+    """Train a spec from scratch (Scratch-E/B) or fine-tune inherited weights."""
+    from .progress import make_reporter
+    from .runs import DataOptions, train_arch
+    from .space import load_space
+    from .spec import ArchSpec
+    from .train import RunOptions
+
+    _setup_logging()
+    spec = ArchSpec.load(spec_path, allow_import=allow_import)
+    sp = load_space(space or (spec.search or {}).get("space"))
+    kind = "finetune" if init == "inherit" else schedule
+    run_dir = out or Path("outputs") / sp.name / "arch" / spec_path.stem / f"{kind}-s{seed}"
+    metrics = train_arch(
+        spec, sp, schedule=schedule, init=init, base=base, max_epoch_factor=max_epoch_factor,
+        out=run_dir, epochs=epochs, spec_name=spec_path.stem,
+        data=DataOptions(data_dir, limit_train, download),
+        opts=RunOptions(seed, device, amp, compile_, resume), reporter=make_reporter(_rank()))
+    _print_run(metrics, run_dir, json_out)
 
 
 @app.command()

@@ -1,0 +1,231 @@
+"""Search spaces: YAML files that fix a (model, dataset) setting, validated into dataclasses.
+
+A space is found by path, or by name in ``$PRUNESEARCH_SPACES`` or the project's
+``search_spaces/`` folder. ``search_spaces/default.yaml`` holds ``default: NAME``. Every key is
+checked: an unknown key is an error naming it, and so is a value of the wrong type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import PrunesearchError
+
+__all__ = ["DataCfg", "ModelCfg", "SearchCfg", "Space", "TrainCfg", "load_space", "space_dirs"]
+
+SCHEDULES = ("step", "cosine", "constant")
+SIGNALS = ("slimming", "l1")
+GRANULARITIES = ("group", "stage")
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataCfg:
+    dataset: str
+    val_size: int = 5000
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    augment: bool = True
+    synthetic: dict[str, Any] = field(default_factory=dict)  # arguments of the synthetic set
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    epochs: int
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training, lr x gamma at each
+    gamma: float = 0.1
+    sparsity: float = 0.0  # network-slimming lambda for train-base
+    finetune_epochs: int = 40
+    finetune_lr: float = 0.001
+    channels_last: bool = True
+
+
+@dataclass(frozen=True)
+class SearchCfg:
+    signal: str = "slimming"
+    trials: int = 40
+    min_ratio: float = 0.1
+    round_to: int = 1
+    granularity: str = "group"
+    calib_batches: int = 20
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    model: ModelCfg
+    data: DataCfg
+    train: TrainCfg
+    search: SearchCfg = field(default_factory=SearchCfg)
+    path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("path")
+        d["train"]["milestones"] = list(self.train.milestones)
+        return d
+
+    def replace(self, section: str | None = None, **changes: Any) -> Space:
+        """A copy with top-level fields, or those of one section, changed."""
+        if section is None:
+            return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **{section: dataclasses.replace(
+            getattr(self, section), **changes)})
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict[str, Any]": dict}
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+               dict: "a mapping"}
+
+
+def _check(value: Any, type_name: str, where: str) -> Any:
+    """Checks ``value`` against a dataclass field's annotation (as written, a string)."""
+    if type_name == "tuple[float, ...]":
+        if not isinstance(value, list | tuple) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            raise PrunesearchError(f"{where}: must be a list of numbers, got {value!r}")
+        return tuple(float(v) for v in value)
+    typ = _TYPES[type_name]
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (typ is int and isinstance(value, bool)) or not isinstance(value, typ):
+        raise PrunesearchError(f"{where}: must be {_TYPE_NAMES[typ]}, got {value!r}")
+    return value
+
+
+def _section(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise PrunesearchError(f"{where}: must be a mapping, got {raw!r}")
+    known = {f.name: f for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise PrunesearchError(f"{where}.{key}: unknown key; known: {', '.join(known)}")
+    kwargs = {key: _check(value, str(known[key].type), f"{where}.{key}")
+              for key, value in raw.items()}
+    missing = [f.name for f in fields(cls) if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise PrunesearchError(f"{where}.{missing[0]}: missing")
+    return cls(**kwargs)
+
+
+def _validate(space: Space, where: str) -> None:
+    t, s, d = space.train, space.search, space.data
+    checks = [
+        (t.epochs >= 1, "train.epochs", "must be >= 1"),
+        (t.lr > 0, "train.lr", "must be > 0"),
+        (t.schedule in SCHEDULES, "train.schedule", f"must be one of {', '.join(SCHEDULES)}"),
+        (all(0 < m < 1 for m in t.milestones), "train.milestones", "must lie in (0, 1)"),
+        (t.sparsity >= 0, "train.sparsity", "must be >= 0"),
+        (t.finetune_epochs >= 1, "train.finetune_epochs", "must be >= 1"),
+        (s.signal in SIGNALS, "search.signal", f"must be one of {', '.join(SIGNALS)}"),
+        (s.trials >= 1, "search.trials", "must be >= 1"),
+        (0 < s.min_ratio <= 1, "search.min_ratio", "must be in (0, 1]"),
+        (s.round_to >= 1, "search.round_to", "must be >= 1"),
+        (s.granularity in GRANULARITIES, "search.granularity",
+         f"must be one of {', '.join(GRANULARITIES)}"),
+        (s.calib_batches >= 0, "search.calib_batches", "must be >= 0"),
+        (d.val_size >= 0, "data.val_size", "must be >= 0"),
+        (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
+        (d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1"),
+    ]
+    for ok, key, message in checks:
+        if not ok:
+            section, name = key.split(".")
+            value = getattr(getattr(space, section), name)
+            raise PrunesearchError(f"{where}.{key}: {message}, got {value!r}")
+
+
+def space_from_dict(raw: Any, where: str = "space", path: str = "") -> Space:
+    """Validates a parsed space."""
+    if not isinstance(raw, dict):
+        raise PrunesearchError(f"{where}: must be a mapping of sections")
+    known = ("name", "model", "data", "train", "search")
+    for key in raw:
+        if key not in known:
+            raise PrunesearchError(f"{where}.{key}: unknown key; known: {', '.join(known)}")
+    for key in ("name", "model", "data", "train"):
+        if key not in raw:
+            raise PrunesearchError(f"{where}.{key}: missing")
+    name = _check(raw["name"], "str", f"{where}.name")
+    space = Space(
+        name=name,
+        model=_section(ModelCfg, raw["model"], f"{where}.model"),
+        data=_section(DataCfg, raw["data"], f"{where}.data"),
+        train=_section(TrainCfg, raw["train"], f"{where}.train"),
+        search=_section(SearchCfg, raw.get("search", {}), f"{where}.search"),
+        path=path,
+    )
+    _validate(space, where)
+    return space
+
+
+def space_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("PRUNESEARCH_SPACES"):
+        dirs.append(Path(os.environ["PRUNESEARCH_SPACES"]))
+    dirs.append(Path(__file__).resolve().parents[2] / "search_spaces")  # source checkout
+    dirs.append(Path.cwd() / "search_spaces")
+    return dirs
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PrunesearchError(f"cannot read space {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise PrunesearchError(f"space {path} is not valid YAML: "
+                               f"{str(exc).splitlines()[0]}") from None
+
+
+def list_spaces() -> list[str]:
+    names: set[str] = set()
+    for d in space_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.yaml") if p.stem != "default")
+    return sorted(names)
+
+
+def load_space(name_or_path: str | os.PathLike | None = None) -> Space:
+    """Loads a space by path, by name, or (None) the default one.
+
+    Raises:
+        PrunesearchError: not found (listing the known names), or invalid (naming the key).
+    """
+    if name_or_path is None or str(name_or_path) == "default":
+        for d in space_dirs():
+            default = d / "default.yaml"
+            if default.is_file():
+                raw = _read_yaml(default)
+                if not isinstance(raw, dict) or not isinstance(raw.get("default"), str):
+                    raise PrunesearchError(f"{default}: must hold 'default: SPACE_NAME'")
+                return load_space(raw["default"])
+        raise PrunesearchError("no search_spaces/default.yaml found; pass --space")
+    text = str(name_or_path)
+    path = Path(text)
+    if not path.is_file():
+        if path.suffix in (".yaml", ".yml") or os.sep in text:
+            raise PrunesearchError(f"space file not found: {text}")
+        for d in space_dirs():
+            if (d / f"{text}.yaml").is_file():
+                path = d / f"{text}.yaml"
+                break
+        else:
+            raise PrunesearchError(f"unknown space {text!r}; known: {', '.join(list_spaces())}")
+    return space_from_dict(_read_yaml(path), f"space {path.name}", str(path))

@@ -1,0 +1,373 @@
+"""The training loop: SGD with the paper's recipe, network-slimming sparsity, exact resume, DDP.
+
+:func:`fit` trains a model on in-memory splits and writes into a run folder:
+
+* ``checkpoint.pt`` after every epoch (atomic): model, optimizer, scheduler, epoch, history and
+  every RNG state, all of it readable by ``torch.load(weights_only=True)``;
+* ``model.safetensors`` at the end, with the spec and config in its metadata;
+* ``metrics.json``: per-epoch loss/accuracy/time, final test accuracy, throughput.
+
+Resuming restarts the epoch that was interrupted from its beginning: the loader's order and
+augmentation depend only on (seed, epoch), and the RNG states are restored, so on CPU the final
+weights equal those of an uninterrupted run.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DDP (gloo on CPU, nccl on CUDA),
+each rank trains on its share of every batch, and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from .data import ImageData
+from .errors import PrunesearchError
+from .fileio import atomic_write_bytes, atomic_write_json
+from .loader import BatchLoader
+from .progress import Reporter
+
+__all__ = ["Recipe", "RunOptions", "Splits", "evaluate", "fit", "load_weights", "lr_factor",
+           "resolve_device", "save_weights"]
+
+logger = logging.getLogger(__name__)
+
+CKPT_FORMAT = "prunesearch.ckpt/v1"
+WEIGHTS_FORMAT = "prunesearch.weights/v1"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: the optimisation settings of one run."""
+
+    epochs: int
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    sparsity: float = 0.0
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    augment: bool = True
+    channels_last: bool = True
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: machine-level options that do not change what is learned (seed aside)."""
+
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    compile: bool = False
+    resume: bool = False
+
+
+@dataclass
+class Splits:
+    train: ImageData
+    val: ImageData | None
+    test: ImageData
+
+
+def lr_factor(recipe: Recipe, progress: float) -> float:
+    """Learning-rate multiplier at ``progress`` (0..1) through training.
+
+    ``step``: x gamma at each milestone (the paper: x0.1 at 50% and 75%); ``cosine``: half a
+    cosine to 0; ``constant``: 1. Milestones are fractions of all iterations, so they scale with
+    the epochs (Scratch-B).
+    """
+    if recipe.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    if recipe.schedule == "step":
+        return recipe.gamma ** sum(progress >= m for m in recipe.milestones)
+    return 1.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise PrunesearchError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PrunesearchError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "module", model)  # DDP
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any]) -> Path:
+    """Writes a model's state as safetensors (atomic), with JSON metadata."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
+    meta = {"format": WEIGHTS_FORMAT} | {k: json.dumps(v) for k, v in metadata.items()}
+    return atomic_write_bytes(path, save(state, metadata=meta))
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Reads safetensors weights written by :func:`save_weights`: (state dict, metadata)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise PrunesearchError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as exc:
+        raise PrunesearchError(f"{path} is not a readable safetensors file: {exc}") from None
+    if meta.get("format") != WEIGHTS_FORMAT:
+        raise PrunesearchError(f"{path} was not written by prunesearch (no "
+                               f"{WEIGHTS_FORMAT} metadata)")
+    return state, {k: json.loads(v) for k, v in meta.items() if k != "format"}
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        raise PrunesearchError(f"checkpoint {path} is corrupt or not a prunesearch checkpoint "
+                               f"({type(exc).__name__}); remove it to start over") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
+        raise PrunesearchError(f"{path} is not a prunesearch checkpoint")
+    return ckpt
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: BatchLoader, amp_dtype: torch.dtype | None = None
+             ) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a loader, in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y in loader:
+        with _autocast(x.device, amp_dtype):
+            out = model(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+        n += len(y)
+    model.train(was_training)
+    return loss_sum / max(n, 1), correct / max(n, 1)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _amp_dtype(opts: RunOptions, device: torch.device) -> torch.dtype | None:
+    if not opts.amp:
+        return None
+    if device.type != "cuda":
+        logger.warning("--amp needs a CUDA device; training in float32 on %s", device)
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def _sum_across(values: list[float], world: int, device: torch.device) -> list[float]:
+    if world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def fit(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions, run_dir: Path, *,
+        metadata: dict[str, Any] | None = None, reporter: Reporter | None = None,
+        title: str = "train") -> dict[str, Any]:
+    """Trains ``model`` and writes the run folder; returns the metrics written to metrics.json.
+
+    Args:
+        model: the freshly built (or inherited) model; trained in place.
+        splits: train / val / test data; val may be None.
+        recipe: optimisation settings.
+        opts: seed, device, AMP, compile, resume.
+        run_dir: where checkpoint.pt, model.safetensors and metrics.json go.
+        metadata: JSON-able data stored with the weights (spec, config) and in metrics.json.
+        reporter: progress sink (default: silent).
+    """
+    reporter = reporter or Reporter()
+    metadata = metadata or {}
+    device = resolve_device(opts.device)
+    rank, world, device = _distributed(device)
+    amp_dtype = _amp_dtype(opts, device)
+    _seed_all(opts.seed)
+    ckpt_path = run_dir / "checkpoint.pt"
+    fingerprint = json.dumps({"recipe": asdict(recipe), "seed": opts.seed,
+                              "world": world} | metadata, sort_keys=True, default=str)
+
+    memory = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    model = model.to(device=device, memory_format=memory)
+    train_loader = BatchLoader(splits.train, recipe.batch_size, train=True,
+                               augment=recipe.augment, device=device, seed=opts.seed,
+                               channels_last=recipe.channels_last, rank=rank, world_size=world)
+    if len(train_loader) == 0:
+        raise PrunesearchError(f"{len(splits.train)} training images make no batch of "
+                               f"{recipe.batch_size}")
+    eval_loaders = {name: BatchLoader(data, recipe.eval_batch_size, train=False, device=device,
+                                      channels_last=recipe.channels_last)
+                    for name, data in (("val", splits.val), ("test", splits.test))
+                    if data is not None}
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                weight_decay=recipe.weight_decay)
+    total_steps = recipe.epochs * len(train_loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(recipe, step / total_steps))
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    start_epoch, history = 0, []
+    if opts.resume and ckpt_path.is_file():
+        ckpt = _load_checkpoint(ckpt_path, device)
+        if ckpt.get("fingerprint") != fingerprint:
+            raise PrunesearchError(f"{ckpt_path} was written by a different configuration; "
+                                   "resume with the same options, or use another --out")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+        _set_rng_state(ckpt["rng"])
+        logger.info("resuming %s after epoch %d", run_dir, start_epoch)
+
+    bn_weights = [m.weight for m in model.modules()
+                  if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
+    net: nn.Module = model
+    if opts.compile:
+        net = torch.compile(net)
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    reporter.start(title, recipe.epochs, len(train_loader), start_epoch)
+    train_seconds = sum(h["seconds"] for h in history)
+    try:
+        for epoch in range(start_epoch, recipe.epochs):
+            net.train()
+            train_loader.set_epoch(epoch)
+            loss_sum, correct, seen = 0.0, 0, 0
+            t0 = time.perf_counter()
+            for i, (x, y) in enumerate(train_loader):
+                with _autocast(device, amp_dtype):
+                    out = net(x)
+                    loss = F.cross_entropy(out.float(), y)
+                if not torch.isfinite(loss):
+                    raise PrunesearchError(
+                        f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, batch "
+                        f"{i + 1}; lower the learning rate (now {scheduler.get_last_lr()[0]:.4g})")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if recipe.sparsity:
+                    # network slimming: subgradient of sparsity * |gamma| (L1 on BN scales)
+                    for w in bn_weights:
+                        w.grad.add_(torch.sign(w.detach()), alpha=recipe.sparsity)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                batch_correct = (out.argmax(1) == y).sum().item()
+                loss_sum += loss.item() * len(y)
+                correct += batch_correct
+                seen += len(y)
+                reporter.batch(epoch, i, loss.item(), batch_correct / len(y))
+            seconds = time.perf_counter() - t0
+            loss_sum, correct, seen = _sum_across([loss_sum, correct, seen], world, device)
+            train_seconds += seconds
+            record = {"epoch": epoch + 1, "train_loss": loss_sum / seen,
+                      "train_accuracy": correct / seen, "lr": scheduler.get_last_lr()[0],
+                      "seconds": round(seconds, 3), "images_per_s": round(seen / seconds, 1)}
+            if "val" in eval_loaders:
+                record["val_loss"], record["val_accuracy"] = evaluate(
+                    _unwrap(model), eval_loaders["val"], amp_dtype)
+            history.append(record)
+            reporter.epoch(epoch, record)
+            if rank == 0:
+                _save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch + 1, history,
+                                 fingerprint)
+    finally:
+        reporter.close()
+
+    test_loss, test_acc = evaluate(_unwrap(model), eval_loaders["test"], amp_dtype)
+    metrics = {
+        "epochs": recipe.epochs, "history": history, "test_loss": test_loss,
+        "test_accuracy": test_acc,
+        "val_accuracy": history[-1].get("val_accuracy") if history else None,
+        "train_seconds": round(train_seconds, 2),
+        "images_per_s": round(sum(h["images_per_s"] for h in history) / len(history), 1)
+        if history else None,
+        "world_size": world, "device": str(device), "amp": str(amp_dtype) if amp_dtype else None,
+        "recipe": asdict(recipe), "seed": opts.seed,
+    } | metadata
+    if rank == 0:
+        save_weights(model, run_dir / "model.safetensors", metadata)
+        atomic_write_json(run_dir / "metrics.json", metrics)
+    if world > 1:
+        dist.barrier()
+    return metrics
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, epoch, history, fingerprint):
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"format": CKPT_FORMAT, "epoch": epoch, "model": _unwrap(model).state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "history": history, "rng": _rng_state(), "fingerprint": fingerprint}, buf)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,65 @@
+import pytest
+import yaml
+
+from prunesearch.errors import PrunesearchError
+from prunesearch.space import list_spaces, load_space
+
+PAPER = [f"{m}-{d}" for m in ("vgg16", "vgg19", "resnet56", "resnet110", "preresnet164",
+                              "densenet40") for d in ("cifar10", "cifar100")]
+
+
+def test_default_and_paper_spaces_load():
+    default = load_space(None)
+    assert default.name == "resnet20-fmnist" and default.data.dataset == "fashion-mnist"
+    assert set(PAPER) <= set(list_spaces())
+    for name in list_spaces():
+        space = load_space(name)
+        assert space.name == name
+    vgg = load_space("vgg16-cifar10")
+    assert (vgg.train.epochs, vgg.train.sparsity, vgg.search.round_to) == (160, 1e-4, 8)
+    assert load_space("resnet56-cifar100").model.args["num_classes"] == 100
+
+
+def write(tmp_path, data):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+BASE = {"name": "x", "model": {"name": "resnet20", "args": {"in_channels": 1}},
+        "data": {"dataset": "fashion-mnist"}, "train": {"epochs": 1}}
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"colour": 1}, r"space s\.yaml\.colour: unknown key"),
+    ({"data": {"dataset": "fashion-mnist", "vals": 3}}, r"data\.vals: unknown key"),
+    ({"train": {}}, r"train\.epochs: missing"),
+    ({"train": {"epochs": "3"}}, r"train\.epochs: must be an integer"),
+    ({"train": {"epochs": True}}, r"train\.epochs: must be an integer"),
+    ({"train": {"epochs": 0}}, r"train\.epochs: must be >= 1"),
+    ({"train": {"epochs": 1, "schedule": "linear"}}, r"train\.schedule: must be one of"),
+    ({"train": {"epochs": 1, "milestones": [0.5, 2]}}, r"train\.milestones: must lie in"),
+    ({"search": {"signal": "taylor"}}, r"search\.signal: must be one of slimming, l1"),
+    ({"search": {"min_ratio": 0}}, r"search\.min_ratio: must be in \(0, 1\]"),
+    ({"model": "resnet20"}, r"model: must be a mapping"),
+])
+def test_invalid_space_names_the_key(tmp_path, patch, message):
+    with pytest.raises(PrunesearchError, match=message):
+        load_space(write(tmp_path, {**BASE, **patch}))
+
+
+def test_missing_and_malformed(tmp_path):
+    with pytest.raises(PrunesearchError, match=r"unknown space 'nope'; known: .*resnet20-fmnist"):
+        load_space("nope")
+    with pytest.raises(PrunesearchError, match="space file not found"):
+        load_space(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(PrunesearchError, match="not valid YAML"):
+        load_space(bad)
+
+
+def test_float_fields_accept_ints(tmp_path):
+    space = load_space(write(tmp_path, {**BASE, "train": {"epochs": 1, "lr": 1}}))
+    assert space.train.lr == 1.0 and isinstance(space.train.lr, float)
+    assert space.to_dict()["train"]["milestones"] == [0.5, 0.75]

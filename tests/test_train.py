@@ -1,0 +1,152 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import prunesearch as ps
+from prunesearch.errors import PrunesearchError
+from prunesearch.runs import DataOptions, load_splits, recipe_from_space, scratch_b_epochs
+from prunesearch.space import load_space
+from prunesearch.train import Recipe, RunOptions, fit, load_weights, lr_factor
+
+SPACES = Path(__file__).parent / "spaces"
+
+
+def test_lr_schedules():
+    step = Recipe(epochs=10)
+    assert [lr_factor(step, p) for p in (0, 0.49, 0.5, 0.74, 0.75, 0.99)] == \
+        pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    cos = Recipe(epochs=10, schedule="cosine")
+    assert lr_factor(cos, 0) == 1 and lr_factor(cos, 0.5) == pytest.approx(0.5)
+    assert lr_factor(cos, 1) == pytest.approx(0)
+    assert lr_factor(Recipe(epochs=1, schedule="constant"), 0.9) == 1
+
+
+def test_scratch_b_epochs():
+    assert scratch_b_epochs(160, 200, 100) == 320
+    assert scratch_b_epochs(3, 100, 40) == 8  # 7.5 rounds to 8
+    assert scratch_b_epochs(3, 100, 10, max_factor=2) == 6
+    assert scratch_b_epochs(3, 100, 99) == 3
+    with pytest.raises(PrunesearchError):
+        scratch_b_epochs(3, 100, 10, max_factor=0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_space(SPACES / "tiny.yaml")
+
+
+def train_tiny(tiny, run_dir, **recipe_changes):
+    splits = load_splits(tiny, DataOptions())
+    recipe = Recipe(**{**recipe_from_space(tiny).__dict__, **recipe_changes})
+    torch.manual_seed(0)
+    model = ps.create_model("resnet20", num_classes=4)
+    metrics = fit(model, splits, recipe, RunOptions(), run_dir, metadata={"spec": {"x": 1}})
+    return model, metrics
+
+
+def test_fit_writes_run_files(tiny, tmp_path):
+    model, _ = train_tiny(tiny, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        ["checkpoint.pt", "metrics.json", "model.safetensors"]
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["epochs"] == 2 and len(saved["history"]) == 2
+    assert 0 <= saved["test_accuracy"] <= 1 and saved["images_per_s"] > 0
+    assert {"train_loss", "train_accuracy", "val_accuracy", "lr", "seconds"} <= \
+        set(saved["history"][0])
+    state, meta = load_weights(tmp_path / "model.safetensors")
+    assert meta["spec"] == {"x": 1}
+    assert torch.equal(state["conv1.weight"], model.conv1.weight.detach().contiguous())
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and set(ckpt["rng"]) >= {"torch", "python", "numpy"}
+
+
+def test_sparsity_shrinks_bn_scales(tiny, tmp_path):
+    dense, _ = train_tiny(tiny, tmp_path / "a", sparsity=0.0)
+    sparse, _ = train_tiny(tiny, tmp_path / "b", sparsity=0.5)
+
+    def gamma(m):
+        return torch.cat([b.weight.abs() for b in m.modules()
+                          if isinstance(b, torch.nn.BatchNorm2d)]).mean().item()
+
+    assert gamma(sparse) < 0.8 * gamma(dense)
+
+
+def test_nan_loss_stops_with_a_clear_message(tiny, tmp_path):
+    with pytest.raises(PrunesearchError, match=r"training diverged: loss is (nan|inf)"):
+        train_tiny(tiny, tmp_path, lr=1e12)
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_foreign_checkpoint_and_weights_are_refused(tiny, tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    splits = load_splits(tiny, DataOptions())
+    with pytest.raises(PrunesearchError, match="corrupt or not a prunesearch checkpoint"):
+        fit(ps.create_model("resnet20", num_classes=4), splits, recipe_from_space(tiny),
+            RunOptions(resume=True), tmp_path)
+    (tmp_path / "w.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(PrunesearchError, match="not a readable safetensors"):
+        load_weights(tmp_path / "w.safetensors")
+
+
+def cli(*args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "prunesearch", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def checkpoint_epoch(run_dir: Path) -> int:
+    try:
+        return torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"]
+    except Exception:
+        return 0
+
+
+def kill_mid_epoch(args, run_dir: Path, after_epoch: int = 2) -> None:
+    proc = cli(*args, "--out", str(run_dir))
+    deadline = time.time() + 240
+    while checkpoint_epoch(run_dir) < after_epoch:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the next epoch (one epoch takes several seconds)
+    assert proc.poll() is None, "run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint_epoch(run_dir) == after_epoch
+    assert not (run_dir / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("command", ["train-base", "train-arch"])
+def test_kill_and_resume_gives_identical_weights(tmp_path, command):
+    space = str(SPACES / "resume.yaml")
+    args = ["train-base", "--space", space]
+    if command == "train-arch":
+        graph = ps.trace(ps.create_model("resnet20", num_classes=4), torch.zeros(1, 3, 16, 16))
+        spec = ps.ArchSpec.from_graph(graph, {g.name: math.ceil(g.size * 0.6)
+                                              for g in graph.groups}, model="resnet20",
+                                      model_args={"num_classes": 4, "in_channels": 3})
+        spec.save(tmp_path / "spec.json")
+        args = ["train-arch", str(tmp_path / "spec.json"), "--space", space]
+    ref = cli(*args, "--out", str(tmp_path / "ref"))
+    assert ref.wait(timeout=300) == 0, ref.communicate()[1]
+    kill_mid_epoch(args, tmp_path / "run")
+    resumed = cli(*args, "--out", str(tmp_path / "run"), "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resuming" in err
+    a = load_file(tmp_path / "ref" / "model.safetensors")
+    b = load_file(tmp_path / "run" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    mb = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert ma["test_accuracy"] == mb["test_accuracy"]
+    assert [h["train_loss"] for h in ma["history"]] == [h["train_loss"] for h in mb["history"]]
