@@ -196,7 +196,10 @@ def train_arch_cmd(
 
     _setup_logging()
     spec = ArchSpec.load(spec_path, allow_import=allow_import)
-    sp = load_space(space or (spec.search or {}).get("space"))
+    search_info = spec.search or {}
+    sp = load_space(space or (search_info.get("space_path") if search_info.get("space_path")
+                              and Path(search_info["space_path"]).is_file()
+                              else search_info.get("space")))
     kind = "finetune" if init == "inherit" else schedule
     run_dir = out or Path("outputs") / sp.name / "arch" / spec_path.stem / f"{kind}-s{seed}"
     metrics = train_arch(
@@ -205,6 +208,63 @@ def train_arch_cmd(
         data=DataOptions(data_dir, limit_train, download),
         opts=RunOptions(seed, device, amp, compile_, resume), reporter=make_reporter(_rank()))
     _print_run(metrics, run_dir, json_out)
+
+
+@app.command()
+@_user_errors
+def find(
+    budget: Annotated[str, typer.Option(
+        "--budget", help="50%FLOPs, 30%params, 20MFLOPs, 2.2Mparams; a family: 25%,50%,75%FLOPs.")],
+    base: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--base", help="Trained base weights [default: outputs/<space>/base/, trained if absent].")
+    ] = None,
+    signal: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--signal", help="slimming (BN |gamma|) or l1 (filter norm) [default: the space's].")
+    ] = None,
+    trials: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--trials", help="Trials per budget, counted across restarts and workers.")] = None,
+    storage: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--storage", help="sqlite:///F, postgresql://..., mysql://..., journal:FILE "
+        "[default: SQLite in the run folder].")] = None,
+    study: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--study", help="Study name prefix (one study per budget).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", help="Local worker processes.")] = 1,
+    finetune_steps: Annotated[int, typer.Option(
+        "--finetune-steps", help="Score candidates after N fine-tuning steps, stopping poor "
+        "trials early.")] = 0,
+    space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
+    download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
+    epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Search the architecture(s) that fit a budget; export one spec per budget."""
+    from .find import FindOptions
+    from .find import find as run_find
+    from .progress import make_reporter
+    from .runs import DataOptions
+    from .space import load_space
+    from .train import RunOptions
+
+    _setup_logging()
+    sp = load_space(space)
+    result = run_find(
+        sp, FindOptions(budget, base, signal, trials, storage, study, jobs, finetune_steps),
+        out=out, epochs=epochs, data=DataOptions(data_dir, limit_train, download),
+        opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
+    table = Table(title=f"find on {sp.name}: signal {result['signal']}, "
+                        f"{result['trials']} trials per budget")
+    for col in ("budget", "architecture", "FLOPs", "params", "proxy acc"):
+        table.add_column(col, justify="left" if col in ("budget", "architecture") else "right")
+    for m in result["members"]:
+        table.add_row(m["budget"], f"searched ({m['trial']})", _human(m["flops"]),
+                      _human(m["params"]), f"{m['proxy_accuracy']:.4f}")
+        for name, b in m["baselines"].items():
+            table.add_row("", f"baseline {name}", _human(b["flops"]), _human(b["params"]),
+                          f"{b['proxy_accuracy']:.4f}")
+    console.print(table)
+    for m in result["members"]:
+        console.print(f"spec: {m['spec']}")
+    if json_out:
+        _emit_json(result)
 
 
 @app.command()

@@ -13,7 +13,6 @@ The batch loader lives in :mod:`prunesearch.loader`.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
 import pickle
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from .errors import PrunesearchError
+from .fileio import file_digest
 
 __all__ = ["DATASETS", "DatasetInfo", "ImageData", "load_dataset", "split_validation"]
 
@@ -213,13 +213,6 @@ def _expected(info: DatasetInfo) -> str:
     return ", ".join(n for names in info.files.values() for n in names)
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def download(info: DatasetInfo, root: Path, base_url: str | None = None) -> Path:
     """Downloads the dataset into ``root`` (md5-checked, atomic); returns its folder."""
@@ -235,7 +228,7 @@ def download(info: DatasetInfo, root: Path, base_url: str | None = None) -> Path
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
                 shutil.copyfileobj(resp, out)
-            if _md5(Path(tmp)) != md5:
+            if file_digest(Path(tmp), "md5") != md5:
                 raise PrunesearchError(f"download of {url} failed its md5 check")
             if info.archive:
                 with tarfile.open(tmp, "r:gz") as tar:

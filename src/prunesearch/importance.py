@@ -85,3 +85,29 @@ def top_channels(scores: Tensor, width: int) -> Tensor:
     """Indices of the ``width`` highest scores, in ascending channel order (ties: lower index)."""
     order = torch.argsort(scores, descending=True, stable=True)
     return order[:width].sort().values
+
+
+def comparable_scores(graph: ChannelGraph, signal: str) -> dict[str, Tensor]:
+    """Per-channel scores on one scale across groups, for global (cross-layer) decisions.
+
+    ``slimming``: mean |gamma| over the BNs normalising each channel (a residual group has one
+    BN per block; summing would favour long stages); groups without BN are left out.
+    ``l1``: each producer's filter L1 norm divided by its fan-in, averaged over producers.
+    """
+    if signal not in SIGNALS:
+        raise PrunesearchError(f"unknown signal {signal!r}; choose one of: {', '.join(SIGNALS)}")
+    modules = dict(graph.model.named_modules())
+    out = {}
+    for g in graph.groups:
+        if signal == "slimming":
+            score = _slimming(graph, g.name, modules)
+            if score is not None:
+                out[g.name] = score / sum(1 for bn, _, _ in g.norms
+                                          if modules[bn].weight is not None)
+            continue
+        score = torch.zeros(g.size, dtype=torch.float64)
+        for p in g.producers:
+            w = modules[p].weight.detach().to(torch.float64).cpu()
+            score += w.abs().flatten(1).sum(1) / w[0].numel()
+        out[g.name] = score / len(g.producers)
+    return out

@@ -23,6 +23,10 @@ class Reporter:
 
     def epoch(self, epoch: int, record: dict[str, Any]) -> None: ...
 
+    def search_start(self, title: str, total: int, completed: int) -> None: ...
+
+    def search_trial(self, completed: int, best: float | None) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -43,6 +47,14 @@ class LogReporter(Reporter):
 
     def epoch(self, epoch: int, record: dict[str, Any]) -> None:
         logger.info(_epoch_line(epoch, self.epochs, record))
+
+    def search_start(self, title: str, total: int, completed: int) -> None:
+        self.total = total
+        logger.info("%s: %d of %d trials done", title, completed, total)
+
+    def search_trial(self, completed: int, best: float | None) -> None:
+        best_text = f"{best:.4f}" if best is not None else "-"
+        logger.info("trial %d/%d, best proxy accuracy %s", completed, self.total, best_text)
 
 
 class RichReporter(Reporter):
@@ -80,6 +92,15 @@ class RichReporter(Reporter):
                              info=f"val {record.get('val_accuracy') or 0:.3f}")
         self.progress.reset(self.batch_task)
         self.console.log(_epoch_line(epoch, self.epochs, record))
+
+    def search_start(self, title: str, total: int, completed: int) -> None:
+        self.progress.start()
+        self.search_task = self.progress.add_task(title, total=total, completed=completed,
+                                                  info="")
+
+    def search_trial(self, completed: int, best: float | None) -> None:
+        self.progress.update(self.search_task, completed=completed,
+                             info=f"best {best:.4f}" if best is not None else "")
 
     def close(self) -> None:
         self.progress.stop()

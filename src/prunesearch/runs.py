@@ -8,7 +8,6 @@ holds ``config.json`` (resolved space, options, versions, seed) so the run can b
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 from dataclasses import asdict, dataclass
@@ -20,7 +19,7 @@ from torch import nn
 
 from .data import load_dataset, split_validation
 from .errors import PrunesearchError
-from .fileio import atomic_write_json
+from .fileio import atomic_write_json, file_digest
 from .flops import count_flops
 from .graph import trace
 from .models import create_model
@@ -116,13 +115,6 @@ def _config(space: Space, recipe: Recipe, opts: RunOptions, data: DataOptions,
             "command": sys.argv, **extra}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _write_config(run_dir: Path, config: dict[str, Any], opts: RunOptions) -> None:
     from .train import _distributed, resolve_device
@@ -166,7 +158,7 @@ def _inherit(spec: ArchSpec, base_path: Path, signal: str) -> nn.Module:
                                f"{meta.get('model_args')}, not the spec's {spec.model} "
                                f"{spec.model_args}")
     expected = (spec.search or {}).get("base_checkpoint_sha256")
-    if expected and expected != _sha256(base_path):
+    if expected and expected != file_digest(base_path):
         raise PrunesearchError(f"{base_path} is not the base checkpoint the spec was searched "
                                "on (sha256 differs); pass --base with that file")
     model = create_model(spec.model, **spec.model_args)

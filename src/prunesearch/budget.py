@@ -1,0 +1,162 @@
+"""Budgets: parse ``50%FLOPs`` / ``2.2Mparams`` / ``25%,50%,75%FLOPs``, and project keep ratios
+onto a budget.
+
+Projection: the widths of keep ratios ``r`` scaled by ``s``, ``w_g = round_to_multiple(clip(r_g
+* s, min_ratio, 1) * size_g)``, grow monotonically with ``s``; bisection finds the largest ``s``
+whose cost fits the target, then a greedy pass adds channels (``round_to`` at a time) to the
+groups furthest below their scaled ratio while the cost still fits. The analytic cost model makes
+each step about 10 us, so a projection costs a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import PrunesearchError
+from .graph import ChannelGraph
+
+__all__ = ["Budget", "parse_budgets", "project"]
+
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_KINDS = {"flops": "flops", "params": "params"}
+_ITEM = re.compile(r"^\s*(?P<num>[+-]?\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*(?P<pct>%)?"
+                   r"\s*(?P<unit>[kmgt])?\s*(?P<kind>flops|params)?\s*$", re.IGNORECASE)
+ON_BUDGET = 0.99  # a candidate's cost lies in [ON_BUDGET * target, target]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A cost limit: ``kind`` (flops or params), ``value`` (a fraction of the base model when
+    ``relative``, else an absolute count), and the ``text`` it was parsed from."""
+
+    kind: str
+    value: float
+    relative: bool
+    text: str
+
+    def target(self, base_flops: int, base_params: int) -> int:
+        base = base_flops if self.kind == "flops" else base_params
+        return math.floor(self.value * base) if self.relative else int(self.value)
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe form, e.g. ``50pct-flops`` or ``20M-flops``."""
+        if self.relative:
+            num = f"{self.value * 100:g}pct"
+        else:
+            num = next(f"{self.value / s:g}{u.upper()}" for u, s in
+                       sorted(_UNITS.items(), key=lambda kv: -kv[1]) if self.value >= s or not u)
+        return f"{num}-{self.kind}"
+
+
+def parse_budgets(text: str) -> list[Budget]:
+    """Parses one budget or a comma-separated family; the last item's kind applies to all.
+
+    Raises:
+        PrunesearchError: naming the offending item and the accepted forms.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise PrunesearchError("budget is empty; e.g. 50%FLOPs, 30%params, 20MFLOPs, "
+                               "25%,50%,75%FLOPs")
+    items = text.split(",")
+    parsed = []
+    for item in items:
+        m = _ITEM.match(item)
+        if not m:
+            raise PrunesearchError(f"budget {item.strip()!r} not understood; use e.g. 50%FLOPs, "
+                                   "30%params, 20MFLOPs, 1.5GFLOPs, 2.2Mparams")
+        parsed.append(m)
+    kinds = {m["kind"].lower() for m in parsed if m["kind"]}
+    if not kinds:
+        raise PrunesearchError(f"budget {text!r} names no unit: end it with FLOPs or params")
+    if len(kinds) > 1:
+        raise PrunesearchError(f"budget {text!r} mixes FLOPs and params")
+    kind = _KINDS[kinds.pop()]
+    suffix = "FLOPs" if kind == "flops" else "params"
+    budgets = []
+    for item, m in zip(items, parsed, strict=True):
+        value = float(m["num"])
+        item = item.strip() if m["kind"] else item.strip() + suffix
+        if m["pct"]:
+            if m["unit"]:
+                raise PrunesearchError(f"budget {item.strip()!r}: a percentage takes no "
+                                       "K/M/G unit")
+            if not 0 < value <= 100:
+                raise PrunesearchError(f"budget {item.strip()!r}: a percentage must be in "
+                                       "(0, 100]")
+            budgets.append(Budget(kind, value / 100, True, item.strip()))
+        else:
+            value *= _UNITS[(m["unit"] or "").lower()]
+            if value < 1:
+                raise PrunesearchError(f"budget {item.strip()!r}: must be positive")
+            budgets.append(Budget(kind, value, False, item.strip()))
+    if len({(b.value, b.relative) for b in budgets}) != len(budgets):
+        raise PrunesearchError(f"budget {text!r} lists the same budget twice")
+    return budgets
+
+
+def _round_width(x: float, size: int, round_to: int, floor: int) -> int:
+    w = math.floor(x / round_to + 1e-9) * round_to
+    return max(floor, min(size, w))
+
+
+def _cost(graph: ChannelGraph, kind: str, widths: dict[str, int]) -> int:
+    return graph.flops(widths) if kind == "flops" else graph.params(widths)
+
+
+def min_widths(graph: ChannelGraph, min_ratio: float, round_to: int) -> dict[str, int]:
+    """The narrowest widths allowed: ``min_ratio`` of each group, rounded up to ``round_to``."""
+    out = {}
+    for g in graph.groups:
+        w = math.ceil(min_ratio * g.size / round_to - 1e-9) * round_to
+        out[g.name] = max(1, min(g.size, w))
+    return out
+
+
+def project(graph: ChannelGraph, ratios: Mapping[str, float], kind: str, target: int, *,
+            min_ratio: float = 0.1, round_to: int = 1) -> dict[str, int]:
+    """Widths shaped like ``ratios`` (keep ratio per group) whose cost is at most ``target`` and
+    as close to it as the ``round_to`` granularity allows.
+
+    Raises:
+        PrunesearchError: even the narrowest widths (``min_ratio``) exceed the target.
+    """
+    floors = min_widths(graph, min_ratio, round_to)
+    if _cost(graph, kind, floors) > target:
+        raise PrunesearchError(
+            f"budget unreachable: the narrowest widths the space allows (min_ratio {min_ratio}) "
+            f"cost {_cost(graph, kind, floors):,} {kind}, above the target {target:,}")
+    groups = graph.groups
+    r = {g.name: max(min_ratio, min(1.0, float(ratios.get(g.name, 1.0)))) for g in groups}
+
+    def widths_at(s: float) -> dict[str, int]:
+        return {g.name: _round_width(min(1.0, max(min_ratio, r[g.name] * s)) * g.size, g.size,
+                                     round_to, floors[g.name]) for g in groups}
+
+    lo, hi = 0.0, max(1.0 / v for v in r.values())
+    if _cost(graph, kind, widths_at(hi)) <= target:
+        return widths_at(hi)
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if _cost(graph, kind, widths_at(mid)) <= target:
+            lo = mid
+        else:
+            hi = mid
+    widths = widths_at(lo)
+    # greedy fill: add round_to channels to the groups furthest below their scaled ratio
+    desired = {g.name: min(1.0, max(min_ratio, r[g.name] * hi)) * g.size for g in groups}
+    blocked: set[str] = set()
+    while True:
+        open_groups = [g for g in groups if g.name not in blocked and widths[g.name] < g.size]
+        if not open_groups:
+            return widths
+        g = max(open_groups, key=lambda g: (desired[g.name] - widths[g.name]) / g.size)
+        trial = dict(widths)
+        trial[g.name] = min(g.size, widths[g.name] + round_to)
+        if _cost(graph, kind, trial) <= target:
+            widths = trial
+        else:
+            blocked.add(g.name)

@@ -1,0 +1,174 @@
+"""Optuna study mechanics: storages, exact trial counts across workers, stale-trial recovery.
+
+A study maximises proxy accuracy over per-group (or per-stage) keep ratios. Several processes,
+on one host or many, may work on one study:
+
+* **Exact counts.** Trials count toward ``--trials`` when COMPLETE or PRUNED (finished), RUNNING
+  or WAITING (to be finished). A trial whose number is not among the first ``n`` of those is
+  surplus: it fails at once without being evaluated, so the study ends with exactly ``n``.
+* **Stale trials.** A trial left RUNNING by a killed worker is failed and re-enqueued with the
+  same parameters: at once when its worker ran on this host and its process is gone, and after
+  the heartbeat grace period (RDB storages: SQLite, PostgreSQL, MySQL) otherwise.
+* **Failures.** A candidate that fails (e.g. a NaN loss) is a FAIL trial that does not count;
+  another trial takes its place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from .errors import PrunesearchError
+
+__all__ = ["Surplus", "open_study", "recover_stale", "redact", "run_trials", "storage_for"]
+
+logger = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress reports trials
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+HEARTBEAT_S = 10
+GRACE_S = 60
+HOST = socket.gethostname()
+
+
+class Surplus(Exception):
+    """This trial would exceed the requested count; it is failed unevaluated."""
+
+
+def redact(url: str) -> str:
+    """A storage URL without its password, for logs and specs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def storage_for(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseStorage, str]:
+    """The Optuna storage for ``--storage`` (default: a SQLite file in the run folder).
+
+    ``journal:PATH`` (or a path ending in ``.log``) is a journal file for many processes on one
+    host; ``sqlite:///``, ``postgresql://`` and ``mysql://`` URLs are RDB storages with a
+    heartbeat, so trials of workers that died on other machines are failed and retried.
+    """
+    if url is None:
+        url = f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    if url.startswith("journal:") or url.endswith(".log"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url.removeprefix("journal:").removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path))), url
+    if url.split("://", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
+        raise PrunesearchError(f"--storage {redact(url)!r}: use sqlite:///FILE, "
+                               "postgresql://..., mysql://... or journal:FILE")
+    connect = {"timeout": 60} if url.startswith("sqlite") else {}
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": connect, "pool_pre_ping": True},
+                heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=3))
+    except Exception as exc:  # connection refused, bad credentials, missing driver...
+        raise PrunesearchError(f"cannot open storage {redact(url)}: "
+                               f"{str(exc).splitlines()[0]}") from None
+    return storage, url
+
+
+def open_study(storage: optuna.storages.BaseStorage, name: str, seed: int,
+               n_startup: int) -> optuna.Study:
+    """Creates or loads a maximising study with a seeded TPE sampler."""
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, n_startup),
+                                         multivariate=True, constant_liar=True)
+    return optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                               sampler=sampler, load_if_exists=True,
+                               pruner=optuna.pruners.MedianPruner(n_startup_trials=5))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_stale(study: optuna.Study) -> int:
+    """Fails RUNNING trials whose worker process on this host is gone, re-enqueueing their
+    parameters; returns how many were recovered."""
+    recovered = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
+        if host != HOST or pid is None or pid == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except Exception:  # another worker got there first
+            continue
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        logger.warning("trial %d was left running by a dead worker (pid %s): failed and "
+                       "re-enqueued", t.number, pid)
+        recovered += 1
+    return recovered
+
+
+def counts(study: optuna.Study) -> tuple[int, int]:
+    """(finished, counted) trials: see the module docstring."""
+    trials = study.get_trials(deepcopy=False, states=COUNTED)
+    return sum(t.state in FINISHED for t in trials), len(trials)
+
+
+def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int,
+               on_trial: Callable[[int], Any] | None = None, poll_s: float = 0.5) -> None:
+    """Runs trials until the study holds exactly ``n_trials`` finished ones.
+
+    Returns once they are finished, including those other workers are running.
+    """
+
+    def guarded(trial: optuna.Trial) -> float:
+        trial.set_user_attr("host", HOST)
+        trial.set_user_attr("pid", os.getpid())
+        live = sorted(t.number for t in study.get_trials(deepcopy=False, states=COUNTED))
+        if trial.number not in live[:n_trials]:
+            trial.set_user_attr("surplus", True)
+            raise Surplus(trial.number)
+        return objective(trial)
+
+    while True:
+        recover_stale(study)
+        finished, counted = counts(study)
+        if finished >= n_trials:
+            return
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if counted >= n_trials and not waiting:  # the rest are running in other workers
+            if _heartbeat(study):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
+            time.sleep(poll_s)
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.optimize(guarded, n_trials=1, catch=(PrunesearchError, Surplus))
+        if on_trial is not None:
+            on_trial(counts(study)[0])
+
+
+def _heartbeat(study: optuna.Study) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(study._storage)

@@ -1,0 +1,158 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+import prunesearch as ps
+from prunesearch.find import FindOptions, find
+from prunesearch.runs import train_base
+from prunesearch.space import load_space
+
+SPACES = Path(__file__).parent / "spaces"
+TINY = str(SPACES / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    out = tmp_path_factory.mktemp("base")
+    train_base(load_space(TINY), out=out)
+    return out / "model.safetensors"
+
+
+def trials_of(run_dir: Path, budget_slug: str) -> list:
+    storage = f"sqlite:///{run_dir / 'study.db'}"
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    name = next(n for n in names if n.endswith(budget_slug))
+    return optuna.load_study(study_name=name, storage=storage).trials
+
+
+def test_family_of_three_budgets(base, tmp_path):
+    result = find(load_space(TINY), FindOptions("25%,50%,75%FLOPs", base=str(base), trials=5),
+                  out=tmp_path)
+    assert len(result["members"]) == 3
+    family = json.loads((tmp_path / "family.json").read_text())
+    assert [m["budget"] for m in family["members"]] == ["25%FLOPs", "50%FLOPs", "75%FLOPs"]
+    for m in family["members"]:
+        spec = ps.ArchSpec.load(m["spec"])
+        model = ps.build(spec)
+        flops = ps.count_flops(model, torch.zeros(1, *spec.input_shape))
+        assert 0.99 * spec.budget["target"] <= flops <= spec.budget["target"]
+        assert flops == spec.flops
+        search = spec.search
+        assert search["base_checkpoint_sha256"] == family["base_sha256"]
+        assert search["signal"] in ("slimming", "l1") and search["space"] == "tiny"
+        assert search["proxy_accuracy"] >= max(b["proxy_accuracy"]
+                                               for b in search["baselines"].values())
+        assert set(search["baselines"]) == {"uniform", "l1", "slimming"}
+        finished = [t for t in trials_of(tmp_path, m["budget"].replace("%FLOPs", "pct-flops"))
+                    if t.state == optuna.trial.TrialState.COMPLETE]
+        assert len(finished) == 5
+        assert finished[0].user_attrs["seeded"]  # the signal's allocation came first
+    # rerunning the same command resumes: no new trials, same specs
+    before = {m["spec"]: Path(m["spec"]).read_text() for m in family["members"]}
+    find(load_space(TINY), FindOptions("25%,50%,75%FLOPs", base=str(base), trials=5),
+         out=tmp_path)
+    assert len(trials_of(tmp_path, "25pct-flops")) == 5
+    after = {p: Path(p).read_text() for p in before}
+    strip = [json.loads(t) | {"versions": None} for t in (before | after).values()]
+    assert all(s in strip for s in [json.loads(t) | {"versions": None} for t in after.values()])
+
+
+def test_specs_train_from_scratch(base, tmp_path):
+    find(load_space(TINY), FindOptions("50%FLOPs", base=str(base), trials=2), out=tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "prunesearch", "train-arch",
+                           str(tmp_path / "spec-50pct-flops.json"), "--epochs", "1", "--out",
+                           str(tmp_path / "train"), "--json"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["space"] == "tiny"
+
+
+def test_unreachable_budget_fails_before_any_work(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "prunesearch", "find", "--space", TINY,
+                           "--budget", "2%FLOPs", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: budget unreachable")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "150%FLOPs"], "percentage must be in"),
+    (["--budget", "abc"], "not understood"),
+    (["--budget", "50%FLOPs", "--signal", "taylor"], "unknown signal 'taylor'"),
+    (["--budget", "50%FLOPs", "--trials", "0"], "--trials must be >= 1"),
+    (["--budget", "50%FLOPs", "--storage", "redis://x"], "--storage 'redis://x': use"),
+    (["--budget", "50%FLOPs", "--base", "/nonexistent.safetensors"], "--base"),
+])
+def test_bad_find_input(base, tmp_path, args, message):
+    extra = [] if "--base" in args else ["--base", str(base)]
+    proc = subprocess.run([sys.executable, "-m", "prunesearch", "find", "--space", TINY, *args,
+                           *extra, "--out", str(tmp_path / "run")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_local_workers_share_a_journal_study(base, tmp_path):
+    journal = tmp_path / "study.log"
+    # fine-tuned scoring makes trials slow enough for the spawned worker to join in
+    result = find(load_space(TINY), FindOptions("50%FLOPs", base=str(base), trials=7, jobs=2,
+                                                storage=f"journal:{journal}",
+                                                finetune_steps=60), out=tmp_path)
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    name = optuna.get_all_study_summaries(storage)[0].study_name
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    done = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE,
+                                             optuna.trial.TrialState.PRUNED)]
+    assert len(done) == 7
+    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 7  # none duplicated
+    assert {t.user_attrs["pid"] for t in done} != {os.getpid()}  # a worker process took part
+    assert result["members"][0]["proxy_accuracy"] > 0
+
+
+def test_kill_during_a_trial_then_resume(base, tmp_path):
+    args = [sys.executable, "-m", "prunesearch", "find", "--space", TINY, "--budget",
+            "50%FLOPs", "--base", str(base), "--trials", "6", "--finetune-steps", "40",
+            "--out", str(tmp_path)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while True:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline
+        if (tmp_path / "study.db").exists():
+            try:
+                trials = trials_of(tmp_path, "50pct-flops")
+            except Exception:
+                trials = []
+            states = [t.state for t in trials]
+            if states.count(optuna.trial.TrialState.COMPLETE) + \
+                    states.count(optuna.trial.TrialState.PRUNED) >= 2 and \
+                    optuna.trial.TrialState.RUNNING in states:
+                break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stale = [t.number for t in trials_of(tmp_path, "50pct-flops")
+             if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(stale) == 1
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    trials = trials_of(tmp_path, "50pct-flops")
+    finished = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE,
+                                                 optuna.trial.TrialState.PRUNED)]
+    assert len(finished) == 6
+    assert trials[stale[0]].state == optuna.trial.TrialState.FAIL
+    retried = [t for t in trials if t.user_attrs.get("retry_of") == stale[0]]
+    assert len(retried) == 1 and retried[0].params == trials[stale[0]].params
+    assert ps.ArchSpec.load(tmp_path / "spec-50pct-flops.json").search["trials"] >= 1
