@@ -7,9 +7,10 @@ CIFAR-sized data, same K and validation size). Scoring speed does not depend on 
 learned, so untrained models are used.
 
 ``gain``: on the default space, trains (or reuses) the base, times ``find --budget 50%FLOPs``
-against one base epoch, then runs the family ``25%,50%,75%FLOPs`` and reports, per budget, the
-proxy accuracy of the best trial against the uniform, slimming-threshold and L1 baselines at
-equal FLOPs (all measured on the held-out validation split, never the test set).
+against one base epoch (and its trials' median duration), then runs the family
+``25%,50%,75%FLOPs`` and reports, per budget, the proxy accuracy of the best trial against the
+uniform, slimming-threshold and L1 baselines at equal FLOPs (all measured on the held-out
+validation split, never the test set).
 
     python benchmarks/search.py speed [--candidates 30]
     python benchmarks/search.py gain [--trials 40]
@@ -79,6 +80,16 @@ def _cli(*argv: str) -> tuple[dict, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1]), time.perf_counter() - t
 
 
+def _trial_seconds(db: Path) -> list[float]:
+    import optuna
+
+    storage = f"sqlite:///{db}"
+    name = optuna.get_all_study_summaries(storage)[0].study_name
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    return [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+            if t.state == optuna.trial.TrialState.COMPLETE]
+
+
 def gain(args) -> dict:
     base_dir = Path("outputs/resnet20-fmnist/base")
     if not (base_dir / "model.safetensors").is_file():
@@ -88,6 +99,7 @@ def gain(args) -> dict:
     out50 = Path("outputs/bench/find-50")
     single, single_s = _cli("find", "--budget", "50%FLOPs", "--trials", str(args.trials),
                             "--out", str(out50))
+    durations = _trial_seconds(out50 / "study.db")
     family, family_s = _cli("find", "--budget", "25%,50%,75%FLOPs", "--trials",
                             str(args.trials), "--out", "outputs/bench/family")
     rows = [{"budget": m["budget"], "flops": m["flops"], "best": m["proxy_accuracy"],
@@ -96,6 +108,8 @@ def gain(args) -> dict:
     return {"base_test_accuracy": base["test_accuracy"], "base_epoch_s": epoch_s,
             "find_50pct_s": round(single_s, 1),
             "find_50pct_in_base_epochs": round(single_s / epoch_s, 2),
+            "find_trial_median_s": round(statistics.median(durations), 2),
+            "find_candidates_per_min": round(60 * len(durations) / sum(durations), 1),
             "trials": args.trials, "family_s": round(family_s, 1), "family": rows,
             "single": {"proxy_accuracy": single["members"][0]["proxy_accuracy"],
                        "baselines": single["members"][0]["baselines"]}}

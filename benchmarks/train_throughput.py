@@ -9,7 +9,8 @@ backward, SGD step, nothing else. The ratio ours/hand is the cost of our conveni
 
 Achieved FLOP/s = images/s x 3 x 2 x fvcore MACs per image (forward + backward ~ 3 forwards,
 2 FLOPs per multiply-add), as a fraction of this machine's float32 matmul peak measured in the
-same run (2n^3 / time of an n x n matmul, best of several).
+same run (2n^3 / time of an n x n matmul, best of several). Also the loader alone: time per
+batch as a fraction of a training step (target < 5%).
 
     python benchmarks/train_throughput.py [--images 6400] [--rounds 3] [--model resnet20]
 """
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 
 import prunesearch as ps
 from prunesearch.data import load_dataset
+from prunesearch.loader import BatchLoader
 from prunesearch.train import Recipe, RunOptions, Splits, fit
 
 
@@ -58,6 +60,19 @@ def hand_loop(model, images: torch.Tensor, labels: torch.Tensor, batch: int) -> 
         loss.backward()
         opt.step()
     return n / (time.perf_counter() - t)
+
+
+def loader_ms_per_batch(data, batch: int, epochs: int = 3) -> float:
+    """Time per batch of the training loader alone (crop+flip+normalise, channels-last)."""
+    loader = BatchLoader(data, batch, train=True, augment=True, device=torch.device("cpu"),
+                         channels_last=True)
+    n = 0
+    t = time.perf_counter()
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        for _x, _y in loader:
+            n += 1
+    return 1000 * (time.perf_counter() - t) / n
 
 
 def ours(model, splits: Splits, batch: int, run_dir: Path) -> float:
@@ -91,12 +106,16 @@ def main() -> None:
             mine.append(ours(make(), splits, args.batch, Path(tmp) / f"r{r}"))
             print(f"round {r + 1}: hand {hand[-1]:.1f} img/s, prunesearch {mine[-1]:.1f} img/s")
     h, m = statistics.median(hand), statistics.median(mine)
+    loader_ms = loader_ms_per_batch(train, args.batch)
+    step_ms = 1000 * args.batch / m
     achieved = m * 3 * 2 * macs
     result = {
         "model": args.model, "dataset": "fashion-mnist", "images": args.images,
         "batch": args.batch, "rounds": args.rounds, "threads": torch.get_num_threads(),
         "hand_images_per_s": round(h, 1), "prunesearch_images_per_s": round(m, 1),
         "ratio": round(m / h, 3), "macs_per_image": macs,
+        "loader_ms_per_batch": round(loader_ms, 3), "train_step_ms": round(step_ms, 1),
+        "loader_fraction_of_step": round(loader_ms / step_ms, 4),
         "achieved_gflops": round(achieved / 1e9, 2), "matmul_peak_gflops": round(peak / 1e9, 2),
         "fraction_of_peak": round(achieved / peak, 3),
         "torch": torch.__version__, "machine": platform.machine(),

@@ -16,3 +16,50 @@ def test_quickstart_writes_a_half_flops_spec(tmp_path):
     spec = ps.ArchSpec.load(tmp_path / "resnet20-uniform-50.json")
     assert 0.45 * spec.base_flops <= spec.flops <= 0.5 * spec.base_flops
     assert json.loads((tmp_path / "resnet20-uniform-50.json").read_text())["model"] == "resnet20"
+
+
+CUSTOM = ROOT / "examples" / "custom_model"
+
+
+def _cli(args, cwd, env_path=True):
+    import os
+
+    env = dict(os.environ)
+    if env_path:
+        env["PYTHONPATH"] = str(CUSTOM) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "prunesearch", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_library_example_runs():
+    proc = subprocess.run([sys.executable, str(CUSTOM / "library.py")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "stem.0" in proc.stdout
+
+
+def test_custom_model_find_and_train(tmp_path, monkeypatch):
+    space = str(CUSTOM / "space.yaml")
+    find = _cli(["find", "--space", space, "--budget", "50%FLOPs", "--trials", "3", "--epochs",
+                 "1", "--limit-train", "1024", "--out", "run", "--json"], tmp_path)
+    assert find.returncode == 0, find.stderr
+    spec_path = tmp_path / "run" / "spec-50pct-flops.json"
+    assert json.loads(spec_path.read_text())["model"] == "custom_cnn.nets:branchy_se"
+    # the spec names code: refused without --allow-import, with a message that says how
+    refused = _cli(["train-arch", str(spec_path), "--epochs", "1", "--limit-train", "512",
+                    "--out", "arch-refused"], tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: ") and "--allow-import" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "arch-refused").exists()
+    trained = _cli(["train-arch", str(spec_path), "--epochs", "1", "--limit-train", "512",
+                    "--allow-import", "--out", "arch", "--json"], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert summary["model"] == "custom_cnn.nets:branchy_se" and summary["epochs"] == 1
+    monkeypatch.syspath_prepend(str(CUSTOM))
+    spec = ps.ArchSpec.load(spec_path, allow_import=True)
+    model = ps.build(spec)
+    import torch
+
+    assert ps.count_flops(model, torch.zeros(1, 1, 28, 28)) == spec.flops

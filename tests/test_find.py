@@ -30,7 +30,8 @@ def trials_of(run_dir: Path, budget_slug: str) -> list:
     storage = f"sqlite:///{run_dir / 'study.db'}"
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     name = next(n for n in names if n.endswith(budget_slug))
-    return optuna.load_study(study_name=name, storage=storage).trials
+    return [t for t in optuna.load_study(study_name=name, storage=storage).trials
+            if "export_token" not in t.user_attrs]  # the export claim's token
 
 
 def test_family_of_three_budgets(base, tmp_path):
@@ -51,6 +52,10 @@ def test_family_of_three_budgets(base, tmp_path):
         assert search["proxy_accuracy"] >= max(b["proxy_accuracy"]
                                                for b in search["baselines"].values())
         assert set(search["baselines"]) == {"uniform", "l1", "slimming"}
+        for name, path in m["baseline_specs"].items():
+            baseline = ps.ArchSpec.load(path)
+            assert baseline.search["baseline"] == name
+            assert 0.99 * spec.budget["target"] <= baseline.flops <= spec.budget["target"]
         finished = [t for t in trials_of(tmp_path, m["budget"].replace("%FLOPs", "pct-flops"))
                     if t.state == optuna.trial.TrialState.COMPLETE]
         assert len(finished) == 5

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .budget import allocate
 from .errors import PrunesearchError, SpecError, TraceError
 from .flops import count_flops, count_params
 from .graph import ChannelGraph, ChannelGroup, trace
@@ -27,6 +28,7 @@ __all__ = [
     "SpecError",
     "TraceError",
     "__version__",
+    "allocate",
     "build",
     "count_flops",
     "count_params",

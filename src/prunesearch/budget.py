@@ -15,10 +15,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import torch
+
 from .errors import PrunesearchError
 from .graph import ChannelGraph
+from .importance import comparable_scores
 
-__all__ = ["Budget", "parse_budgets", "project"]
+__all__ = ["Budget", "allocate", "parse_budgets", "project", "threshold_ratios"]
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _KINDS = {"flops": "flops", "params": "params"}
@@ -160,3 +163,45 @@ def project(graph: ChannelGraph, ratios: Mapping[str, float], kind: str, target:
             widths = trial
         else:
             blocked.add(g.name)
+
+
+def threshold_ratios(graph: ChannelGraph, scores: dict[str, torch.Tensor], kind: str,
+                              target: int, min_ratio: float) -> dict[str, float]:
+    """Network slimming's single global threshold on comparable scores, set at the budget:
+    keep ratios of the channels above the highest threshold whose widths fit ``target``."""
+    values = torch.cat(list(scores.values())).sort().values
+    mean_ratio = 1.0
+
+    def ratios_at(t: float) -> dict[str, float]:
+        r = {name: max(min_ratio, (s >= t).double().mean().item()) for name, s in scores.items()}
+        fill = sum(r.values()) / len(r) if r else mean_ratio
+        return {g.name: r.get(g.name, fill) for g in graph.groups}  # groups without BN: mean
+
+    def cost(r: dict[str, float]) -> int:
+        w = {g.name: max(1, round(r[g.name] * g.size)) for g in graph.groups}
+        return graph.flops(w) if kind == "flops" else graph.params(w)
+
+    lo, hi = 0, len(values) - 1  # a low index keeps more channels
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cost(ratios_at(values[mid].item())) <= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return ratios_at(values[lo].item())
+
+
+def allocate(graph: ChannelGraph, budget: str, signal: str = "l1", *, min_ratio: float = 0.1,
+             round_to: int = 1) -> dict[str, int]:
+    """Widths that fit ``budget`` (e.g. ``"50%FLOPs"``), allocated by a signal: one global
+    threshold on the signal's comparable scores (network slimming's rule), projected onto the
+    budget. A quick architecture without a search; ``prunesearch find`` searches around it.
+    """
+    budgets = parse_budgets(budget)
+    if len(budgets) != 1:
+        raise PrunesearchError(f"budget {budget!r}: one budget, not a family")
+    b = budgets[0]
+    target = b.target(graph.flops(), graph.params())
+    scores = comparable_scores(graph, signal)
+    ratios = threshold_ratios(graph, scores, b.kind, target, min_ratio) if scores else {}
+    return project(graph, ratios, b.kind, target, min_ratio=min_ratio, round_to=round_to)

@@ -261,8 +261,12 @@ def find(
             table.add_row("", f"baseline {name}", _human(b["flops"]), _human(b["params"]),
                           f"{b['proxy_accuracy']:.4f}")
     console.print(table)
-    for m in result["members"]:
-        console.print(f"spec: {m['spec']}")
+    if result["exported"]:
+        for m in result["members"]:
+            console.print(f"spec: {m['spec']}")
+    else:
+        console.print("specs: written by another worker of this study, or by an earlier run "
+                      f"into {result['run_dir']}")
     if json_out:
         _emit_json(result)
 
@@ -293,6 +297,119 @@ def show(
     )
     if json_out:
         _emit_json(summary)
+
+
+@app.command()
+@_user_errors
+def compare(
+    budget: Annotated[str, typer.Option("--budget", help="One budget, e.g. 50%FLOPs.")],
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per row.")] = 3,
+    trials: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--trials", help="Search trials [default: the space's].")] = None,
+    base: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--base", help="Reuse this trained base (with metrics.json beside it) as seed 0's.")
+    ] = None,
+    signal: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--signal", help="slimming or l1 [default: the space's].")] = None,
+    max_epoch_factor: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--max-epoch-factor", help="Cap Scratch-B at this many times the base epochs.")
+    ] = None,
+    space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
+    download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
+    epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """The paper's experiment: searched spec fine-tuned / Scratch-E / Scratch-B vs uniform,
+    slimming and L1 architectures at equal FLOPs, and the base, over several seeds."""
+    from .compare import CompareOptions
+    from .compare import compare as run_compare
+    from .progress import make_reporter
+    from .runs import DataOptions
+    from .space import load_space
+    from .train import RunOptions
+
+    _setup_logging()
+    sp = load_space(space)
+    result = run_compare(
+        sp, CompareOptions(budget, seeds, trials, base, signal, max_epoch_factor), out=out,
+        epochs=epochs, data=DataOptions(data_dir, limit_train, download),
+        opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
+    table = Table(title=f"compare on {sp.name} at {result['budget']}: test accuracy over "
+                        f"seeds {result['seeds']}")
+    for col in ("row", "test acc (%)", "FLOPs", "params", "epochs", "compute", "proxy"):
+        table.add_column(col, justify="left" if col == "row" else "right")
+    for r in result["rows"]:
+        table.add_row(r["row"] + (f" (= {r['same_as']})" if r["same_as"] else ""),
+                      f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}", _human(r["flops"]),
+                      _human(r["params"]), str(r["epochs"]), f"{r['compute_vs_base']:.2f}x",
+                      "" if r["proxy_accuracy"] is None else f"{r['proxy_accuracy']:.4f}")
+    console.print(table)
+    console.print(f"-> {result['run_dir']}/compare.json, compare.md")
+    if json_out:
+        _emit_json(result)
+
+
+@app.command()
+@_user_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A find, compare or "
+                                            "training run folder.")],
+    out: OutOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Figures (PNG) and a markdown summary of a search, compare or training run."""
+    from .figures import render_report
+
+    result = render_report(run_dir, out)
+    console.print(f"{result['kind']} report: {result['markdown']}")
+    for f in result["figures"]:
+        console.print(f"  {f}")
+    if json_out:
+        _emit_json(result)
+
+
+@app.command()
+@_user_errors
+def transfer(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.json", help="A found spec.")],
+    to: Annotated[str, typer.Option("--to", help="Target model (zoo name).")],
+    model_args: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--model-args", help="Target model arguments as JSON [default: the spec's].")] = None,
+    input_shape: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--input-shape", help="C,H,W [default: the spec's].")] = None,
+    out: OutOpt = None, allow_import: AllowImportOpt = False, json_out: JsonOpt = False,
+) -> None:
+    """Apply a spec's per-stage keep ratios to another model (the paper's guided pruning)."""
+    from .spec import ArchSpec
+    from .transfer import transfer as run_transfer
+
+    args = None
+    if model_args is not None:
+        try:
+            args = json.loads(model_args)
+        except json.JSONDecodeError as exc:
+            raise PrunesearchError(f"--model-args: not JSON ({exc.msg})") from None
+        if not isinstance(args, dict):
+            raise PrunesearchError("--model-args: must be a JSON object")
+    shape = None
+    if input_shape is not None:
+        try:
+            shape = [int(v) for v in input_shape.split(",")]
+        except ValueError:
+            shape = []
+        if len(shape) != 3 or min(shape) < 1:
+            raise PrunesearchError(f"--input-shape {input_shape!r}: expected C,H,W "
+                                   "(three positive integers)")
+    spec = ArchSpec.load(spec_path, allow_import=allow_import)
+    new = run_transfer(spec, to, model_args=args, input_shape=shape, allow_import=allow_import)
+    path = Path(out) if out else spec_path.with_name(f"{spec_path.stem}-to-{to}.json")
+    new.save(path)
+    ratios = new.search["stage_ratios"]
+    console.print(f"{to}: stage keep ratios {ratios} -> FLOPs {_human(new.flops)} of "
+                  f"{_human(new.base_flops)} ({new.flops / new.base_flops:.1%}), params "
+                  f"{_human(new.params)} -> {path}")
+    if json_out:
+        _emit_json({"spec": str(path), "model": to, "flops": new.flops,
+                    "base_flops": new.base_flops, "params": new.params,
+                    "stage_ratios": ratios})
 
 
 @app.command("models")

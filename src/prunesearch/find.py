@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -29,22 +30,21 @@ from typing import Any
 import optuna
 import torch
 
-from .budget import Budget, parse_budgets, project
+from .budget import Budget, parse_budgets, project, threshold_ratios
 from .data import DATASETS, SYNTHETIC
 from .errors import PrunesearchError
 from .evaluate import ProxyScorer
 from .fileio import atomic_write_json, file_digest
-from .graph import ChannelGraph, trace
+from .graph import trace
 from .importance import comparable_scores
-from .models import create_model
 from .progress import Reporter
 from .runs import DataOptions, load_splits, train_base
-from .search import counts, open_study, redact, run_trials, storage_for
+from .search import claim_export, counts, mark_exported, open_study, redact, run_trials, storage_for
 from .space import Space
 from .spec import ArchSpec, package_versions
 from .train import RunOptions, load_weights, resolve_device
 
-__all__ = ["FindOptions", "find", "input_shape", "slimming_threshold_ratios"]
+__all__ = ["FindOptions", "find", "input_shape"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,40 +76,6 @@ def input_shape(space: Space) -> list[int]:
 
 
 
-def _stages(graph: ChannelGraph) -> dict[str, str]:
-    """Group -> stage key: groups whose first producer outputs the same spatial size."""
-    shapes = {n.target: n.meta["tensor_meta"].shape for n in graph._gm.graph.nodes
-              if n.op == "call_module" and "tensor_meta" in n.meta}
-    return {g.name: "x".join(str(s) for s in shapes[g.name][2:]) or "flat"
-            for g in graph.groups}
-
-
-def slimming_threshold_ratios(graph: ChannelGraph, scores: dict[str, torch.Tensor], kind: str,
-                              target: int, min_ratio: float) -> dict[str, float]:
-    """Network slimming's single global threshold on comparable scores, set at the budget:
-    keep ratios of the channels above the highest threshold whose widths fit ``target``."""
-    values = torch.cat(list(scores.values())).sort().values
-    mean_ratio = 1.0
-
-    def ratios_at(t: float) -> dict[str, float]:
-        r = {name: max(min_ratio, (s >= t).double().mean().item()) for name, s in scores.items()}
-        fill = sum(r.values()) / len(r) if r else mean_ratio
-        return {g.name: r.get(g.name, fill) for g in graph.groups}  # groups without BN: mean
-
-    def cost(r: dict[str, float]) -> int:
-        w = {g.name: max(1, round(r[g.name] * g.size)) for g in graph.groups}
-        return graph.flops(w) if kind == "flops" else graph.params(w)
-
-    lo, hi = 0, len(values) - 1  # a low index keeps more channels
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if cost(ratios_at(values[mid].item())) <= target:
-            hi = mid
-        else:
-            lo = mid + 1
-    return ratios_at(values[lo].item())
-
-
 class _Search:
     """Everything a worker needs to score trials of one budget (rebuilt in each process)."""
 
@@ -117,7 +83,7 @@ class _Search:
                  opts: RunOptions) -> None:
         self.space, self.signal = space, signal
         state, _ = load_weights(base_path)
-        model = create_model(space.model.name, **space.model.args)
+        model = space.create_model()
         model.load_state_dict(state)
         self.graph = trace(model, torch.zeros(1, *input_shape(space)))
         splits = load_splits(space, data)
@@ -131,7 +97,7 @@ class _Search:
                                   eval_batch_size=d.eval_batch_size, device=self.device,
                                   channels_last=space.train.channels_last,
                                   finetune_lr=space.train.finetune_lr)
-        self.stage_of = _stages(self.graph)
+        self.stage_of = {g: f"s{i}" for g, i in self.graph.stages().items()}
 
     def ratios_from_params(self, params: dict[str, float]) -> dict[str, float]:
         if self.space.search.granularity == "stage":
@@ -175,7 +141,7 @@ def _worker(space: Space, base_path: Path, signal: str, data: DataOptions, opts:
     torch.set_num_threads(1)
     search = _Search(space, base_path, signal, data, opts)
     storage, _ = storage_for(storage_url, run_dir)
-    study = open_study(storage, study_name, seed, n_startup)
+    study, _ = open_study(storage, study_name, seed, n_startup)
     run_trials(study, search.objective(budget, target, finetune_steps), n_trials)
 
 
@@ -236,7 +202,7 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
         raise PrunesearchError(f"--finetune-steps must be >= 0, got {find_opts.finetune_steps}")
     # 1. budgets reachable? (an untrained model has the same costs)
     shape = input_shape(space)
-    graph0 = trace(create_model(space.model.name, **space.model.args), torch.zeros(1, *shape))
+    graph0 = trace(space.create_model(), torch.zeros(1, *shape))
     base_flops, base_params = graph0.flops(), graph0.params()
     targets = []
     for b in budgets:
@@ -273,18 +239,18 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
     slim_scores = comparable_scores(graph, "slimming")
     baselines_path = run_dir / "baselines.json"
     baseline_cache = json.loads(baselines_path.read_text()) if baselines_path.is_file() else {}
-    members = []
+    members, files, studies = [], [], []
     for budget, target in zip(budgets, targets, strict=True):
         # 4a. baselines (scored once; cached for reruns)
         def on_budget(ratios: dict[str, float], b=budget, t=target) -> dict[str, int]:
             return project(graph, ratios, b.kind, t, min_ratio=s.min_ratio, round_to=s.round_to)
 
         uniform = on_budget({})
-        allocation = slimming_threshold_ratios(graph, comparable, budget.kind, target,
+        allocation = threshold_ratios(graph, comparable, budget.kind, target,
                                                s.min_ratio)
         candidates = {"uniform": (uniform, signal), "l1": (uniform, "l1")}
         if slim_scores:
-            slim_ratios = slimming_threshold_ratios(graph, slim_scores, budget.kind, target,
+            slim_ratios = threshold_ratios(graph, slim_scores, budget.kind, target,
                                                     s.min_ratio)
             candidates["slimming"] = (on_budget(slim_ratios), "slimming")
         cached = baseline_cache.get(budget.slug, {})
@@ -306,8 +272,9 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
         seeds += [search.params_from_ratios(r) for r in
                   _perturbations(allocation, n_pert, opts.seed, s.min_ratio)]
         n_startup = min(len(seeds), trials)
-        study = open_study(storage, study_name, opts.seed, n_startup)
-        if not study.trials:
+        study, created = open_study(storage, study_name, opts.seed, n_startup)
+        studies.append(study)
+        if created:  # only the worker that created the study seeds it
             for params in seeds[:trials]:
                 study.enqueue_trial(params, user_attrs={"seeded": True}, skip_if_exists=True)
         finished, _ = counts(study)
@@ -335,17 +302,33 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
         failed = [w.exitcode for w in workers if w.exitcode]
         if failed:
             raise PrunesearchError(f"{len(failed)} search worker(s) failed (exit codes {failed})")
-        # 5. export
-        members.append(_export(space, budget, target, study, study_name, storage_url, signal,
-                               baselines, graph, base_path, sha, run_dir))
+        # 5. the architectures to export
+        member, member_files = _choose(space, budget, target, study, study_name, storage_url,
+                                       signal, baselines, graph, base_path, sha, run_dir)
+        members.append(member)
+        files += member_files
     family = {"space": space.name, "signal": signal, "base": str(base_path),
               "base_sha256": sha, "trials": trials, "members": members}
-    atomic_write_json(run_dir / "family.json", family)
-    return family | {"run_dir": str(run_dir)}
+    # 6. written once, by one of the workers sharing the studies
+    fingerprint = hashlib.sha256(json.dumps(
+        [[m["budget"], m["trial"], m["proxy_accuracy"], m["flops"], m["trials_done"]]
+         for m in members]
+    ).encode()).hexdigest()[:16]
+    exported = claim_export(studies[0], run_dir, fingerprint)
+    if exported:
+        for path, spec in files:
+            spec.save(path)
+        atomic_write_json(run_dir / "family.json", family)
+        mark_exported(studies[0], run_dir, fingerprint)
+    else:
+        logger.info("the specs were exported by another worker: %s",
+                    studies[0].user_attrs.get("exported"))
+    return family | {"run_dir": str(run_dir), "exported": exported}
 
 
-def _export(space, budget, target, study, study_name, storage_url, signal, baselines, graph,
-            base_path, sha, run_dir) -> dict[str, Any]:
+def _choose(space, budget, target, study, study_name, storage_url, signal, baselines, graph,
+            base_path, sha, run_dir) -> tuple[dict[str, Any], list[tuple[Path, ArchSpec]]]:
+    """The budget's family member and its spec files (the best trial's, the baselines')."""
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     best = max(done, key=lambda t: (t.value, -t.number), default=None)
     choice = {"proxy_accuracy": best.value, "widths": best.user_attrs["widths"],
@@ -363,12 +346,26 @@ def _export(space, budget, target, study, study_name, storage_url, signal, basel
         "baselines": {k: {"proxy_accuracy": v["proxy_accuracy"], "flops": v["flops"],
                           "params": v["params"]} for k, v in baselines.items()},
     }
-    spec = ArchSpec.from_graph(graph, choice["widths"], model=space.model.name,
-                               model_args=space.model.args, budget={
-                                   "kind": budget.kind, "target": target, "text": budget.text},
-                               search=search_info)
-    path = spec.save(run_dir / f"spec-{budget.slug}.json")
-    return {"budget": budget.text, "target": target, "spec": str(path), "flops": spec.flops,
-            "params": spec.params, "base_flops": spec.base_flops,
-            "proxy_accuracy": choice["proxy_accuracy"], "trial": choice["trial"],
-            "baselines": search_info["baselines"]}
+    budget_info = {"kind": budget.kind, "target": target, "text": budget.text}
+
+    def make(widths: dict[str, int], info: dict[str, Any]) -> ArchSpec:
+        return ArchSpec.from_graph(graph, widths, model=space.model.name,
+                                   model_args=space.model.args, budget=budget_info, search=info)
+
+    spec = make(choice["widths"], search_info)
+    files = [(run_dir / f"spec-{budget.slug}.json", spec)]
+    # the baselines' architectures as specs too: the controls a from-scratch comparison trains
+    baseline_specs = {}
+    for name, b in baselines.items():
+        info = search_info | {"signal": b["signal"], "proxy_accuracy": b["proxy_accuracy"],
+                              "trial": f"baseline:{name}", "baseline": name}
+        path = run_dir / "baselines" / f"spec-{budget.slug}-{name}.json"
+        files.append((path, make(b["widths"], info)))
+        baseline_specs[name] = str(path)
+    member = {"budget": budget.text, "slug": budget.slug, "target": target,
+              "spec": str(files[0][0]), "flops": spec.flops, "params": spec.params,
+              "base_flops": spec.base_flops, "proxy_accuracy": choice["proxy_accuracy"],
+              "trial": choice["trial"], "trials_done": len(done),
+              "baselines": search_info["baselines"],
+              "baseline_specs": baseline_specs}
+    return member, files

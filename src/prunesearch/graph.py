@@ -8,6 +8,7 @@ its parameter count (:meth:`ChannelGraph.flops`, :meth:`ChannelGraph.params`, an
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -236,6 +237,17 @@ class ChannelGraph:
                     f"widths[{name!r}] must be in 1..{self.groups[i].size}, got {w}")
             vec[i] = int(w)
         return vec
+
+    def stages(self) -> dict[str, int]:
+        """Group -> stage index: stages are the distinct spatial sizes of the groups' first
+        producers' outputs, largest first (0 = the stem's resolution); groups on flat features
+        (linear layers) form the last stage."""
+        shapes = {n.target: tuple(n.meta["tensor_meta"].shape[2:]) for n in self._gm.graph.nodes
+                  if n.op == "call_module" and "tensor_meta" in n.meta}
+        sizes = {g.name: shapes.get(g.name, ()) for g in self.groups}
+        spatial = sorted({s for s in sizes.values() if s}, key=lambda s: -math.prod(s))
+        index = {s: i for i, s in enumerate(spatial)}
+        return {name: index.get(s, len(spatial)) for name, s in sizes.items()}
 
     def flops(self, widths: Widths | None = None) -> int:
         """FLOPs (fvcore MACs) of the model pruned to ``widths``: exact, without building it."""

@@ -1,12 +1,20 @@
-"""Compute-then-render summaries: plain data here, drawing in the CLI (rich) or figures."""
+"""Compute-then-render: the data behind tables and figures, as plain dicts and lists.
+
+Nothing here draws; :mod:`prunesearch.figures` turns these into PNGs and the CLI into tables.
+The split keeps the numbers testable without looking at pictures.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from .errors import PrunesearchError
 from .spec import ArchSpec
 
-__all__ = ["spec_summary"]
+__all__ = ["compare_data", "pareto_front", "run_kind", "search_data", "spec_summary",
+           "training_data", "width_profile"]
 
 
 def spec_summary(spec: ArchSpec) -> dict[str, Any]:
@@ -28,3 +36,119 @@ def spec_summary(spec: ArchSpec) -> dict[str, Any]:
         "flop_counter": spec.flop_counter,
         "budget": spec.budget,
     }
+
+
+def run_kind(run_dir: Path) -> str:
+    """``search`` (family.json), ``compare`` (compare.json) or ``training`` (metrics.json)."""
+    for name, kind in (("compare.json", "compare"), ("family.json", "search"),
+                       ("metrics.json", "training")):
+        if (run_dir / name).is_file():
+            return kind
+    raise PrunesearchError(f"{run_dir}: not a prunesearch run folder (no family.json, "
+                           "compare.json or metrics.json)")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PrunesearchError(f"cannot read {path}: {exc}") from None
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points not dominated when minimising x (cost) and maximising y
+    (accuracy), sorted by x."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def width_profile(spec: ArchSpec, uniform: ArchSpec | None = None) -> dict[str, Any]:
+    """Per-group keep ratios of a spec (and of the uniform spec at the same budget), in forward
+    order: the paper's architecture figures."""
+    names = list(spec.base_widths)
+    return {"groups": names, "base": [spec.base_widths[n] for n in names],
+            "width": [spec.widths[n] for n in names],
+            "uniform": [uniform.widths[n] for n in names] if uniform else None}
+
+
+def _study_trials(run_dir: Path, config: dict[str, Any], study_name: str) -> list[dict[str, Any]]:
+    import optuna
+
+    from .search import storage_for
+
+    url = config.get("find", {}).get("storage")
+    if url is None or "***" in url:
+        raise PrunesearchError(f"{run_dir}: the study's storage URL is not recorded in full; "
+                               "reports read the default SQLite or journal storages")
+    storage, _ = storage_for(url, run_dir)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state != optuna.trial.TrialState.COMPLETE:
+            continue
+        rows.append({"number": t.number, "value": t.value, "flops": t.user_attrs.get("flops"),
+                     "params": t.user_attrs.get("params"),
+                     "seeded": bool(t.user_attrs.get("seeded"))})
+    return rows
+
+
+def search_data(run_dir: Path) -> dict[str, Any]:
+    """Every completed trial of every budget (proxy accuracy vs FLOPs), the Pareto front over
+    them, the baselines, the best-so-far history and the width profile of each spec."""
+    family = _read_json(run_dir / "family.json")
+    config = _read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    prefix = config.get("find", {}).get("study")
+    members = []
+    for m in family["members"]:
+        spec = ArchSpec.load(m["spec"])
+        study = (spec.search or {}).get("study") or f"{prefix}:{m.get('slug')}"
+        trials = _study_trials(run_dir, config, study)
+        best, history = float("-inf"), []
+        for t in sorted(trials, key=lambda t: t["number"]):
+            best = max(best, t["value"])
+            history.append({"number": t["number"], "value": t["value"], "best": best})
+        uniform_path = (m.get("baseline_specs") or {}).get("uniform")
+        uniform = ArchSpec.load(uniform_path) if uniform_path and Path(uniform_path).is_file() \
+            else None
+        members.append({"budget": m["budget"], "target": m["target"], "spec": m["spec"],
+                        "chosen": {"flops": m["flops"], "proxy_accuracy": m["proxy_accuracy"],
+                                   "trial": m["trial"]},
+                        "baselines": m["baselines"], "trials": trials, "history": history,
+                        "profile": width_profile(spec, uniform)})
+    points = [(t["flops"], t["value"]) for m in members for t in m["trials"]]
+    flat = [(m["budget"], t["number"]) for m in members for t in m["trials"]]
+    front = [{"budget": flat[i][0], "number": flat[i][1], "flops": points[i][0],
+              "value": points[i][1]} for i in pareto_front(points)]
+    return {"kind": "search", "space": family["space"], "signal": family["signal"],
+            "base_flops": family["members"][0]["base_flops"], "members": members,
+            "pareto": front}
+
+
+def training_data(run_dir: Path) -> dict[str, Any]:
+    """Per-epoch loss and accuracy curves of a training run."""
+    metrics = _read_json(run_dir / "metrics.json")
+    h = metrics.get("history") or []
+    return {"kind": "training", "title": f"{metrics.get('kind', 'train')} {metrics.get('model')} "
+                                         f"on {metrics.get('space')}",
+            "epoch": [r["epoch"] for r in h],
+            "train_loss": [r["train_loss"] for r in h],
+            "train_accuracy": [r["train_accuracy"] for r in h],
+            "val_loss": [r.get("val_loss") for r in h],
+            "val_accuracy": [r.get("val_accuracy") for r in h],
+            "test_accuracy": metrics.get("test_accuracy"), "epochs": metrics.get("epochs"),
+            "train_seconds": metrics.get("train_seconds")}
+
+
+def compare_data(run_dir: Path) -> dict[str, Any]:
+    """The compare table's rows: mean and std of test accuracy per row."""
+    result = _read_json(run_dir / "compare.json")
+    return {"kind": "compare", "space": result["space"], "budget": result["budget"],
+            "seeds": result["seeds"],
+            "rows": [{"row": r["row"], "mean": r["mean"], "std": r["std"], "flops": r["flops"],
+                      "test_accuracy": r["test_accuracy"]} for r in result["rows"]],
+            "table": result}

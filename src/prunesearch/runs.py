@@ -140,7 +140,7 @@ def train_base(space: Space, *, out: str | Path | None = None, epochs: int | Non
     recipe = recipe_from_space(space, epochs=epochs, sparsity=sparsity)
     splits = load_splits(space, data)
     torch.manual_seed(opts.seed)
-    model = create_model(space.model.name, **space.model.args)
+    model = space.create_model()
     shape = _input_shape(space, splits)
     meta = {"kind": "base", "space": space.name, "model": space.model.name,
             "model_args": space.model.args, "input_shape": shape,
@@ -161,7 +161,7 @@ def _inherit(spec: ArchSpec, base_path: Path, signal: str) -> nn.Module:
     if expected and expected != file_digest(base_path):
         raise PrunesearchError(f"{base_path} is not the base checkpoint the spec was searched "
                                "on (sha256 differs); pass --base with that file")
-    model = create_model(spec.model, **spec.model_args)
+    model = create_model(spec.model, allow_import=spec.allow_import, **spec.model_args)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

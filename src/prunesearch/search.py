@@ -11,12 +11,18 @@ on one host or many, may work on one study:
   the heartbeat grace period (RDB storages: SQLite, PostgreSQL, MySQL) otherwise.
 * **Failures.** A candidate that fails (e.g. a NaN loss) is a FAIL trial that does not count;
   another trial takes its place.
+* **Export once.** When every worker is done, exactly one of them writes the specs:
+  :func:`claim_export` turns a RUNNING "token" trial into FAIL, an update the storage makes
+  atomically (a row lock on PostgreSQL/MySQL, the write lock on SQLite and journal files), so
+  exactly one caller succeeds; it records ``exported`` in the study when the files are written.
+  Token trials never count, are never sampled from, and are never failed as stale.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import time
 import warnings
@@ -29,7 +35,8 @@ from optuna.trial import TrialState
 
 from .errors import PrunesearchError
 
-__all__ = ["Surplus", "open_study", "recover_stale", "redact", "run_trials", "storage_for"]
+__all__ = ["Surplus", "claim_export", "counts", "mark_exported", "open_study", "recover_stale",
+           "redact", "run_trials", "storage_for"]
 
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress reports trials
@@ -39,6 +46,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_S = 10
 GRACE_S = 60
 HOST = socket.gethostname()
+TOKEN = "export_token"
 
 
 class Surplus(Exception):
@@ -73,38 +81,105 @@ def storage_for(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseSto
         raise PrunesearchError(f"--storage {redact(url)!r}: use sqlite:///FILE, "
                                "postgresql://..., mysql://... or journal:FILE")
     connect = {"timeout": 60} if url.startswith("sqlite") else {}
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs={"connect_args": connect, "pool_pre_ping": True},
-                heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=3))
-    except Exception as exc:  # connection refused, bad credentials, missing driver...
-        raise PrunesearchError(f"cannot open storage {redact(url)}: "
-                               f"{str(exc).splitlines()[0]}") from None
-    return storage, url
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs={"connect_args": connect, "pool_pre_ping": True},
+                    heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=optuna.storages.
+                    RetryHeartbeatStaleTrialCallback(max_retry=3))
+            return storage, url
+        except Exception as exc:  # connection refused, bad credentials, missing driver...
+            message = str(exc).splitlines()[0]
+            # workers started together on an empty database race to create its tables: the
+            # loser sees a duplicate and finds the tables there when it tries again
+            if attempt < 5 and ("duplicate" in message or "already exists" in message):
+                time.sleep(0.2 + random.random() * (attempt + 1))
+                continue
+            raise PrunesearchError(f"cannot open storage {redact(url)}: {message}") from None
+    raise AssertionError("unreachable")
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, seed: int,
-               n_startup: int) -> optuna.Study:
-    """Creates or loads a maximising study with a seeded TPE sampler."""
+               n_startup: int) -> tuple[optuna.Study, bool]:
+    """Creates or loads a maximising study with a seeded TPE sampler; returns (study, whether
+    this call created it: only the creator enqueues the first trials)."""
+    created = True
+    try:
+        storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], name)
+    except optuna.exceptions.DuplicatedStudyError:
+        created = False
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, n_startup),
                                          multivariate=True, constant_liar=True)
-    return optuna.create_study(storage=storage, study_name=name, direction="maximize",
-                               sampler=sampler, load_if_exists=True,
-                               pruner=optuna.pruners.MedianPruner(n_startup_trials=5))
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
+                              pruner=optuna.pruners.MedianPruner(n_startup_trials=5))
+    return study, created
+
+
+def _is_token(t: optuna.trial.FrozenTrial) -> bool:
+    return bool(t.user_attrs.get(TOKEN))
+
+
+def claim_export(study: optuna.Study, run_dir: Path, fingerprint: str, poll_s: float = 0.5,
+                 patience_s: float = 300.0) -> bool:
+    """True for exactly one worker of ``study``: the one that writes the specs.
+
+    ``fingerprint`` identifies what is exported (the chosen trials): a rerun that chooses the
+    same exports nothing new, one with more trials exports again. A loser waits until the
+    winner has marked the study ``exported``; if that does not happen within ``patience_s``
+    (the winner died), the claim is opened again. Rerun in the run folder that exported, after
+    its files were removed, the claim is granted again.
+    """
+    deadline, round_ = time.monotonic() + patience_s, 0
+    while True:
+        exported = study.user_attrs.get("exported") or {}
+        if exported.get("fingerprint") == fingerprint:
+            mine = exported.get("host") == HOST and exported.get("run_dir") == str(run_dir)
+            return mine and not (run_dir / "family.json").is_file()
+        # everyone races for the same token: the first one created for this round
+        key = f"{fingerprint}:{round_}"
+        tokens = sorted((t for t in study.get_trials(deepcopy=False, states=(
+            TrialState.RUNNING, TrialState.FAIL)) if t.user_attrs.get(TOKEN) == key),
+            key=lambda t: t.number)
+        if not tokens:
+            study.add_trial(optuna.trial.create_trial(state=TrialState.RUNNING,
+                                                      user_attrs={TOKEN: key}))
+            continue
+        if tokens[0].state == TrialState.RUNNING:
+            try:
+                if study._storage.set_trial_state_values(tokens[0]._trial_id, TrialState.FAIL):
+                    return True
+            except Exception:  # another worker claimed it first
+                pass
+            continue
+        if time.monotonic() > deadline:  # the winner never marked its export: claim again
+            round_, deadline = round_ + 1, time.monotonic() + patience_s
+            continue
+        time.sleep(poll_s)
+
+
+def mark_exported(study: optuna.Study, run_dir: Path, fingerprint: str) -> None:
+    study.set_user_attr("exported", {"fingerprint": fingerprint, "host": HOST,
+                                     "pid": os.getpid(), "run_dir": str(run_dir),
+                                     "time": time.time()})
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process of this host still runs (a zombie, exited but not yet reaped by its
+    parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no procfs: trust kill()
+        return True
 
 
 def recover_stale(study: optuna.Study) -> int:
@@ -112,6 +187,8 @@ def recover_stale(study: optuna.Study) -> int:
     parameters; returns how many were recovered."""
     recovered = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _is_token(t):
+            continue
         host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
         if host != HOST or pid is None or pid == os.getpid() or _alive(int(pid)):
             continue
@@ -128,7 +205,7 @@ def recover_stale(study: optuna.Study) -> int:
 
 def counts(study: optuna.Study) -> tuple[int, int]:
     """(finished, counted) trials: see the module docstring."""
-    trials = study.get_trials(deepcopy=False, states=COUNTED)
+    trials = [t for t in study.get_trials(deepcopy=False, states=COUNTED) if not _is_token(t)]
     return sum(t.state in FINISHED for t in trials), len(trials)
 
 
@@ -142,7 +219,8 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
     def guarded(trial: optuna.Trial) -> float:
         trial.set_user_attr("host", HOST)
         trial.set_user_attr("pid", os.getpid())
-        live = sorted(t.number for t in study.get_trials(deepcopy=False, states=COUNTED))
+        live = sorted(t.number for t in study.get_trials(deepcopy=False, states=COUNTED)
+                      if not _is_token(t))
         if trial.number not in live[:n_trials]:
             trial.set_user_attr("surplus", True)
             raise Surplus(trial.number)

@@ -80,6 +80,13 @@ class Space:
         d["train"]["milestones"] = list(self.train.milestones)
         return d
 
+    def create_model(self):
+        """The space's model, untrained. A space is the user's own file: a model it names by
+        import path (``"pkg.module:callable"``) is imported without ``--allow-import``."""
+        from .models import create_model
+
+        return create_model(self.model.name, allow_import=True, **self.model.args)
+
     def replace(self, section: str | None = None, **changes: Any) -> Space:
         """A copy with top-level fields, or those of one section, changed."""
         if section is None:

@@ -122,6 +122,8 @@ class ArchSpec:
     budget: dict[str, Any] | None = None
     search: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=package_versions)
+    # permission to import the model code the spec names, given when it was loaded (not saved)
+    allow_import: bool = field(default=False, repr=False, compare=False)
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -188,8 +190,9 @@ class ArchSpec:
             budget=budget, search=_obj(d.get("search"), "$.search", optional=True),
             versions={str(k): str(v) for k, v in versions.items()},
         )
+        spec.allow_import = allow_import
         if check_model:
-            spec.check(spec.graph(allow_import=allow_import))
+            spec.check(spec.graph())
         return spec
 
     @classmethod
@@ -216,9 +219,10 @@ class ArchSpec:
 
     # -- checks and output ------------------------------------------------------------------
     def graph(self, *, allow_import: bool = False) -> ChannelGraph:
-        """The traced base model this spec prunes."""
+        """The traced base model this spec prunes (importing its code if the spec was loaded
+        with ``allow_import`` or ``allow_import`` is given here)."""
         return base_graph(self.model, self.model_args, self.input_shape,
-                          allow_import=allow_import)
+                          allow_import=allow_import or self.allow_import)
 
     def check(self, graph: ChannelGraph) -> None:
         """Checks the widths and recorded costs against the traced base model."""

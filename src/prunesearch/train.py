@@ -356,7 +356,8 @@ def fit(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions, run_
         "recipe": asdict(recipe), "seed": opts.seed,
     } | metadata
     if rank == 0:
-        save_weights(model, run_dir / "model.safetensors", metadata)
+        save_weights(model, run_dir / "model.safetensors",
+                     metadata | {"recipe": asdict(recipe), "seed": opts.seed})
         atomic_write_json(run_dir / "metrics.json", metrics)
     if world > 1:
         dist.barrier()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,26 @@ from ..errors import PrunesearchError
 __all__ = ["create_model", "is_import_ref", "list_models", "register_model", "resolve_model"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_PLUGINS = "prunesearch.models"  # entry-point group of installed packages that register models
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    """Imports the modules that installed packages declare under the ``prunesearch.models``
+    entry-point group, so that their ``@register_model`` decorators run. Installing a package
+    that declares itself is the user's consent; a spec alone never causes an import."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=_PLUGINS):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plugin must not break the zoo
+            logging.getLogger(__name__).warning("model plugin %s (%s) failed to load: %s",
+                                                ep.name, ep.value, exc)
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -33,6 +54,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 def list_models() -> list[str]:
     """Names of all registered models, sorted."""
+    _load_plugins()
     return sorted(_REGISTRY)
 
 
@@ -53,6 +75,7 @@ def resolve_model(name: str, *, allow_import: bool = False) -> Callable[..., nn.
     """
     if not isinstance(name, str) or not name:
         raise PrunesearchError(f"model name must be a non-empty string, got {name!r}")
+    _load_plugins()
     if not is_import_ref(name):
         try:
             return _REGISTRY[name]
@@ -68,8 +91,9 @@ def resolve_model(name: str, *, allow_import: bool = False) -> Callable[..., nn.
         return registered
     if not allow_import:
         raise PrunesearchError(
-            f"model {name!r} is not registered; importing code named by a spec needs "
-            "--allow-import (or register it with @prunesearch.register_model)"
+            f"model {name!r} is not registered; importing the code a spec names needs "
+            "--allow-import (or register the model with @prunesearch.register_model in a "
+            "package that declares a 'prunesearch.models' entry point)"
         )
     try:
         obj: Any = importlib.import_module(module_name)

@@ -1,0 +1,1 @@
+"""A small custom CNN for prunesearch's "bring your own model" example."""

@@ -1,0 +1,162 @@
+"""Drawing: the data of :mod:`prunesearch.report` as PNG figures and a markdown summary.
+
+``render_report(run_dir)`` picks the figures by the kind of run folder and writes them, with
+``report.md``, into ``run_dir/report/`` (or ``out``). Uses matplotlib's Agg backend: no screen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .fileio import atomic_write_text
+from .report import compare_data, run_kind, search_data, training_data
+
+__all__ = ["render_report"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp.replace(path)
+    _plt().close(fig)
+    return path.name
+
+
+def _search_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    plt = _plt()
+    files, md = [], [f"# Search on {data['space']} (signal {data['signal']})", ""]
+    base = data["base_flops"]
+    # 1. proxy accuracy vs FLOPs, every trial, Pareto front, baselines
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    markers = {"uniform": "s", "slimming": "^", "l1": "v"}
+    for k, m in enumerate(data["members"]):
+        color = f"C{k}"
+        ax.scatter([t["flops"] / base for t in m["trials"]], [t["value"] for t in m["trials"]],
+                   s=12, alpha=0.5, color=color, label=f"{m['budget']} trials")
+        for name, b in m["baselines"].items():
+            ax.scatter(b["flops"] / base, b["proxy_accuracy"], marker=markers.get(name, "x"),
+                       s=60, edgecolor="black", color=color,
+                       label=f"{name} baseline" if k == 0 else None)
+        ax.scatter(m["chosen"]["flops"] / base, m["chosen"]["proxy_accuracy"], marker="*",
+                   s=160, edgecolor="black", color=color, label="exported" if k == 0 else None)
+    front = data["pareto"]
+    ax.plot([p["flops"] / base for p in front], [p["value"] for p in front], "k--", lw=1,
+            label="Pareto front")
+    ax.set_xlabel("FLOPs / base FLOPs")
+    ax.set_ylabel("proxy accuracy (held-out val)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    files.append(_save(fig, out / "trials.png"))
+    md += ["## Proxy accuracy vs FLOPs", "", "![trials](trials.png)", "",
+           "| budget | exported (trial) | proxy acc | " +
+           " | ".join(f"{n} baseline" for n in data["members"][0]["baselines"]) + " |",
+           "| --- | --- | ---: | " + " | ".join("---:" for _ in data["members"][0]["baselines"])
+           + " |"]
+    for m in data["members"]:
+        md.append(f"| {m['budget']} | {m['chosen']['trial']} | "
+                  f"{m['chosen']['proxy_accuracy']:.4f} | " +
+                  " | ".join(f"{b['proxy_accuracy']:.4f}" for b in m["baselines"].values())
+                  + " |")
+    md.append("")
+    # 2. optimisation history
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for k, m in enumerate(data["members"]):
+        h = m["history"]
+        ax.plot([r["number"] for r in h], [r["value"] for r in h], ".", color=f"C{k}", alpha=0.4)
+        ax.plot([r["number"] for r in h], [r["best"] for r in h], "-", color=f"C{k}",
+                label=f"{m['budget']} best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("proxy accuracy")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    files.append(_save(fig, out / "history.png"))
+    md += ["## Optimisation history", "", "![history](history.png)", ""]
+    # 3. width profiles: the paper's architecture figures
+    n = len(data["members"])
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2.6 * n), squeeze=False)
+    for ax, m in zip(axes[:, 0], data["members"], strict=True):
+        p = m["profile"]
+        x = range(len(p["groups"]))
+        ax.bar(x, p["base"], color="lightgray", label="base")
+        ax.bar(x, p["width"], color="C0", alpha=0.8, label="searched")
+        if p["uniform"]:
+            ax.step(x, p["uniform"], where="mid", color="C3", label="uniform")
+        ax.set_title(f"{m['budget']}: channels per group", fontsize=9)
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(p["groups"], rotation=90, fontsize=6)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    files.append(_save(fig, out / "widths.png"))
+    md += ["## Width profiles (searched vs base and uniform)", "", "![widths](widths.png)", ""]
+    return files, md
+
+
+def _training_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(data["epoch"], data[f"train_{metric}"], "o-", label="train")
+        if any(v is not None for v in data[f"val_{metric}"]):
+            ax.plot(data["epoch"], data[f"val_{metric}"], "o-", label="val")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(data["title"])
+    files = [_save(fig, out / "curves.png")]
+    md = [f"# {data['title']}", "", f"Test accuracy {data['test_accuracy']:.4f} after "
+          f"{data['epochs']} epochs ({data['train_seconds']} s of training).", "",
+          "![curves](curves.png)", ""]
+    return files, md
+
+
+def _compare_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    from .compare import markdown_table
+
+    plt = _plt()
+    rows = data["rows"]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    y = range(len(rows))
+    ax.barh(list(y), [100 * r["mean"] for r in rows], xerr=[100 * r["std"] for r in rows],
+            color=["gray"] + [f"C{k}" for k in range(len(rows) - 1)], capsize=3)
+    for k, r in enumerate(rows):
+        ax.scatter([100 * a for a in r["test_accuracy"]], [k] * len(r["test_accuracy"]),
+                   color="black", s=8, zorder=3)
+    ax.set_yticks(list(y))
+    ax.set_yticklabels([r["row"] for r in rows], fontsize=8)
+    lo = min(100 * min(r["test_accuracy"]) for r in rows)
+    hi = max(100 * max(r["test_accuracy"]) for r in rows)
+    ax.set_xlim(lo - (hi - lo + 1) * 0.5, hi + (hi - lo + 1) * 0.3)
+    ax.set_xlabel("test accuracy (%), mean ± std, dots: seeds")
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    files = [_save(fig, out / "compare.png")]
+    md = [f"# Compare: {data['space']} at {data['budget']}", "", "![compare](compare.png)", "",
+          markdown_table(data["table"])]
+    return files, md
+
+
+def render_report(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Writes the figures and report.md of a run folder; returns their paths."""
+    run_dir = Path(run_dir)
+    kind = run_kind(run_dir)
+    out = Path(out) if out else run_dir / "report"
+    data = {"search": search_data, "training": training_data, "compare": compare_data}[kind](
+        run_dir)
+    draw = {"search": _search_figures, "training": _training_figures,
+            "compare": _compare_figures}[kind]
+    files, md = draw(data, out)
+    atomic_write_text(out / "report.md", "\n".join(md))
+    return {"kind": kind, "run_dir": str(run_dir), "out": str(out),
+            "figures": [str(out / f) for f in files], "markdown": str(out / "report.md")}

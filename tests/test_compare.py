@@ -1,0 +1,81 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prunesearch.compare import ROWS, CompareOptions, compare
+from prunesearch.figures import render_report
+from prunesearch.space import load_space
+
+TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    result = compare(load_space(TINY), CompareOptions("50%FLOPs", seeds=2, trials=3), out=out,
+                     epochs=1)
+    return out, result
+
+
+def test_every_row_with_every_seed(run):
+    out, result = run
+    assert [r["row"] for r in result["rows"]] == [r[0] for r in ROWS]
+    assert result["seeds"] == [0, 1]
+    for r in result["rows"]:
+        assert r["seeds"] == 2 and len(r["test_accuracy"]) == 2
+        assert 0 <= r["mean"] <= 1 and r["std"] >= 0
+    rows = {r["row"]: r for r in result["rows"]}
+    base, searched = rows["base"], rows["searched / Scratch-B"]
+    assert base["flops"] > searched["flops"]
+    assert searched["flops"] <= json.loads((out / "find" / "family.json").read_text())[
+        "members"][0]["target"]
+    # Scratch-B trains the pruned net for the base's compute: more epochs, same budget
+    assert rows["searched / Scratch-E"]["epochs"] == 1
+    assert searched["epochs"] == round(base["flops"] / searched["flops"])
+    assert abs(searched["compute_vs_base"] - 1) < 0.35
+    assert rows["searched / fine-tuned"]["epochs"] == 1  # the space's finetune_epochs
+    # the uniform and L1 per-layer architectures are the same: trained once (the uniform row,
+    # or the searched one when the search exported that baseline)
+    l1 = rows["L1 per-layer / Scratch-B"]
+    assert l1["same_as"] in ("uniform / Scratch-B", "searched / Scratch-B")
+    assert l1["test_accuracy"] == rows[l1["same_as"]]["test_accuracy"]
+    assert rows["searched / Scratch-E"]["same_as"] is None
+    saved = json.loads((out / "compare.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+    assert "| searched / Scratch-B |" in (out / "compare.md").read_text()
+
+
+def test_rerun_reuses_every_cell(run):
+    out, first = run
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
+    again = compare(load_space(TINY), CompareOptions("50%FLOPs", seeds=2, trials=3), out=out,
+                    epochs=1)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")} == stamps
+    assert [r["test_accuracy"] for r in again["rows"]] == \
+        [r["test_accuracy"] for r in first["rows"]]
+
+
+def test_compare_report_figure(run):
+    out, _ = run
+    result = render_report(out)
+    assert result["kind"] == "compare"
+    png = Path(result["figures"][0])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "searched / Scratch-E" in Path(result["markdown"]).read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "25%,50%FLOPs"], "compare takes one budget"),
+    (["--budget", "50%FLOPs", "--seeds", "0"], "--seeds must be >= 1"),
+    (["--budget", "50%FLOPs", "--base", "/nonexistent"], "--base /nonexistent"),
+])
+def test_bad_compare_input(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "-m", "prunesearch", "compare", "--space", TINY,
+                           *args, "--out", str(tmp_path / "c")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ")
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()

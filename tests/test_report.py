@@ -1,0 +1,70 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from prunesearch.figures import render_report
+from prunesearch.find import FindOptions, find
+from prunesearch.report import pareto_front, search_data, training_data
+from prunesearch.runs import train_base
+from prunesearch.space import load_space
+
+TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
+
+
+def test_pareto_front():
+    pts = [(10, 0.5), (5, 0.4), (7, 0.6), (12, 0.55), (5, 0.45), (20, 0.9)]
+    assert pareto_front(pts) == [4, 2, 5]
+    assert pareto_front([]) == []
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    train_base(load_space(TINY), out=root / "base", epochs=2)
+    find(load_space(TINY), FindOptions("40%,70%FLOPs", base=str(root / "base"), trials=4),
+         out=root / "find")
+    return root
+
+
+def test_search_data(runs):
+    data = search_data(runs / "find")
+    family = json.loads((runs / "find" / "family.json").read_text())
+    assert [m["budget"] for m in data["members"]] == ["40%FLOPs", "70%FLOPs"]
+    for m, fm in zip(data["members"], family["members"], strict=True):
+        assert len(m["trials"]) == 4
+        assert all(0.99 * fm["target"] <= t["flops"] <= fm["target"] for t in m["trials"])
+        assert [h["best"] for h in m["history"]] == sorted(h["best"] for h in m["history"])
+        assert m["history"][-1]["best"] == max(t["value"] for t in m["trials"])
+        p = m["profile"]
+        assert len(p["groups"]) == len(p["width"]) == len(p["base"]) == len(p["uniform"])
+        assert all(1 <= w <= b for w, b in zip(p["width"], p["base"], strict=True))
+    # the front: no trial both cheaper and better than a front point
+    everyone = [t for m in data["members"] for t in m["trials"]]
+    for f in data["pareto"]:
+        assert not any(t["flops"] < f["flops"] and t["value"] >= f["value"] for t in everyone)
+
+
+def test_training_data(runs):
+    data = training_data(runs / "base")
+    assert data["epoch"] == [1, 2] and len(data["train_loss"]) == 2
+    assert all(v is not None for v in data["val_accuracy"])
+
+
+@pytest.mark.parametrize("folder, names", [("find", {"trials.png", "history.png", "widths.png"}),
+                                           ("base", {"curves.png"})])
+def test_render_report(runs, folder, names):
+    result = render_report(runs / folder)
+    assert {Path(f).name for f in result["figures"]} == names
+    for f in result["figures"]:
+        assert Path(f).read_bytes()[:4] == b"\x89PNG"
+    assert Path(result["markdown"]).read_text().startswith("# ")
+
+
+def test_report_refuses_other_folders(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "prunesearch", "report", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not a prunesearch run folder" in proc.stderr

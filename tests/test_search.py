@@ -1,0 +1,128 @@
+import multiprocessing
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+import torch
+
+import prunesearch as ps
+from prunesearch.data import load_dataset
+from prunesearch.errors import PrunesearchError
+from prunesearch.evaluate import ProxyScorer
+from prunesearch.search import (
+    HOST,
+    claim_export,
+    counts,
+    mark_exported,
+    open_study,
+    recover_stale,
+    run_trials,
+    storage_for,
+)
+
+TrialState = optuna.trial.TrialState
+
+
+def test_failing_trials_do_not_count_and_the_study_goes_on(tmp_path):
+    storage, _ = storage_for(None, tmp_path)
+    study, created = open_study(storage, "s", seed=0, n_startup=2)
+    assert created and not open_study(storage, "s", seed=0, n_startup=2)[1]
+    calls = []
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        calls.append(x)
+        if len(calls) % 3 == 0:
+            raise PrunesearchError("candidate diverged: validation loss is nan")
+        return x
+
+    run_trials(study, objective, 5)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 5
+    assert states.count(TrialState.FAIL) == 2
+    assert counts(study) == (5, 5)
+
+
+def test_stale_trial_of_a_dead_worker_is_failed_and_retried(tmp_path):
+    storage, _ = storage_for(f"journal:{tmp_path / 'j.log'}", tmp_path)
+    study, _ = open_study(storage, "s", seed=0, n_startup=1)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr("host", HOST)
+    trial.set_user_attr("pid", dead.pid)
+    alive = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    alive.set_user_attr("host", HOST)
+    alive.set_user_attr("pid", os.getpid())
+    assert recover_stale(study) == 1
+    trials = study.trials
+    assert trials[trial.number].state == TrialState.FAIL
+    assert trials[alive.number].state == TrialState.RUNNING
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == trial.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+    assert retry[0].system_attrs["fixed_params"] == trials[trial.number].params
+
+
+def _claim(url: str, run_dir: str, queue) -> None:
+    from pathlib import Path
+
+    storage, _ = storage_for(url, Path(run_dir))
+    study = optuna.load_study(study_name="s", storage=storage)
+    won = claim_export(study, Path(run_dir), "f1", poll_s=0.05, patience_s=60)
+    if won:  # the winner writes its files, then marks the study; the others wait for that
+        mark_exported(study, Path(run_dir), "f1")
+    queue.put(won)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_exactly_one_worker_claims_the_export(tmp_path, kind):
+    url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else \
+        f"journal:{tmp_path / 's.log'}"
+    storage, _ = storage_for(url, tmp_path)
+    study, _ = open_study(storage, "s", seed=0, n_startup=1)
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_claim, args=(url, str(tmp_path / f"w{k}"), queue))
+             for k in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    results = sorted(queue.get(timeout=5) for _ in procs)
+    assert results == [False, False, True]
+    # tokens never count as trials
+    assert counts(study) == (0, 0)
+
+
+def test_claim_after_export(tmp_path):
+    storage, _ = storage_for(None, tmp_path)
+    study, _ = open_study(storage, "s", seed=0, n_startup=1)
+    assert claim_export(study, tmp_path, "f1")
+    mark_exported(study, tmp_path, "f1")
+    (tmp_path / "family.json").write_text("{}")
+    assert not claim_export(study, tmp_path, "f1")  # nothing new
+    assert not claim_export(study, tmp_path / "elsewhere", "f1")
+    (tmp_path / "family.json").unlink()
+    assert claim_export(study, tmp_path, "f1")  # its files were removed: export again
+    assert claim_export(study, tmp_path / "elsewhere", "f2")  # something new to export
+
+
+def test_diverged_candidate_raises():
+    data = load_dataset("synthetic", "train", train_size=64)
+    model = ps.create_model("resnet20", num_classes=4, in_channels=3)
+    with torch.no_grad():
+        model.conv1.weight.fill_(float("nan"))
+    graph = ps.trace(model, torch.zeros(1, 3, 16, 16))
+    scorer = ProxyScorer(graph, data, data, importance="l1", calib_batches=1, batch_size=32,
+                         eval_batch_size=64, device=torch.device("cpu"))
+    with pytest.raises(PrunesearchError, match="candidate diverged"):
+        scorer.score(graph.base_widths)
+
+
+def test_claim_reopens_when_the_winner_dies(tmp_path):
+    storage, _ = storage_for(None, tmp_path)
+    study, _ = open_study(storage, "s", seed=0, n_startup=1)
+    assert claim_export(study, tmp_path / "a", "f1")  # ... and dies without marking
+    assert claim_export(study, tmp_path / "b", "f1", poll_s=0.05, patience_s=0.5)
