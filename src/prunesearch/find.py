@@ -300,8 +300,9 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
                 w.join()
             reporter.close()
         failed = [w.exitcode for w in workers if w.exitcode]
-        if failed:
-            raise PrunesearchError(f"{len(failed)} search worker(s) failed (exit codes {failed})")
+        if failed:  # their unfinished trials were failed and retried: the study is complete
+            logger.warning("%d local search worker(s) died (exit codes %s); their trials were "
+                           "retried and the study is complete", len(failed), failed)
         # 5. the architectures to export
         member, member_files = _choose(space, budget, target, study, study_name, storage_url,
                                        signal, baselines, graph, base_path, sha, run_dir)
