@@ -205,8 +205,15 @@ def recover_stale(study: optuna.Study) -> int:
 
 def counts(study: optuna.Study) -> tuple[int, int]:
     """(finished, counted) trials: see the module docstring."""
+    finished, counted, _ = _tally(study)
+    return finished, counted
+
+
+def _tally(study: optuna.Study) -> tuple[int, int, int]:
+    """(finished, counted, waiting) from one read of the storage; tokens left out."""
     trials = [t for t in study.get_trials(deepcopy=False, states=COUNTED) if not _is_token(t)]
-    return sum(t.state in FINISHED for t in trials), len(trials)
+    return (sum(t.state in FINISHED for t in trials), len(trials),
+            sum(t.state == TrialState.WAITING for t in trials))
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int,
@@ -228,10 +235,9 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
 
     while True:
         recover_stale(study)
-        finished, counted = counts(study)
+        finished, counted, waiting = _tally(study)
         if finished >= n_trials:
             return
-        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if counted >= n_trials and not waiting:  # the rest are running in other workers
             if _heartbeat(study):
                 with warnings.catch_warnings():
