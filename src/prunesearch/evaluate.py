@@ -20,6 +20,7 @@ from .errors import PrunesearchError
 from .graph import ChannelGraph
 from .importance import Importance
 from .loader import BatchLoader
+from .memory_format import to_device
 from .train import evaluate
 
 __all__ = ["ProxyScorer", "recalibrate_bn"]
@@ -61,7 +62,6 @@ class ProxyScorer:
         self.graph, self.importance, self.device = graph, importance, device
         self.train, self.batch_size, self.seed = train, batch_size, seed
         self.channels_last, self.finetune_lr = channels_last, finetune_lr
-        self.memory = torch.channels_last if channels_last else torch.contiguous_format
         calib = BatchLoader(train, batch_size, train=True, augment=False, device=device,
                             seed=seed, channels_last=channels_last)
         self.calib = [x for _, (x, _) in zip(range(calib_batches), calib, strict=False)]
@@ -72,7 +72,7 @@ class ProxyScorer:
               ) -> nn.Module:
         """The pruned base with recalibrated BN, in eval mode."""
         model = self.graph.prune(widths, self.importance if importance is None else importance)
-        model = model.to(device=self.device, memory_format=self.memory)
+        model = to_device(model, self.device, self.channels_last)
         recalibrate_bn(model, self.calib)
         return model.eval()
 

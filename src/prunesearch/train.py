@@ -38,6 +38,7 @@ from .data import ImageData
 from .errors import PrunesearchError
 from .fileio import atomic_write_bytes, atomic_write_json
 from .loader import BatchLoader
+from .memory_format import to_device
 from .progress import Reporter
 
 __all__ = ["Recipe", "RunOptions", "Splits", "evaluate", "fit", "load_weights", "lr_factor",
@@ -256,8 +257,7 @@ def fit(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions, run_
     fingerprint = json.dumps({"recipe": asdict(recipe), "seed": opts.seed,
                               "world": world} | metadata, sort_keys=True, default=str)
 
-    memory = torch.channels_last if recipe.channels_last else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory)
+    model = to_device(model, device, recipe.channels_last)
     train_loader = BatchLoader(splits.train, recipe.batch_size, train=True,
                                augment=recipe.augment, device=device, seed=opts.seed,
                                channels_last=recipe.channels_last, rank=rank, world_size=world)
