@@ -8,6 +8,7 @@ import pytest
 from prunesearch.compare import ROWS, CompareOptions, compare
 from prunesearch.figures import render_report
 from prunesearch.space import load_space
+from prunesearch.spec import ArchSpec
 
 TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
 
@@ -71,6 +72,8 @@ def test_compare_report_figure(run):
     (["--budget", "25%,50%FLOPs"], "compare takes one budget"),
     (["--budget", "50%FLOPs", "--seeds", "0"], "--seeds must be >= 1"),
     (["--budget", "50%FLOPs", "--base", "/nonexistent"], "--base /nonexistent"),
+    (["--budget", "50%FLOPs", "--extra", "no-equals-sign"], "expected NAME=SPEC.json"),
+    (["--budget", "50%FLOPs", "--extra", "x=/nonexistent.json"], "spec file not found"),
 ])
 def test_bad_compare_input(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "-m", "prunesearch", "compare", "--space", TINY,
@@ -78,4 +81,49 @@ def test_bad_compare_input(tmp_path, args, message):
                           timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()
+
+
+def _extra_spec(out: Path, path: Path, **change) -> Path:
+    """The searched spec with one group a channel narrower: another architecture near the
+    same FLOPs (as another tool would find)."""
+    spec = ArchSpec.load(out / "find" / "spec-50pct-flops.json")
+    widths = dict(spec.widths)
+    name = max(widths, key=widths.get)
+    widths[name] -= 1
+    graph = spec.graph()
+    new = ArchSpec.from_graph(graph, widths, model=spec.model, model_args=spec.model_args)
+    data = new.to_dict() | change
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_extra_spec_is_one_more_row(run, tmp_path):
+    out, first = run
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
+    extra = _extra_spec(out, tmp_path / "other.json")
+    result = compare(load_space(TINY), CompareOptions("50%FLOPs", seeds=2, trials=3,
+                                                      extra=(("other tool", str(extra)),)),
+                     out=out, epochs=1)
+    rows = {r["row"]: r for r in result["rows"]}
+    row = rows["other tool / Scratch-B"]
+    assert row["seeds"] == 2 and row["flops"] == ArchSpec.load(extra).flops
+    assert row["epochs"] == rows["searched / Scratch-B"]["epochs"]
+    assert row["proxy_accuracy"] is None and row["same_as"] is None
+    assert sorted(p.name for p in (out / "extra-other-tool").iterdir()) == \
+        ["scratch-b-s0", "scratch-b-s1"]
+    # every other cell was reused, untouched
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert [r["row"] for r in result["rows"]][:-1] == [r["row"] for r in first["rows"]]
+    assert "| other tool / Scratch-B |" in (out / "compare.md").read_text()
+
+
+def test_extra_spec_of_another_model_is_refused(run, tmp_path):
+    out, _ = run
+    extra = _extra_spec(out, tmp_path / "other.json", model_args={"num_classes": 5,
+                                                                  "in_channels": 3})
+    proc = subprocess.run([sys.executable, "-m", "prunesearch", "compare", "--space", TINY,
+                           "--budget", "50%FLOPs", "--extra", f"x={extra}", "--out",
+                           str(tmp_path / "c")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not the space's resnet20" in proc.stderr
     assert not (tmp_path / "c").exists()

@@ -63,3 +63,18 @@ def test_custom_model_find_and_train(tmp_path, monkeypatch):
     import torch
 
     assert ps.count_flops(model, torch.zeros(1, 1, 28, 28)) == spec.flops
+
+
+def test_custom_model_report_and_compare(tmp_path):
+    """A space naming its model by import path: report reads the specs' widths without
+    importing anything; compare builds the space's own model (the space is the user's file)."""
+    space = str(CUSTOM / "space.yaml")
+    proc = _cli(["compare", "--space", space, "--budget", "50%FLOPs", "--seeds", "1",
+                 "--trials", "2", "--epochs", "1", "--limit-train", "512", "--out", "cmp",
+                 "--json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {r["architecture"] for r in result["rows"]} >= {"base", "searched", "uniform"}
+    for run_dir in ("cmp", "cmp/find"):
+        report = _cli(["report", run_dir], tmp_path, env_path=False)
+        assert report.returncode == 0, report.stderr

@@ -172,3 +172,27 @@ def test_trace_rejects_non_modules_and_bad_inputs():
         ps.trace(lambda x: x, X[:1])
     with pytest.raises(ps.TraceError, match="example input"):
         ps.trace(CONSTRUCTS["plain"](), torch.zeros(1, 5, 16, 16))
+
+
+@pytest.mark.parametrize("construct", ["postact_residual", "concat", "squeeze_excite"])
+def test_widths_of_reads_back_a_pruned_copy(construct):
+    graph = ps.trace(CONSTRUCTS[construct](), X[:1])
+    widths = random_widths(graph, 5)
+    assert graph.widths_of(graph.prune(widths)) == graph.base_widths | widths
+    assert graph.widths_of(graph.model) == graph.base_widths
+
+
+def test_widths_of_refuses_shapes_the_groups_cannot_give():
+    model = CONSTRUCTS["postact_residual"]()
+    graph = ps.trace(model, X[:1])
+    name = next(g for g in graph.groups if len(g.producers) > 1)  # a residual group
+    pruned = graph.prune({name.name: name.size - 2})
+    # another tool cutting one producer of the coupled group apart from the others
+    other = name.producers[1]
+    conv = pruned.get_submodule(other)
+    parent, _, attr = other.rpartition(".")
+    setattr(pruned.get_submodule(parent) if parent else pruned, attr, torch.nn.Conv2d(
+        conv.in_channels, name.size - 1, conv.kernel_size, conv.stride, conv.padding,
+        bias=conv.bias is not None))
+    with pytest.raises(ps.PrunesearchError, match=f"{other}.weight has shape"):
+        graph.widths_of(pruned)

@@ -180,6 +180,9 @@ def train_arch_cmd(
     max_epoch_factor: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "--max-epoch-factor", help="Cap Scratch-B at this many times the base epochs.")
     ] = None,
+    extra: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--extra", metavar="NAME=SPEC", help="Also train this spec (e.g. another tool's "
+        "architecture) from scratch as row NAME; repeatable.")] = None,
     space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
     download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     epochs: EpochsOpt = None, limit_train: LimitOpt = None, resume: ResumeOpt = False,
@@ -314,6 +317,9 @@ def compare(
     max_epoch_factor: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "--max-epoch-factor", help="Cap Scratch-B at this many times the base epochs.")
     ] = None,
+    extra: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--extra", metavar="NAME=SPEC", help="Also train this spec (e.g. another tool's "
+        "architecture) from scratch as row NAME; repeatable.")] = None,
     space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
     download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
@@ -328,9 +334,16 @@ def compare(
     from .train import RunOptions
 
     _setup_logging()
+    pairs = []
+    for item in extra or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path:
+            raise PrunesearchError(f"--extra {item}: expected NAME=SPEC.json")
+        pairs.append((name.strip(), path))
     sp = load_space(space)
     result = run_compare(
-        sp, CompareOptions(budget, seeds, trials, base, signal, max_epoch_factor), out=out,
+        sp, CompareOptions(budget, seeds, trials, base, signal, max_epoch_factor, tuple(pairs)),
+        out=out,
         epochs=epochs, data=DataOptions(data_dir, limit_train, download),
         opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
     table = Table(title=f"compare on {sp.name} at {result['budget']}: test accuracy over "

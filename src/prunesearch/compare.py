@@ -12,6 +12,9 @@ uniform/scratch-b   every group at the same keep ratio, at equal FLOPs (the pape
                     control: is the searched *architecture* better than a predefined one?)
 slimming/scratch-b  network slimming's single global threshold on BN |gamma|, at equal FLOPs
 l1/scratch-b        L1 filter pruning with a per-layer uniform ratio, at equal FLOPs
+NAME/scratch-b      each spec given with ``extra=(NAME, path)`` (``--extra NAME=SPEC``): an
+                    architecture from elsewhere (another tool, a paper, a hand design) trained
+                    like the others; ``benchmarks/torch_pruning_spec.py`` writes one
 ==================  ============================================================================
 
 Every cell (row x seed) is its own resumable run folder, so rerunning the command after a kill,
@@ -66,6 +69,7 @@ class CompareOptions:
     base: str | None = None
     signal: str | None = None
     max_epoch_factor: float | None = None
+    extra: tuple[tuple[str, str], ...] = ()  # (row name, spec path): more Scratch-B rows
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -75,6 +79,39 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def _arch_key(spec: ArchSpec) -> str:
     return hashlib.sha256(json.dumps(spec.widths, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def _load_extra(space: Space, extra: tuple[tuple[str, str], ...]) -> dict[str, ArchSpec]:
+    """The extra specs by row name, checked to be pruned copies of the space's model."""
+    specs: dict[str, ArchSpec] = {}
+    taken = {arch for _, arch, _ in ROWS}
+    for name, path in extra:
+        slug = _slug(name)
+        if not slug or name in specs or f"extra-{slug}" in taken:
+            raise PrunesearchError(f"--extra {name}={path}: the row name must be non-empty "
+                                   "and differ from the other rows'")
+        taken.add(f"extra-{slug}")
+        try:
+            specs[name] = _load_spec(space, path)
+        except PrunesearchError as exc:
+            raise PrunesearchError(f"--extra {name}={path}: {exc}") from None
+    return specs
+
+
+def _load_spec(space: Space, path: str | Path) -> ArchSpec:
+    """A spec of the space's model. The space is the user's own file, so the model it names is
+    imported as for ``find`` (``Space.create_model``); a spec of another model is refused."""
+    spec = ArchSpec.load(path, check_model=False)
+    if spec.model != space.model.name or spec.model_args != space.model.args:
+        raise PrunesearchError(f"the spec prunes {spec.model} {spec.model_args}, not the "
+                               f"space's {space.model.name} {space.model.args}")
+    spec.allow_import = True
+    spec.check(spec.graph())
+    return spec
 
 
 def compare(space: Space, options: CompareOptions, *, out: str | Path | None = None,
@@ -95,6 +132,7 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
     if epochs is not None and epochs < 1:
         raise PrunesearchError(f"--epochs must be >= 1, got {epochs}")
     budget = budgets[0]
+    extra = _load_extra(space, options.extra)
     run_dir = Path(out) if out else Path("outputs") / space.name / f"compare-{budget.slug}"
     seeds = [opts.seed + k for k in range(options.seeds)]
     resume = dataclasses.replace(opts, resume=True)
@@ -117,13 +155,24 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
                                      trials=options.trials), out=run_dir / "find", data=data,
                   opts=dataclasses.replace(opts, resume=False), reporter=reporter)
     member = family["members"][0]
-    specs = {"searched": ArchSpec.load(member["spec"])} | {
-        name: ArchSpec.load(path) for name, path in member["baseline_specs"].items()}
+    specs = {"searched": _load_spec(space, member["spec"])} | {
+        name: _load_spec(space, path) for name, path in member["baseline_specs"].items()}
+    rows_def = list(ROWS)
+    for name, spec in extra.items():
+        if spec.input_shape != specs["searched"].input_shape:
+            raise PrunesearchError(f"--extra {name}: the spec is for inputs {spec.input_shape}, "
+                                   f"the space's are {specs['searched'].input_shape}")
+        if abs(spec.flops / specs["searched"].flops - 1) > 0.02:
+            logger.warning("--extra %s: %.2fM FLOPs, the searched spec has %.2fM: not an "
+                           "equal-FLOPs comparison", name, spec.flops / 1e6,
+                           specs["searched"].flops / 1e6)
+        specs[f"extra-{_slug(name)}"] = spec
+        rows_def.append((f"{name} / Scratch-B", f"extra-{_slug(name)}", "scratch-b"))
     n_train = len(load_splits(space, data).train)
 
     cells: dict[tuple[str, str, int], dict[str, Any]] = {}
     trained: dict[tuple[str, str, int], tuple[str, dict[str, Any]]] = {}
-    plan = [(row, arch, how, seed) for row, arch, how in ROWS for seed in seeds
+    plan = [(row, arch, how, seed) for row, arch, how in rows_def for seed in seeds
             if arch == "base" or arch in specs]
     for i, (row, arch, how, seed) in enumerate(plan, 1):
         logger.info("compare cell %d/%d: %s, seed %d", i, len(plan), row, seed)
@@ -159,7 +208,7 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
 
     base_flops = specs["searched"].base_flops
     rows = []
-    for row, arch, how in ROWS:
+    for row, arch, how in rows_def:
         runs = [cells[(row, arch, s)] for s in seeds if (row, arch, s) in cells]
         if not runs:
             continue
@@ -176,7 +225,8 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
             "train_macs": 3 * flops * run_epochs * n_train,
             "compute_vs_base": round(flops * run_epochs / (base_flops * base_epochs), 3),
             "train_seconds": round(sum(r.get("train_seconds") or 0 for r in runs), 1),
-            "proxy_accuracy": None if arch == "base" else specs[arch].search["proxy_accuracy"],
+            "proxy_accuracy": None if arch == "base" else
+            (specs[arch].search or {}).get("proxy_accuracy"),
             "same_as": runs[0].get("same_as"),
         })
     result = {"space": space.name, "budget": budget.text, "seeds": seeds,

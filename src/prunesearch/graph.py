@@ -297,6 +297,38 @@ class ChannelGraph:
 
         return prune_copy(self.model, self._a.roles, indices)
 
+    def widths_of(self, pruned: nn.Module) -> dict[str, int]:
+        """The group widths of ``pruned``, a channel-pruned copy of this graph's model made by
+        any tool (Torch-Pruning, NNI, a hand edit) that keeps module names: reads each group's
+        first producer, then checks that every parameter and buffer has the shape this graph
+        gives those widths.
+
+        Raises:
+            PrunesearchError: a module is missing, or a shape is not one these groups can give
+                (the other tool pruned something this graph keeps whole, or coupled channels
+                apart).
+        """
+        widths = {}
+        for g in self.groups:
+            try:
+                weight = pruned.get_submodule(g.producers[0]).weight
+            except AttributeError:
+                raise PrunesearchError(f"pruned model has no module {g.producers[0]!r} with a "
+                                       "weight (was it renamed?)") from None
+            widths[g.name] = int(weight.shape[0])
+        self.widths_vector(widths)  # in range
+        expected = {k: tuple(v.shape) for k, v in self.prune(widths).state_dict().items()}
+        actual = {k: tuple(v.shape) for k, v in pruned.state_dict().items()}
+        if expected.keys() != actual.keys():
+            missing = sorted(expected.keys() ^ actual.keys())
+            raise PrunesearchError(f"pruned model's state does not match the model's: "
+                                   f"{', '.join(missing[:3])} differ")
+        for key, shape in expected.items():
+            if actual[key] != shape:
+                raise PrunesearchError(f"pruned model's {key} has shape {list(actual[key])}; "
+                                       f"these groups at those widths give {list(shape)}")
+        return widths
+
     def __repr__(self) -> str:
         return (f"ChannelGraph({type(self.model).__name__}, {len(self.groups)} groups, "
                 f"{self.flops():,} FLOPs, {self.params():,} params)")

@@ -105,7 +105,7 @@ def search_data(run_dir: Path) -> dict[str, Any]:
     prefix = config.get("find", {}).get("study")
     members = []
     for m in family["members"]:
-        spec = ArchSpec.load(m["spec"])
+        spec = ArchSpec.load(m["spec"], check_model=False)  # widths only: no model import
         study = (spec.search or {}).get("study") or f"{prefix}:{m.get('slug')}"
         trials = _study_trials(run_dir, config, study)
         best, history = float("-inf"), []
@@ -113,8 +113,8 @@ def search_data(run_dir: Path) -> dict[str, Any]:
             best = max(best, t["value"])
             history.append({"number": t["number"], "value": t["value"], "best": best})
         uniform_path = (m.get("baseline_specs") or {}).get("uniform")
-        uniform = ArchSpec.load(uniform_path) if uniform_path and Path(uniform_path).is_file() \
-            else None
+        uniform = ArchSpec.load(uniform_path, check_model=False) \
+            if uniform_path and Path(uniform_path).is_file() else None
         members.append({"budget": m["budget"], "target": m["target"], "spec": m["spec"],
                         "chosen": {"flops": m["flops"], "proxy_accuracy": m["proxy_accuracy"],
                                    "trial": m["trial"]},

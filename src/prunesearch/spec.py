@@ -196,8 +196,10 @@ class ArchSpec:
         return spec
 
     @classmethod
-    def load(cls, path: str | Path, *, allow_import: bool = False) -> ArchSpec:
-        """Reads and fully validates a spec file."""
+    def load(cls, path: str | Path, *, allow_import: bool = False,
+             check_model: bool = True) -> ArchSpec:
+        """Reads and validates a spec file; with ``check_model`` (the default), also against
+        the model it names (building it)."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -213,7 +215,7 @@ class ArchSpec:
             raise SpecError(f"spec {path} is not valid JSON: {exc.msg} at line {exc.lineno} "
                             f"column {exc.colno}") from None
         try:
-            return cls.from_dict(data, allow_import=allow_import)
+            return cls.from_dict(data, allow_import=allow_import, check_model=check_model)
         except SpecError as exc:
             raise SpecError(f"spec {path}: {exc}") from None
 
