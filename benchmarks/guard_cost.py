@@ -5,8 +5,8 @@ gradients (or hangs) on the affected layers.
 
 The base, the compare run's searched / uniform / torch-pruning specs, and resnet20 at fixed
 per-stage widths (multiples of 8, and the same plus one); same pre-made batches, one process,
-interleaved rounds (nchw, channels-last, nchw, ...), hand loop (forward, cross-entropy,
-backward, SGD step).
+interleaved rounds (nchw, channels-last, nchw, ...), train_throughput.py's hand
+loop (forward, cross-entropy, backward, SGD step).
 
     python benchmarks/guard_cost.py [SPEC.json ...] [--images 6400] [--rounds 3]
 """
@@ -16,32 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import prunesearch as ps
 from prunesearch.memory_format import at_risk, to_device
+from train_throughput import hand_loop  # benchmarks/ is the script's path
 
 RUN = "outputs/compare-default"
 DEFAULT_SPECS = [f"{RUN}/find/spec-50pct-flops.json",
                  f"{RUN}/find/baselines/spec-50pct-flops-uniform.json",
                  f"{RUN}/extra/torch-pruning.json"]
-
-
-def images_per_s(model, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    model.train()
-    n = len(y) // batch * batch
-    t = time.perf_counter()
-    for i in range(0, n, batch):
-        loss = F.cross_entropy(model(x[i:i + batch]), y[i:i + batch])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return n / (time.perf_counter() - t)
 
 
 def measure(spec: ps.ArchSpec, images: int, batch: int, rounds: int) -> dict:
@@ -53,12 +39,12 @@ def measure(spec: ps.ArchSpec, images: int, batch: int, rounds: int) -> dict:
     guarded = to_device(ps.build(spec), cpu, channels_last=True)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     warm = slice(0, batch * 2)
-    images_per_s(nchw, x[warm], y[warm], batch)
-    images_per_s(guarded, x_cl[warm], y[warm], batch)
+    hand_loop(nchw, x[warm], y[warm], batch)
+    hand_loop(guarded, x_cl[warm], y[warm], batch)
     rates: dict[str, list[float]] = {"nchw": [], "channels_last": []}
     for _ in range(rounds):
-        rates["nchw"].append(round(images_per_s(nchw, x, y, batch), 1))
-        rates["channels_last"].append(round(images_per_s(guarded, x_cl, y, batch), 1))
+        rates["nchw"].append(round(hand_loop(nchw, x, y, batch), 1))
+        rates["channels_last"].append(round(hand_loop(guarded, x_cl, y, batch), 1))
     med = {k: round(statistics.median(v), 1) for k, v in rates.items()}
     return {"guarded_layers": [n for n, m in guarded.named_modules() if at_risk(m)],
             "widths": spec.widths, "flops": spec.flops, "images_per_s": rates,

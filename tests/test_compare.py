@@ -118,12 +118,15 @@ def test_extra_spec_is_one_more_row(run, tmp_path):
     assert "| other tool / Scratch-B |" in (out / "compare.md").read_text()
 
 
-def test_extra_spec_of_another_model_is_refused(run, tmp_path):
+@pytest.mark.parametrize("change, message", [
+    ({"model_args": {"num_classes": 5, "in_channels": 3}}, "not the space's resnet20"),
+    ({"input_shape": [3, 32, 32]}, "the spec is for inputs [3, 32, 32]"),
+])
+def test_extra_spec_of_another_model_is_refused(run, tmp_path, change, message):
     out, _ = run
-    extra = _extra_spec(out, tmp_path / "other.json", model_args={"num_classes": 5,
-                                                                  "in_channels": 3})
+    extra = _extra_spec(out, tmp_path / "other.json", **change)
     proc = subprocess.run([sys.executable, "-m", "prunesearch", "compare", "--space", TINY,
                            "--budget", "50%FLOPs", "--extra", f"x={extra}", "--out",
                            str(tmp_path / "c")], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "not the space's resnet20" in proc.stderr
+    assert proc.returncode == 2 and message in proc.stderr
     assert not (tmp_path / "c").exists()

@@ -180,9 +180,6 @@ def train_arch_cmd(
     max_epoch_factor: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "--max-epoch-factor", help="Cap Scratch-B at this many times the base epochs.")
     ] = None,
-    extra: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-        "--extra", metavar="NAME=SPEC", help="Also train this spec (e.g. another tool's "
-        "architecture) from scratch as row NAME; repeatable.")] = None,
     space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
     download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     epochs: EpochsOpt = None, limit_train: LimitOpt = None, resume: ResumeOpt = False,

@@ -38,7 +38,7 @@ from typing import Any
 from .budget import parse_budgets
 from .errors import PrunesearchError
 from .fileio import atomic_write_json, atomic_write_text
-from .find import FindOptions, find
+from .find import FindOptions, find, input_shape
 from .progress import Reporter
 from .runs import DataOptions, load_splits, train_arch, train_base
 from .space import Space
@@ -85,30 +85,37 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
-def _load_extra(space: Space, extra: tuple[tuple[str, str], ...]) -> dict[str, ArchSpec]:
-    """The extra specs by row name, checked to be pruned copies of the space's model."""
-    specs: dict[str, ArchSpec] = {}
+def _load_extra(space: Space, extra: tuple[tuple[str, str], ...]
+                ) -> dict[str, tuple[str, ArchSpec]]:
+    """The extra specs as ``{arch: (row name, spec)}`` (``arch`` names the run folder), each
+    checked to prune the space's model, before anything is trained or written."""
+    specs: dict[str, tuple[str, ArchSpec]] = {}
     taken = {arch for _, arch, _ in ROWS}
     for name, path in extra:
         slug = _slug(name)
-        if not slug or name in specs or f"extra-{slug}" in taken:
+        arch = f"extra-{slug}"
+        if not slug or arch in taken:
             raise PrunesearchError(f"--extra {name}={path}: the row name must be non-empty "
                                    "and differ from the other rows'")
-        taken.add(f"extra-{slug}")
+        taken.add(arch)
         try:
-            specs[name] = _load_spec(space, path)
+            specs[arch] = (name, _load_spec(space, path))
         except PrunesearchError as exc:
             raise PrunesearchError(f"--extra {name}={path}: {exc}") from None
     return specs
 
 
 def _load_spec(space: Space, path: str | Path) -> ArchSpec:
-    """A spec of the space's model. The space is the user's own file, so the model it names is
-    imported as for ``find`` (``Space.create_model``); a spec of another model is refused."""
+    """A spec of the space's model at its input shape. The space is the user's own file, so
+    the model it names is imported as for ``find`` (``Space.create_model``); a spec of another
+    model is refused."""
     spec = ArchSpec.load(path, check_model=False)
     if spec.model != space.model.name or spec.model_args != space.model.args:
         raise PrunesearchError(f"the spec prunes {spec.model} {spec.model_args}, not the "
                                f"space's {space.model.name} {space.model.args}")
+    if spec.input_shape != input_shape(space):
+        raise PrunesearchError(f"the spec is for inputs {spec.input_shape}, the space's are "
+                               f"{input_shape(space)}")
     spec.allow_import = True
     spec.check(spec.graph())
     return spec
@@ -158,16 +165,13 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
     specs = {"searched": _load_spec(space, member["spec"])} | {
         name: _load_spec(space, path) for name, path in member["baseline_specs"].items()}
     rows_def = list(ROWS)
-    for name, spec in extra.items():
-        if spec.input_shape != specs["searched"].input_shape:
-            raise PrunesearchError(f"--extra {name}: the spec is for inputs {spec.input_shape}, "
-                                   f"the space's are {specs['searched'].input_shape}")
+    for arch, (name, spec) in extra.items():
         if abs(spec.flops / specs["searched"].flops - 1) > 0.02:
             logger.warning("--extra %s: %.2fM FLOPs, the searched spec has %.2fM: not an "
                            "equal-FLOPs comparison", name, spec.flops / 1e6,
                            specs["searched"].flops / 1e6)
-        specs[f"extra-{_slug(name)}"] = spec
-        rows_def.append((f"{name} / Scratch-B", f"extra-{_slug(name)}", "scratch-b"))
+        specs[arch] = spec
+        rows_def.append((f"{name} / Scratch-B", arch, "scratch-b"))
     n_train = len(load_splits(space, data).train)
 
     cells: dict[tuple[str, str, int], dict[str, Any]] = {}
