@@ -105,12 +105,18 @@ def storage_for(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseSto
 def open_study(storage: optuna.storages.BaseStorage, name: str, seed: int,
                n_startup: int) -> tuple[optuna.Study, bool]:
     """Creates or loads a maximising study with a seeded TPE sampler; returns (study, whether
-    this call created it: only the creator enqueues the first trials)."""
+    this call created it: only the creator enqueues the first trials).
+
+    The creator samples with ``seed`` (a one-process search is reproducible); a worker joining
+    an existing study gets a seed of its own, drawn from ``seed``, host and pid: with one seed
+    everywhere, workers would propose the same random points and evaluate duplicates.
+    """
     created = True
     try:
         storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], name)
     except optuna.exceptions.DuplicatedStudyError:
         created = False
+        seed = random.Random(f"{seed}:{HOST}:{os.getpid()}").getrandbits(31)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, n_startup),
                                          multivariate=True, constant_liar=True)
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
