@@ -32,7 +32,7 @@ import torch
 import prunesearch as ps
 from prunesearch.budget import project
 from prunesearch.data import load_dataset, split_validation
-from prunesearch.evaluate import ProxyScorer
+from prunesearch.objectives import InheritScorer
 
 RESULTS = Path("benchmarks/results")
 
@@ -41,7 +41,7 @@ def _rate(model_name: str, in_channels: int, size: int, train, val, candidates: 
           seed: int = 0) -> dict:
     graph = ps.trace(ps.create_model(model_name, num_classes=10, in_channels=in_channels),
                      torch.zeros(1, in_channels, size, size))
-    scorer = ProxyScorer(graph, train, val, importance="l1", calib_batches=20, batch_size=128,
+    scorer = InheritScorer(graph, train, val, importance="l1", calib_batches=20, batch_size=128,
                          eval_batch_size=500, device=torch.device("cpu"))
     target = graph.flops() // 2
     rng = random.Random(seed)
@@ -102,8 +102,8 @@ def gain(args) -> dict:
     durations = _trial_seconds(out50 / "study.db")
     family, family_s = _cli("find", "--budget", "25%,50%,75%FLOPs", "--trials",
                             str(args.trials), "--out", "outputs/bench/family")
-    rows = [{"budget": m["budget"], "flops": m["flops"], "best": m["proxy_accuracy"],
-             "trial": m["trial"]} | {k: v["proxy_accuracy"] for k, v in m["baselines"].items()}
+    rows = [{"budget": m["budget"], "flops": m["flops"], "best": m["score"],
+             "trial": m["trial"]} | {k: v["score"] for k, v in m["baselines"].items()}
             for m in family["members"]]
     return {"base_test_accuracy": base["test_accuracy"], "base_epoch_s": epoch_s,
             "find_50pct_s": round(single_s, 1),
@@ -111,7 +111,7 @@ def gain(args) -> dict:
             "find_trial_median_s": round(statistics.median(durations), 2),
             "find_candidates_per_min": round(60 * len(durations) / sum(durations), 1),
             "trials": args.trials, "family_s": round(family_s, 1), "family": rows,
-            "single": {"proxy_accuracy": single["members"][0]["proxy_accuracy"],
+            "single": {"score": single["members"][0]["score"],
                        "baselines": single["members"][0]["baselines"]}}
 
 

@@ -77,3 +77,24 @@ def test_round_to_and_min_ratio(graph):
 def test_unreachable_budget_is_an_error(graph):
     with pytest.raises(ps.PrunesearchError, match=r"budget unreachable: .*min_ratio 0\.5"):
         project(graph, {}, "flops", int(graph.flops() * 0.1), min_ratio=0.5)
+
+
+def test_global_threshold_normalises_each_group_by_its_mean():
+    """A group whose scores are on a 100x smaller scale is starved by one raw threshold
+    (network slimming) but keeps a comparable share once each group is mean-normalised."""
+    from prunesearch.budget import global_ratios, threshold_ratios
+
+    graph = ps.trace(ps.create_model("vgg11", num_classes=4), torch.zeros(1, 3, 32, 32))
+    gen = torch.Generator().manual_seed(0)
+    scores = {g.name: torch.rand(g.size, generator=gen, dtype=torch.float64) + 0.5
+                      for g in graph.groups}
+    small = graph.groups[3].name
+    scores[small] = scores[small] / 100
+    target = graph.flops() // 2
+    raw = threshold_ratios(graph, scores, "flops", target, 0.1)
+    norm = global_ratios(graph, scores, "flops", target, 0.1)
+    assert raw[small] == 0.1  # starved: only the floor survives
+    others = [v for k, v in norm.items() if k != small]
+    assert min(others) - 0.1 <= norm[small] <= max(others) + 0.1
+    widths = project(graph, norm, "flops", target, min_ratio=0.1)
+    assert ON_BUDGET * target <= graph.flops(widths) <= target

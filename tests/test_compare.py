@@ -109,9 +109,10 @@ def test_extra_spec_is_one_more_row(run, tmp_path):
     row = rows["other tool / Scratch-B"]
     assert row["seeds"] == 2 and row["flops"] == ArchSpec.load(extra).flops
     assert row["epochs"] == rows["searched / Scratch-B"]["epochs"]
-    assert row["proxy_accuracy"] is None and row["same_as"] is None
-    assert sorted(p.name for p in (out / "extra-other-tool").iterdir()) == \
+    assert row["score"] is None and row["same_as"] is None
+    assert [Path(c).name.rsplit("-", 1)[0] for c in row["cells"]] == \
         ["scratch-b-s0", "scratch-b-s1"]
+    assert all(Path(c).parent == out / "cells" for c in row["cells"])
     # every other cell was reused, untouched
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     assert [r["row"] for r in result["rows"]][:-1] == [r["row"] for r in first["rows"]]
@@ -130,3 +131,36 @@ def test_extra_spec_of_another_model_is_refused(run, tmp_path, change, message):
                            str(tmp_path / "c")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_paired_differences_against_every_scratch_b_row(run):
+    out, result = run
+    paired = result["paired"]
+    rows = {r["row"]: r for r in result["rows"]}
+    ref = rows["searched / Scratch-B"]["test_accuracy"]
+    for row, d in paired["minus"].items():
+        other = rows[row]["test_accuracy"]
+        assert d["value"] == pytest.approx(sum(a - b for a, b in zip(ref, other, strict=True)) / 2)
+        assert d["low"] <= d["value"] <= d["high"] and d["n"] == 2
+        assert rows[row]["training"] == "scratch-b"
+    assert "global threshold / Scratch-B" in rows
+    assert paired["best_other"] in paired["minus"]
+    assert "Paired differences" in (out / "compare.md").read_text()
+
+
+def test_fidelity_reuses_the_cells_compare_trained(run, tmp_path):
+    """The baselines' Scratch-B cells are the same runs in both experiments: trained once."""
+    from prunesearch.fidelity import FidelityOptions, fidelity
+
+    out, result = run
+    base = next((out / "cells").glob("base-s0-*")) / "model.safetensors"
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("model.safetensors")}
+    fid = fidelity(load_space(TINY), FidelityOptions(
+        "50%FLOPs", archs=3, seeds=2, objectives=("inherit",), base=str(base),
+        cells=str(out / "cells")), out=tmp_path / "fid", epochs=1)
+    assert {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("model.safetensors")} == \
+        stamps  # nothing trained, nothing overwritten
+    rows = {r["architecture"]: r for r in result["rows"] if r["training"] == "scratch-b"}
+    for a in fid["archs"]:
+        assert a["cells"] == rows[a["name"]]["cells"]
+        assert a["test_accuracy"] == rows[a["name"]]["test_accuracy"]

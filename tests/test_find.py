@@ -49,9 +49,9 @@ def test_family_of_three_budgets(base, tmp_path):
         search = spec.search
         assert search["base_checkpoint_sha256"] == family["base_sha256"]
         assert search["signal"] in ("slimming", "l1") and search["space"] == "tiny"
-        assert search["proxy_accuracy"] >= max(b["proxy_accuracy"]
-                                               for b in search["baselines"].values())
-        assert set(search["baselines"]) == {"uniform", "l1", "slimming"}
+        assert search["score"] >= max(b["score"] for b in search["baselines"].values())
+        assert set(search["baselines"]) == {"uniform", "l1", "slimming", "global"}
+        assert search["objective"] == "inherit" and search["granularity"] == "group"
         for name, path in m["baseline_specs"].items():
             baseline = ps.ArchSpec.load(path)
             assert baseline.search["baseline"] == name
@@ -123,7 +123,7 @@ def test_local_workers_share_a_journal_study(base, tmp_path):
     assert len(done) == 7
     assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 7  # none duplicated
     assert {t.user_attrs["pid"] for t in done} != {os.getpid()}  # a worker process took part
-    assert result["members"][0]["proxy_accuracy"] > 0
+    assert result["members"][0]["score"] > 0
 
 
 def test_kill_during_a_trial_then_resume(base, tmp_path):
@@ -161,3 +161,46 @@ def test_kill_during_a_trial_then_resume(base, tmp_path):
     retried = [t for t in trials if t.user_attrs.get("retry_of") == stale[0]]
     assert len(retried) == 1 and retried[0].params == trials[stale[0]].params
     assert ps.ArchSpec.load(tmp_path / "spec-50pct-flops.json").search["trials"] >= 1
+
+
+def test_scratch_objective_with_successive_halving_and_profile(base, tmp_path):
+    space = load_space(TINY).replace("search", objective="scratch", granularity="profile",
+                                     scratch_images=64, scratch_rungs=2, scratch_reduction=2)
+    result = find(space, FindOptions("50%FLOPs", base=str(base), trials=6), out=tmp_path)
+    assert result["objective"] == "scratch"
+    spec = ps.ArchSpec.load(result["members"][0]["spec"])
+    search = spec.search
+    assert search["objective"] == "scratch" and search["granularity"] == "profile"
+    assert search["objective_settings"]["rung_images"] == [64, 128]
+    assert search["score"] >= max(b["score"] for b in search["baselines"].values())
+    trials = trials_of(tmp_path, "50pct-flops")
+    states = [t.state for t in trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) + \
+        states.count(optuna.trial.TrialState.PRUNED) == 6
+    assert all(set(t.params) == {"p:start", "p:end", "p:shape", "p:inner"} for t in trials)
+    # every rung was reported at its image count; stopped trials stopped at the first rung
+    for t in trials:
+        steps = sorted(t.intermediate_values)
+        assert steps == ([64] if t.state == optuna.trial.TrialState.PRUNED else [64, 128])
+    # the baselines were scored by the same objective, once: a rerun reuses them
+    cached = json.loads((tmp_path / "baselines.json").read_text())["50pct-flops"]
+    assert {v["settings"]["objective"] for v in cached.values()} == {"scratch"}
+    again = find(space, FindOptions("50%FLOPs", base=str(base), trials=6), out=tmp_path)
+    assert again["members"][0]["baselines"] == result["members"][0]["baselines"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--objective", "zero-shot"], "unknown objective 'zero-shot'"),
+    (["--objective", "scratch", "--finetune-steps", "5"], "needs --objective inherit"),
+])
+def test_bad_objective_is_refused_before_any_work(base, tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from prunesearch.cli import app
+
+    res = CliRunner().invoke(app, ["find", "--space", TINY, "--budget", "50%FLOPs", "--base",
+                                   str(base), *args, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: ") and message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

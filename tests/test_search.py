@@ -10,7 +10,7 @@ import torch
 import prunesearch as ps
 from prunesearch.data import load_dataset
 from prunesearch.errors import PrunesearchError
-from prunesearch.evaluate import ProxyScorer
+from prunesearch.objectives import InheritScorer
 from prunesearch.search import (
     HOST,
     claim_export,
@@ -115,8 +115,8 @@ def test_diverged_candidate_raises():
     with torch.no_grad():
         model.conv1.weight.fill_(float("nan"))
     graph = ps.trace(model, torch.zeros(1, 3, 16, 16))
-    scorer = ProxyScorer(graph, data, data, importance="l1", calib_batches=1, batch_size=32,
-                         eval_batch_size=64, device=torch.device("cpu"))
+    scorer = InheritScorer(graph, data, data, importance="l1", calib_batches=1, batch_size=32,
+                           eval_batch_size=64, device=torch.device("cpu"))
     with pytest.raises(PrunesearchError, match="candidate diverged"):
         scorer.score(graph.base_widths)
 

@@ -14,14 +14,17 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import PrunesearchError
-from .graph import ChannelGraph
-from .importance import comparable_scores
 
-__all__ = ["Budget", "allocate", "parse_budgets", "project", "threshold_ratios"]
+if TYPE_CHECKING:  # torch is imported where used: parse_budgets runs before the CLI loads it
+    import torch
+
+    from .graph import ChannelGraph
+
+__all__ = ["Budget", "allocate", "cost", "global_ratios", "parse_budgets", "project",
+           "threshold_ratios"]
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _KINDS = {"flops": "flops", "params": "params"}
@@ -106,7 +109,8 @@ def _round_width(x: float, size: int, round_to: int, floor: int) -> int:
     return max(floor, min(size, w))
 
 
-def _cost(graph: ChannelGraph, kind: str, widths: dict[str, int]) -> int:
+def cost(graph: ChannelGraph, kind: str, widths: Mapping[str, int] | None = None) -> int:
+    """What a budget of ``kind`` limits: FLOPs or parameters of the graph pruned to widths."""
     return graph.flops(widths) if kind == "flops" else graph.params(widths)
 
 
@@ -128,10 +132,10 @@ def project(graph: ChannelGraph, ratios: Mapping[str, float], kind: str, target:
         PrunesearchError: even the narrowest widths (``min_ratio``) exceed the target.
     """
     floors = min_widths(graph, min_ratio, round_to)
-    if _cost(graph, kind, floors) > target:
+    if cost(graph, kind, floors) > target:
         raise PrunesearchError(
             f"budget unreachable: the narrowest widths the space allows (min_ratio {min_ratio}) "
-            f"cost {_cost(graph, kind, floors):,} {kind}, above the target {target:,}")
+            f"cost {cost(graph, kind, floors):,} {kind}, above the target {target:,}")
     groups = graph.groups
     r = {g.name: max(min_ratio, min(1.0, float(ratios.get(g.name, 1.0)))) for g in groups}
 
@@ -140,11 +144,11 @@ def project(graph: ChannelGraph, ratios: Mapping[str, float], kind: str, target:
                                      round_to, floors[g.name]) for g in groups}
 
     lo, hi = 0.0, max(1.0 / v for v in r.values())
-    if _cost(graph, kind, widths_at(hi)) <= target:
+    if cost(graph, kind, widths_at(hi)) <= target:
         return widths_at(hi)
     for _ in range(50):
         mid = (lo + hi) / 2
-        if _cost(graph, kind, widths_at(mid)) <= target:
+        if cost(graph, kind, widths_at(mid)) <= target:
             lo = mid
         else:
             hi = mid
@@ -159,7 +163,7 @@ def project(graph: ChannelGraph, ratios: Mapping[str, float], kind: str, target:
         g = max(open_groups, key=lambda g: (desired[g.name] - widths[g.name]) / g.size)
         trial = dict(widths)
         trial[g.name] = min(g.size, widths[g.name] + round_to)
-        if _cost(graph, kind, trial) <= target:
+        if cost(graph, kind, trial) <= target:
             widths = trial
         else:
             blocked.add(g.name)
@@ -169,6 +173,8 @@ def threshold_ratios(graph: ChannelGraph, scores: dict[str, torch.Tensor], kind:
                               target: int, min_ratio: float) -> dict[str, float]:
     """Network slimming's single global threshold on comparable scores, set at the budget:
     keep ratios of the channels above the highest threshold whose widths fit ``target``."""
+    import torch
+
     values = torch.cat(list(scores.values())).sort().values
     mean_ratio = 1.0
 
@@ -177,18 +183,28 @@ def threshold_ratios(graph: ChannelGraph, scores: dict[str, torch.Tensor], kind:
         fill = sum(r.values()) / len(r) if r else mean_ratio
         return {g.name: r.get(g.name, fill) for g in graph.groups}  # groups without BN: mean
 
-    def cost(r: dict[str, float]) -> int:
-        w = {g.name: max(1, round(r[g.name] * g.size)) for g in graph.groups}
-        return graph.flops(w) if kind == "flops" else graph.params(w)
+    def cost_of(r: dict[str, float]) -> int:
+        return cost(graph, kind, {g.name: max(1, round(r[g.name] * g.size))
+                                  for g in graph.groups})
 
     lo, hi = 0, len(values) - 1  # a low index keeps more channels
     while lo < hi:
         mid = (lo + hi) // 2
-        if cost(ratios_at(values[mid].item())) <= target:
+        if cost_of(ratios_at(values[mid].item())) <= target:
             hi = mid
         else:
             lo = mid + 1
     return ratios_at(values[lo].item())
+
+
+def global_ratios(graph: ChannelGraph, scores: dict[str, torch.Tensor], kind: str,
+                  target: int, min_ratio: float) -> dict[str, float]:
+    """The ``global`` baseline: each group's scores divided by the group's mean, then one
+    global threshold set at the budget (Torch-Pruning's global pruning with mean
+    normalisation). A channel survives when it matters more than its group's average by a
+    margin shared by all groups, so no group is starved because its scale is small."""
+    normalized = {name: s / s.mean().clamp_min(1e-12) for name, s in scores.items()}
+    return threshold_ratios(graph, normalized, kind, target, min_ratio)
 
 
 def allocate(graph: ChannelGraph, budget: str, signal: str = "l1", *, min_ratio: float = 0.1,
@@ -197,6 +213,8 @@ def allocate(graph: ChannelGraph, budget: str, signal: str = "l1", *, min_ratio:
     threshold on the signal's comparable scores (network slimming's rule), projected onto the
     budget. A quick architecture without a search; ``prunesearch find`` searches around it.
     """
+    from .importance import comparable_scores
+
     budgets = parse_budgets(budget)
     if len(budgets) != 1:
         raise PrunesearchError(f"budget {budget!r}: one budget, not a family")

@@ -52,6 +52,12 @@ LimitOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")]
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (bf16/fp16) on CUDA.")]
 
+ObjectiveOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--objective", help="What scores a candidate: inherit (pruned base, BN recalibrated) or "
+    "scratch (short from-scratch training) [default: the space's].")]
+CellsOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--cells", help="Store of trained cells shared by compare and fidelity runs (default: "
+    "<out>/cells with --out, else outputs/<space>/cells).")]
 AllowImportOpt = Annotated[bool, typer.Option(
     "--allow-import", help="Import the model code a spec names ('pkg.module:callable').")]
 
@@ -110,6 +116,14 @@ def _setup_logging() -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.propagate = False
+
+
+def _quiet_optuna() -> None:
+    """Optuna's INFO lines off for the whole command: our progress reports the trials. Here,
+    not at import: importing prunesearch leaves Optuna's logging alone."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _run_summary(metrics: dict[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -232,34 +246,40 @@ def find(
     finetune_steps: Annotated[int, typer.Option(
         "--finetune-steps", help="Score candidates after N fine-tuning steps, stopping poor "
         "trials early.")] = 0,
+    objective: ObjectiveOpt = None,
     space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
     download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Search the architecture(s) that fit a budget; export one spec per budget."""
+    from .budget import parse_budgets
+    from .space import load_space
+
+    _setup_logging()
+    sp = load_space(space)
+    parse_budgets(budget)  # a malformed budget is refused before torch and optuna load
+    _quiet_optuna()
     from .find import FindOptions
     from .find import find as run_find
     from .progress import make_reporter
     from .runs import DataOptions
-    from .space import load_space
     from .train import RunOptions
 
-    _setup_logging()
-    sp = load_space(space)
     result = run_find(
-        sp, FindOptions(budget, base, signal, trials, storage, study, jobs, finetune_steps),
+        sp, FindOptions(budget, base, signal, trials, storage, study, jobs, finetune_steps,
+                        objective),
         out=out, epochs=epochs, data=DataOptions(data_dir, limit_train, download),
         opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
-    table = Table(title=f"find on {sp.name}: signal {result['signal']}, "
-                        f"{result['trials']} trials per budget")
-    for col in ("budget", "architecture", "FLOPs", "params", "proxy acc"):
+    table = Table(title=f"find on {sp.name}: signal {result['signal']}, objective "
+                        f"{result['objective']}, {result['trials']} trials per budget")
+    for col in ("budget", "architecture", "FLOPs", "params", "score (val)"):
         table.add_column(col, justify="left" if col in ("budget", "architecture") else "right")
     for m in result["members"]:
         table.add_row(m["budget"], f"searched ({m['trial']})", _human(m["flops"]),
-                      _human(m["params"]), f"{m['proxy_accuracy']:.4f}")
+                      _human(m["params"]), f"{m['score']:.4f}")
         for name, b in m["baselines"].items():
             table.add_row("", f"baseline {name}", _human(b["flops"]), _human(b["params"]),
-                          f"{b['proxy_accuracy']:.4f}")
+                          f"{b['score']:.4f}")
     console.print(table)
     if result["exported"]:
         for m in result["members"]:
@@ -317,18 +337,15 @@ def compare(
     extra: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
         "--extra", metavar="NAME=SPEC", help="Also train this spec (e.g. another tool's "
         "architecture) from scratch as row NAME; repeatable.")] = None,
+    objective: ObjectiveOpt = None, cells: CellsOpt = None,
     space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
     download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """The paper's experiment: searched spec fine-tuned / Scratch-E / Scratch-B vs uniform,
     slimming and L1 architectures at equal FLOPs, and the base, over several seeds."""
-    from .compare import CompareOptions
-    from .compare import compare as run_compare
-    from .progress import make_reporter
-    from .runs import DataOptions
+    from .budget import parse_budgets
     from .space import load_space
-    from .train import RunOptions
 
     _setup_logging()
     pairs = []
@@ -338,22 +355,91 @@ def compare(
             raise PrunesearchError(f"--extra {item}: expected NAME=SPEC.json")
         pairs.append((name.strip(), path))
     sp = load_space(space)
+    parse_budgets(budget)  # a malformed budget is refused before torch and optuna load
+    _quiet_optuna()
+    from .compare import CompareOptions
+    from .compare import compare as run_compare
+    from .progress import make_reporter
+    from .runs import DataOptions
+    from .train import RunOptions
+
     result = run_compare(
-        sp, CompareOptions(budget, seeds, trials, base, signal, max_epoch_factor, tuple(pairs)),
+        sp, CompareOptions(budget, seeds, trials, base, signal, max_epoch_factor, tuple(pairs),
+                           objective, cells),
         out=out,
         epochs=epochs, data=DataOptions(data_dir, limit_train, download),
         opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
     table = Table(title=f"compare on {sp.name} at {result['budget']}: test accuracy over "
                         f"seeds {result['seeds']}")
-    for col in ("row", "test acc (%)", "FLOPs", "params", "epochs", "compute", "proxy"):
+    for col in ("row", "test acc (%)", "FLOPs", "params", "epochs", "compute", "score"):
         table.add_column(col, justify="left" if col == "row" else "right")
     for r in result["rows"]:
         table.add_row(r["row"] + (f" (= {r['same_as']})" if r["same_as"] else ""),
                       f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}", _human(r["flops"]),
                       _human(r["params"]), str(r["epochs"]), f"{r['compute_vs_base']:.2f}x",
-                      "" if r["proxy_accuracy"] is None else f"{r['proxy_accuracy']:.4f}")
+                      "" if r["score"] is None else f"{r['score']:.4f}")
     console.print(table)
     console.print(f"-> {result['run_dir']}/compare.json, compare.md")
+    if json_out:
+        _emit_json(result)
+
+
+@app.command()
+@_user_errors
+def fidelity(
+    budget: Annotated[str, typer.Option("--budget", help="One budget, e.g. 50%FLOPs.")],
+    archs: Annotated[int, typer.Option("--archs", help="Architectures to rank (>= 3).")] = 30,
+    seeds: Annotated[int, typer.Option("--seeds", help="From-scratch seeds per "
+                                       "architecture.")] = 2,
+    objective: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--objective", help="Objective to measure; repeatable [default: all].")] = None,
+    base: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--base", help="Trained base weights [default: the cell store's, trained if absent].")
+    ] = None,
+    signal: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--signal", help="slimming or l1 [default: the space's].")] = None,
+    schedule: Annotated[str, typer.Option(
+        "--schedule", help="How each architecture is trained: scratch-b or scratch-e.")
+    ] = "scratch-b",
+    cells: CellsOpt = None,
+    space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
+    download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
+    epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """How well each search objective ranks architectures by their from-scratch accuracy."""
+    from .space import load_space
+
+    _setup_logging()
+    sp = load_space(space)
+    _quiet_optuna()
+    from .choices import OBJECTIVES
+    from .fidelity import FidelityOptions, check_options, ci_text
+    from .fidelity import fidelity as run_fidelity
+    from .progress import make_reporter
+    from .runs import DataOptions
+    from .train import RunOptions
+
+    options = FidelityOptions(budget, archs, seeds, tuple(objective or OBJECTIVES), base,
+                              signal, schedule, cells=cells)
+    check_options(options)
+    result = run_fidelity(sp, options, out=out, epochs=epochs,
+                          data=DataOptions(data_dir, limit_train, download),
+                          opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
+    k = result["top_k"]
+    table = Table(title=f"fidelity on {sp.name} at {result['budget']}: "
+                        f"{len(result['archs'])} architectures x seeds {result['seeds']}")
+    for col in ("objective", "Kendall tau [95%]", "Spearman rho [95%]", "regret",
+                f"top-{k} precision"):
+        table.add_column(col, justify="left" if col == "objective" else "right")
+    for name, r in result["objectives"].items():
+        table.add_row(name, ci_text(r["kendall_tau"]), ci_text(r["spearman_rho"]),
+                      f"{100 * r['regret']:.2f} pts", f"{r[f'top{k}_precision']:.2f}")
+    if result.get("noise_ceiling"):
+        c = result["noise_ceiling"]
+        table.add_row("noise ceiling", ci_text(c["kendall_tau"]), ci_text(c["spearman_rho"]),
+                      "", "")
+    console.print(table)
+    console.print(f"-> {result['run_dir']}/fidelity.json, fidelity.md")
     if json_out:
         _emit_json(result)
 
@@ -422,17 +508,29 @@ def transfer(
                     "stage_ratios": ratios})
 
 
+def _print_names(key: str, names: list[str], json_out: bool) -> None:
+    for name in names:
+        console.print(name)
+    if json_out:
+        _emit_json({key: names})
+
+
 @app.command("models")
 @_user_errors
 def models_cmd(json_out: JsonOpt = False) -> None:
     """List the models of the zoo (and any registered ones)."""
     from .models import list_models
 
-    names = list_models()
-    for name in names:
-        console.print(name)
-    if json_out:
-        _emit_json({"models": names})
+    _print_names("models", list_models(), json_out)
+
+
+@app.command("spaces")
+@_user_errors
+def spaces_cmd(json_out: JsonOpt = False) -> None:
+    """List the search spaces --space NAME finds ($PRUNESEARCH_SPACES, bundled, ./search_spaces)."""
+    from .space import list_spaces
+
+    _print_names("spaces", list_spaces(), json_out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,17 +11,24 @@ searched/scratch-b  ... for the base's compute (epochs x base FLOPs / spec FLOPs
 uniform/scratch-b   every group at the same keep ratio, at equal FLOPs (the paper's section-5
                     control: is the searched *architecture* better than a predefined one?)
 slimming/scratch-b  network slimming's single global threshold on BN |gamma|, at equal FLOPs
+global/scratch-b    the signal divided by each group's mean, one global threshold (Torch-Pruning's
+                    global pruning with mean normalisation), at equal FLOPs
 l1/scratch-b        L1 filter pruning with a per-layer uniform ratio, at equal FLOPs
 NAME/scratch-b      each spec given with ``extra=(NAME, path)`` (``--extra NAME=SPEC``): an
                     architecture from elsewhere (another tool, a paper, a hand design) trained
                     like the others; ``benchmarks/torch_pruning_spec.py`` writes one
 ==================  ============================================================================
 
-Every cell (row x seed) is its own resumable run folder, so rerunning the command after a kill,
-or with more seeds, reuses everything already trained. Cells whose architecture and schedule are
-identical are trained once: L1 with a uniform per-layer ratio has the uniform architecture
-(trained from scratch, which channels L1 kept does not matter), so that row reuses the uniform
-cells and says so.
+Every cell (row x seed) is a resumable run folder in the cell store (``cells.py``), so
+rerunning the command after a kill, or with more seeds, or a ``fidelity`` run that trains the
+same architecture the same way, reuses everything already trained. Cells whose architecture and
+schedule are identical are trained once: L1 with a uniform per-layer ratio has the uniform
+architecture (trained from scratch, which channels L1 kept does not matter), so that row reuses
+the uniform cells and says so.
+
+Every row is trained with the same seeds, so rows are compared by paired differences: the
+searched Scratch-B row minus each other Scratch-B row, seed by seed, mean with a 95% t interval
+(``stats.paired_difference``). A difference whose interval contains zero is a tie.
 """
 
 from __future__ import annotations
@@ -36,14 +43,16 @@ from pathlib import Path
 from typing import Any
 
 from .budget import parse_budgets
+from .cells import CellStore, start_experiment
 from .errors import PrunesearchError
 from .fileio import atomic_write_json, atomic_write_text
 from .find import FindOptions, find, input_shape
 from .progress import Reporter
-from .runs import DataOptions, load_splits, train_arch, train_base
+from .runs import DataOptions, load_splits
 from .space import Space
 from .spec import ArchSpec
-from .train import RunOptions, load_weights
+from .stats import paired_difference
+from .train import RunOptions
 
 __all__ = ["ROWS", "CompareOptions", "compare", "markdown_table"]
 
@@ -57,6 +66,7 @@ ROWS = (
     ("searched / Scratch-B", "searched", "scratch-b"),
     ("uniform / Scratch-B", "uniform", "scratch-b"),
     ("slimming threshold / Scratch-B", "slimming", "scratch-b"),
+    ("global threshold / Scratch-B", "global", "scratch-b"),
     ("L1 per-layer / Scratch-B", "l1", "scratch-b"),
 )
 
@@ -70,6 +80,8 @@ class CompareOptions:
     signal: str | None = None
     max_epoch_factor: float | None = None
     extra: tuple[tuple[str, str], ...] = ()  # (row name, spec path): more Scratch-B rows
+    objective: str | None = None  # the search's objective [default: the space's]
+    cells: str | None = None  # the cell store [default: cells.default_root]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -121,6 +133,38 @@ def _load_spec(space: Space, path: str | Path) -> ArchSpec:
     return spec
 
 
+def _check(options: CompareOptions, epochs: int | None) -> None:
+    if options.seeds < 1:
+        raise PrunesearchError(f"--seeds must be >= 1, got {options.seeds}")
+    if epochs is not None and epochs < 1:
+        raise PrunesearchError(f"--epochs must be >= 1, got {epochs}")
+
+
+def _given_base_metrics(base_path: Path) -> dict[str, Any]:
+    metrics = base_path.parent / "metrics.json"
+    if not metrics.is_file():
+        raise PrunesearchError(f"--base {base_path}: no metrics.json beside it (its test "
+                               "accuracy is a row of the table)")
+    return json.loads(metrics.read_text())
+
+
+def _rows_and_specs(space: Space, member: dict[str, Any],
+                    extra: dict[str, tuple[str, ArchSpec]]
+                    ) -> tuple[list[tuple[str, str, str]], dict[str, ArchSpec]]:
+    """The rows to train and the spec of every architecture they name."""
+    specs = {"searched": _load_spec(space, member["spec"])} | {
+        name: _load_spec(space, path) for name, path in member["baseline_specs"].items()}
+    rows = [r for r in ROWS if r[1] == "base" or r[1] in specs]
+    for arch, (name, spec) in extra.items():
+        if abs(spec.flops / specs["searched"].flops - 1) > 0.02:
+            logger.warning("--extra %s: %.2fM FLOPs, the searched spec has %.2fM: not an "
+                           "equal-FLOPs comparison", name, spec.flops / 1e6,
+                           specs["searched"].flops / 1e6)
+        specs[arch] = spec
+        rows.append((f"{name} / Scratch-B", arch, "scratch-b"))
+    return rows, specs
+
+
 def compare(space: Space, options: CompareOptions, *, out: str | Path | None = None,
             epochs: int | None = None, data: DataOptions = DataOptions(),  # noqa: B008
             opts: RunOptions = RunOptions(), reporter: Reporter | None = None  # noqa: B008
@@ -134,83 +178,69 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
     if len(budgets) != 1:
         raise PrunesearchError(f"--budget {options.budget}: compare takes one budget, not a "
                                "family")
-    if options.seeds < 1:
-        raise PrunesearchError(f"--seeds must be >= 1, got {options.seeds}")
-    if epochs is not None and epochs < 1:
-        raise PrunesearchError(f"--epochs must be >= 1, got {epochs}")
+    _check(options, epochs)
     budget = budgets[0]
     extra = _load_extra(space, options.extra)
-    run_dir = Path(out) if out else Path("outputs") / space.name / f"compare-{budget.slug}"
-    seeds = [opts.seed + k for k in range(options.seeds)]
-    resume = dataclasses.replace(opts, resume=True)
-
-    # the base of the first seed: given, or trained in the run folder
-    if options.base:
-        base_path = Path(options.base)
-        base_path = base_path / "model.safetensors" if base_path.is_dir() else base_path
-        if not base_path.is_file():
-            raise PrunesearchError(f"--base {options.base}: no such weights file")
-    else:
-        train_base(space, out=run_dir / "base" / f"s{seeds[0]}", epochs=epochs, data=data,
-                   opts=resume, reporter=reporter)
-        base_path = run_dir / "base" / f"s{seeds[0]}" / "model.safetensors"
-    _, base_meta = load_weights(base_path)
-    base_epochs = epochs or int((base_meta.get("recipe") or {}).get("epochs") or
-                                space.train.epochs)
+    exp = start_experiment(space, f"compare-{budget.slug}", out=out, cells=options.cells,
+                           n_seeds=options.seeds, base=options.base, epochs=epochs, data=data,
+                           opts=opts, reporter=reporter)
+    run_dir, store, seeds = exp.run_dir, exp.store, exp.seeds
+    base_path, base_epochs = exp.base_path, exp.base_epochs
     # the search: its specs are the architectures compared
     family = find(space, FindOptions(options.budget, base=str(base_path), signal=options.signal,
-                                     trials=options.trials), out=run_dir / "find", data=data,
+                                     trials=options.trials, objective=options.objective),
+                  out=run_dir / "find", data=data,
                   opts=dataclasses.replace(opts, resume=False), reporter=reporter)
-    member = family["members"][0]
-    specs = {"searched": _load_spec(space, member["spec"])} | {
-        name: _load_spec(space, path) for name, path in member["baseline_specs"].items()}
-    rows_def = list(ROWS)
-    for arch, (name, spec) in extra.items():
-        if abs(spec.flops / specs["searched"].flops - 1) > 0.02:
-            logger.warning("--extra %s: %.2fM FLOPs, the searched spec has %.2fM: not an "
-                           "equal-FLOPs comparison", name, spec.flops / 1e6,
-                           specs["searched"].flops / 1e6)
-        specs[arch] = spec
-        rows_def.append((f"{name} / Scratch-B", arch, "scratch-b"))
-    n_train = len(load_splits(space, data).train)
+    rows_def, specs = _rows_and_specs(space, family["members"][0], extra)
+    # the other seeds' bases: trained like the first (a given base: for its epochs)
+    base_cell_epochs = base_epochs if options.base else epochs
+    cells = _train_cells(rows_def, specs, seeds, store, space, options, base_path, base_epochs,
+                         base_cell_epochs, data, opts, reporter)
+    result = {"space": space.name, "budget": budget.text, "seeds": seeds,
+              "base_epochs": base_epochs, "n_train": len(load_splits(space, data).train),
+              "signal": family["signal"], "objective": family["objective"],
+              "trials": family["trials"], "base": str(base_path), "cells": str(store.root),
+              "run_dir": str(run_dir)}
+    result["rows"] = _summarise(rows_def, specs, cells, seeds, result, base_epochs)
+    result["paired"] = paired_rows(result["rows"])
+    atomic_write_json(run_dir / "compare.json", result)
+    atomic_write_text(run_dir / "compare.md", markdown_table(result))
+    return result
 
+
+def _train_cells(rows_def, specs: dict[str, ArchSpec], seeds: list[int], store: CellStore,
+                 space: Space, options: CompareOptions, base_path: Path, base_epochs: int,
+                 base_cell_epochs: int | None, data: DataOptions, opts: RunOptions,
+                 reporter: Reporter | None
+                 ) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Every (row, architecture, seed) cell's metrics; a cell another row already trained is
+    marked ``same_as`` that row."""
     cells: dict[tuple[str, str, int], dict[str, Any]] = {}
-    trained: dict[tuple[str, str, int], tuple[str, dict[str, Any]]] = {}
-    plan = [(row, arch, how, seed) for row, arch, how in rows_def for seed in seeds
-            if arch == "base" or arch in specs]
+    owner: dict[str, str] = {}  # cell folder -> the first row that used it
+    plan = [(row, arch, how, seed) for row, arch, how in rows_def for seed in seeds]
     for i, (row, arch, how, seed) in enumerate(plan, 1):
         logger.info("compare cell %d/%d: %s, seed %d", i, len(plan), row, seed)
-        seeded = dataclasses.replace(resume, seed=seed)
         if arch == "base":
             if seed == seeds[0] and options.base:
-                metrics = json.loads((base_path.parent / "metrics.json").read_text()) \
-                    if (base_path.parent / "metrics.json").is_file() else None
-                if metrics is None:
-                    raise PrunesearchError(f"--base {base_path}: no metrics.json beside it "
-                                           "(its test accuracy is a row of the table)")
+                cells[(row, arch, seed)] = _given_base_metrics(base_path)
             else:
-                metrics = train_base(space, out=run_dir / "base" / f"s{seed}",
-                                     epochs=base_epochs, data=data, opts=seeded,
-                                     reporter=reporter)
-            cells[(row, arch, seed)] = metrics
+                cells[(row, arch, seed)] = store.base(space, seed=seed, epochs=base_cell_epochs,
+                                                      data=data, opts=opts, reporter=reporter)[0]
             continue
-        spec = specs[arch]
-        key = (_arch_key(spec), how, seed)
-        if key in trained:  # the same architecture trained the same way: reuse the cell
-            cells[(row, arch, seed)] = trained[key][1] | {"same_as": trained[key][0]}
-            continue
-        metrics = train_arch(
-            spec, space, schedule="scratch-e" if how == "finetune" else how,
-            init="inherit" if how == "finetune" else "scratch",
-            base=base_path if how == "finetune" else None,
-            max_epoch_factor=options.max_epoch_factor,
-            out=run_dir / arch / f"{how}-s{seed}",
-            epochs=None if how == "finetune" else base_epochs, spec_name=arch,
-            data=data, opts=seeded, reporter=reporter)
-        trained[key] = (row, metrics)
-        cells[(row, arch, seed)] = metrics
+        metrics = store.arch(specs[arch], space, kind=how, seed=seed,
+                             epochs=None if how == "finetune" else base_epochs, data=data,
+                             opts=opts, base=base_path if how == "finetune" else None,
+                             max_epoch_factor=options.max_epoch_factor, name=arch,
+                             reporter=reporter)
+        first = owner.setdefault(metrics["cell"], row)
+        cells[(row, arch, seed)] = metrics | ({"same_as": first} if first != row else {})
+    return cells
 
+
+def _summarise(rows_def, specs: dict[str, ArchSpec], cells, seeds: list[int],
+               result: dict[str, Any], base_epochs: int) -> list[dict[str, Any]]:
     base_flops = specs["searched"].base_flops
+    base_params = specs["searched"].graph().params()
     rows = []
     for row, arch, how in rows_def:
         runs = [cells[(row, arch, s)] for s in seeds if (row, arch, s) in cells]
@@ -219,27 +249,41 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
         accs = [r["test_accuracy"] for r in runs]
         mean, std = _mean_std(accs)
         flops = base_flops if arch == "base" else specs[arch].flops
-        params = specs["searched"].graph().params() if arch == "base" else specs[arch].params
+        params = base_params if arch == "base" else specs[arch].params
         run_epochs = runs[0]["epochs"]
+        search = {} if arch == "base" else (specs[arch].search or {})
         rows.append({
             "row": row, "architecture": arch, "training": how, "seeds": len(runs),
             "test_accuracy": accs, "mean": mean, "std": std, "flops": flops, "params": params,
             "epochs": run_epochs,
             # training compute: forward+backward ~ 3 forwards, in fvcore MACs
-            "train_macs": 3 * flops * run_epochs * n_train,
+            "train_macs": 3 * flops * run_epochs * result["n_train"],
             "compute_vs_base": round(flops * run_epochs / (base_flops * base_epochs), 3),
             "train_seconds": round(sum(r.get("train_seconds") or 0 for r in runs), 1),
-            "proxy_accuracy": None if arch == "base" else
-            (specs[arch].search or {}).get("proxy_accuracy"),
+            "score": search.get("score") if arch != "base" else None,
             "same_as": runs[0].get("same_as"),
+            "cells": [r.get("cell") for r in runs],
         })
-    result = {"space": space.name, "budget": budget.text, "seeds": seeds,
-              "base_epochs": base_epochs, "n_train": n_train, "signal": family["signal"],
-              "trials": family["trials"], "base": str(base_path), "rows": rows,
-              "run_dir": str(run_dir)}
-    atomic_write_json(run_dir / "compare.json", result)
-    atomic_write_text(run_dir / "compare.md", markdown_table(result))
-    return result
+    return rows
+
+
+def paired_rows(rows: list[dict[str, Any]], reference: str = "searched / Scratch-B"
+                ) -> dict[str, Any]:
+    """The reference row minus every other Scratch-B row, seed by seed (95% t intervals), and
+    the headline: the reference minus the best other row by mean."""
+    ref = next((r for r in rows if r["row"] == reference), None)
+    if ref is None:
+        return {}
+    others = [r for r in rows if r["training"] == "scratch-b" and r["row"] != reference
+              and r["seeds"] == ref["seeds"] and r["architecture"] != ref["architecture"]]
+    diffs = {r["row"]: paired_difference(ref["test_accuracy"], r["test_accuracy"]).to_dict()
+             for r in others}
+    out: dict[str, Any] = {"reference": reference, "minus": diffs}
+    if others:
+        best = max(others, key=lambda r: r["mean"])
+        out["best_other"] = best["row"]
+        out["vs_best_other"] = diffs[best["row"]]
+    return out
 
 
 def markdown_table(result: dict[str, Any]) -> str:
@@ -248,12 +292,22 @@ def markdown_table(result: dict[str, Any]) -> str:
              f"{result['seeds']}, base {result['base_epochs']} epochs, signal "
              f"{result['signal']}, {result['trials']} search trials; test accuracy mean ± std.",
              "",
-             "| row | test accuracy | FLOPs | params | epochs | compute vs base | proxy acc |",
+             "| row | test accuracy | FLOPs | params | epochs | compute vs base | search score |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in result["rows"]:
-        proxy = "" if r["proxy_accuracy"] is None else f"{r['proxy_accuracy']:.4f}"
+        score = "" if r["score"] is None else f"{r['score']:.4f}"
         note = f" (= {r['same_as']})" if r["same_as"] else ""
         lines.append(f"| {r['row']}{note} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
                      f"{r['flops'] / 1e6:.2f}M | {r['params'] / 1e6:.3f}M | {r['epochs']} | "
-                     f"{r['compute_vs_base']:.2f} | {proxy} |")
+                     f"{r['compute_vs_base']:.2f} | {score} |")
+    paired = result.get("paired") or {}
+    if paired.get("minus"):
+        lines += ["", f"Paired differences, {paired['reference']} minus each row (same seeds), "
+                  "points, 95% t interval:", "", "| row | difference | 95% interval | verdict |",
+                  "| --- | ---: | ---: | --- |"]
+        for row, d in paired["minus"].items():
+            verdict = ("tie" if d["low"] <= 0 <= d["high"] else
+                       "searched better" if d["low"] > 0 else "searched worse")
+            lines.append(f"| {row} | {100 * d['value']:+.2f} | [{100 * d['low']:+.2f}, "
+                         f"{100 * d['high']:+.2f}] | {verdict} |")
     return "\n".join(lines) + "\n"

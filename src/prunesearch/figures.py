@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .fileio import atomic_write_text
-from .report import compare_data, run_kind, search_data, training_data
+from .report import compare_data, fidelity_data, run_kind, search_data, training_data
 
 __all__ = ["render_report"]
 
@@ -39,34 +39,34 @@ def _search_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[st
     base = data["base_flops"]
     # 1. proxy accuracy vs FLOPs, every trial, Pareto front, baselines
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = {"uniform": "s", "slimming": "^", "l1": "v"}
+    markers = {"uniform": "s", "slimming": "^", "l1": "v", "global": "D"}
     for k, m in enumerate(data["members"]):
         color = f"C{k}"
         ax.scatter([t["flops"] / base for t in m["trials"]], [t["value"] for t in m["trials"]],
                    s=12, alpha=0.5, color=color, label=f"{m['budget']} trials")
         for name, b in m["baselines"].items():
-            ax.scatter(b["flops"] / base, b["proxy_accuracy"], marker=markers.get(name, "x"),
+            ax.scatter(b["flops"] / base, b["score"], marker=markers.get(name, "x"),
                        s=60, edgecolor="black", color=color,
                        label=f"{name} baseline" if k == 0 else None)
-        ax.scatter(m["chosen"]["flops"] / base, m["chosen"]["proxy_accuracy"], marker="*",
+        ax.scatter(m["chosen"]["flops"] / base, m["chosen"]["score"], marker="*",
                    s=160, edgecolor="black", color=color, label="exported" if k == 0 else None)
     front = data["pareto"]
     ax.plot([p["flops"] / base for p in front], [p["value"] for p in front], "k--", lw=1,
             label="Pareto front")
     ax.set_xlabel("FLOPs / base FLOPs")
-    ax.set_ylabel("proxy accuracy (held-out val)")
+    ax.set_ylabel("search score (held-out val)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     files.append(_save(fig, out / "trials.png"))
     md += ["## Proxy accuracy vs FLOPs", "", "![trials](trials.png)", "",
-           "| budget | exported (trial) | proxy acc | " +
+           "| budget | exported (trial) | score | " +
            " | ".join(f"{n} baseline" for n in data["members"][0]["baselines"]) + " |",
            "| --- | --- | ---: | " + " | ".join("---:" for _ in data["members"][0]["baselines"])
            + " |"]
     for m in data["members"]:
         md.append(f"| {m['budget']} | {m['chosen']['trial']} | "
-                  f"{m['chosen']['proxy_accuracy']:.4f} | " +
-                  " | ".join(f"{b['proxy_accuracy']:.4f}" for b in m["baselines"].values())
+                  f"{m['chosen']['score']:.4f} | " +
+                  " | ".join(f"{b['score']:.4f}" for b in m["baselines"].values())
                   + " |")
     md.append("")
     # 2. optimisation history
@@ -77,7 +77,7 @@ def _search_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[st
         ax.plot([r["number"] for r in h], [r["best"] for r in h], "-", color=f"C{k}",
                 label=f"{m['budget']} best so far")
     ax.set_xlabel("trial")
-    ax.set_ylabel("proxy accuracy")
+    ax.set_ylabel("search score")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     files.append(_save(fig, out / "history.png"))
@@ -147,15 +147,47 @@ def _compare_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[s
     return files, md
 
 
+def _fidelity_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    from .fidelity import markdown_table
+
+    plt = _plt()
+    files = []
+    for panel in data["panels"]:
+        fig, ax = plt.subplots(figsize=(5, 3.8))
+        pts = panel["points"]
+        for origin, marker in (("baseline", "s"), ("spread:group", "o"),
+                               ("spread:profile", "^")):
+            sel = [p for p in pts if p["origin"] == origin]
+            if sel:
+                ax.errorbar([p["score"] for p in sel], [100 * p["mean"] for p in sel],
+                            yerr=[[100 * (p["mean"] - p["low"]) for p in sel],
+                                  [100 * (p["high"] - p["mean"]) for p in sel]],
+                            fmt=marker, ms=4, capsize=2, label=origin)
+        for p in pts:
+            if p["origin"] == "baseline":
+                ax.annotate(p["arch"], (p["score"], 100 * p["mean"]), fontsize=7)
+        tau = panel["stats"]["kendall_tau"]
+        ax.set_title(f"{panel['objective']}: Kendall tau {tau['value']:+.2f} "
+                     f"[{tau['low']:+.2f}, {tau['high']:+.2f}]", fontsize=9)
+        ax.set_xlabel(f"{panel['objective']} score (validation split)")
+        ax.set_ylabel("from-scratch test accuracy (%), seed range")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        files.append(_save(fig, out / f"fidelity-{panel['objective']}.png"))
+    md = [f"# Fidelity: {data['space']} at {data['budget']}", ""]
+    md += [f"![{f}]({f})" for f in files] + ["", markdown_table(data["table"])]
+    return files, md
+
+
 def render_report(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:
     """Writes the figures and report.md of a run folder; returns their paths."""
     run_dir = Path(run_dir)
     kind = run_kind(run_dir)
     out = Path(out) if out else run_dir / "report"
-    data = {"search": search_data, "training": training_data, "compare": compare_data}[kind](
-        run_dir)
+    data = {"search": search_data, "training": training_data, "compare": compare_data,
+            "fidelity": fidelity_data}[kind](run_dir)
     draw = {"search": _search_figures, "training": _training_figures,
-            "compare": _compare_figures}[kind]
+            "compare": _compare_figures, "fidelity": _fidelity_figures}[kind]
     files, md = draw(data, out)
     atomic_write_text(out / "report.md", "\n".join(md))
     return {"kind": kind, "run_dir": str(run_dir), "out": str(out),

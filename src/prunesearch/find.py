@@ -6,10 +6,12 @@
    run).
 3. Compute the signal once: per-channel importance from the base (BN |gamma| or filter L1).
 4. Per budget: score the baselines (uniform widths; network slimming's global threshold; L1
-   with a uniform per-layer ratio), enqueue the signal's allocation, uniform ratios and
-   perturbations of the allocation as the first trials, then let TPE search keep ratios. Each
-   candidate is projected onto the budget, pruned from the base by the signal, BN-recalibrated
-   and scored on the held-out validation split.
+   with a uniform per-layer ratio; ``global``: mean-normalised importance, one threshold) with
+   the search's objective, enqueue the signal's allocations, uniform ratios and perturbations
+   of the global allocation as the first trials, then let TPE search the parameterisation
+   (``granularity.py``). Each candidate is projected onto the budget and scored by the
+   objective (``objectives.py``): the pruned base after BN recalibration (``inherit``) or a
+   short from-scratch training with successive halving (``scratch``), on the held-out split.
 5. Export the best architecture (a baseline if none beats it) as a spec with provenance, and
    ``family.json`` indexing the specs.
 """
@@ -30,13 +32,15 @@ from typing import Any
 import optuna
 import torch
 
-from .budget import Budget, parse_budgets, project, threshold_ratios
+from .budget import Budget, cost, global_ratios, parse_budgets, project, threshold_ratios
+from .choices import OBJECTIVES, SIGNALS
 from .data import DATASETS, SYNTHETIC
 from .errors import PrunesearchError
-from .evaluate import ProxyScorer
 from .fileio import atomic_write_json, file_digest
+from .granularity import Parameterization
 from .graph import trace
 from .importance import comparable_scores
+from .objectives import SGD, InheritScorer, Rungs, ScratchScorer
 from .progress import Reporter
 from .runs import DataOptions, load_splits, train_base
 from .search import claim_export, counts, mark_exported, open_study, redact, run_trials, storage_for
@@ -61,6 +65,7 @@ class FindOptions:
     study: str | None = None
     jobs: int = 1
     finetune_steps: int = 0
+    objective: str | None = None
 
 
 def input_shape(space: Space) -> list[int]:
@@ -76,12 +81,27 @@ def input_shape(space: Space) -> list[int]:
 
 
 
+def objective_settings(space: Space, objective: str, finetune_steps: int = 0
+                       ) -> dict[str, Any]:
+    """What defines an objective's scores (recorded in specs; a cached score is reused only
+    when these are unchanged)."""
+    s = space.search
+    if objective == "scratch":
+        return {"objective": "scratch", "rung_images": Rungs(
+            s.scratch_images, s.scratch_rungs, s.scratch_reduction).sizes,
+            "reduction": s.scratch_reduction, "cooldown": s.scratch_cooldown,
+            "lr": space.train.lr, "batch_size": space.data.batch_size, "seed": 0}
+    return {"objective": "inherit", "calib_batches": s.calib_batches,
+            "finetune_steps": finetune_steps}
+
+
 class _Search:
     """Everything a worker needs to score trials of one budget (rebuilt in each process)."""
 
     def __init__(self, space: Space, base_path: Path, signal: str, data: DataOptions,
-                 opts: RunOptions) -> None:
+                 opts: RunOptions, objective: str = "inherit", finetune_steps: int = 0) -> None:
         self.space, self.signal = space, signal
+        self.objective, self.finetune_steps = objective, finetune_steps
         state, _ = load_weights(base_path)
         model = space.create_model()
         model.load_state_dict(state)
@@ -90,59 +110,83 @@ class _Search:
         if splits.val is None:
             raise PrunesearchError(f"space {space.name}: the search scores candidates on a "
                                    "validation split; set data.val_size > 0")
-        d, s = space.data, space.search
+        d, s, t = space.data, space.search, space.train
         self.device = resolve_device(opts.device)
-        self.scorer = ProxyScorer(self.graph, splits.train, splits.val, importance=signal,
-                                  calib_batches=s.calib_batches, batch_size=d.batch_size,
-                                  eval_batch_size=d.eval_batch_size, device=self.device,
-                                  channels_last=space.train.channels_last,
-                                  finetune_lr=space.train.finetune_lr)
-        self.stage_of = {g: f"s{i}" for g, i in self.graph.stages().items()}
+        self.param = Parameterization(self.graph, s.granularity, s.min_ratio)
+        self.rungs = Rungs(s.scratch_images, s.scratch_rungs, s.scratch_reduction,
+                           s.scratch_cooldown)
+        self.scorer: InheritScorer | ScratchScorer
+        if objective == "scratch":
+            # NCHW: pruned nets train up to 21% slower channels-last on CPU (BENCHMARKS.md)
+            self.scorer = ScratchScorer(
+                self.graph, splits.train, splits.val, rungs=self.rungs,
+                sgd=SGD(t.lr, t.momentum, t.weight_decay), batch_size=d.batch_size,
+                eval_batch_size=d.eval_batch_size, augment=d.augment, device=self.device,
+                channels_last=False)
+        else:
+            self.scorer = InheritScorer(self.graph, splits.train, splits.val, importance=signal,
+                                        calib_batches=s.calib_batches, batch_size=d.batch_size,
+                                        eval_batch_size=d.eval_batch_size, device=self.device,
+                                        channels_last=t.channels_last,
+                                        finetune_lr=t.finetune_lr)
 
-    def ratios_from_params(self, params: dict[str, float]) -> dict[str, float]:
-        if self.space.search.granularity == "stage":
-            return {g.name: params[f"r:{self.stage_of[g.name]}"] for g in self.graph.groups}
-        return {g.name: params[f"r:{g.name}"] for g in self.graph.groups}
+    def pruner(self) -> optuna.pruners.BasePruner | None:
+        return self.rungs.pruner() if self.objective == "scratch" else None
 
-    def params_from_ratios(self, ratios: dict[str, float]) -> dict[str, float]:
-        lo = self.space.search.min_ratio
-        if self.space.search.granularity == "stage":
-            by_stage: dict[str, list[float]] = {}
-            for name, r in ratios.items():
-                by_stage.setdefault(self.stage_of[name], []).append(r)
-            return {f"r:{k}": min(1.0, max(lo, sum(v) / len(v))) for k, v in by_stage.items()}
-        return {f"r:{name}": min(1.0, max(lo, r)) for name, r in ratios.items()}
+    def score(self, widths: dict[str, int], importance: str | None = None,
+              trial: optuna.Trial | None = None) -> float:
+        """The objective's value of ``widths`` (``importance``: which channels an inherit
+        score keeps; from-scratch scores do not depend on it)."""
+        if isinstance(self.scorer, ScratchScorer):
+            return self.scorer.score(widths, trial)
+        if self.finetune_steps:
+            return self.scorer.score_finetuned(widths, self.finetune_steps, trial)
+        return self.scorer.score(widths, importance)
 
-    def objective(self, budget: Budget, target: int, finetune_steps: int):
+    def objective_fn(self, budget: Budget, target: int):
         s = self.space.search
-        names = sorted(set(self.params_from_ratios({g.name: 1.0 for g in self.graph.groups})))
 
         def fn(trial: optuna.Trial) -> float:
-            params = {n: trial.suggest_float(n, s.min_ratio, 1.0) for n in names}
-            widths = project(self.graph, self.ratios_from_params(params), budget.kind, target,
+            params = self.param.suggest(trial)
+            widths = project(self.graph, self.param.ratios(params), budget.kind, target,
                              min_ratio=s.min_ratio, round_to=s.round_to)
-            cost = self.graph.flops(widths) if budget.kind == "flops" else \
-                self.graph.params(widths)
-            trial.set_constraint("budget", cost - target)  # <= 0: on budget by construction
+            trial.set_constraint("budget", cost(self.graph, budget.kind, widths) - target)
             trial.set_user_attr("widths", widths)
             trial.set_user_attr("flops", self.graph.flops(widths))
             trial.set_user_attr("params", self.graph.params(widths))
-            if finetune_steps:
-                return self.scorer.score_finetuned(widths, finetune_steps, trial)
-            return self.scorer.score(widths)
+            return self.score(widths, trial=trial)
 
         return fn
 
 
-def _worker(space: Space, base_path: Path, signal: str, data: DataOptions, opts: RunOptions,
-            budget: Budget, target: int, storage_url: str, run_dir: Path, study_name: str,
-            n_trials: int, n_startup: int, finetune_steps: int, seed: int) -> None:
+@dataclass(frozen=True)
+class _Job:
+    """One budget's study: what every process working on it needs (pickled to --jobs workers)."""
+
+    space: Space
+    base_path: Path
+    signal: str
+    objective: str
+    finetune_steps: int
+    data: DataOptions
+    opts: RunOptions
+    budget: Budget
+    target: int
+    storage_url: str
+    run_dir: Path
+    study_name: str
+    n_trials: int
+    n_startup: int
+
+
+def _worker(job: _Job, seed: int) -> None:
     """Body of a ``--jobs`` worker process."""
     torch.set_num_threads(1)
-    search = _Search(space, base_path, signal, data, opts)
-    storage, _ = storage_for(storage_url, run_dir)
-    study, _ = open_study(storage, study_name, seed, n_startup)
-    run_trials(study, search.objective(budget, target, finetune_steps), n_trials)
+    search = _Search(job.space, job.base_path, job.signal, job.data, job.opts, job.objective,
+                     job.finetune_steps)
+    storage, _ = storage_for(job.storage_url, job.run_dir)
+    study, _ = open_study(storage, job.study_name, seed, job.n_startup, search.pruner())
+    run_trials(study, search.objective_fn(job.budget, job.target), job.n_trials)
 
 
 def _resolve_base(space: Space, find_opts: FindOptions, data: DataOptions, opts: RunOptions,
@@ -165,8 +209,9 @@ def _resolve_base(space: Space, find_opts: FindOptions, data: DataOptions, opts:
 
 def _resolve_signal(space: Space, requested: str | None, base_meta: dict[str, Any]) -> str:
     if requested is not None:
-        if requested not in ("slimming", "l1"):
-            raise PrunesearchError(f"unknown signal {requested!r}; choose slimming or l1")
+        if requested not in SIGNALS:
+            raise PrunesearchError(f"unknown signal {requested!r}; choose "
+                                   f"{' or '.join(SIGNALS)}")
         return requested
     sparsity = (base_meta.get("recipe") or {}).get("sparsity")
     if space.search.signal == "slimming" and sparsity == 0:
@@ -182,6 +227,139 @@ def _perturbations(ratios: dict[str, float], n: int, seed: int, lo: float
             for _ in range(n)]
 
 
+def _check_options(space: Space, find_opts: FindOptions) -> tuple[int, str]:
+    """(trials, objective), or the first bad option."""
+    trials = find_opts.trials if find_opts.trials is not None else space.search.trials
+    objective = find_opts.objective or space.search.objective
+    if trials < 1:
+        raise PrunesearchError(f"--trials must be >= 1, got {trials}")
+    if find_opts.jobs < 1:
+        raise PrunesearchError(f"--jobs must be >= 1, got {find_opts.jobs}")
+    if find_opts.finetune_steps < 0:
+        raise PrunesearchError(f"--finetune-steps must be >= 0, got {find_opts.finetune_steps}")
+    if objective not in OBJECTIVES:
+        raise PrunesearchError(f"unknown objective {objective!r}; choose one of "
+                               f"{', '.join(OBJECTIVES)}")
+    if find_opts.finetune_steps and objective != "inherit":
+        raise PrunesearchError("--finetune-steps fine-tunes inherited weights: it needs "
+                               "--objective inherit")
+    return trials, objective
+
+
+def budget_targets(space: Space, budgets: list[Budget]) -> list[int]:
+    """Each budget's target, checked to lie below the base model and within reach of the
+    space's minimum keep ratio (an untrained model has the same costs)."""
+    s = space.search
+    graph = trace(space.create_model(), torch.zeros(1, *input_shape(space)))
+    targets = []
+    for b in budgets:
+        target = b.target(graph.flops(), graph.params())
+        base_cost = cost(graph, b.kind)
+        if target >= base_cost:
+            raise PrunesearchError(f"budget {b.text}: {target:,} {b.kind} is not below the base "
+                                   f"model's {base_cost:,}; nothing to prune")
+        project(graph, {}, b.kind, target, min_ratio=s.min_ratio, round_to=s.round_to)
+        targets.append(target)
+    return targets
+
+
+def baseline_widths(search: _Search, budget: Budget, target: int
+                    ) -> dict[str, tuple[dict[str, int], str]]:
+    """The baselines' widths at the budget, with the signal that picks their channels:
+    ``uniform`` and ``l1`` (the same widths), ``slimming`` (one global threshold on BN |gamma|,
+    when the model has BN), ``global`` (mean-normalised signal, one global threshold)."""
+    graph, s = search.graph, search.space.search
+
+    def on_budget(ratios: dict[str, float]) -> dict[str, int]:
+        return project(graph, ratios, budget.kind, target, min_ratio=s.min_ratio,
+                       round_to=s.round_to)
+
+    uniform = on_budget({})
+    out = {"uniform": (uniform, search.signal), "l1": (uniform, "l1")}
+    slim_scores = comparable_scores(graph, "slimming")
+    if slim_scores:
+        out["slimming"] = (on_budget(threshold_ratios(graph, slim_scores, budget.kind, target,
+                                                      s.min_ratio)), "slimming")
+    scores = comparable_scores(graph, search.signal) or comparable_scores(graph, "l1")
+    out["global"] = (on_budget(global_ratios(graph, scores, budget.kind, target, s.min_ratio)),
+                     search.signal)
+    return out
+
+
+def _score_baselines(search: _Search, budget: Budget, target: int, cache: dict[str, Any],
+                     settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each baseline scored by the search's objective; ``cache`` (baselines.json, by budget)
+    keeps scores whose widths and objective settings are unchanged."""
+    cached = cache.get(budget.slug, {})
+    baselines = {}
+    for name, (widths, importance) in baseline_widths(search, budget, target).items():
+        entry = cached.get(name)
+        if entry is None or entry.get("widths") != widths or entry.get("settings") != settings \
+                or entry.get("signal") != importance:
+            entry = {"widths": widths, "signal": importance, "settings": settings,
+                     "score": search.score(widths, importance),
+                     "flops": search.graph.flops(widths), "params": search.graph.params(widths)}
+        baselines[name] = entry
+    cache[budget.slug] = baselines
+    return baselines
+
+
+def _seed_trials(search: _Search, budget: Budget, target: int, trials: int, seed: int
+                 ) -> list[dict[str, float]]:
+    """The first trials: the signal's threshold allocation, the global allocation, uniform
+    ratios, then perturbations of the global allocation."""
+    graph, s = search.graph, search.space.search
+    comparable = comparable_scores(graph, search.signal)
+    allocation = threshold_ratios(graph, comparable, budget.kind, target, s.min_ratio)
+    scores = comparable or comparable_scores(graph, "l1")
+    global_alloc = global_ratios(graph, scores, budget.kind, target, s.min_ratio)
+    ratios = [allocation, global_alloc, {g.name: 1.0 for g in graph.groups}]
+    ratios += _perturbations(global_alloc, min(8, max(0, trials // 4)), seed, s.min_ratio)
+    out: list[dict[str, float]] = []
+    for r in ratios:
+        params = search.param.params(r)
+        if params not in out:
+            out.append(params)
+    return out
+
+
+def _run_study(search: _Search, job: _Job, jobs: int, storage, reporter: Reporter
+               ) -> optuna.Study:
+    """Runs one budget's study to ``job.n_trials`` finished trials, with ``jobs - 1`` local
+    worker processes beside this one."""
+    seeds = _seed_trials(search, job.budget, job.target, job.n_trials, job.opts.seed)
+    study, created = open_study(storage, job.study_name, job.opts.seed, job.n_startup,
+                                search.pruner())
+    if created:  # only the worker that created the study seeds it
+        for params in seeds[:job.n_trials]:
+            study.enqueue_trial(params, user_attrs={"seeded": True}, skip_if_exists=True)
+    finished, _ = counts(study)
+    reporter.search_start(f"find {job.budget.text} ({job.signal}, {job.objective})",
+                          job.n_trials, min(finished, job.n_trials))
+
+    def best_value() -> float | None:
+        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        return max((t.value for t in done), default=None)
+
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_worker, args=(job, job.opts.seed + k))
+               for k in range(1, jobs)]
+    for w in workers:
+        w.start()
+    try:
+        run_trials(study, search.objective_fn(job.budget, job.target), job.n_trials,
+                   on_trial=lambda n: reporter.search_trial(n, best_value()))
+    finally:
+        for w in workers:
+            w.join()
+        reporter.close()
+    failed = [w.exitcode for w in workers if w.exitcode]
+    if failed:  # their unfinished trials were failed and retried: the study is complete
+        logger.warning("%d local search worker(s) died (exit codes %s); their trials were "
+                       "retried and the study is complete", len(failed), failed)
+    return study
+
+
 def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
          epochs: int | None = None, data: DataOptions = DataOptions(),  # noqa: B008
          opts: RunOptions = RunOptions(), reporter: Reporter | None = None  # noqa: B008
@@ -192,30 +370,10 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
     """
     reporter = reporter or Reporter()
     budgets = parse_budgets(find_opts.budgets)
-    s = space.search
-    trials = find_opts.trials if find_opts.trials is not None else s.trials
-    if trials < 1:
-        raise PrunesearchError(f"--trials must be >= 1, got {trials}")
-    if find_opts.jobs < 1:
-        raise PrunesearchError(f"--jobs must be >= 1, got {find_opts.jobs}")
-    if find_opts.finetune_steps < 0:
-        raise PrunesearchError(f"--finetune-steps must be >= 0, got {find_opts.finetune_steps}")
-    # 1. budgets reachable? (an untrained model has the same costs)
-    shape = input_shape(space)
-    graph0 = trace(space.create_model(), torch.zeros(1, *shape))
-    base_flops, base_params = graph0.flops(), graph0.params()
-    targets = []
-    for b in budgets:
-        target = b.target(base_flops, base_params)
-        base_cost = base_flops if b.kind == "flops" else base_params
-        if target >= base_cost:
-            raise PrunesearchError(f"budget {b.text}: {target:,} {b.kind} is not below the base "
-                                   f"model's {base_cost:,}; nothing to prune")
-        project(graph0, {}, b.kind, target, min_ratio=s.min_ratio, round_to=s.round_to)
-        targets.append(target)
+    trials, objective = _check_options(space, find_opts)
+    targets = budget_targets(space, budgets)
     run_dir = Path(out) if out else Path("outputs") / space.name / (
         "find-" + "_".join(b.slug for b in budgets))
-    # 2. base
     base_path = _resolve_base(space, find_opts, data, opts, reporter, epochs)
     _, base_meta = load_weights(base_path)
     if base_meta.get("model") != space.model.name or \
@@ -224,148 +382,99 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
                                f"{base_meta.get('model_args')}, not the space's model")
     signal = _resolve_signal(space, find_opts.signal, base_meta)
     sha = file_digest(base_path)
-    study_prefix = find_opts.study or f"{space.name}-{signal}-{sha[:8]}"
+    settings = objective_settings(space, objective, find_opts.finetune_steps)
+    study_prefix = find_opts.study or (f"{space.name}-{signal}-{objective}-"
+                                       f"{space.search.granularity}-{sha[:8]}")
     run_dir.mkdir(parents=True, exist_ok=True)
     storage, storage_url = storage_for(find_opts.storage, run_dir)
     atomic_write_json(run_dir / "config.json", {
         "space": space.to_dict(), "space_path": space.path, "find": dataclasses.asdict(find_opts)
-        | {"storage": redact(storage_url), "trials": trials, "signal": signal},
+        | {"storage": redact(storage_url), "trials": trials, "signal": signal,
+           "objective": objective},
         "base": str(base_path), "base_sha256": sha, "options": dataclasses.asdict(opts),
         "data": dataclasses.asdict(data), "versions": package_versions()})
-    # 3. signal, scorer
-    search = _Search(space, base_path, signal, data, opts)
-    graph = search.graph
-    comparable = comparable_scores(graph, signal)
-    slim_scores = comparable_scores(graph, "slimming")
+    search = _Search(space, base_path, signal, data, opts, objective, find_opts.finetune_steps)
     baselines_path = run_dir / "baselines.json"
-    baseline_cache = json.loads(baselines_path.read_text()) if baselines_path.is_file() else {}
+    cache = json.loads(baselines_path.read_text()) if baselines_path.is_file() else {}
     members, files, studies = [], [], []
     for budget, target in zip(budgets, targets, strict=True):
-        # 4a. baselines (scored once; cached for reruns)
-        def on_budget(ratios: dict[str, float], b=budget, t=target) -> dict[str, int]:
-            return project(graph, ratios, b.kind, t, min_ratio=s.min_ratio, round_to=s.round_to)
-
-        uniform = on_budget({})
-        allocation = threshold_ratios(graph, comparable, budget.kind, target,
-                                               s.min_ratio)
-        candidates = {"uniform": (uniform, signal), "l1": (uniform, "l1")}
-        if slim_scores:
-            slim_ratios = threshold_ratios(graph, slim_scores, budget.kind, target,
-                                                    s.min_ratio)
-            candidates["slimming"] = (on_budget(slim_ratios), "slimming")
-        cached = baseline_cache.get(budget.slug, {})
-        baselines = {}
-        for name, (widths, importance) in candidates.items():
-            entry = cached.get(name)
-            if entry is None or entry["widths"] != widths:
-                entry = {"widths": widths, "signal": importance,
-                         "proxy_accuracy": search.scorer.score(widths, importance),
-                         "flops": graph.flops(widths), "params": graph.params(widths)}
-            baselines[name] = entry
-        baseline_cache[budget.slug] = baselines
-        atomic_write_json(baselines_path, baseline_cache)
-        # 4b. the study
-        study_name = f"{study_prefix}:{budget.slug}"
-        seeds = [search.params_from_ratios(allocation),
-                 search.params_from_ratios({g.name: 1.0 for g in graph.groups})]
-        n_pert = min(8, max(0, trials // 4))
-        seeds += [search.params_from_ratios(r) for r in
-                  _perturbations(allocation, n_pert, opts.seed, s.min_ratio)]
-        n_startup = min(len(seeds), trials)
-        study, created = open_study(storage, study_name, opts.seed, n_startup)
+        baselines = _score_baselines(search, budget, target, cache, settings)
+        atomic_write_json(baselines_path, cache)
+        job = _Job(space, base_path, signal, objective, find_opts.finetune_steps, data, opts,
+                   budget, target, storage_url, run_dir, f"{study_prefix}:{budget.slug}",
+                   trials, min(len(_seed_trials(search, budget, target, trials, opts.seed)),
+                               trials))
+        study = _run_study(search, job, find_opts.jobs, storage, reporter)
         studies.append(study)
-        if created:  # only the worker that created the study seeds it
-            for params in seeds[:trials]:
-                study.enqueue_trial(params, user_attrs={"seeded": True}, skip_if_exists=True)
-        finished, _ = counts(study)
-        title = f"find {budget.text} ({signal})"
-        reporter.search_start(title, trials, min(finished, trials))
-
-        def best_value(st=study) -> float | None:
-            done = st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            return max((t.value for t in done), default=None)
-
-        ctx = multiprocessing.get_context("spawn")
-        workers = [ctx.Process(target=_worker, args=(
-            space, base_path, signal, data, opts, budget, target, storage_url, run_dir,
-            study_name, trials, n_startup, find_opts.finetune_steps, opts.seed + k))
-            for k in range(1, find_opts.jobs)]
-        for w in workers:
-            w.start()
-        try:
-            run_trials(study, search.objective(budget, target, find_opts.finetune_steps),
-                       trials, on_trial=lambda n, bv=best_value: reporter.search_trial(n, bv()))
-        finally:
-            for w in workers:
-                w.join()
-            reporter.close()
-        failed = [w.exitcode for w in workers if w.exitcode]
-        if failed:  # their unfinished trials were failed and retried: the study is complete
-            logger.warning("%d local search worker(s) died (exit codes %s); their trials were "
-                           "retried and the study is complete", len(failed), failed)
-        # 5. the architectures to export
-        member, member_files = _choose(space, budget, target, study, study_name, storage_url,
-                                       signal, baselines, graph, base_path, sha, run_dir)
+        member, member_files = _choose(job, study, baselines, search.graph, sha, settings)
         members.append(member)
         files += member_files
-    family = {"space": space.name, "signal": signal, "base": str(base_path),
-              "base_sha256": sha, "trials": trials, "members": members}
-    # 6. written once, by one of the workers sharing the studies
-    fingerprint = hashlib.sha256(json.dumps(
-        [[m["budget"], m["trial"], m["proxy_accuracy"], m["flops"], m["trials_done"]]
-         for m in members]
-    ).encode()).hexdigest()[:16]
-    exported = claim_export(studies[0], run_dir, fingerprint)
-    if exported:
-        for path, spec in files:
-            spec.save(path)
-        atomic_write_json(run_dir / "family.json", family)
-        mark_exported(studies[0], run_dir, fingerprint)
-    else:
-        logger.info("the specs were exported by another worker: %s",
-                    studies[0].user_attrs.get("exported"))
+    family = {"space": space.name, "signal": signal, "objective": objective,
+              "base": str(base_path), "base_sha256": sha, "trials": trials, "members": members}
+    exported = _export(studies[0], run_dir, family, files)
     return family | {"run_dir": str(run_dir), "exported": exported}
 
 
-def _choose(space, budget, target, study, study_name, storage_url, signal, baselines, graph,
-            base_path, sha, run_dir) -> tuple[dict[str, Any], list[tuple[Path, ArchSpec]]]:
+def _export(study: optuna.Study, run_dir: Path, family: dict[str, Any],
+            files: list[tuple[Path, ArchSpec]]) -> bool:
+    """Writes the specs and family.json once, by one of the workers sharing the studies."""
+    fingerprint = hashlib.sha256(json.dumps(
+        [[m["budget"], m["trial"], m["score"], m["flops"], m["trials_done"]]
+         for m in family["members"]]).encode()).hexdigest()[:16]
+    if not claim_export(study, run_dir, fingerprint):
+        logger.info("the specs were exported by another worker: %s",
+                    study.user_attrs.get("exported"))
+        return False
+    for path, spec in files:
+        spec.save(path)
+    atomic_write_json(run_dir / "family.json", family)
+    mark_exported(study, run_dir, fingerprint)
+    return True
+
+
+def _choose(job: _Job, study: optuna.Study, baselines: dict[str, dict[str, Any]], graph,
+            sha: str, settings: dict[str, Any]
+            ) -> tuple[dict[str, Any], list[tuple[Path, ArchSpec]]]:
     """The budget's family member and its spec files (the best trial's, the baselines')."""
+    space, budget = job.space, job.budget
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     best = max(done, key=lambda t: (t.value, -t.number), default=None)
-    choice = {"proxy_accuracy": best.value, "widths": best.user_attrs["widths"],
-              "trial": best.number, "signal": signal} if best else None
-    for name, b in baselines.items():  # never worse on the proxy than a baseline
-        if choice is None or b["proxy_accuracy"] > choice["proxy_accuracy"]:
-            choice = {"proxy_accuracy": b["proxy_accuracy"], "widths": b["widths"],
+    choice = {"score": best.value, "widths": best.user_attrs["widths"],
+              "trial": best.number, "signal": job.signal} if best else None
+    for name, b in baselines.items():  # never worse on the objective than a baseline
+        if choice is None or b["score"] > choice["score"]:
+            choice = {"score": b["score"], "widths": b["widths"],
                       "trial": f"baseline:{name}", "signal": b["signal"]}
     assert choice is not None
     search_info = {
-        "signal": choice["signal"], "proxy_accuracy": choice["proxy_accuracy"],
-        "trial": choice["trial"], "study": study_name, "storage": redact(storage_url),
-        "trials": len(done), "space": space.name, "space_path": space.path,
-        "base_checkpoint": str(base_path), "base_checkpoint_sha256": sha,
-        "baselines": {k: {"proxy_accuracy": v["proxy_accuracy"], "flops": v["flops"],
-                          "params": v["params"]} for k, v in baselines.items()},
+        "signal": choice["signal"], "objective": job.objective, "objective_settings": settings,
+        "score": choice["score"], "trial": choice["trial"], "study": job.study_name,
+        "storage": redact(job.storage_url), "trials": len(done),
+        "granularity": space.search.granularity, "space": space.name,
+        "space_path": space.path, "base_checkpoint": str(job.base_path),
+        "base_checkpoint_sha256": sha,
+        "baselines": {k: {"score": v["score"], "flops": v["flops"], "params": v["params"]}
+                      for k, v in baselines.items()},
     }
-    budget_info = {"kind": budget.kind, "target": target, "text": budget.text}
+    budget_info = {"kind": budget.kind, "target": job.target, "text": budget.text}
 
     def make(widths: dict[str, int], info: dict[str, Any]) -> ArchSpec:
         return ArchSpec.from_graph(graph, widths, model=space.model.name,
                                    model_args=space.model.args, budget=budget_info, search=info)
 
     spec = make(choice["widths"], search_info)
-    files = [(run_dir / f"spec-{budget.slug}.json", spec)]
+    files = [(job.run_dir / f"spec-{budget.slug}.json", spec)]
     # the baselines' architectures as specs too: the controls a from-scratch comparison trains
     baseline_specs = {}
     for name, b in baselines.items():
-        info = search_info | {"signal": b["signal"], "proxy_accuracy": b["proxy_accuracy"],
+        info = search_info | {"signal": b["signal"], "score": b["score"],
                               "trial": f"baseline:{name}", "baseline": name}
-        path = run_dir / "baselines" / f"spec-{budget.slug}-{name}.json"
+        path = job.run_dir / "baselines" / f"spec-{budget.slug}-{name}.json"
         files.append((path, make(b["widths"], info)))
         baseline_specs[name] = str(path)
-    member = {"budget": budget.text, "slug": budget.slug, "target": target,
+    member = {"budget": budget.text, "slug": budget.slug, "target": job.target,
               "spec": str(files[0][0]), "flops": spec.flops, "params": spec.params,
-              "base_flops": spec.base_flops, "proxy_accuracy": choice["proxy_accuracy"],
+              "base_flops": spec.base_flops, "score": choice["score"],
               "trial": choice["trial"], "trials_done": len(done),
               "baselines": search_info["baselines"],
               "baseline_specs": baseline_specs}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Union
 import torch
 from torch import Tensor
 
+from .choices import SIGNALS
 from .errors import PrunesearchError
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ __all__ = ["SIGNALS", "Importance", "group_scores", "top_channels"]
 
 logger = logging.getLogger(__name__)
 
-SIGNALS = ("l1", "slimming")
 Importance = Union[str, Mapping[str, Tensor]]  # noqa: UP007  (a runtime alias)
 
 

@@ -54,7 +54,7 @@ class LogReporter(Reporter):
 
     def search_trial(self, completed: int, best: float | None) -> None:
         best_text = f"{best:.4f}" if best is not None else "-"
-        logger.info("trial %d/%d, best proxy accuracy %s", completed, self.total, best_text)
+        logger.info("trial %d/%d, best score %s", completed, self.total, best_text)
 
 
 class RichReporter(Reporter):

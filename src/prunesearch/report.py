@@ -13,8 +13,8 @@ from typing import Any
 from .errors import PrunesearchError
 from .spec import ArchSpec
 
-__all__ = ["compare_data", "pareto_front", "run_kind", "search_data", "spec_summary",
-           "training_data", "width_profile"]
+__all__ = ["compare_data", "fidelity_data", "pareto_front", "run_kind", "search_data",
+           "spec_summary", "training_data", "width_profile"]
 
 
 def spec_summary(spec: ArchSpec) -> dict[str, Any]:
@@ -39,13 +39,14 @@ def spec_summary(spec: ArchSpec) -> dict[str, Any]:
 
 
 def run_kind(run_dir: Path) -> str:
-    """``search`` (family.json), ``compare`` (compare.json) or ``training`` (metrics.json)."""
-    for name, kind in (("compare.json", "compare"), ("family.json", "search"),
-                       ("metrics.json", "training")):
+    """``search`` (family.json), ``compare`` (compare.json), ``fidelity`` (fidelity.json) or
+    ``training`` (metrics.json)."""
+    for name, kind in (("compare.json", "compare"), ("fidelity.json", "fidelity"),
+                       ("family.json", "search"), ("metrics.json", "training")):
         if (run_dir / name).is_file():
             return kind
     raise PrunesearchError(f"{run_dir}: not a prunesearch run folder (no family.json, "
-                           "compare.json or metrics.json)")
+                           "compare.json, fidelity.json or metrics.json)")
 
 
 def _read_json(path: Path) -> Any:
@@ -116,7 +117,7 @@ def search_data(run_dir: Path) -> dict[str, Any]:
         uniform = ArchSpec.load(uniform_path, check_model=False) \
             if uniform_path and Path(uniform_path).is_file() else None
         members.append({"budget": m["budget"], "target": m["target"], "spec": m["spec"],
-                        "chosen": {"flops": m["flops"], "proxy_accuracy": m["proxy_accuracy"],
+                        "chosen": {"flops": m["flops"], "score": m["score"],
                                    "trial": m["trial"]},
                         "baselines": m["baselines"], "trials": trials, "history": history,
                         "profile": width_profile(spec, uniform)})
@@ -152,3 +153,17 @@ def compare_data(run_dir: Path) -> dict[str, Any]:
             "rows": [{"row": r["row"], "mean": r["mean"], "std": r["std"], "flops": r["flops"],
                       "test_accuracy": r["test_accuracy"]} for r in result["rows"]],
             "table": result}
+
+
+def fidelity_data(run_dir: Path) -> dict[str, Any]:
+    """Per objective, the points (objective score, mean from-scratch accuracy, seed range) of
+    every architecture, with the objective's statistics."""
+    result = _read_json(run_dir / "fidelity.json")
+    panels = []
+    for name, stats in result["objectives"].items():
+        points = [{"arch": a["name"], "origin": a["origin"], "score": a["scores"][name],
+                   "mean": a["mean"], "low": min(a["test_accuracy"]),
+                   "high": max(a["test_accuracy"])} for a in result["archs"]]
+        panels.append({"objective": name, "stats": stats, "points": points})
+    return {"kind": "fidelity", "space": result["space"], "budget": result["budget"],
+            "panels": panels, "table": result}

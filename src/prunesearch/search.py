@@ -20,13 +20,14 @@ on one host or many, may work on one study:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,10 @@ from optuna.trial import TrialState
 
 from .errors import PrunesearchError
 
-__all__ = ["Surplus", "claim_export", "counts", "mark_exported", "open_study", "recover_stale",
-           "redact", "run_trials", "storage_for"]
+__all__ = ["Surplus", "claim_export", "counts", "mark_exported", "open_study", "quiet_optuna",
+           "recover_stale", "redact", "run_trials", "storage_for"]
 
 logger = logging.getLogger(__name__)
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress reports trials
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -51,6 +51,19 @@ TOKEN = "export_token"
 
 class Surplus(Exception):
     """This trial would exceed the requested count; it is failed unevaluated."""
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's INFO lines (one per trial, one per new study) silenced while our own calls run
+    (our progress reports the trials), the caller's verbosity restored after. Importing this
+    module leaves Optuna's logging alone; the CLI silences it for the whole command."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
 
 
 def redact(url: str) -> str:
@@ -103,24 +116,27 @@ def storage_for(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseSto
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, seed: int,
-               n_startup: int) -> tuple[optuna.Study, bool]:
+               n_startup: int, pruner: optuna.pruners.BasePruner | None = None
+               ) -> tuple[optuna.Study, bool]:
     """Creates or loads a maximising study with a seeded TPE sampler; returns (study, whether
     this call created it: only the creator enqueues the first trials).
 
     The creator samples with ``seed`` (a one-process search is reproducible); a worker joining
     an existing study gets a seed of its own, drawn from ``seed``, host and pid: with one seed
     everywhere, workers would propose the same random points and evaluate duplicates.
+    ``pruner`` stops weak trials early (default: the median rule after 5 trials).
     """
     created = True
     try:
-        storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], name)
+        with quiet_optuna():
+            storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], name)
     except optuna.exceptions.DuplicatedStudyError:
         created = False
         seed = random.Random(f"{seed}:{HOST}:{os.getpid()}").getrandbits(31)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, n_startup),
                                          multivariate=True, constant_liar=True)
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
-                              pruner=optuna.pruners.MedianPruner(n_startup_trials=5))
+                              pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5))
     return study, created
 
 
@@ -251,7 +267,7 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
                     optuna.storages.fail_stale_trials(study)
             time.sleep(poll_s)
             continue
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_optuna():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.optimize(guarded, n_trials=1, catch=(PrunesearchError, Surplus))
         if on_trial is not None:

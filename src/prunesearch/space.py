@@ -15,13 +15,11 @@ from typing import Any
 
 import yaml
 
+from .choices import GRANULARITIES, LR_SCHEDULES, OBJECTIVES, SIGNALS
 from .errors import PrunesearchError
 
 __all__ = ["DataCfg", "ModelCfg", "SearchCfg", "Space", "TrainCfg", "load_space", "space_dirs"]
 
-SCHEDULES = ("step", "cosine", "constant")
-SIGNALS = ("slimming", "l1")
-GRANULARITIES = ("group", "stage")
 
 
 @dataclass(frozen=True)
@@ -63,6 +61,11 @@ class SearchCfg:
     round_to: int = 1
     granularity: str = "group"
     calib_batches: int = 20
+    objective: str = "inherit"   # what scores a candidate: inherit | scratch (objectives.py)
+    scratch_images: int = 6000   # scratch objective: training images of the first rung
+    scratch_rungs: int = 2       # rungs of x scratch_reduction images; successive halving
+    scratch_reduction: int = 3
+    scratch_cooldown: float = 0.25  # decay branch at each rung, a fraction of its images
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ def _validate(space: Space, where: str) -> None:
     checks = [
         (t.epochs >= 1, "train.epochs", "must be >= 1"),
         (t.lr > 0, "train.lr", "must be > 0"),
-        (t.schedule in SCHEDULES, "train.schedule", f"must be one of {', '.join(SCHEDULES)}"),
+        (t.schedule in LR_SCHEDULES, "train.schedule",
+         f"must be one of {', '.join(LR_SCHEDULES)}"),
         (all(0 < m < 1 for m in t.milestones), "train.milestones", "must lie in (0, 1)"),
         (t.sparsity >= 0, "train.sparsity", "must be >= 0"),
         (t.finetune_epochs >= 1, "train.finetune_epochs", "must be >= 1"),
@@ -147,6 +151,12 @@ def _validate(space: Space, where: str) -> None:
         (s.granularity in GRANULARITIES, "search.granularity",
          f"must be one of {', '.join(GRANULARITIES)}"),
         (s.calib_batches >= 0, "search.calib_batches", "must be >= 0"),
+        (s.objective in OBJECTIVES, "search.objective",
+         f"must be one of {', '.join(OBJECTIVES)}"),
+        (s.scratch_images >= 1, "search.scratch_images", "must be >= 1"),
+        (s.scratch_rungs >= 1, "search.scratch_rungs", "must be >= 1"),
+        (s.scratch_reduction >= 2, "search.scratch_reduction", "must be >= 2"),
+        (0 < s.scratch_cooldown <= 1, "search.scratch_cooldown", "must be in (0, 1]"),
         (d.val_size >= 0, "data.val_size", "must be >= 0"),
         (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1"),
@@ -183,10 +193,22 @@ def space_from_dict(raw: Any, where: str = "space", path: str = "") -> Space:
 
 
 def space_dirs() -> list[Path]:
+    """Where a space is looked up by name, in order: ``$PRUNESEARCH_SPACES``, the bundled
+    spaces, ``./search_spaces``.
+
+    The bundled spaces live in the top-level ``search_spaces/`` folder, their one home: a
+    source checkout or an editable install reads it in place; a wheel carries it as the package
+    data ``prunesearch/search_spaces/`` (pyproject.toml maps that package onto the folder, so
+    there is no second copy in the repository and no build step of our own).
+    """
     dirs = []
     if os.environ.get("PRUNESEARCH_SPACES"):
         dirs.append(Path(os.environ["PRUNESEARCH_SPACES"]))
-    dirs.append(Path(__file__).resolve().parents[2] / "search_spaces")  # source checkout
+    here = Path(__file__).resolve().parent
+    for bundled in (here / "search_spaces", here.parents[1] / "search_spaces"):  # wheel, checkout
+        if bundled.is_dir():
+            dirs.append(bundled)
+            break
     dirs.append(Path.cwd() / "search_spaces")
     return dirs
 

@@ -13,17 +13,17 @@ import math
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .errors import PrunesearchError, SpecError
 from .fileio import atomic_write_json
-from .graph import ChannelGraph, trace
-from .models import resolve_model
 
-__all__ = ["FORMAT", "ArchSpec", "base_graph", "build", "package_versions"]
+if TYPE_CHECKING:  # torch is imported where used: reading a spec needs none
+    from torch import nn
+
+    from .graph import ChannelGraph
+
+__all__ = ["FORMAT", "ArchSpec", "base_graph", "build", "package_versions", "reinitialize"]
 
 FORMAT = "prunesearch.arch/v1"
 FLOP_COUNTER = "fvcore-macs"
@@ -44,6 +44,11 @@ def package_versions() -> dict[str, str]:
 @functools.lru_cache(maxsize=4)
 def _cached_graph(model: str, args_json: str, input_shape: tuple[int, ...],
                   allow_import: bool) -> ChannelGraph:
+    import torch
+
+    from .graph import trace
+    from .models import resolve_model
+
     try:
         constructor = resolve_model(model, allow_import=allow_import)
     except PrunesearchError as exc:
@@ -272,7 +277,14 @@ def build(spec: ArchSpec, *, allow_import: bool = False) -> nn.Module:
     """
     graph = spec.graph(allow_import=allow_import)
     spec.check(graph)
-    model = graph.prune(spec.widths)
+    return reinitialize(graph.prune(spec.widths))
+
+
+def reinitialize(model: nn.Module) -> nn.Module:
+    """Fresh weights for a (pruned) model, in place: every module's ``reset_parameters``, then
+    the model's own ``init_weights`` if it has one; returned in train mode."""
+    import torch
+
     with torch.no_grad():
         for m in model.modules():
             reset = getattr(m, "reset_parameters", None)

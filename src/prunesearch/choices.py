@@ -1,0 +1,11 @@
+"""The closed vocabularies of spaces, flags and specs, one place each (no heavy imports, so the
+configuration layer and the CLI can check a value without loading torch)."""
+
+from __future__ import annotations
+
+__all__ = ["GRANULARITIES", "LR_SCHEDULES", "OBJECTIVES", "SIGNALS"]
+
+SIGNALS = ("slimming", "l1")               # importance signals (importance.py)
+GRANULARITIES = ("group", "stage", "profile")  # search parameterisations (granularity.py)
+OBJECTIVES = ("inherit", "scratch")        # what scores a candidate (objectives.py)
+LR_SCHEDULES = ("step", "cosine", "constant")  # learning-rate schedules (train.lr_factor)
