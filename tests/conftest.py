@@ -1,8 +1,11 @@
 """Shared fixtures."""
 
 import logging
+from pathlib import Path
 
 import pytest
+
+TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +18,22 @@ def _restore_prunesearch_logger():
     logger.handlers[:] = handlers
     logger.setLevel(level)
     logger.propagate = propagate
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory) -> Path:
+    """The folder of the tiny space's base model (``train_base`` with the space's defaults:
+    2 epochs, seed 0), trained once for the whole session. Tests only read it; one that
+    writes into a base folder copies this one first."""
+    from prunesearch.runs import train_base
+    from prunesearch.space import load_space
+
+    out = tmp_path_factory.mktemp("tiny-base")
+    train_base(load_space(TINY), out=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tiny_base_dir) -> Path:
+    """The tiny space's base weights file (see ``tiny_base_dir``)."""
+    return tiny_base_dir / "model.safetensors"

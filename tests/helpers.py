@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import random
+import subprocess
+from pathlib import Path
 
 import torch
 
@@ -67,3 +72,62 @@ def assert_equivalent_after_pruning(model: torch.nn.Module, x: torch.Tensor, see
         ref, out = model(x), pruned(x)
     err = (out - ref).abs().max() / ref.abs().max().clamp_min(1e-12)
     assert err < 1e-4, f"relative error {err:.2e} with widths {widths}"
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """``prunesearch ARGS`` in this process: :func:`prunesearch.cli.main`, the function
+    ``python -m prunesearch`` runs (usage errors become its one ``error:`` line too), with
+    stdout and stderr captured apart. Returns what ``subprocess.run`` would, less the import
+    cost of a fresh interpreter. ``cwd``: a folder to run in (restored afterwards)."""
+    from prunesearch.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    with contextlib.ExitStack() as stack:
+        if cwd is not None:  # contextlib.chdir is 3.11+
+            stack.callback(os.chdir, os.getcwd())
+            os.chdir(cwd)
+        stack.enter_context(contextlib.redirect_stdout(out))
+        stack.enter_context(contextlib.redirect_stderr(err))
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("message"): printed, status 1
+        err.write(f"{code}\n")
+        code = 1
+    return subprocess.CompletedProcess(["prunesearch", *map(str, args)], code, out.getvalue(),
+                                       err.getvalue())
+
+
+def run_script(path, *args, cwd=None) -> subprocess.CompletedProcess:
+    """``python PATH ARGS`` in this process (``runpy`` as ``__main__``, with ``sys.argv`` and
+    ``sys.path[0]`` as the interpreter sets them), captured like :func:`run_cli`."""
+    import runpy
+    import sys
+
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    argv, path0 = [str(path), *map(str, args)], str(Path(path).resolve().parent)
+    with contextlib.ExitStack() as stack:
+        if cwd is not None:
+            stack.callback(os.chdir, os.getcwd())
+            os.chdir(cwd)
+        saved_argv, saved_path = sys.argv, list(sys.path)
+        stack.callback(setattr, sys, "argv", saved_argv)
+        stack.callback(setattr, sys, "path", saved_path)
+        sys.argv, sys.path = argv, [path0, *sys.path]
+        stack.enter_context(contextlib.redirect_stdout(out))
+        stack.enter_context(contextlib.redirect_stderr(err))
+        try:
+            runpy.run_path(str(path), run_name="__main__")
+        except SystemExit as exc:
+            code = exc.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        err.write(f"{code}\n")
+        code = 1
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())

@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 import prunesearch as ps
 from prunesearch.cli import app
 
+from .helpers import run_cli
+
 runner = CliRunner()
 
 
@@ -37,11 +39,6 @@ def test_models_lists_the_zoo():
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0
     assert "resnet56" in json.loads(result.output.strip().splitlines()[-1])["models"]
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "prunesearch", *args],
-                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -109,8 +106,8 @@ def test_train_base_and_arch_from_the_cli(tmp_path):
     (["train-base", "--space", str(SPACES / "tiny.yaml"), "--device", "tpu"],
      "error: --device must be auto, cpu or cuda"),
 ])
-def test_training_bad_input(args, message):
-    proc = run_cli(*args)
+def test_training_bad_input(args, message, tmp_path):
+    proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().startswith(message) and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -131,8 +128,8 @@ def test_torchrun_two_cpu_processes(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "prunesearch", "train-base", "--space", str(SPACES / "tiny.yaml"), "--out",
-         str(out), "--json"], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
+         str(out), "--epochs", "1", "--limit-train", "128", "--json"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     jsons = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(jsons) == 1  # only rank 0 reports

@@ -1,23 +1,26 @@
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from prunesearch.compare import ROWS, CompareOptions, compare
 from prunesearch.figures import render_report
+from prunesearch.runs import DataOptions
 from prunesearch.space import load_space
 from prunesearch.spec import ArchSpec
 
+from .helpers import run_cli
+
 TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
+# two batches of training images: every cell trains, none of the checks needs more
+DATA = DataOptions(limit_train=64)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     result = compare(load_space(TINY), CompareOptions("50%FLOPs", seeds=2, trials=3), out=out,
-                     epochs=1)
+                     epochs=1, data=DATA)
     return out, result
 
 
@@ -53,7 +56,7 @@ def test_rerun_reuses_every_cell(run):
     out, first = run
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
     again = compare(load_space(TINY), CompareOptions("50%FLOPs", seeds=2, trials=3), out=out,
-                    epochs=1)
+                    epochs=1, data=DATA)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")} == stamps
     assert [r["test_accuracy"] for r in again["rows"]] == \
         [r["test_accuracy"] for r in first["rows"]]
@@ -76,9 +79,7 @@ def test_compare_report_figure(run):
     (["--budget", "50%FLOPs", "--extra", "x=/nonexistent.json"], "spec file not found"),
 ])
 def test_bad_compare_input(tmp_path, args, message):
-    proc = subprocess.run([sys.executable, "-m", "prunesearch", "compare", "--space", TINY,
-                           *args, "--out", str(tmp_path / "c")], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_cli("compare", "--space", TINY, *args, "--out", tmp_path / "c")
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c").exists()
@@ -104,7 +105,7 @@ def test_extra_spec_is_one_more_row(run, tmp_path):
     extra = _extra_spec(out, tmp_path / "other.json")
     result = compare(load_space(TINY), CompareOptions("50%FLOPs", seeds=2, trials=3,
                                                       extra=(("other tool", str(extra)),)),
-                     out=out, epochs=1)
+                     out=out, epochs=1, data=DATA)
     rows = {r["row"]: r for r in result["rows"]}
     row = rows["other tool / Scratch-B"]
     assert row["seeds"] == 2 and row["flops"] == ArchSpec.load(extra).flops
@@ -126,9 +127,8 @@ def test_extra_spec_is_one_more_row(run, tmp_path):
 def test_extra_spec_of_another_model_is_refused(run, tmp_path, change, message):
     out, _ = run
     extra = _extra_spec(out, tmp_path / "other.json", **change)
-    proc = subprocess.run([sys.executable, "-m", "prunesearch", "compare", "--space", TINY,
-                           "--budget", "50%FLOPs", "--extra", f"x={extra}", "--out",
-                           str(tmp_path / "c")], capture_output=True, text=True, timeout=120)
+    proc = run_cli("compare", "--space", TINY, "--budget", "50%FLOPs", "--extra", f"x={extra}",
+                   "--out", tmp_path / "c")
     assert proc.returncode == 2 and message in proc.stderr
     assert not (tmp_path / "c").exists()
 
@@ -157,7 +157,7 @@ def test_fidelity_reuses_the_cells_compare_trained(run, tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("model.safetensors")}
     fid = fidelity(load_space(TINY), FidelityOptions(
         "50%FLOPs", archs=3, seeds=2, objectives=("inherit",), base=str(base),
-        cells=str(out / "cells")), out=tmp_path / "fid", epochs=1)
+        cells=str(out / "cells")), out=tmp_path / "fid", epochs=1, data=DATA)
     assert {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("model.safetensors")} == \
         stamps  # nothing trained, nothing overwritten
     rows = {r["architecture"]: r for r in result["rows"] if r["training"] == "scratch-b"}

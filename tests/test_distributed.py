@@ -14,9 +14,6 @@ from pathlib import Path
 import optuna
 import pytest
 
-from prunesearch.runs import train_base
-from prunesearch.space import load_space
-
 TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
 
 
@@ -47,10 +44,8 @@ def pg_url():
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    out = tmp_path_factory.mktemp("base")
-    train_base(load_space(TINY), out=out)
-    return out / "model.safetensors"
+def base(tiny_base):
+    return tiny_base  # trained once per session (conftest.py); only read here
 
 
 def _find(base, url, out, trials, *extra, study="shared"):

@@ -1,17 +1,19 @@
+import contextlib
+import importlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import prunesearch as ps
 
+from .helpers import run_cli, run_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_quickstart_writes_a_half_flops_spec(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--model", "resnet20",
-         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    proc = run_script(ROOT / "examples" / "quickstart.py", "--model", "resnet20",
+                      "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     spec = ps.ArchSpec.load(tmp_path / "resnet20-uniform-50.json")
     assert 0.45 * spec.base_flops <= spec.flops <= 0.5 * spec.base_flops
@@ -21,60 +23,66 @@ def test_quickstart_writes_a_half_flops_spec(tmp_path):
 CUSTOM = ROOT / "examples" / "custom_model"
 
 
-def _cli(args, cwd, env_path=True):
-    import os
-
-    env = dict(os.environ)
-    if env_path:
-        env["PYTHONPATH"] = str(CUSTOM) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "prunesearch", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+@contextlib.contextmanager
+def custom_importable():
+    """The example's package importable, as PYTHONPATH=examples/custom_model makes it; on the
+    way out, neither on sys.path nor in sys.modules (as in a process without that path)."""
+    sys.path.insert(0, str(CUSTOM))
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.path.remove(str(CUSTOM))
+        for name in [n for n in sys.modules if n.split(".")[0] == "custom_cnn"]:
+            del sys.modules[name]
 
 
 def test_library_example_runs():
-    proc = subprocess.run([sys.executable, str(CUSTOM / "library.py")], capture_output=True,
-                          text=True, timeout=300)
+    proc = run_script(CUSTOM / "library.py")
     assert proc.returncode == 0, proc.stderr
     assert "stem.0" in proc.stdout
 
 
-def test_custom_model_find_and_train(tmp_path, monkeypatch):
+def test_custom_model_find_and_train(tmp_path):
     space = str(CUSTOM / "space.yaml")
-    find = _cli(["find", "--space", space, "--budget", "50%FLOPs", "--trials", "3", "--epochs",
-                 "1", "--limit-train", "1024", "--out", "run", "--json"], tmp_path)
-    assert find.returncode == 0, find.stderr
-    spec_path = tmp_path / "run" / "spec-50pct-flops.json"
-    assert json.loads(spec_path.read_text())["model"] == "custom_cnn.nets:branchy_se"
-    # the spec names code: refused without --allow-import, with a message that says how
-    refused = _cli(["train-arch", str(spec_path), "--epochs", "1", "--limit-train", "512",
-                    "--out", "arch-refused"], tmp_path)
-    assert refused.returncode == 2
-    assert refused.stderr.startswith("error: ") and "--allow-import" in refused.stderr
-    assert len(refused.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "arch-refused").exists()
-    trained = _cli(["train-arch", str(spec_path), "--epochs", "1", "--limit-train", "512",
-                    "--allow-import", "--out", "arch", "--json"], tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    summary = json.loads(trained.stdout.strip().splitlines()[-1])
-    assert summary["model"] == "custom_cnn.nets:branchy_se" and summary["epochs"] == 1
-    monkeypatch.syspath_prepend(str(CUSTOM))
-    spec = ps.ArchSpec.load(spec_path, allow_import=True)
-    model = ps.build(spec)
-    import torch
+    with custom_importable():
+        find = run_cli("find", "--space", space, "--budget", "50%FLOPs", "--trials", "3",
+                       "--epochs", "1", "--limit-train", "1024", "--out", "run", "--json",
+                       cwd=tmp_path)
+        assert find.returncode == 0, find.stderr
+        spec_path = tmp_path / "run" / "spec-50pct-flops.json"
+        assert json.loads(spec_path.read_text())["model"] == "custom_cnn.nets:branchy_se"
+        # the spec names code: refused without --allow-import, with a message that says how
+        refused = run_cli("train-arch", spec_path, "--epochs", "1", "--limit-train", "512",
+                          "--out", "arch-refused", cwd=tmp_path)
+        assert refused.returncode == 2
+        assert refused.stderr.startswith("error: ") and "--allow-import" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "arch-refused").exists()
+        trained = run_cli("train-arch", spec_path, "--epochs", "1", "--limit-train", "512",
+                          "--allow-import", "--out", "arch", "--json", cwd=tmp_path)
+        assert trained.returncode == 0, trained.stderr
+        summary = json.loads(trained.stdout.strip().splitlines()[-1])
+        assert summary["model"] == "custom_cnn.nets:branchy_se" and summary["epochs"] == 1
+        spec = ps.ArchSpec.load(spec_path, allow_import=True)
+        model = ps.build(spec)
+        import torch
 
-    assert ps.count_flops(model, torch.zeros(1, 1, 28, 28)) == spec.flops
+        assert ps.count_flops(model, torch.zeros(1, 1, 28, 28)) == spec.flops
 
 
 def test_custom_model_report_and_compare(tmp_path):
     """A space naming its model by import path: report reads the specs' widths without
     importing anything; compare builds the space's own model (the space is the user's file)."""
     space = str(CUSTOM / "space.yaml")
-    proc = _cli(["compare", "--space", space, "--budget", "50%FLOPs", "--seeds", "1",
-                 "--trials", "2", "--epochs", "1", "--limit-train", "512", "--out", "cmp",
-                 "--json"], tmp_path)
+    with custom_importable():
+        proc = run_cli("compare", "--space", space, "--budget", "50%FLOPs", "--seeds", "1",
+                       "--trials", "2", "--epochs", "1", "--limit-train", "512", "--out", "cmp",
+                       "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {r["architecture"] for r in result["rows"]} >= {"base", "searched", "uniform"}
-    for run_dir in ("cmp", "cmp/find"):
-        report = _cli(["report", run_dir], tmp_path, env_path=False)
+    for run_dir in ("cmp", "cmp/find"):  # the model's package neither on sys.path nor loaded
+        report = run_cli("report", run_dir, cwd=tmp_path)
         assert report.returncode == 0, report.stderr
+        assert "custom_cnn" not in sys.modules

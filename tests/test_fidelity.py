@@ -9,9 +9,12 @@ from typer.testing import CliRunner
 from prunesearch.cli import app
 from prunesearch.fidelity import FidelityOptions, fidelity, halton, summarise
 from prunesearch.figures import render_report
+from prunesearch.runs import DataOptions
 from prunesearch.space import load_space
 
 TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
+# two batches of training images: every cell trains, none of the checks needs more
+DATA = DataOptions(limit_train=64)
 
 
 def _archs(truth, scores, seeds=((0.0, 0.0),)):
@@ -51,7 +54,8 @@ def test_halton_points_fill_the_cube():
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("fidelity")
     space = load_space(TINY).replace("search", scratch_images=64, scratch_rungs=1)
-    result = fidelity(space, FidelityOptions("50%FLOPs", archs=5, seeds=2), out=out, epochs=1)
+    result = fidelity(space, FidelityOptions("50%FLOPs", archs=5, seeds=2), out=out, epochs=1,
+                      data=DATA)
     return space, out, result
 
 
@@ -79,7 +83,8 @@ def test_rerun_trains_and_scores_nothing_again(run):
     space, out, first = run
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
     scores = (out / "scores.json").stat().st_mtime_ns
-    again = fidelity(space, FidelityOptions("50%FLOPs", archs=5, seeds=2), out=out, epochs=1)
+    again = fidelity(space, FidelityOptions("50%FLOPs", archs=5, seeds=2), out=out, epochs=1,
+                     data=DATA)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")} == stamps
     assert (out / "scores.json").stat().st_mtime_ns == scores
     assert [a["test_accuracy"] for a in again["archs"]] == \

@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -6,8 +7,9 @@ import pytest
 from prunesearch.figures import render_report
 from prunesearch.find import FindOptions, find
 from prunesearch.report import pareto_front, search_data, training_data
-from prunesearch.runs import train_base
 from prunesearch.space import load_space
+
+from .helpers import run_cli
 
 TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
 
@@ -19,9 +21,10 @@ def test_pareto_front():
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_base_dir):
     root = tmp_path_factory.mktemp("report")
-    train_base(load_space(TINY), out=root / "base", epochs=2)
+    # the session's tiny base (2 epochs); copied: the report below writes into its folder
+    shutil.copytree(tiny_base_dir, root / "base")
     find(load_space(TINY), FindOptions("40%,70%FLOPs", base=str(root / "base"), trials=4),
          out=root / "find")
     return root
@@ -62,9 +65,5 @@ def test_render_report(runs, folder, names):
 
 
 def test_report_refuses_other_folders(tmp_path):
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "prunesearch", "report", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_cli("report", tmp_path)
     assert proc.returncode == 2 and "not a prunesearch run folder" in proc.stderr

@@ -22,6 +22,8 @@ from prunesearch.search import (
     storage_for,
 )
 
+from . import claim_worker
+
 TrialState = optuna.trial.TrialState
 
 
@@ -65,17 +67,6 @@ def test_stale_trial_of_a_dead_worker_is_failed_and_retried(tmp_path):
     assert retry[0].system_attrs["fixed_params"] == trials[trial.number].params
 
 
-def _claim(url: str, run_dir: str, queue) -> None:
-    from pathlib import Path
-
-    storage, _ = storage_for(url, Path(run_dir))
-    study = optuna.load_study(study_name="s", storage=storage)
-    won = claim_export(study, Path(run_dir), "f1", poll_s=0.05, patience_s=60)
-    if won:  # the winner writes its files, then marks the study; the others wait for that
-        mark_exported(study, Path(run_dir), "f1")
-    queue.put(won)
-
-
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_exactly_one_worker_claims_the_export(tmp_path, kind):
     url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else \
@@ -84,7 +75,7 @@ def test_exactly_one_worker_claims_the_export(tmp_path, kind):
     study, _ = open_study(storage, "s", seed=0, n_startup=1)
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_claim, args=(url, str(tmp_path / f"w{k}"), queue))
+    procs = [ctx.Process(target=claim_worker.claim, args=(url, str(tmp_path / f"w{k}"), queue))
              for k in range(3)]
     for p in procs:
         p.start()

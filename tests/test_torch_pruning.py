@@ -2,8 +2,6 @@
 benchmark-only ``bench`` extra; skipped where torch-pruning is not installed)."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,8 @@ import torch
 
 import prunesearch as ps
 from prunesearch.train import save_weights
+
+from .helpers import run_script
 
 tp = pytest.importorskip("torch_pruning")
 
@@ -32,9 +32,7 @@ def _base(tmp_path):
 def test_script_writes_a_spec_within_the_budget(tmp_path):
     model, path = _base(tmp_path)
     out = tmp_path / "tp.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(path), "--budget", "50%FLOPs",
-                           "--out", str(out), "--steps", "10"],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_script(SCRIPT, path, "--budget", "50%FLOPs", "--out", out, "--steps", "10")
     assert proc.returncode == 0, proc.stderr
     spec = ps.ArchSpec.load(out)
     graph = ps.trace(model, torch.zeros(1, 3, 16, 16))

@@ -1,12 +1,12 @@
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import prunesearch as ps
 from prunesearch.transfer import stage_ratios, transfer
+
+from .helpers import run_cli
 
 
 def make_spec(model: str, ratios: dict[int, float], shape=(3, 32, 32)) -> ps.ArchSpec:
@@ -51,8 +51,7 @@ def test_transfer_to_another_dataset_and_width():
 
 def test_transfer_cli(tmp_path):
     path = make_spec("resnet56", {0: 0.5, 1: 0.5, 2: 0.5}).save(tmp_path / "s.json")
-    proc = subprocess.run([sys.executable, "-m", "prunesearch", "transfer", str(path), "--to",
-                           "resnet110", "--json"], capture_output=True, text=True, timeout=120)
+    proc = run_cli("transfer", path, "--to", "resnet110", "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     spec = ps.ArchSpec.load(out["spec"])
@@ -60,9 +59,7 @@ def test_transfer_cli(tmp_path):
     for args, message in [(["--to", "nonet"], "nonet"),
                           (["--to", "resnet110", "--model-args", "[1]"], "JSON object"),
                           (["--to", "resnet110", "--input-shape", "3,32"], "C,H,W")]:
-        proc = subprocess.run([sys.executable, "-m", "prunesearch", "transfer", str(path), *args,
-                               "--out", str(tmp_path / "bad.json")], capture_output=True,
-                              text=True, timeout=120)
+        proc = run_cli("transfer", path, *args, "--out", tmp_path / "bad.json")
         assert proc.returncode == 2 and proc.stderr.startswith("error: ") and \
             message in proc.stderr, proc.stderr
         assert not (tmp_path / "bad.json").exists()

@@ -19,12 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .compat import NoArgsIsHelpError, UsageError
 from .errors import PrunesearchError
-
-try:  # recent typer vendors click
-    from typer._click.exceptions import UsageError
-except ImportError:  # pragma: no cover - older typer on top of click
-    from click.exceptions import UsageError
 
 app = typer.Typer(
     name="prunesearch",
@@ -539,7 +535,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = command.main(args=argv, prog_name="prunesearch", standalone_mode=False)
     except UsageError as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `prunesearch`: show the help
+        if isinstance(exc, NoArgsIsHelpError):  # bare `prunesearch`: show the help
             typer.echo(command.get_help(exc.ctx) if exc.ctx else exc.format_message())
             sys.exit(0)
         typer.echo(f"error: {exc.format_message()}", err=True)

@@ -220,32 +220,34 @@ class ScratchScorer:
                                device=self.device, seed=seed, channels_last=self.channels_last)
 
     def _cooled(self, model: nn.Module, optimizer: torch.optim.Optimizer, images: int,
-                rung: int) -> float:
+                rung: int, seed: int) -> float:
         """Validation accuracy of a copy of the trunk after a linear decay to lr 0."""
         branch, branch_opt = copy.deepcopy((model, optimizer))
         n = max(1, round(self.rungs.cooldown * images / self.batch_size))
         lr = self.sgd.lr
-        sgd_steps(self._stream(self.seed + 7919 * (rung + 1)), branch, branch_opt, n,
+        sgd_steps(self._stream(seed + 7919 * (rung + 1)), branch, branch_opt, n,
                     lr_at=lambda i: lr * (1 - i / n))
         loss, acc = evaluate(branch, self.val)
         if not math.isfinite(loss):
             raise PrunesearchError(f"candidate diverged: validation loss is {loss}")
         return acc
 
-    def score(self, widths: Mapping[str, int], trial=None) -> float:
+    def score(self, widths: Mapping[str, int], trial=None, seed: int | None = None) -> float:
         """Validation accuracy at the last rung. With an Optuna ``trial`` every rung is reported
         (step = training images) and a weak candidate is stopped early
         (``optuna.TrialPruned``: Optuna's name; ours is early stopping); without one only the
-        last rung is evaluated (the trunk, hence the score, is the same)."""
+        last rung is evaluated (the trunk, hence the score, is the same). ``seed`` replaces the
+        shared initialisation seed and data order (a second opinion on a finalist)."""
         import optuna
 
-        torch.manual_seed(self.seed)
+        seed = self.seed if seed is None else seed
+        torch.manual_seed(seed)
         model = reinitialize(self.graph.prune(widths))
         model = to_device(model, self.device, self.channels_last)
         s = self.sgd
         optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum,
                                     weight_decay=s.weight_decay)
-        trunk = self._stream(self.seed)
+        trunk = self._stream(seed)
         done, acc = 0, 0.0
         sizes = self.rungs.sizes
         for k, images in enumerate(sizes):
@@ -254,7 +256,7 @@ class ScratchScorer:
             done += steps
             if trial is None and k < len(sizes) - 1:
                 continue
-            acc = self._cooled(model, optimizer, images, k)
+            acc = self._cooled(model, optimizer, images, k, seed)
             if trial is not None:
                 trial.report(acc, images)
                 if k < len(sizes) - 1 and trial.should_prune():

@@ -36,8 +36,8 @@ from optuna.trial import TrialState
 
 from .errors import PrunesearchError
 
-__all__ = ["Surplus", "claim_export", "counts", "mark_exported", "open_study", "quiet_optuna",
-           "recover_stale", "redact", "run_trials", "storage_for"]
+__all__ = ["Surplus", "claim_export", "counts", "fail_trial", "mark_exported", "open_study",
+           "quiet_optuna", "recover_stale", "redact", "run_trials", "storage_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,20 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, seed: int,
     return study, created
 
 
+def fail_trial(study: optuna.Study, number: int) -> bool:
+    """Turns RUNNING trial ``number`` (any worker's) into FAIL; True for exactly one caller.
+
+    ``Study.tell`` refuses a trial that is no longer RUNNING, and the storage's update refuses
+    one finished meanwhile (a row lock on PostgreSQL/MySQL, the write lock on SQLite and
+    journal files): of several workers racing, one succeeds, the others get an error.
+    """
+    try:
+        study.tell(number, state=TrialState.FAIL)
+    except (ValueError, RuntimeError):  # finished before, or while, we asked
+        return False
+    return True
+
+
 def _is_token(t: optuna.trial.FrozenTrial) -> bool:
     return bool(t.user_attrs.get(TOKEN))
 
@@ -171,9 +185,9 @@ def claim_export(study: optuna.Study, run_dir: Path, fingerprint: str, poll_s: f
             continue
         if tokens[0].state == TrialState.RUNNING:
             try:
-                if study._storage.set_trial_state_values(tokens[0]._trial_id, TrialState.FAIL):
+                if fail_trial(study, tokens[0].number):
                     return True
-            except Exception:  # another worker claimed it first
+            except Exception:  # the storage failed: try again
                 pass
             continue
         if time.monotonic() > deadline:  # the winner never marked its export: claim again
@@ -214,9 +228,7 @@ def recover_stale(study: optuna.Study) -> int:
         host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
         if host != HOST or pid is None or pid == os.getpid() or _alive(int(pid)):
             continue
-        try:
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        except Exception:  # another worker got there first
+        if not fail_trial(study, t.number):  # another worker got there first
             continue
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         logger.warning("trial %d was left running by a dead worker (pid %s): failed and "
@@ -261,10 +273,9 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         if finished >= n_trials:
             return
         if counted >= n_trials and not waiting:  # the rest are running in other workers
-            if _heartbeat(study):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
+            with warnings.catch_warnings():  # a no-op unless the storage has heartbeats
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
             time.sleep(poll_s)
             continue
         with warnings.catch_warnings(), quiet_optuna():
@@ -274,7 +285,3 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             on_trial(counts(study)[0])
 
 
-def _heartbeat(study: optuna.Study) -> bool:
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    return is_heartbeat_enabled(study._storage)

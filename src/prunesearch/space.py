@@ -66,6 +66,7 @@ class SearchCfg:
     scratch_rungs: int = 2       # rungs of x scratch_reduction images; successive halving
     scratch_reduction: int = 3
     scratch_cooldown: float = 0.25  # decay branch at each rung, a fraction of its images
+    scratch_confirm: int = 4     # finalists re-scored with a second seed before export (0: off)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ def _validate(space: Space, where: str) -> None:
         (s.scratch_rungs >= 1, "search.scratch_rungs", "must be >= 1"),
         (s.scratch_reduction >= 2, "search.scratch_reduction", "must be >= 2"),
         (0 < s.scratch_cooldown <= 1, "search.scratch_cooldown", "must be in (0, 1]"),
+        (s.scratch_confirm >= 0, "search.scratch_confirm", "must be >= 0"),
         (d.val_size >= 0, "data.val_size", "must be >= 0"),
         (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1"),
