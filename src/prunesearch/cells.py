@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import PrunesearchError
 from .fileio import atomic_write_json, file_digest
+from .paths import run_folder
 from .progress import Reporter
 from .runs import DataOptions, train_arch, train_base
 from .space import Space
@@ -34,7 +35,7 @@ KINDS = ("base", "scratch-e", "scratch-b", "finetune")
 
 
 def default_root(space: Space, out: str | Path | None) -> Path:
-    return Path(out) / "cells" if out else Path("outputs") / space.name / "cells"
+    return Path(out) / "cells" if out else run_folder(space.name, "cells")
 
 
 class CellStore:
@@ -125,5 +126,5 @@ def start_experiment(space: Space, name: str, *, out: str | Path | None, cells: 
                           reporter=reporter)[1]
     _, meta = load_weights(path)
     base_epochs = epochs or int((meta.get("recipe") or {}).get("epochs") or space.train.epochs)
-    return Experiment(Path(out) if out else Path("outputs") / space.name / name, store, seeds,
+    return Experiment(Path(out) if out else run_folder(space.name, name), store, seeds,
                       path, meta, base_epochs)

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from .compat import NoArgsIsHelpError, UsageError
 from .errors import PrunesearchError
+from .paths import run_folder
 
 app = typer.Typer(
     name="prunesearch",
@@ -33,9 +34,9 @@ console = Console()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary as the last line.")]
 SpaceOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer needs Optional)
-    "--space", help="Search space name or YAML path [default: search_spaces/default.yaml].")]
+    "--space", help="Search space name or YAML path (default: search_spaces/default.yaml).")]
 OutOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045
-    "--out", help="Run folder [default: outputs/<space>/...].")]
+    "--out", help="Run folder (default: outputs/<space>/...).")]
 DataDirOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--data-dir", help="Folder holding the dataset files (the only place looked in).")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Download a missing dataset.")]
@@ -50,7 +51,7 @@ AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (bf16/fp16)
 
 ObjectiveOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--objective", help="What scores a candidate: inherit (pruned base, BN recalibrated) or "
-    "scratch (short from-scratch training) [default: the space's].")]
+    "scratch (short from-scratch training) (default: the space's).")]
 CellsOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--cells", help="Store of trained cells shared by compare and fidelity runs (default: "
     "<out>/cells with --out, else outputs/<space>/cells).")]
@@ -146,7 +147,7 @@ def _print_run(metrics: dict[str, Any], run_dir: Path, json_out: bool) -> None:
 @_user_errors
 def train_base_cmd(
     sparsity: Annotated[Optional[float], typer.Option(  # noqa: UP045
-        "--sparsity", help="Network-slimming L1 on BN gamma [default: the space's].")] = None,
+        "--sparsity", help="Network-slimming L1 on BN gamma (default: the space's).")] = None,
     space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
     download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     epochs: EpochsOpt = None, limit_train: LimitOpt = None, resume: ResumeOpt = False,
@@ -162,7 +163,7 @@ def train_base_cmd(
 
     _setup_logging()
     sp = load_space(space)
-    run_dir = out or Path("outputs") / sp.name / "base"
+    run_dir = out or run_folder(sp.name, "base")
     metrics = train_base(
         sp, out=run_dir, epochs=epochs, sparsity=sparsity,
         data=DataOptions(data_dir, limit_train, download),
@@ -185,7 +186,7 @@ def train_arch_cmd(
         "--init", help="scratch: fresh weights; inherit: fine-tune the pruned base.")
     ] = "scratch",
     base: Annotated[Optional[Path], typer.Option(  # noqa: UP045
-        "--base", help="Base weights for --init inherit [default: outputs/<space>/base/].")
+        "--base", help="Base weights for --init inherit (default: outputs/<space>/base/).")
     ] = None,
     max_epoch_factor: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "--max-epoch-factor", help="Cap Scratch-B at this many times the base epochs.")
@@ -211,7 +212,7 @@ def train_arch_cmd(
                               and Path(search_info["space_path"]).is_file()
                               else search_info.get("space")))
     kind = "finetune" if init == "inherit" else schedule
-    run_dir = out or Path("outputs") / sp.name / "arch" / spec_path.stem / f"{kind}-s{seed}"
+    run_dir = out or run_folder(sp.name, "arch", spec_path.stem, f"{kind}-s{seed}")
     metrics = train_arch(
         spec, sp, schedule=schedule, init=init, base=base, max_epoch_factor=max_epoch_factor,
         out=run_dir, epochs=epochs, spec_name=spec_path.stem,
@@ -226,16 +227,16 @@ def find(
     budget: Annotated[str, typer.Option(
         "--budget", help="50%FLOPs, 30%params, 20MFLOPs, 2.2Mparams; a family: 25%,50%,75%FLOPs.")],
     base: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--base", help="Trained base weights [default: outputs/<space>/base/, trained if absent].")
+        "--base", help="Trained base weights (default: outputs/<space>/base/, trained if absent).")
     ] = None,
     signal: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--signal", help="slimming (BN |gamma|) or l1 (filter norm) [default: the space's].")
+        "--signal", help="slimming (BN |gamma|) or l1 (filter norm) (default: the space's).")
     ] = None,
     trials: Annotated[Optional[int], typer.Option(  # noqa: UP045
         "--trials", help="Trials per budget, counted across restarts and workers.")] = None,
     storage: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--storage", help="sqlite:///F, postgresql://..., mysql://..., journal:FILE "
-        "[default: SQLite in the run folder].")] = None,
+        "(default: SQLite in the run folder).")] = None,
     study: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--study", help="Study name prefix (one study per budget).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Local worker processes.")] = 1,
@@ -321,12 +322,12 @@ def compare(
     budget: Annotated[str, typer.Option("--budget", help="One budget, e.g. 50%FLOPs.")],
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per row.")] = 3,
     trials: Annotated[Optional[int], typer.Option(  # noqa: UP045
-        "--trials", help="Search trials [default: the space's].")] = None,
+        "--trials", help="Search trials (default: the space's).")] = None,
     base: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--base", help="Reuse this trained base (with metrics.json beside it) as seed 0's.")
     ] = None,
     signal: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--signal", help="slimming or l1 [default: the space's].")] = None,
+        "--signal", help="slimming or l1 (default: the space's).")] = None,
     max_epoch_factor: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "--max-epoch-factor", help="Cap Scratch-B at this many times the base epochs.")
     ] = None,
@@ -388,12 +389,12 @@ def fidelity(
     seeds: Annotated[int, typer.Option("--seeds", help="From-scratch seeds per "
                                        "architecture.")] = 2,
     objective: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-        "--objective", help="Objective to measure; repeatable [default: all].")] = None,
+        "--objective", help="Objective to measure; repeatable (default: all).")] = None,
     base: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--base", help="Trained base weights [default: the cell store's, trained if absent].")
+        "--base", help="Trained base weights (default: the cell store's, trained if absent).")
     ] = None,
     signal: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--signal", help="slimming or l1 [default: the space's].")] = None,
+        "--signal", help="slimming or l1 (default: the space's).")] = None,
     schedule: Annotated[str, typer.Option(
         "--schedule", help="How each architecture is trained: scratch-b or scratch-e.")
     ] = "scratch-b",
@@ -464,9 +465,9 @@ def transfer(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.json", help="A found spec.")],
     to: Annotated[str, typer.Option("--to", help="Target model (zoo name).")],
     model_args: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--model-args", help="Target model arguments as JSON [default: the spec's].")] = None,
+        "--model-args", help="Target model arguments as JSON (default: the spec's).")] = None,
     input_shape: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--input-shape", help="C,H,W [default: the spec's].")] = None,
+        "--input-shape", help="C,H,W (default: the spec's).")] = None,
     out: OutOpt = None, allow_import: AllowImportOpt = False, json_out: JsonOpt = False,
 ) -> None:
     """Apply a spec's per-stage keep ratios to another model (the paper's guided pruning)."""

@@ -42,6 +42,7 @@ from .granularity import Parameterization
 from .graph import trace
 from .importance import comparable_scores
 from .objectives import SGD, InheritScorer, Rungs, ScratchScorer
+from .paths import run_folder
 from .progress import Reporter
 from .runs import DataOptions, load_splits, train_base
 from .search import claim_export, counts, mark_exported, open_study, redact, run_trials, storage_for
@@ -199,7 +200,7 @@ def _resolve_base(space: Space, find_opts: FindOptions, data: DataOptions, opts:
         if not path.is_file():
             raise PrunesearchError(f"--base {find_opts.base}: no such weights file")
         return path
-    base_dir = Path("outputs") / space.name / "base"
+    base_dir = run_folder(space.name, "base")
     path = base_dir / "model.safetensors"
     if not path.is_file():
         logger.info("no trained base in %s: training it first", base_dir)
@@ -373,8 +374,8 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
     budgets = parse_budgets(find_opts.budgets)
     trials, objective = _check_options(space, find_opts)
     targets = budget_targets(space, budgets)
-    run_dir = Path(out) if out else Path("outputs") / space.name / (
-        "find-" + "_".join(b.slug for b in budgets))
+    run_dir = Path(out) if out else run_folder(
+        space.name, "find-" + "_".join(b.slug for b in budgets))
     base_path = _resolve_base(space, find_opts, data, opts, reporter, epochs)
     _, base_meta = load_weights(base_path)
     if base_meta.get("model") != space.model.name or \

@@ -23,6 +23,7 @@ from .fileio import atomic_write_json, file_digest
 from .flops import count_flops
 from .graph import trace
 from .models import create_model
+from .paths import run_folder
 from .progress import Reporter
 from .space import Space
 from .spec import ArchSpec, build, package_versions
@@ -133,7 +134,7 @@ def train_base(space: Space, *, out: str | Path | None = None, epochs: int | Non
                opts: RunOptions = RunOptions(), reporter: Reporter | None = None  # noqa: B008
                ) -> dict[str, Any]:
     """Trains the space's base model (with network-slimming sparsity from the space or flag)."""
-    run_dir = Path(out) if out else Path("outputs") / space.name / "base"
+    run_dir = Path(out) if out else run_folder(space.name, "base")
     finished = _prepare_run_dir(run_dir, opts.resume)
     if finished is not None:
         return finished
@@ -188,15 +189,15 @@ def train_arch(spec: ArchSpec, space: Space, *, schedule: str = "scratch-e",
         raise PrunesearchError(f"spec model {spec.model} {spec.model_args} does not match space "
                                f"{space.name} ({space.model.name} {space.model.args})")
     kind = "finetune" if init == "inherit" else schedule
-    run_dir = Path(out) if out else (Path("outputs") / space.name / "arch" / spec_name /
-                                     f"{kind}-s{opts.seed}")
+    run_dir = Path(out) if out else run_folder(space.name, "arch", spec_name,
+                                                     f"{kind}-s{opts.seed}")
     finished = _prepare_run_dir(run_dir, opts.resume)
     if finished is not None:
         return finished
     recipe = recipe_from_space(space, epochs=epochs, sparsity=0.0)
     if init == "inherit":
-        base_path = Path(base) if base else Path("outputs") / space.name / "base" / \
-            "model.safetensors"
+        base_path = Path(base) if base else run_folder(space.name, "base",
+                                                            "model.safetensors")
         signal = (spec.search or {}).get("signal", space.search.signal)
         torch.manual_seed(opts.seed)
         model = _inherit(spec, base_path, signal)
