@@ -77,6 +77,8 @@ def test_compare_report_figure(run):
     (["--budget", "50%FLOPs", "--base", "/nonexistent"], "--base /nonexistent"),
     (["--budget", "50%FLOPs", "--extra", "no-equals-sign"], "expected NAME=SPEC.json"),
     (["--budget", "50%FLOPs", "--extra", "x=/nonexistent.json"], "spec file not found"),
+    (["--budget", "50%FLOPs", "--rows", "scratch-z"], "--rows scratch-z: choose from"),
+    (["--budget", "50%FLOPs", "--rows", "base,finetune"], "--rows must include scratch-b"),
 ])
 def test_bad_compare_input(tmp_path, args, message):
     proc = run_cli("compare", "--space", TINY, *args, "--out", tmp_path / "c")
@@ -164,3 +166,14 @@ def test_fidelity_reuses_the_cells_compare_trained(run, tmp_path):
     for a in fid["archs"]:
         assert a["cells"] == rows[a["name"]]["cells"]
         assert a["test_accuracy"] == rows[a["name"]]["test_accuracy"]
+
+
+def test_rows_select_what_is_trained(run):
+    out, first = run
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
+    result = compare(load_space(TINY), CompareOptions("50%FLOPs", seeds=2, trials=3,
+                                                      trainings=("scratch-b",)),
+                     out=out, epochs=1, data=DATA)
+    assert {r["training"] for r in result["rows"]} == {"scratch-b"}
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")} == stamps
+    assert result["paired"]["minus"] == first["paired"]["minus"]

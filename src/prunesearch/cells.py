@@ -13,9 +13,13 @@ else ``outputs/<space>/cells``, which ``compare`` and ``fidelity`` runs of a spa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,8 @@ from .spec import ArchSpec
 from .train import RunOptions, load_weights
 
 __all__ = ["CellStore", "Experiment", "default_root", "start_experiment"]
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("base", "scratch-e", "scratch-b", "finetune")
 
@@ -62,14 +68,31 @@ class CellStore:
             atomic_write_json(path / "cell.json", identity)
         return path
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _owned(path: Path) -> Iterator[None]:
+        """Holds the cell's lock while it trains: a second process wanting the same cell (a
+        compare and a fidelity run sharing a store) waits, then finds it trained."""
+        with open(path / ".lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logger.info("waiting for another process training %s", path)
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def base(self, space: Space, *, seed: int, epochs: int | None, data: DataOptions,
              opts: RunOptions, reporter: Reporter | None = None) -> tuple[dict[str, Any], Path]:
         """The space's base model trained with ``seed`` (reused when already trained):
         (metrics, weights path)."""
         identity = self._identity(space, "base", None, seed, epochs, data)
         path = self._run(identity)
-        metrics = train_base(space, out=path, epochs=epochs, data=data, reporter=reporter,
-                             opts=dataclasses.replace(opts, seed=seed, resume=True))
+        with self._owned(path):
+            metrics = train_base(space, out=path, epochs=epochs, data=data, reporter=reporter,
+                                 opts=dataclasses.replace(opts, seed=seed, resume=True))
         return metrics | {"cell": str(path)}, path / "model.safetensors"
 
     def arch(self, spec: ArchSpec, space: Space, *, kind: str, seed: int, epochs: int | None,
@@ -86,13 +109,14 @@ class CellStore:
             extra["signal"] = (spec.search or {}).get("signal")
         identity = self._identity(space, kind, spec.widths, seed, epochs, data, **extra)
         path = self._run(identity)
-        metrics = train_arch(
-            spec, space, schedule="scratch-e" if kind == "finetune" else kind,
-            init="inherit" if kind == "finetune" else "scratch",
-            base=base if kind == "finetune" else None, max_epoch_factor=max_epoch_factor,
-            out=path, epochs=None if kind == "finetune" else epochs, spec_name=name,
-            data=data, opts=dataclasses.replace(opts, seed=seed, resume=True),
-            reporter=reporter)
+        with self._owned(path):
+            metrics = train_arch(
+                spec, space, schedule="scratch-e" if kind == "finetune" else kind,
+                init="inherit" if kind == "finetune" else "scratch",
+                base=base if kind == "finetune" else None, max_epoch_factor=max_epoch_factor,
+                out=path, epochs=None if kind == "finetune" else epochs, spec_name=name,
+                data=data, opts=dataclasses.replace(opts, seed=seed, resume=True),
+                reporter=reporter)
         return metrics | {"cell": str(path)}
 
 

@@ -335,6 +335,9 @@ def compare(
         "--extra", metavar="NAME=SPEC", help="Also train this spec (e.g. another tool's "
         "architecture) from scratch as row NAME; repeatable.")] = None,
     objective: ObjectiveOpt = None, cells: CellsOpt = None,
+    rows: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--rows", help="Train only these kinds of rows, comma-separated: base, finetune, "
+        "scratch-e, scratch-b (default: all).")] = None,
     space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
     download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
@@ -354,15 +357,17 @@ def compare(
     sp = load_space(space)
     parse_budgets(budget)  # a malformed budget is refused before torch and optuna load
     _quiet_optuna()
-    from .compare import CompareOptions
+    from .compare import TRAININGS, CompareOptions
     from .compare import compare as run_compare
+
+    trainings = tuple(t.strip() for t in rows.split(",")) if rows else TRAININGS
     from .progress import make_reporter
     from .runs import DataOptions
     from .train import RunOptions
 
     result = run_compare(
         sp, CompareOptions(budget, seeds, trials, base, signal, max_epoch_factor, tuple(pairs),
-                           objective, cells),
+                           objective, cells, trainings),
         out=out,
         epochs=epochs, data=DataOptions(data_dir, limit_train, download),
         opts=RunOptions(seed, device), reporter=make_reporter(_rank()))

@@ -54,7 +54,7 @@ from .spec import ArchSpec
 from .stats import paired_difference
 from .train import RunOptions
 
-__all__ = ["ROWS", "CompareOptions", "compare", "markdown_table"]
+__all__ = ["ROWS", "TRAININGS", "CompareOptions", "compare", "markdown_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ ROWS = (
 )
 
 
+TRAININGS = ("base", "finetune", "scratch-e", "scratch-b")
+
+
 @dataclass(frozen=True)
 class CompareOptions:
     budget: str
@@ -82,6 +85,7 @@ class CompareOptions:
     extra: tuple[tuple[str, str], ...] = ()  # (row name, spec path): more Scratch-B rows
     objective: str | None = None  # the search's objective [default: the space's]
     cells: str | None = None  # the cell store [default: cells.default_root]
+    trainings: tuple[str, ...] = TRAININGS  # which rows to train, by how they are trained
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -136,6 +140,13 @@ def _load_spec(space: Space, path: str | Path) -> ArchSpec:
 def _check(options: CompareOptions, epochs: int | None) -> None:
     if options.seeds < 1:
         raise PrunesearchError(f"--seeds must be >= 1, got {options.seeds}")
+    unknown = [t for t in options.trainings if t not in TRAININGS]
+    if unknown or not options.trainings:
+        raise PrunesearchError(f"--rows {','.join(options.trainings)}: choose from "
+                               f"{', '.join(TRAININGS)}")
+    if "scratch-b" not in options.trainings:
+        raise PrunesearchError("--rows must include scratch-b (the rows the searched spec is "
+                               "compared with)")
     if epochs is not None and epochs < 1:
         raise PrunesearchError(f"--epochs must be >= 1, got {epochs}")
 
@@ -192,6 +203,7 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
                   out=run_dir / "find", data=data,
                   opts=dataclasses.replace(opts, resume=False), reporter=reporter)
     rows_def, specs = _rows_and_specs(space, family["members"][0], extra)
+    rows_def = [r for r in rows_def if r[2] in options.trainings]
     # the other seeds' bases: trained like the first (a given base: for its epochs)
     base_cell_epochs = base_epochs if options.base else epochs
     cells = _train_cells(rows_def, specs, seeds, store, space, options, base_path, base_epochs,
@@ -217,7 +229,8 @@ def _train_cells(rows_def, specs: dict[str, ArchSpec], seeds: list[int], store: 
     marked ``same_as`` that row."""
     cells: dict[tuple[str, str, int], dict[str, Any]] = {}
     owner: dict[str, str] = {}  # cell folder -> the first row that used it
-    plan = [(row, arch, how, seed) for row, arch, how in rows_def for seed in seeds]
+    # seed by seed: a run cut short leaves complete, paired seeds (rerun with fewer --seeds)
+    plan = [(row, arch, how, seed) for seed in seeds for row, arch, how in rows_def]
     for i, (row, arch, how, seed) in enumerate(plan, 1):
         logger.info("compare cell %d/%d: %s, seed %d", i, len(plan), row, seed)
         if arch == "base":
