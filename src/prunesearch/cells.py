@@ -70,19 +70,30 @@ class CellStore:
 
     @staticmethod
     @contextlib.contextmanager
-    def _owned(path: Path) -> Iterator[None]:
+    def _owned(path: Path, wait: bool = True) -> Iterator[bool]:
         """Holds the cell's lock while it trains: a second process wanting the same cell (a
-        compare and a fidelity run sharing a store) waits, then finds it trained."""
+        compare and a fidelity run sharing a store) waits, then finds it trained. With
+        ``wait=False`` it yields False at once instead (the cell is busy: do another first)."""
         with open(path / ".lock", "a") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                if not wait:
+                    yield False
+                    return
                 logger.info("waiting for another process training %s", path)
                 fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                yield
+                yield True
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+    def busy(self, path: Path) -> bool:
+        """Whether another process is training the cell in ``path`` right now."""
+        if not path.is_dir():
+            return False
+        with self._owned(path, wait=False) as free:
+            return not free
 
     def base(self, space: Space, *, seed: int, epochs: int | None, data: DataOptions,
              opts: RunOptions, reporter: Reporter | None = None) -> tuple[dict[str, Any], Path]:
@@ -95,6 +106,22 @@ class CellStore:
                                  opts=dataclasses.replace(opts, seed=seed, resume=True))
         return metrics | {"cell": str(path)}, path / "model.safetensors"
 
+    def _arch_identity(self, spec: ArchSpec, space: Space, kind: str, seed: int,
+                       epochs: int | None, data: DataOptions, base: Path | None,
+                       max_epoch_factor: float | None) -> dict[str, Any]:
+        extra: dict[str, Any] = {"max_epoch_factor": max_epoch_factor}
+        if kind == "finetune":
+            extra["base_sha256"] = file_digest(base) if base else None
+            extra["signal"] = (spec.search or {}).get("signal")
+        return self._identity(space, kind, spec.widths, seed, epochs, data, **extra)
+
+    def arch_folder(self, spec: ArchSpec, space: Space, *, kind: str, seed: int,
+                    epochs: int | None, data: DataOptions, base: Path | None = None,
+                    max_epoch_factor: float | None = None) -> Path:
+        """Where :meth:`arch` keeps that cell (trained or not)."""
+        return self.folder(self._arch_identity(spec, space, kind, seed, epochs, data, base,
+                                               max_epoch_factor))
+
     def arch(self, spec: ArchSpec, space: Space, *, kind: str, seed: int, epochs: int | None,
              data: DataOptions, opts: RunOptions, base: Path | None = None,
              max_epoch_factor: float | None = None, name: str = "spec",
@@ -103,11 +130,8 @@ class CellStore:
         ``base``), reused when already trained; its metrics with ``cell`` (the folder)."""
         if kind not in KINDS[1:]:
             raise ValueError(f"unknown cell kind {kind!r}")
-        extra: dict[str, Any] = {"max_epoch_factor": max_epoch_factor}
-        if kind == "finetune":
-            extra["base_sha256"] = file_digest(base) if base else None
-            extra["signal"] = (spec.search or {}).get("signal")
-        identity = self._identity(space, kind, spec.widths, seed, epochs, data, **extra)
+        identity = self._arch_identity(spec, space, kind, seed, epochs, data, base,
+                                       max_epoch_factor)
         path = self._run(identity)
         with self._owned(path):
             metrics = train_arch(

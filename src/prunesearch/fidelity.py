@@ -20,6 +20,7 @@ on the validation split), and its images are independent of those the objectives
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -191,20 +192,35 @@ def fidelity(space: Space, options: FidelityOptions, *, out: str | Path | None =
     _score_all(space, base_path, signal, archs, options.objectives, data, opts,
                run_dir / "scores.json")
     budget_info = {"kind": budget.kind, "target": target, "text": budget.text}
-    for i, a in enumerate(archs, 1):
+    specs = {}
+    for a in archs:
         spec = ArchSpec.from_graph(search.graph, a["widths"], model=space.model.name,
                                    model_args=space.model.args, budget=budget_info,
                                    search={"fidelity": a["name"], "origin": a["origin"]})
         spec.save(run_dir / "archs" / f"{a['name']}.json")
         spec.allow_import = True
-        a["flops"], a["params"], a["cells"], a["test_accuracy"] = spec.flops, spec.params, [], []
-        for seed in seeds:
-            logger.info("fidelity cell %d/%d: %s, seed %d", i, len(archs), a["name"], seed)
-            m = store.arch(spec, space, kind=options.schedule, seed=seed, epochs=base_epochs,
-                           data=data, opts=opts, max_epoch_factor=options.max_epoch_factor,
-                           name=a["name"], reporter=reporter)
-            a["cells"].append(m["cell"])
-            a["test_accuracy"].append(m["test_accuracy"])
+        specs[a["name"]] = spec
+        a["flops"], a["params"] = spec.flops, spec.params
+    cell = functools.partial(store.arch, space=space, kind=options.schedule, epochs=base_epochs,
+                             data=data, opts=opts, max_epoch_factor=options.max_epoch_factor,
+                             reporter=reporter)
+    where = functools.partial(store.arch_folder, space=space, kind=options.schedule,
+                              epochs=base_epochs, data=data,
+                              max_epoch_factor=options.max_epoch_factor)
+    pending = [(a["name"], seed) for a in archs for seed in seeds]
+    total, deferred, metrics = len(pending), set(), {}
+    while pending:
+        name, seed = key = pending.pop(0)
+        if key not in deferred and store.busy(where(specs[name], seed=seed)):
+            deferred.add(key)  # another process (on the same store) is training it: later
+            pending.append(key)
+            continue
+        logger.info("fidelity cell %d/%d: %s, seed %d", len(metrics) + 1, total, name, seed)
+        metrics[key] = cell(specs[name], seed=seed, name=name)
+    for a in archs:
+        runs = [metrics[(a["name"], seed)] for seed in seeds]
+        a["cells"] = [m["cell"] for m in runs]
+        a["test_accuracy"] = [m["test_accuracy"] for m in runs]
         a["mean"] = statistics.fmean(a["test_accuracy"])
     result = {"space": space.name, "budget": budget.text, "target": target, "seeds": seeds,
               "schedule": options.schedule, "base_epochs": base_epochs, "signal": signal,
