@@ -145,15 +145,16 @@ def sample_architectures(search: _Search, budget: Budget, target: int, n: int
 
 def _score_all(space: Space, base_path: Path, signal: str, archs: list[dict[str, Any]],
                objectives: tuple[str, ...], data: DataOptions, opts: RunOptions,
-               cache_path: Path) -> None:
-    """Fills ``arch["scores"][objective]``; scores.json caches them across runs."""
+               cache_path: Path, inherit: _Search) -> None:
+    """Fills ``arch["scores"][objective]``; scores.json caches them across runs. ``inherit``:
+    the search already built for sampling (reused for that objective)."""
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     for objective in objectives:
         settings = objective_settings(space, objective)
         tag = hashlib.sha256(json.dumps([settings, signal, file_digest(base_path)],
                                         sort_keys=True).encode()).hexdigest()[:12]
         table = cache.setdefault(f"{objective}-{tag}", {"settings": settings, "scores": {}})
-        search = None
+        search = inherit if objective == "inherit" else None
         for i, a in enumerate(archs, 1):
             key = json.dumps(a["widths"], sort_keys=True)
             if key not in table["scores"]:
@@ -190,7 +191,7 @@ def fidelity(space: Space, options: FidelityOptions, *, out: str | Path | None =
         "fidelity": dataclasses.asdict(options), "base": str(base_path), "signal": signal,
         "options": dataclasses.asdict(opts), "data": dataclasses.asdict(data)})
     _score_all(space, base_path, signal, archs, options.objectives, data, opts,
-               run_dir / "scores.json")
+               run_dir / "scores.json", search)
     budget_info = {"kind": budget.kind, "target": target, "text": budget.text}
     specs = {}
     for a in archs:

@@ -325,11 +325,10 @@ def _seed_trials(search: _Search, budget: Budget, target: int, trials: int, seed
     return out
 
 
-def _run_study(search: _Search, job: _Job, jobs: int, storage, reporter: Reporter
-               ) -> optuna.Study:
-    """Runs one budget's study to ``job.n_trials`` finished trials, with ``jobs - 1`` local
-    worker processes beside this one."""
-    seeds = _seed_trials(search, job.budget, job.target, job.n_trials, job.opts.seed)
+def _run_study(search: _Search, job: _Job, seeds: list[dict[str, float]], jobs: int, storage,
+               reporter: Reporter) -> optuna.Study:
+    """Runs one budget's study to ``job.n_trials`` finished trials (``seeds`` first), with
+    ``jobs - 1`` local worker processes beside this one."""
     study, created = open_study(storage, job.study_name, job.opts.seed, job.n_startup,
                                 search.pruner())
     if created:  # only the worker that created the study seeds it
@@ -402,11 +401,11 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
     for budget, target in zip(budgets, targets, strict=True):
         baselines = _score_baselines(search, budget, target, cache, settings)
         atomic_write_json(baselines_path, cache)
+        seeds = _seed_trials(search, budget, target, trials, opts.seed)
         job = _Job(space, base_path, signal, objective, find_opts.finetune_steps, data, opts,
                    budget, target, storage_url, run_dir, f"{study_prefix}:{budget.slug}",
-                   trials, min(len(_seed_trials(search, budget, target, trials, opts.seed)),
-                               trials))
-        study = _run_study(search, job, find_opts.jobs, storage, reporter)
+                   trials, min(len(seeds), trials))
+        study = _run_study(search, job, seeds, find_opts.jobs, storage, reporter)
         studies.append(study)
         choice = _best(search, study, baselines, job, run_dir / "confirm.json")
         n_done = len(study.get_trials(deepcopy=False,
