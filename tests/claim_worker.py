@@ -1,5 +1,5 @@
-"""The body of the export-claim worker processes of test_search.py, in a module of its own:
-a spawned worker imports only this (optuna and prunesearch.search, no torch), not the test
+"""The body of the export-claim worker processes of test_studies.py, in a module of its own:
+a spawned worker imports only this (optuna and prunesearch.studies, no torch), not the test
 module with everything it imports."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 
-from prunesearch.search import claim_export, mark_exported, storage_for
+from prunesearch.studies import claim_export, mark_exported, storage_for
 
 
 def claim(url: str, run_dir: str, queue) -> None:

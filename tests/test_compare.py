@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from prunesearch.compare import ROWS, CompareOptions, compare
-from prunesearch.figures import render_report
+from prunesearch.report import render_report
 from prunesearch.runs import DataOptions
 from prunesearch.space import load_space
 from prunesearch.spec import ArchSpec

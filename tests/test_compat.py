@@ -6,7 +6,7 @@ import pytest
 from optuna.trial import TrialState
 
 from prunesearch.compat import NoArgsIsHelpError, UsageError
-from prunesearch.search import fail_trial
+from prunesearch.studies import fail_trial
 
 
 def _storages(tmp_path):

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from prunesearch.cli import app
 from prunesearch.fidelity import FidelityOptions, fidelity, halton, summarise
-from prunesearch.figures import render_report
+from prunesearch.report import render_report
 from prunesearch.runs import DataOptions
 from prunesearch.space import load_space
 

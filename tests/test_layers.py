@@ -18,7 +18,7 @@ LAYERS = [
                 "spec"}),
     ("config", {"space", "data", "loader", "memory_format"}),
     ("training", {"train", "runs"}),
-    ("search", {"objectives", "granularity", "search", "find"}),
+    ("search", {"objectives", "granularity", "studies", "find"}),
     ("experiments", {"cells", "compare", "fidelity", "report", "figures", "transfer"}),
     ("cli", {"cli", "__main__", "__init__"}),
 ]

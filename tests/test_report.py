@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from prunesearch.figures import render_report
 from prunesearch.find import FindOptions, find
-from prunesearch.report import pareto_front, search_data, training_data
+from prunesearch.report import pareto_front, render_report, search_data, training_data
 from prunesearch.space import load_space
 
 from .helpers import run_cli

@@ -3,9 +3,14 @@ configuration layer and the CLI can check a value without loading torch)."""
 
 from __future__ import annotations
 
-__all__ = ["GRANULARITIES", "LR_SCHEDULES", "OBJECTIVES", "SIGNALS"]
+__all__ = ["ARCH_INITS", "EPOCH_BUDGETS", "GRANULARITIES", "LR_SCHEDULES", "OBJECTIVES",
+           "SIGNALS"]
 
 SIGNALS = ("slimming", "l1")               # importance signals (importance.py)
 GRANULARITIES = ("group", "stage", "profile")  # search parameterisations (granularity.py)
 OBJECTIVES = ("inherit", "scratch")        # what scores a candidate (objectives.py)
 LR_SCHEDULES = ("step", "cosine", "constant")  # learning-rate schedules (train.lr_factor)
+# how many epochs a pruned architecture trains (Liu et al.): Scratch-E the base's epochs,
+# Scratch-B the base's compute at the architecture's FLOPs (runs.scratch_b_epochs)
+EPOCH_BUDGETS = ("scratch-e", "scratch-b")
+ARCH_INITS = ("scratch", "inherit")        # train-arch from random init or the pruned base

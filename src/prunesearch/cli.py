@@ -454,7 +454,7 @@ def report(
     out: OutOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Figures (PNG) and a markdown summary of a search, compare or training run."""
-    from .figures import render_report
+    from .report import render_report
 
     result = render_report(run_dir, out)
     console.print(f"{result['kind']} report: {result['markdown']}")

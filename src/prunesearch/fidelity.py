@@ -32,13 +32,13 @@ from typing import Any
 
 from .budget import Budget, parse_budgets, project
 from .cells import start_experiment
-from .choices import OBJECTIVES
+from .choices import EPOCH_BUDGETS, OBJECTIVES
 from .errors import PrunesearchError
 from .fileio import atomic_write_json, atomic_write_text, file_digest
 from .find import _resolve_signal, _Search, baseline_widths, budget_targets, objective_settings
 from .granularity import Parameterization
 from .progress import Reporter
-from .runs import SCHEDULES, DataOptions
+from .runs import DataOptions
 from .space import Space
 from .spec import ArchSpec
 from .stats import bootstrap, kendall_tau, spearman_rho
@@ -81,9 +81,9 @@ def check_options(options: FidelityOptions) -> Budget:
         if o not in OBJECTIVES:
             raise PrunesearchError(f"unknown objective {o!r}; choose from "
                                    f"{', '.join(OBJECTIVES)}")
-    if options.schedule not in SCHEDULES:
+    if options.schedule not in EPOCH_BUDGETS:
         raise PrunesearchError(f"unknown schedule {options.schedule!r}; choose "
-                               f"{', '.join(SCHEDULES)}")
+                               f"{', '.join(EPOCH_BUDGETS)}")
     return budgets[0]
 
 

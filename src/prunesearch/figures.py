@@ -1,7 +1,8 @@
-"""Drawing: the data of :mod:`prunesearch.report` as PNG figures and a markdown summary.
+"""Drawing: a report's data (from :mod:`prunesearch.report`) as PNG figures and markdown.
 
-``render_report(run_dir)`` picks the figures by the kind of run folder and writes them, with
-``report.md``, into ``run_dir/report/`` (or ``out``). Uses matplotlib's Agg backend: no screen.
+One ``*_figures(data, out)`` per kind of run folder: writes its PNGs into ``out`` and returns
+their file names with the markdown lines that show them. Uses matplotlib's Agg backend: no
+screen. Nothing here reads a run folder.
 """
 
 from __future__ import annotations
@@ -9,10 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .fileio import atomic_write_text
-from .report import compare_data, fidelity_data, run_kind, search_data, training_data
-
-__all__ = ["render_report"]
+__all__ = ["compare_figures", "fidelity_figures", "search_figures", "training_figures"]
 
 
 def _plt():
@@ -33,7 +31,7 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def _search_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+def search_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
     plt = _plt()
     files, md = [], [f"# Search on {data['space']} (signal {data['signal']})", ""]
     base = data["base_flops"]
@@ -102,7 +100,7 @@ def _search_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[st
     return files, md
 
 
-def _training_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+def training_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
@@ -121,7 +119,7 @@ def _training_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[
     return files, md
 
 
-def _compare_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+def compare_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
     from .compare import markdown_table
 
     plt = _plt()
@@ -147,7 +145,7 @@ def _compare_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[s
     return files, md
 
 
-def _fidelity_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+def fidelity_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
     from .fidelity import markdown_table
 
     plt = _plt()
@@ -177,18 +175,3 @@ def _fidelity_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[
     md = [f"# Fidelity: {data['space']} at {data['budget']}", ""]
     md += [f"![{f}]({f})" for f in files] + ["", markdown_table(data["table"])]
     return files, md
-
-
-def render_report(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:
-    """Writes the figures and report.md of a run folder; returns their paths."""
-    run_dir = Path(run_dir)
-    kind = run_kind(run_dir)
-    out = Path(out) if out else run_dir / "report"
-    data = {"search": search_data, "training": training_data, "compare": compare_data,
-            "fidelity": fidelity_data}[kind](run_dir)
-    draw = {"search": _search_figures, "training": _training_figures,
-            "compare": _compare_figures, "fidelity": _fidelity_figures}[kind]
-    files, md = draw(data, out)
-    atomic_write_text(out / "report.md", "\n".join(md))
-    return {"kind": kind, "run_dir": str(run_dir), "out": str(out),
-            "figures": [str(out / f) for f in files], "markdown": str(out / "report.md")}

@@ -45,9 +45,17 @@ from .objectives import SGD, InheritScorer, Rungs, ScratchScorer
 from .paths import run_folder
 from .progress import Reporter
 from .runs import DataOptions, load_splits, train_base
-from .search import claim_export, counts, mark_exported, open_study, redact, run_trials, storage_for
 from .space import Space
 from .spec import ArchSpec, package_versions
+from .studies import (
+    claim_export,
+    counts,
+    mark_exported,
+    open_study,
+    redact,
+    run_trials,
+    storage_for,
+)
 from .train import RunOptions, load_weights, resolve_device
 
 __all__ = ["FindOptions", "find", "input_shape"]

@@ -1,7 +1,8 @@
-"""Compute-then-render: the data behind tables and figures, as plain dicts and lists.
+"""`prunesearch report`: a run folder's data as plain dicts and lists, then its figures.
 
-Nothing here draws; :mod:`prunesearch.figures` turns these into PNGs and the CLI into tables.
-The split keeps the numbers testable without looking at pictures.
+``*_data(run_dir)`` reads a run folder (search, training, compare, fidelity) into numbers;
+:func:`render_report` picks the kind, has :mod:`prunesearch.figures` draw it and writes
+``report.md``. The split keeps the numbers testable without looking at pictures.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import figures
 from .errors import PrunesearchError
+from .fileio import atomic_write_text
 from .spec import ArchSpec
 
-__all__ = ["compare_data", "fidelity_data", "pareto_front", "run_kind", "search_data",
-           "spec_summary", "training_data", "width_profile"]
+__all__ = ["compare_data", "fidelity_data", "pareto_front", "render_report", "run_kind",
+           "search_data", "spec_summary", "training_data", "width_profile"]
 
 
 def spec_summary(spec: ArchSpec) -> dict[str, Any]:
@@ -80,7 +83,7 @@ def width_profile(spec: ArchSpec, uniform: ArchSpec | None = None) -> dict[str, 
 def _study_trials(run_dir: Path, config: dict[str, Any], study_name: str) -> list[dict[str, Any]]:
     import optuna
 
-    from .search import storage_for
+    from .studies import storage_for
 
     url = config.get("find", {}).get("storage")
     if url is None or "***" in url:
@@ -167,3 +170,18 @@ def fidelity_data(run_dir: Path) -> dict[str, Any]:
         panels.append({"objective": name, "stats": stats, "points": points})
     return {"kind": "fidelity", "space": result["space"], "budget": result["budget"],
             "panels": panels, "table": result}
+
+
+def render_report(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Writes the figures and report.md of a run folder; returns their paths."""
+    run_dir = Path(run_dir)
+    kind = run_kind(run_dir)
+    out = Path(out) if out else run_dir / "report"
+    data = {"search": search_data, "training": training_data, "compare": compare_data,
+            "fidelity": fidelity_data}[kind](run_dir)
+    draw = {"search": figures.search_figures, "training": figures.training_figures,
+            "compare": figures.compare_figures, "fidelity": figures.fidelity_figures}[kind]
+    files, md = draw(data, out)
+    atomic_write_text(out / "report.md", "\n".join(md))
+    return {"kind": kind, "run_dir": str(run_dir), "out": str(out),
+            "figures": [str(out / f) for f in files], "markdown": str(out / "report.md")}

@@ -11,7 +11,7 @@ import prunesearch as ps
 from prunesearch.data import load_dataset
 from prunesearch.errors import PrunesearchError
 from prunesearch.objectives import InheritScorer
-from prunesearch.search import (
+from prunesearch.studies import (
     HOST,
     claim_export,
     counts,
