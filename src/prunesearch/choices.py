@@ -3,8 +3,12 @@ configuration layer and the CLI can check a value without loading torch)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from .errors import PrunesearchError
+
 __all__ = ["ARCH_INITS", "EPOCH_BUDGETS", "GRANULARITIES", "LR_SCHEDULES", "OBJECTIVES",
-           "SIGNALS"]
+           "SIGNALS", "require"]
 
 SIGNALS = ("slimming", "l1")               # importance signals (importance.py)
 GRANULARITIES = ("group", "stage", "profile")  # search parameterisations (granularity.py)
@@ -14,3 +18,10 @@ LR_SCHEDULES = ("step", "cosine", "constant")  # learning-rate schedules (train.
 # Scratch-B the base's compute at the architecture's FLOPs (runs.scratch_b_epochs)
 EPOCH_BUDGETS = ("scratch-e", "scratch-b")
 ARCH_INITS = ("scratch", "inherit")        # train-arch from random init or the pruned base
+
+
+def require(what: str, value: str, allowed: Sequence[str]) -> str:
+    """``value`` if it is one of ``allowed``; else the one-line error every vocabulary shares."""
+    if value not in allowed:
+        raise PrunesearchError(f"unknown {what} {value!r}; choose {', '.join(allowed)}")
+    return value

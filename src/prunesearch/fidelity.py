@@ -32,7 +32,7 @@ from typing import Any
 
 from .budget import Budget, parse_budgets, project
 from .cells import start_experiment
-from .choices import EPOCH_BUDGETS, OBJECTIVES
+from .choices import EPOCH_BUDGETS, OBJECTIVES, require
 from .errors import PrunesearchError
 from .fileio import atomic_write_json, atomic_write_text, file_digest
 from .find import _resolve_signal, _Search, baseline_widths, budget_targets, objective_settings
@@ -78,12 +78,8 @@ def check_options(options: FidelityOptions) -> Budget:
     if not options.objectives:
         raise PrunesearchError("--objective: name at least one objective")
     for o in options.objectives:
-        if o not in OBJECTIVES:
-            raise PrunesearchError(f"unknown objective {o!r}; choose from "
-                                   f"{', '.join(OBJECTIVES)}")
-    if options.schedule not in EPOCH_BUDGETS:
-        raise PrunesearchError(f"unknown schedule {options.schedule!r}; choose "
-                               f"{', '.join(EPOCH_BUDGETS)}")
+        require("objective", o, OBJECTIVES)
+    require("schedule", options.schedule, EPOCH_BUDGETS)
     return budgets[0]
 
 

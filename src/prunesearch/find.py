@@ -34,7 +34,7 @@ import optuna
 import torch
 
 from .budget import Budget, cost, global_ratios, parse_budgets, project, threshold_ratios
-from .choices import OBJECTIVES, SIGNALS
+from .choices import OBJECTIVES, SIGNALS, require
 from .data import DATASETS, SYNTHETIC
 from .errors import PrunesearchError
 from .fileio import atomic_write_json, file_digest
@@ -219,10 +219,7 @@ def _resolve_base(space: Space, find_opts: FindOptions, data: DataOptions, opts:
 
 def _resolve_signal(space: Space, requested: str | None, base_meta: dict[str, Any]) -> str:
     if requested is not None:
-        if requested not in SIGNALS:
-            raise PrunesearchError(f"unknown signal {requested!r}; choose "
-                                   f"{' or '.join(SIGNALS)}")
-        return requested
+        return require("signal", requested, SIGNALS)
     sparsity = (base_meta.get("recipe") or {}).get("sparsity")
     if space.search.signal == "slimming" and sparsity == 0:
         logger.info("the base was trained without sparsity: using the l1 signal")
@@ -247,9 +244,7 @@ def _check_options(space: Space, find_opts: FindOptions) -> tuple[int, str]:
         raise PrunesearchError(f"--jobs must be >= 1, got {find_opts.jobs}")
     if find_opts.finetune_steps < 0:
         raise PrunesearchError(f"--finetune-steps must be >= 0, got {find_opts.finetune_steps}")
-    if objective not in OBJECTIVES:
-        raise PrunesearchError(f"unknown objective {objective!r}; choose one of "
-                               f"{', '.join(OBJECTIVES)}")
+    require("objective", objective, OBJECTIVES)
     if find_opts.finetune_steps and objective != "inherit":
         raise PrunesearchError("--finetune-steps fine-tunes inherited weights: it needs "
                                "--objective inherit")

@@ -20,8 +20,7 @@ from collections.abc import Mapping
 
 import optuna
 
-from .choices import GRANULARITIES
-from .errors import PrunesearchError
+from .choices import GRANULARITIES, require
 from .graph import ChannelGraph
 
 __all__ = ["GRANULARITIES", "Parameterization"]
@@ -34,9 +33,7 @@ class Parameterization:
     """Maps search parameters to keep ratios per group, and back (to seed trials)."""
 
     def __init__(self, graph: ChannelGraph, granularity: str, min_ratio: float) -> None:
-        if granularity not in GRANULARITIES:
-            raise PrunesearchError(f"unknown granularity {granularity!r}; choose one of "
-                                   f"{', '.join(GRANULARITIES)}")
+        require("granularity", granularity, GRANULARITIES)
         self.granularity, self.min_ratio = granularity, min_ratio
         self.groups = [g.name for g in graph.groups]
         self.stage_of = {g: f"s{i}" for g, i in graph.stages().items()}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Union
 import torch
 from torch import Tensor
 
-from .choices import SIGNALS
+from .choices import SIGNALS, require
 from .errors import PrunesearchError
 
 if TYPE_CHECKING:
@@ -94,8 +94,7 @@ def comparable_scores(graph: ChannelGraph, signal: str) -> dict[str, Tensor]:
     BN per block; summing would favour long stages); groups without BN are left out.
     ``l1``: each producer's filter L1 norm divided by its fan-in, averaged over producers.
     """
-    if signal not in SIGNALS:
-        raise PrunesearchError(f"unknown signal {signal!r}; choose one of: {', '.join(SIGNALS)}")
+    require("signal", signal, SIGNALS)
     modules = dict(graph.model.named_modules())
     out = {}
     for g in graph.groups:

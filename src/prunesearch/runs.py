@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .choices import ARCH_INITS, EPOCH_BUDGETS
+from .choices import ARCH_INITS, EPOCH_BUDGETS, require
 from .data import load_dataset, split_validation
 from .errors import PrunesearchError
 from .fileio import atomic_write_json, file_digest
@@ -34,7 +34,6 @@ __all__ = ["DataOptions", "load_splits", "recipe_from_space", "scratch_b_epochs"
            "train_arch", "train_base"]
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -180,10 +179,8 @@ def train_arch(spec: ArchSpec, space: Space, *, schedule: str = "scratch-e",
 
     ``epochs`` overrides the base epochs that Scratch-E/B start from (fine-tuning: its epochs).
     """
-    if schedule not in EPOCH_BUDGETS:
-        raise PrunesearchError(f"unknown schedule {schedule!r}; choose {', '.join(EPOCH_BUDGETS)}")
-    if init not in ARCH_INITS:
-        raise PrunesearchError(f"unknown init {init!r}; choose {', '.join(ARCH_INITS)}")
+    require("schedule", schedule, EPOCH_BUDGETS)
+    require("init", init, ARCH_INITS)
     if spec.model != space.model.name or spec.model_args != space.model.args:
         raise PrunesearchError(f"spec model {spec.model} {spec.model_args} does not match space "
                                f"{space.name} ({space.model.name} {space.model.args})")
