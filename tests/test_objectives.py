@@ -46,13 +46,31 @@ def test_rung_sizes_and_pruner():
 def test_scores_are_deterministic_and_independent_of_reporting(setup):
     graph = setup[0]
     widths = {g.name: max(1, g.size // 2) for g in graph.groups}
-    s = scorer(setup)
-    first = s.score(widths)
+    first = scorer(setup).score(widths)
     rec = Recorder()
-    assert s.score(widths, rec) == first  # the cool-down branches leave the trunk untouched
+    # a fresh scorer trains again: the cool-down branches leave the trunk untouched
+    assert scorer(setup).score(widths, rec) == first
     assert [step for step, _ in rec.reports] == [64, 192]
     assert rec.reports[-1][1] == first
     assert 0 <= first <= 1
+
+
+def test_widths_scored_once_are_replayed_not_retrained(setup, monkeypatch):
+    graph = setup[0]
+    widths = {g.name: max(1, g.size // 2) for g in graph.groups}
+    s = scorer(setup)
+    trained = []
+    train = s._train
+    monkeypatch.setattr(s, "_train", lambda *a: trained.append(a) or train(*a))
+    first = s.score(widths)  # a baseline, scored without a trial
+    rec = Recorder()
+    assert s.score(dict(reversed(widths.items())), rec) == first  # the same widths, proposed
+    assert len(trained) == 1
+    assert [step for step, _ in rec.reports] == [64, 192]
+    with pytest.raises(optuna.TrialPruned):  # a replay stops early like a training
+        s.score(widths, Recorder(prune_after=1))
+    s.score(widths, seed=1)  # another seed is another training
+    assert len(trained) == 2
 
 
 def test_a_weak_candidate_stops_at_the_first_rung(setup):

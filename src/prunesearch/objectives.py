@@ -212,6 +212,7 @@ class ScratchScorer:
         self.graph, self.rungs, self.sgd, self.device = graph, rungs, sgd, device
         self.train, self.batch_size, self.augment, self.seed = train, batch_size, augment, seed
         self.channels_last = channels_last
+        self._memo: dict[tuple, list[float]] = {}  # (seed, widths) -> every rung's score
         self.val = BatchLoader(val, eval_batch_size, train=False, device=device,
                                channels_last=channels_last)
 
@@ -235,12 +236,37 @@ class ScratchScorer:
     def score(self, widths: Mapping[str, int], trial=None, seed: int | None = None) -> float:
         """Validation accuracy at the last rung. With an Optuna ``trial`` every rung is reported
         (step = training images) and a weak candidate is stopped early
-        (``optuna.TrialPruned``: Optuna's name; ours is early stopping); without one only the
-        last rung is evaluated (the trunk, hence the score, is the same). ``seed`` replaces the
-        shared initialisation seed and data order (a second opinion on a finalist)."""
+        (``optuna.TrialPruned``: Optuna's name; ours is early stopping). The score is the same
+        with or without a trial (the cool-down branches leave the trunk untouched). ``seed``
+        replaces the shared initialisation seed and data order (a second opinion on a
+        finalist). Widths already trained through every rung with the same seed (a baseline the
+        search proposes again, two ratios that project to the same widths) are not trained
+        again: their rung scores are replayed."""
+        seed = self.seed if seed is None else seed
+        key = (seed, tuple(sorted(widths.items())))
+        accs = self._memo.get(key)
+        if accs is None:
+            accs = self._train(widths, seed, trial)
+            self._memo[key] = accs
+        else:
+            self._report(accs, trial)
+        return accs[-1]
+
+    def _report(self, accs: list[float], trial, first: int = 0) -> None:
+        """Reports the scores of rungs ``first``, ``first + 1``, ... to ``trial`` and stops a
+        weak candidate early (``optuna.TrialPruned``)."""
         import optuna
 
-        seed = self.seed if seed is None else seed
+        if trial is None:
+            return
+        sizes = self.rungs.sizes
+        for k, acc in enumerate(accs, start=first):
+            trial.report(acc, sizes[k])
+            if k < len(sizes) - 1 and trial.should_prune():
+                raise optuna.TrialPruned()
+
+    def _train(self, widths: Mapping[str, int], seed: int, trial) -> list[float]:
+        """Every rung's score of a fresh training of ``widths``, reported as it comes."""
         torch.manual_seed(seed)
         model = reinitialize(self.graph.prune(widths))
         model = to_device(model, self.device, self.channels_last)
@@ -248,17 +274,11 @@ class ScratchScorer:
         optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum,
                                     weight_decay=s.weight_decay)
         trunk = self._stream(seed)
-        done, acc = 0, 0.0
-        sizes = self.rungs.sizes
-        for k, images in enumerate(sizes):
+        done, accs = 0, []
+        for k, images in enumerate(self.rungs.sizes):
             steps = images // self.batch_size - done
             sgd_steps(trunk, model, optimizer, steps)
             done += steps
-            if trial is None and k < len(sizes) - 1:
-                continue
-            acc = self._cooled(model, optimizer, images, k, seed)
-            if trial is not None:
-                trial.report(acc, images)
-                if k < len(sizes) - 1 and trial.should_prune():
-                    raise optuna.TrialPruned()
-        return acc
+            accs.append(self._cooled(model, optimizer, images, k, seed))
+            self._report(accs[-1:], trial, first=k)
+        return accs
