@@ -49,6 +49,8 @@ LimitOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")]
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (bf16/fp16) on CUDA.")]
 
+SignalOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--signal", help="slimming (BN |gamma|) or l1 (filter norm) (default: the space's).")]
 ObjectiveOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--objective", help="What scores a candidate: inherit (pruned base, BN recalibrated) or "
     "scratch (short from-scratch training) (default: the space's).")]
@@ -229,9 +231,7 @@ def find(
     base: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--base", help="Trained base weights (default: outputs/<space>/base/, trained if absent).")
     ] = None,
-    signal: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--signal", help="slimming (BN |gamma|) or l1 (filter norm) (default: the space's).")
-    ] = None,
+    signal: SignalOpt = None,
     trials: Annotated[Optional[int], typer.Option(  # noqa: UP045
         "--trials", help="Trials per budget, counted across restarts and workers.")] = None,
     storage: Annotated[Optional[str], typer.Option(  # noqa: UP045
@@ -326,8 +326,7 @@ def compare(
     base: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--base", help="Reuse this trained base (with metrics.json beside it) as seed 0's.")
     ] = None,
-    signal: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--signal", help="slimming or l1 (default: the space's).")] = None,
+    signal: SignalOpt = None,
     max_epoch_factor: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "--max-epoch-factor", help="Cap Scratch-B at this many times the base epochs.")
     ] = None,
@@ -398,8 +397,7 @@ def fidelity(
     base: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--base", help="Trained base weights (default: the cell store's, trained if absent).")
     ] = None,
-    signal: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--signal", help="slimming or l1 (default: the space's).")] = None,
+    signal: SignalOpt = None,
     schedule: Annotated[str, typer.Option(
         "--schedule", help="How each architecture is trained: scratch-b or scratch-e.")
     ] = "scratch-b",

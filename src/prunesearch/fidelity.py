@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .budget import Budget, parse_budgets, project
-from .cells import start_experiment
+from .cells import Experiment, start_experiment
 from .choices import EPOCH_BUDGETS, OBJECTIVES, require
 from .errors import PrunesearchError
 from .fileio import atomic_write_json, atomic_write_text, file_digest
@@ -188,21 +188,44 @@ def fidelity(space: Space, options: FidelityOptions, *, out: str | Path | None =
         "options": dataclasses.asdict(opts), "data": dataclasses.asdict(data)})
     _score_all(space, base_path, signal, archs, options.objectives, data, opts,
                run_dir / "scores.json", search)
+    specs = _save_specs(search, space, budget, target, archs, run_dir / "archs")
+    _train_cells(exp, space, options, archs, specs, data, opts, reporter)
+    result = {"space": space.name, "budget": budget.text, "target": target, "seeds": seeds,
+              "schedule": options.schedule, "base_epochs": base_epochs, "signal": signal,
+              "base": str(base_path), "cells": str(store.root), "run_dir": str(run_dir),
+              "archs": archs} | summarise(archs, options.objectives)
+    atomic_write_json(run_dir / "fidelity.json", result)
+    atomic_write_text(run_dir / "fidelity.md", markdown_table(result))
+    return result
+
+
+def _save_specs(search: _Search, space: Space, budget: Budget, target: int,
+                archs: list[dict[str, Any]], folder: Path) -> dict[str, ArchSpec]:
+    """Each architecture as a spec in ``folder`` (its FLOPs and params into ``archs``)."""
     budget_info = {"kind": budget.kind, "target": target, "text": budget.text}
     specs = {}
     for a in archs:
         spec = ArchSpec.from_graph(search.graph, a["widths"], model=space.model.name,
                                    model_args=space.model.args, budget=budget_info,
                                    search={"fidelity": a["name"], "origin": a["origin"]})
-        spec.save(run_dir / "archs" / f"{a['name']}.json")
+        spec.save(folder / f"{a['name']}.json")
         spec.allow_import = True
         specs[a["name"]] = spec
         a["flops"], a["params"] = spec.flops, spec.params
-    cell = functools.partial(store.arch, space=space, kind=options.schedule, epochs=base_epochs,
-                             data=data, opts=opts, max_epoch_factor=options.max_epoch_factor,
-                             reporter=reporter)
+    return specs
+
+
+def _train_cells(exp: Experiment, space: Space, options: FidelityOptions,
+                 archs: list[dict[str, Any]], specs: dict[str, ArchSpec], data: DataOptions,
+                 opts: RunOptions, reporter: Reporter | None) -> None:
+    """Trains every (architecture, seed) cell from scratch, a cell another process is
+    training last; their test accuracies and mean into ``archs``."""
+    store, seeds = exp.store, exp.seeds
+    cell = functools.partial(store.arch, space=space, kind=options.schedule,
+                             epochs=exp.base_epochs, data=data, opts=opts,
+                             max_epoch_factor=options.max_epoch_factor, reporter=reporter)
     where = functools.partial(store.arch_folder, space=space, kind=options.schedule,
-                              epochs=base_epochs, data=data,
+                              epochs=exp.base_epochs, data=data,
                               max_epoch_factor=options.max_epoch_factor)
     pending = [(a["name"], seed) for a in archs for seed in seeds]
     total, deferred, metrics = len(pending), set(), {}
@@ -219,13 +242,6 @@ def fidelity(space: Space, options: FidelityOptions, *, out: str | Path | None =
         a["cells"] = [m["cell"] for m in runs]
         a["test_accuracy"] = [m["test_accuracy"] for m in runs]
         a["mean"] = statistics.fmean(a["test_accuracy"])
-    result = {"space": space.name, "budget": budget.text, "target": target, "seeds": seeds,
-              "schedule": options.schedule, "base_epochs": base_epochs, "signal": signal,
-              "base": str(base_path), "cells": str(store.root), "run_dir": str(run_dir),
-              "archs": archs} | summarise(archs, options.objectives)
-    atomic_write_json(run_dir / "fidelity.json", result)
-    atomic_write_text(run_dir / "fidelity.md", markdown_table(result))
-    return result
 
 
 def _top(values: list[float], k: int) -> set[int]:

@@ -32,10 +32,19 @@ def _save(fig, path: Path) -> str:
 
 
 def search_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
+    """A search's figures (trials, history, width profiles) and its markdown summary."""
     plt = _plt()
     files, md = [], [f"# Search on {data['space']} (signal {data['signal']})", ""]
+    for draw in (_trials_figure, _history_figure, _widths_figure):
+        file, lines = draw(plt, data, out)
+        files.append(file)
+        md += lines
+    return files, md
+
+
+def _trials_figure(plt, data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
+    """Search score vs FLOPs: every trial, the Pareto front, the baselines, the export."""
     base = data["base_flops"]
-    # 1. proxy accuracy vs FLOPs, every trial, Pareto front, baselines
     fig, ax = plt.subplots(figsize=(7, 4.5))
     markers = {"uniform": "s", "slimming": "^", "l1": "v", "global": "D"}
     for k, m in enumerate(data["members"]):
@@ -55,19 +64,19 @@ def search_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str
     ax.set_ylabel("search score (held-out val)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    files.append(_save(fig, out / "trials.png"))
-    md += ["## Proxy accuracy vs FLOPs", "", "![trials](trials.png)", "",
-           "| budget | exported (trial) | score | " +
-           " | ".join(f"{n} baseline" for n in data["members"][0]["baselines"]) + " |",
-           "| --- | --- | ---: | " + " | ".join("---:" for _ in data["members"][0]["baselines"])
-           + " |"]
+    names = list(data["members"][0]["baselines"])
+    md = ["## Proxy accuracy vs FLOPs", "", "![trials](trials.png)", "",
+          "| budget | exported (trial) | score | "
+          + " | ".join(f"{n} baseline" for n in names) + " |",
+          "| --- | --- | ---: | " + " | ".join("---:" for _ in names) + " |"]
     for m in data["members"]:
-        md.append(f"| {m['budget']} | {m['chosen']['trial']} | "
-                  f"{m['chosen']['score']:.4f} | " +
-                  " | ".join(f"{b['score']:.4f}" for b in m["baselines"].values())
-                  + " |")
-    md.append("")
-    # 2. optimisation history
+        md.append(f"| {m['budget']} | {m['chosen']['trial']} | {m['chosen']['score']:.4f} | "
+                  + " | ".join(f"{b['score']:.4f}" for b in m["baselines"].values()) + " |")
+    return _save(fig, out / "trials.png"), [*md, ""]
+
+
+def _history_figure(plt, data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
+    """Each trial's score and the best so far, per budget."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for k, m in enumerate(data["members"]):
         h = m["history"]
@@ -78,9 +87,12 @@ def search_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str
     ax.set_ylabel("search score")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    files.append(_save(fig, out / "history.png"))
-    md += ["## Optimisation history", "", "![history](history.png)", ""]
-    # 3. width profiles: the paper's architecture figures
+    return (_save(fig, out / "history.png"),
+            ["## Optimisation history", "", "![history](history.png)", ""])
+
+
+def _widths_figure(plt, data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
+    """Channels per group, searched against the base and uniform: the paper's figures."""
     n = len(data["members"])
     fig, axes = plt.subplots(n, 1, figsize=(9, 2.6 * n), squeeze=False)
     for ax, m in zip(axes[:, 0], data["members"], strict=True):
@@ -95,9 +107,9 @@ def search_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str
         ax.set_xticklabels(p["groups"], rotation=90, fontsize=6)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    files.append(_save(fig, out / "widths.png"))
-    md += ["## Width profiles (searched vs base and uniform)", "", "![widths](widths.png)", ""]
-    return files, md
+    return (_save(fig, out / "widths.png"),
+            ["## Width profiles (searched vs base and uniform)", "", "![widths](widths.png)",
+             ""])
 
 
 def training_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:

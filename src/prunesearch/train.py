@@ -233,6 +233,25 @@ def _sum_across(values: list[float], world: int, device: torch.device) -> list[f
     return t.tolist()
 
 
+@dataclass
+class _Training:
+    """What the epochs of one run share: the model (``net`` is it, compiled or wrapped in DDP),
+    the optimisation state, the data and where they live."""
+
+    model: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    train_loader: BatchLoader
+    eval_loaders: dict[str, BatchLoader]
+    bn_weights: list[torch.Tensor]
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    rank: int
+    world: int
+
+
 def fit(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions, run_dir: Path, *,
         metadata: dict[str, Any] | None = None, reporter: Reporter | None = None,
         title: str = "train") -> dict[str, Any]:
@@ -249,14 +268,33 @@ def fit(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions, run_
     """
     reporter = reporter or Reporter()
     metadata = metadata or {}
-    device = resolve_device(opts.device)
-    rank, world, device = _distributed(device)
-    amp_dtype = _amp_dtype(opts, device)
-    _seed_all(opts.seed)
+    t = _prepare(model, splits, recipe, opts)
     ckpt_path = run_dir / "checkpoint.pt"
     fingerprint = json.dumps({"recipe": asdict(recipe), "seed": opts.seed,
-                              "world": world} | metadata, sort_keys=True, default=str)
+                              "world": t.world} | metadata, sort_keys=True, default=str)
+    start_epoch, history = 0, []
+    if opts.resume and ckpt_path.is_file():
+        start_epoch, history = _resume(t, ckpt_path, fingerprint)
+        logger.info("resuming %s after epoch %d", run_dir, start_epoch)
+    _wrap(t, opts)
 
+    reporter.start(title, recipe.epochs, len(t.train_loader), start_epoch)
+    try:
+        for epoch in range(start_epoch, recipe.epochs):
+            history.append(_train_epoch(t, recipe, epoch, reporter))
+            if t.rank == 0:
+                _save_checkpoint(ckpt_path, t.model, t.optimizer, t.scheduler, epoch + 1,
+                                 history, fingerprint)
+    finally:
+        reporter.close()
+    return _finish(t, recipe, opts, run_dir, history, metadata)
+
+
+def _prepare(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions) -> _Training:
+    """The model on its device, the loaders, the optimiser and the learning-rate schedule."""
+    rank, world, device = _distributed(resolve_device(opts.device))
+    amp_dtype = _amp_dtype(opts, device)
+    _seed_all(opts.seed)
     model = to_device(model, device, recipe.channels_last)
     train_loader = BatchLoader(splits.train, recipe.batch_size, train=True,
                                augment=recipe.augment, device=device, seed=opts.seed,
@@ -273,93 +311,98 @@ def fit(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions, run_
     total_steps = recipe.epochs * len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(recipe, step / total_steps))
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    start_epoch, history = 0, []
-    if opts.resume and ckpt_path.is_file():
-        ckpt = _load_checkpoint(ckpt_path, device)
-        if ckpt.get("fingerprint") != fingerprint:
-            raise PrunesearchError(f"{ckpt_path} was written by a different configuration; "
-                                   "resume with the same options, or use another --out")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
-        _set_rng_state(ckpt["rng"])
-        logger.info("resuming %s after epoch %d", run_dir, start_epoch)
-
     bn_weights = [m.weight for m in model.modules()
                   if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
-    net: nn.Module = model
+    return _Training(model=model, net=model, optimizer=optimizer, scheduler=scheduler,
+                     scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
+                     train_loader=train_loader, eval_loaders=eval_loaders,
+                     bn_weights=bn_weights, device=device, amp_dtype=amp_dtype, rank=rank,
+                     world=world)
+
+
+def _resume(t: _Training, ckpt_path: Path, fingerprint: str) -> tuple[int, list[dict]]:
+    """Restores the state of the last finished epoch; returns (epochs done, their history)."""
+    ckpt = _load_checkpoint(ckpt_path, t.device)
+    if ckpt.get("fingerprint") != fingerprint:
+        raise PrunesearchError(f"{ckpt_path} was written by a different configuration; "
+                               "resume with the same options, or use another --out")
+    t.model.load_state_dict(ckpt["model"])
+    t.optimizer.load_state_dict(ckpt["optimizer"])
+    t.scheduler.load_state_dict(ckpt["scheduler"])
+    _set_rng_state(ckpt["rng"])
+    return int(ckpt["epoch"]), list(ckpt["history"])
+
+
+def _wrap(t: _Training, opts: RunOptions) -> None:
+    """``t.net``: the model compiled (``opts.compile``) and wrapped in DDP under torchrun."""
     if opts.compile:
-        net = torch.compile(net)
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None)
+        t.net = torch.compile(t.net)
+    if t.world > 1:
+        t.net = nn.parallel.DistributedDataParallel(
+            t.net, device_ids=[t.device.index] if t.device.type == "cuda" else None)
 
-    reporter.start(title, recipe.epochs, len(train_loader), start_epoch)
-    train_seconds = sum(h["seconds"] for h in history)
-    try:
-        for epoch in range(start_epoch, recipe.epochs):
-            net.train()
-            train_loader.set_epoch(epoch)
-            loss_sum, correct, seen = 0.0, 0, 0
-            t0 = time.perf_counter()
-            for i, (x, y) in enumerate(train_loader):
-                with _autocast(device, amp_dtype):
-                    out = net(x)
-                    loss = F.cross_entropy(out.float(), y)
-                if not torch.isfinite(loss):
-                    raise PrunesearchError(
-                        f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, batch "
-                        f"{i + 1}; lower the learning rate (now {scheduler.get_last_lr()[0]:.4g})")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if recipe.sparsity:
-                    # network slimming: subgradient of sparsity * |gamma| (L1 on BN scales)
-                    for w in bn_weights:
-                        w.grad.add_(torch.sign(w.detach()), alpha=recipe.sparsity)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                batch_correct = (out.argmax(1) == y).sum().item()
-                loss_sum += loss.item() * len(y)
-                correct += batch_correct
-                seen += len(y)
-                reporter.batch(epoch, i, loss.item(), batch_correct / len(y))
-            seconds = time.perf_counter() - t0
-            loss_sum, correct, seen = _sum_across([loss_sum, correct, seen], world, device)
-            train_seconds += seconds
-            record = {"epoch": epoch + 1, "train_loss": loss_sum / seen,
-                      "train_accuracy": correct / seen, "lr": scheduler.get_last_lr()[0],
-                      "seconds": round(seconds, 3), "images_per_s": round(seen / seconds, 1)}
-            if "val" in eval_loaders:
-                record["val_loss"], record["val_accuracy"] = evaluate(
-                    _unwrap(model), eval_loaders["val"], amp_dtype)
-            history.append(record)
-            reporter.epoch(epoch, record)
-            if rank == 0:
-                _save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch + 1, history,
-                                 fingerprint)
-    finally:
-        reporter.close()
 
-    test_loss, test_acc = evaluate(_unwrap(model), eval_loaders["test"], amp_dtype)
+def _train_epoch(t: _Training, recipe: Recipe, epoch: int, reporter: Reporter
+                 ) -> dict[str, Any]:
+    """One epoch of SGD (with the slimming subgradient); its history record."""
+    t.net.train()
+    t.train_loader.set_epoch(epoch)
+    loss_sum, correct, seen = 0.0, 0, 0
+    t0 = time.perf_counter()
+    for i, (x, y) in enumerate(t.train_loader):
+        with _autocast(t.device, t.amp_dtype):
+            out = t.net(x)
+            loss = F.cross_entropy(out.float(), y)
+        if not torch.isfinite(loss):
+            raise PrunesearchError(
+                f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, batch "
+                f"{i + 1}; lower the learning rate (now {t.scheduler.get_last_lr()[0]:.4g})")
+        t.optimizer.zero_grad(set_to_none=True)
+        t.scaler.scale(loss).backward()
+        if recipe.sparsity:
+            # network slimming: subgradient of sparsity * |gamma| (L1 on BN scales)
+            for w in t.bn_weights:
+                w.grad.add_(torch.sign(w.detach()), alpha=recipe.sparsity)
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+        t.scheduler.step()
+        batch_correct = (out.argmax(1) == y).sum().item()
+        loss_sum += loss.item() * len(y)
+        correct += batch_correct
+        seen += len(y)
+        reporter.batch(epoch, i, loss.item(), batch_correct / len(y))
+    seconds = time.perf_counter() - t0
+    loss_sum, correct, seen = _sum_across([loss_sum, correct, seen], t.world, t.device)
+    record = {"epoch": epoch + 1, "train_loss": loss_sum / seen,
+              "train_accuracy": correct / seen, "lr": t.scheduler.get_last_lr()[0],
+              "seconds": round(seconds, 3), "images_per_s": round(seen / seconds, 1)}
+    if "val" in t.eval_loaders:
+        record["val_loss"], record["val_accuracy"] = evaluate(
+            _unwrap(t.model), t.eval_loaders["val"], t.amp_dtype)
+    reporter.epoch(epoch, record)
+    return record
+
+
+def _finish(t: _Training, recipe: Recipe, opts: RunOptions, run_dir: Path,
+            history: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, Any]:
+    """Test accuracy and the run's metrics; rank 0 writes the weights and metrics.json."""
+    test_loss, test_acc = evaluate(_unwrap(t.model), t.eval_loaders["test"], t.amp_dtype)
     metrics = {
         "epochs": recipe.epochs, "history": history, "test_loss": test_loss,
         "test_accuracy": test_acc,
         "val_accuracy": history[-1].get("val_accuracy") if history else None,
-        "train_seconds": round(train_seconds, 2),
+        "train_seconds": round(sum(h["seconds"] for h in history), 2),
         "images_per_s": round(sum(h["images_per_s"] for h in history) / len(history), 1)
         if history else None,
-        "world_size": world, "device": str(device), "amp": str(amp_dtype) if amp_dtype else None,
+        "world_size": t.world, "device": str(t.device),
+        "amp": str(t.amp_dtype) if t.amp_dtype else None,
         "recipe": asdict(recipe), "seed": opts.seed,
     } | metadata
-    if rank == 0:
-        save_weights(model, run_dir / "model.safetensors",
+    if t.rank == 0:
+        save_weights(t.model, run_dir / "model.safetensors",
                      metadata | {"recipe": asdict(recipe), "seed": opts.seed})
         atomic_write_json(run_dir / "metrics.json", metrics)
-    if world > 1:
+    if t.world > 1:
         dist.barrier()
     return metrics
 
