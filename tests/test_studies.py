@@ -18,6 +18,7 @@ from prunesearch.studies import (
     mark_exported,
     open_study,
     recover_stale,
+    redact,
     run_trials,
     storage_for,
 )
@@ -117,3 +118,18 @@ def test_claim_reopens_when_the_winner_dies(tmp_path):
     study, _ = open_study(storage, "s", seed=0, n_startup=1)
     assert claim_export(study, tmp_path / "a", "f1")  # ... and dies without marking
     assert claim_export(study, tmp_path / "b", "f1", poll_s=0.05, patience_s=0.5)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://ann:s3cret@db.lan:5432/ps", "postgresql://ann:***@db.lan:5432/ps"),
+    ("postgresql://ann@db.lan/ps?password=s3cret&sslmode=require",
+     "postgresql://ann@db.lan/ps?password=redacted&sslmode=require"),
+    ("postgresql://db.lan/ps?sslpassword=s3cret&application_name=a",
+     "postgresql://db.lan/ps?application_name=a&sslpassword=redacted"),
+    ("mysql+pymysql://ann:s3%40cret@db.lan/ps", "mysql+pymysql://ann:***@db.lan/ps"),
+    ("sqlite:////tmp/run/study.db", "sqlite:////tmp/run/study.db"),
+    ("journal:/tmp/run/study.log", "journal:/tmp/run/study.log"),
+])
+def test_storage_urls_are_shown_without_their_secrets(url, shown):
+    assert redact(url) == shown
+    assert "s3" not in redact(url).replace("sqlite", "")

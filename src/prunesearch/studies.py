@@ -66,13 +66,26 @@ def quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(previous)
 
 
+_SECRET_KEYS = ("password", "passwd", "secret", "token", "key")
+
+
 def redact(url: str) -> str:
-    """A storage URL without its password, for logs and specs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url
+    """A storage URL without its secrets, for logs, config.json and specs: the password of the
+    authority part and every query parameter whose name says it is one (``?password=``, which
+    libpq and psycopg accept, ``sslpassword``, ``token``...). Parsed by SQLAlchemy, as Optuna's
+    RDB storage parses it; a URL it cannot parse is shown as its scheme only."""
+    if "://" not in url:
+        return url  # a journal file path, or no URL at all
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return url.split("://", 1)[0] + "://***"
+    query = {k: ("redacted" if any(w in k.lower() for w in _SECRET_KEYS) else v)
+             for k, v in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
 
 
 def storage_for(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseStorage, str]:
