@@ -31,6 +31,8 @@ def test_parse_forms():
     ("", "budget is empty"),
     ("50%FLOPs,30%params", "mixes FLOPs and params"),
     ("50%,50%FLOPs", "same budget twice"),
+    ("50%,50.00001%FLOPs", "too close to tell apart: both would be 50pct-flops"),
+    ("20M,20.000001MFLOPs", "both would be 20M-flops"),
     ("5%MFLOPs", "percentage takes no K/M/G"),
     ("0.5FLOPs", "must be positive"),
 ])

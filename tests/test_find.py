@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -33,7 +34,7 @@ def trials_of(run_dir: Path, budget_slug: str) -> list:
             if "export_token" not in t.user_attrs]  # the export claim's token
 
 
-def test_family_of_three_budgets(base, tmp_path):
+def test_family_of_three_budgets(base, tmp_path, caplog):
     result = find(load_space(TINY), FindOptions("25%,50%,75%FLOPs", base=str(base), trials=5),
                   out=tmp_path)
     assert len(result["members"]) == 3
@@ -61,8 +62,13 @@ def test_family_of_three_budgets(base, tmp_path):
         assert finished[0].user_attrs["seeded"]  # the signal's allocation came first
     # rerunning the same command resumes: no new trials, same specs
     before = {m["spec"]: Path(m["spec"]).read_text() for m in family["members"]}
-    find(load_space(TINY), FindOptions("25%,50%,75%FLOPs", base=str(base), trials=5),
-         out=tmp_path)
+    with caplog.at_level(logging.INFO, logger="prunesearch"):
+        again = find(load_space(TINY), FindOptions("25%,50%,75%FLOPs", base=str(base),
+                                                   trials=5), out=tmp_path)
+    assert again["exported"] is False
+    assert f"nothing new to export: the specs of these trials are already in {tmp_path}" \
+        in caplog.text
+    assert "fingerprint" not in caplog.text  # said in words, not as a raw dict
     assert len(trials_of(tmp_path, "25pct-flops")) == 5
     after = {p: Path(p).read_text() for p in before}
     strip = [json.loads(t) | {"versions": None} for t in (before | after).values()]
@@ -202,3 +208,11 @@ def test_bad_objective_is_refused_before_any_work(base, tmp_path, args, message)
     assert res.stderr.startswith("error: ") and message in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_worker_that_did_not_export_says_who_did(tmp_path):
+    from prunesearch.find import _already_exported
+
+    said = _already_exported({"host": "node7", "run_dir": "/shared/run"}, tmp_path)
+    assert said == "nothing to export here: another worker on node7 wrote these specs into " \
+        "/shared/run"

@@ -99,8 +99,11 @@ def parse_budgets(text: str) -> list[Budget]:
             if value < 1:
                 raise PrunesearchError(f"budget {item.strip()!r}: must be positive")
             budgets.append(Budget(kind, value, False, item.strip()))
-    if len({(b.value, b.relative) for b in budgets}) != len(budgets):
-        raise PrunesearchError(f"budget {text!r} lists the same budget twice")
+    slugs = [b.slug for b in budgets]
+    twice = next((s for s in slugs if slugs.count(s) > 1), None)
+    if twice is not None:  # one study and one spec file per slug: they must differ
+        raise PrunesearchError(f"budget {text!r} lists the same budget twice (or two too close "
+                               f"to tell apart: both would be {twice})")
     return budgets
 
 

@@ -48,6 +48,7 @@ from .runs import DataOptions, load_splits, train_base
 from .space import Space
 from .spec import ArchSpec, package_versions
 from .studies import (
+    HOST,
     claim_export,
     counts,
     mark_exported,
@@ -430,8 +431,7 @@ def _export(study: optuna.Study, run_dir: Path, family: dict[str, Any],
         [[m["budget"], m["trial"], m["score"], m["flops"], m["trials_done"]]
          for m in family["members"]]).encode()).hexdigest()[:16]
     if not claim_export(study, run_dir, fingerprint):
-        logger.info("the specs were exported by another worker: %s",
-                    study.user_attrs.get("exported"))
+        logger.info(_already_exported(study.user_attrs.get("exported") or {}, run_dir))
         return False
     for path, spec in files:
         spec.save(path)
@@ -441,6 +441,15 @@ def _export(study: optuna.Study, run_dir: Path, family: dict[str, Any],
 
 
 CONFIRM_SEED = 1  # the finalists' second opinion: another init and data order
+
+
+def _already_exported(exported: dict[str, Any], run_dir: Path) -> str:
+    """What a run that has nothing new to export says, in words."""
+    where = exported.get("run_dir")
+    if where == str(run_dir) and exported.get("host") == HOST:
+        return f"nothing new to export: the specs of these trials are already in {run_dir}"
+    at = f" on {exported['host']}" if exported.get("host") not in (None, HOST) else ""
+    return f"nothing to export here: another worker{at} wrote these specs into {where}"
 
 
 def _best(search: _Search, study: optuna.Study, baselines: dict[str, dict[str, Any]],
