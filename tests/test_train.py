@@ -150,3 +150,19 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, command):
     mb = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert ma["test_accuracy"] == mb["test_accuracy"]
     assert [h["train_loss"] for h in ma["history"]] == [h["train_loss"] for h in mb["history"]]
+
+
+def test_identical_weights_are_identical_bytes(tmp_path):
+    from prunesearch.train import load_weights, save_weights
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3))
+    meta = {f"key{i}": {"b": i, "a": [i, "x"]} for i in range(8)}
+    digests = set()
+    for k in range(4):  # insertion order, like a resumed run's, must not matter either
+        order = dict(reversed(meta.items())) if k % 2 else meta
+        path = save_weights(model, tmp_path / f"m{k}.safetensors", order)
+        digests.add(path.read_bytes())
+    assert len(digests) == 1
+    state, read = load_weights(tmp_path / "m0.safetensors")
+    assert read == meta
+    assert all(torch.equal(state[n], t) for n, t in model.state_dict().items())

@@ -147,8 +147,21 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any]) -> Path
     from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
-    meta = {"format": WEIGHTS_FORMAT} | {k: json.dumps(v) for k, v in metadata.items()}
-    return atomic_write_bytes(path, save(state, metadata=meta))
+    meta = {"format": WEIGHTS_FORMAT} | {k: json.dumps(v, sort_keys=True)
+                                         for k, v in metadata.items()}
+    return atomic_write_bytes(path, _canonical_header(save(state, metadata=meta)))
+
+
+def _canonical_header(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header written canonically (sorted keys, no
+    spaces): safetensors emits the metadata in hash-map order, which changes from one process
+    to the next, so identical weights would get different bytes and digests. The tensors' data
+    offsets are relative to the end of the header, so they stay valid."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format aligns the data to 8 bytes
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
