@@ -216,3 +216,30 @@ def test_a_worker_that_did_not_export_says_who_did(tmp_path):
     said = _already_exported({"host": "node7", "run_dir": "/shared/run"}, tmp_path)
     assert said == "nothing to export here: another worker on node7 wrote these specs into " \
         "/shared/run"
+
+
+def test_ctrl_c_during_a_trial_is_one_line_not_a_traceback(base, tmp_path):
+    # --jobs 2: the terminal's SIGINT reaches the worker process too
+    args = [sys.executable, "-m", "prunesearch", "find", "--space", TINY, "--budget",
+            "50%FLOPs", "--base", str(base), "--trials", "6", "--finetune-steps", "20",
+            "--jobs", "2", "--out", str(tmp_path)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    while True:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline
+        try:
+            states = [t.state for t in trials_of(tmp_path, "50pct-flops")]
+        except Exception:
+            states = []
+        if states.count(optuna.trial.TrialState.RUNNING) == 2:  # both processes in a trial
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)  # inside the trials' scoring
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert err.strip().splitlines()[-1] == ("error: interrupted; the finished trials are kept "
+                                            "in the study: run the same command to go on")

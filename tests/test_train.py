@@ -166,3 +166,21 @@ def test_identical_weights_are_identical_bytes(tmp_path):
     state, read = load_weights(tmp_path / "m0.safetensors")
     assert read == meta
     assert all(torch.equal(state[n], t) for n, t in model.state_dict().items())
+
+
+def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = cli("train-base", "--space", str(SPACES / "resume.yaml"), "--out", str(run_dir))
+    deadline = time.time() + 240
+    while checkpoint_epoch(run_dir) < 1:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"error: interrupted; {run_dir} holds the last finished epoch: run the same command "
+        "with --resume to go on from it")
+    assert not (run_dir / "model.safetensors").exists()

@@ -7,11 +7,13 @@ local variables.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -118,11 +120,34 @@ def _setup_logging() -> None:
 
 
 def _quiet_optuna() -> None:
-    """Optuna's INFO lines off for the whole command: our progress reports the trials. Here,
-    not at import: importing prunesearch leaves Optuna's logging alone."""
+    """Optuna's INFO lines off for the whole command: our progress reports the trials, and a
+    Ctrl-C is reported once, by :func:`_interruptible`, not as Optuna's "trial failed"
+    traceback. Here, not at import: importing prunesearch leaves Optuna's logging alone."""
     import optuna
 
+    from .studies import no_interrupt_tracebacks
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    no_interrupt_tracebacks()
+
+
+@contextlib.contextmanager
+def _interruptible(what: Callable[[], str]):
+    """A Ctrl-C becomes one line saying what was kept and how to go on (``what()``, asked
+    then), and exit code 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo(f"error: interrupted; {what()}", err=True)
+        raise typer.Exit(130) from None
+
+
+def _resume_hint(run_dir: Path) -> str:
+    """What a training run interrupted at ``run_dir`` keeps."""
+    if (Path(run_dir) / "checkpoint.pt").is_file():
+        return (f"{run_dir} holds the last finished epoch: run the same command with --resume "
+                "to go on from it")
+    return f"no epoch had finished, nothing to resume in {run_dir}"
 
 
 def _run_summary(metrics: dict[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -166,10 +191,11 @@ def train_base_cmd(
     _setup_logging()
     sp = load_space(space)
     run_dir = out or run_folder(sp.name, "base")
-    metrics = train_base(
-        sp, out=run_dir, epochs=epochs, sparsity=sparsity,
-        data=DataOptions(data_dir, limit_train, download),
-        opts=RunOptions(seed, device, amp, compile_, resume), reporter=make_reporter(_rank()))
+    with _interruptible(lambda: _resume_hint(run_dir)):
+        metrics = train_base(
+            sp, out=run_dir, epochs=epochs, sparsity=sparsity,
+            data=DataOptions(data_dir, limit_train, download),
+            opts=RunOptions(seed, device, amp, compile_, resume), reporter=make_reporter(_rank()))
     _print_run(metrics, run_dir, json_out)
 
 
@@ -215,11 +241,12 @@ def train_arch_cmd(
                               else search_info.get("space")))
     kind = "finetune" if init == "inherit" else schedule
     run_dir = out or run_folder(sp.name, "arch", spec_path.stem, f"{kind}-s{seed}")
-    metrics = train_arch(
-        spec, sp, schedule=schedule, init=init, base=base, max_epoch_factor=max_epoch_factor,
-        out=run_dir, epochs=epochs, spec_name=spec_path.stem,
-        data=DataOptions(data_dir, limit_train, download),
-        opts=RunOptions(seed, device, amp, compile_, resume), reporter=make_reporter(_rank()))
+    with _interruptible(lambda: _resume_hint(run_dir)):
+        metrics = train_arch(
+            spec, sp, schedule=schedule, init=init, base=base,
+            max_epoch_factor=max_epoch_factor, out=run_dir, epochs=epochs,
+            spec_name=spec_path.stem, data=DataOptions(data_dir, limit_train, download),
+            opts=RunOptions(seed, device, amp, compile_, resume), reporter=make_reporter(_rank()))
     _print_run(metrics, run_dir, json_out)
 
 
@@ -262,11 +289,13 @@ def find(
     from .runs import DataOptions
     from .train import RunOptions
 
-    result = run_find(
-        sp, FindOptions(budget, base, signal, trials, storage, study, jobs, finetune_steps,
-                        objective),
-        out=out, epochs=epochs, data=DataOptions(data_dir, limit_train, download),
-        opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
+    with _interruptible(lambda: "the finished trials are kept in the study: run the same "
+                        "command to go on"):
+        result = run_find(
+            sp, FindOptions(budget, base, signal, trials, storage, study, jobs, finetune_steps,
+                            objective),
+            out=out, epochs=epochs, data=DataOptions(data_dir, limit_train, download),
+            opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
     table = Table(title=f"find on {sp.name}: signal {result['signal']}, objective "
                         f"{result['objective']}, {result['trials']} trials per budget")
     for col in ("budget", "architecture", "FLOPs", "params", "score (val)"):
@@ -364,12 +393,13 @@ def compare(
     from .runs import DataOptions
     from .train import RunOptions
 
-    result = run_compare(
-        sp, CompareOptions(budget, seeds, trials, base, signal, max_epoch_factor, tuple(pairs),
-                           objective, cells, trainings),
-        out=out,
-        epochs=epochs, data=DataOptions(data_dir, limit_train, download),
-        opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
+    with _interruptible(lambda: "the finished cells and trials are kept: run the same "
+                        "command to go on"):
+        result = run_compare(
+            sp, CompareOptions(budget, seeds, trials, base, signal, max_epoch_factor,
+                               tuple(pairs), objective, cells, trainings),
+            out=out, epochs=epochs, data=DataOptions(data_dir, limit_train, download),
+            opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
     table = Table(title=f"compare on {sp.name} at {result['budget']}: test accuracy over "
                         f"seeds {result['seeds']}")
     for col in ("row", "test acc (%)", "FLOPs", "params", "epochs", "compute", "score"):
@@ -422,9 +452,11 @@ def fidelity(
     options = FidelityOptions(budget, archs, seeds, tuple(objective or OBJECTIVES), base,
                               signal, schedule, cells=cells)
     check_options(options)
-    result = run_fidelity(sp, options, out=out, epochs=epochs,
-                          data=DataOptions(data_dir, limit_train, download),
-                          opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
+    with _interruptible(lambda: "the finished cells and scores are kept: run the same "
+                        "command to go on"):
+        result = run_fidelity(sp, options, out=out, epochs=epochs,
+                              data=DataOptions(data_dir, limit_train, download),
+                              opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
     k = result["top_k"]
     table = Table(title=f"fidelity on {sp.name} at {result['budget']}: "
                         f"{len(result['archs'])} architectures x seeds {result['seeds']}")

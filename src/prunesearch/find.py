@@ -26,6 +26,7 @@ import math
 import multiprocessing
 import random
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from .studies import (
     claim_export,
     counts,
     mark_exported,
+    no_interrupt_tracebacks,
     open_study,
     redact,
     run_trials,
@@ -191,13 +193,18 @@ class _Job:
 
 
 def _worker(job: _Job, seed: int) -> None:
-    """Body of a ``--jobs`` worker process."""
+    """Body of a ``--jobs`` worker process. A Ctrl-C (sent to the whole process group) ends it
+    quietly: the main process says once that the search was interrupted."""
     torch.set_num_threads(1)
-    search = _Search(job.space, job.base_path, job.signal, job.data, job.opts, job.objective,
-                     job.finetune_steps)
-    storage, _ = storage_for(job.storage_url, job.run_dir)
-    study, _ = open_study(storage, job.study_name, seed, job.n_startup, search.pruner())
-    run_trials(study, search.objective_fn(job.budget, job.target), job.n_trials)
+    no_interrupt_tracebacks()
+    try:
+        search = _Search(job.space, job.base_path, job.signal, job.data, job.opts,
+                         job.objective, job.finetune_steps)
+        storage, _ = storage_for(job.storage_url, job.run_dir)
+        study, _ = open_study(storage, job.study_name, seed, job.n_startup, search.pruner())
+        run_trials(study, search.objective_fn(job.budget, job.target), job.n_trials)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def _resolve_base(space: Space, find_opts: FindOptions, data: DataOptions, opts: RunOptions,

@@ -36,8 +36,9 @@ from optuna.trial import TrialState
 
 from .errors import PrunesearchError
 
-__all__ = ["Surplus", "claim_export", "counts", "fail_trial", "mark_exported", "open_study",
-           "quiet_optuna", "recover_stale", "redact", "run_trials", "storage_for"]
+__all__ = ["Surplus", "claim_export", "counts", "fail_trial", "mark_exported",
+           "no_interrupt_tracebacks", "open_study", "quiet_optuna", "recover_stale", "redact",
+           "run_trials", "storage_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,20 @@ def quiet_optuna() -> Iterator[None]:
 
 
 _SECRET_KEYS = ("password", "passwd", "secret", "token", "key")
+
+
+def _not_an_interrupt(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+
+
+def no_interrupt_tracebacks() -> None:
+    """Optuna logs a Ctrl-C inside a trial as "trial failed" with a traceback; drop those
+    records (the CLI says once that it was interrupted). Optuna's modules log to children of
+    its "optuna" logger, whose handler writes them, so the filter goes on that handler (a
+    logger's own filters skip propagated records). Idempotent."""
+    for handler in logging.getLogger("optuna").handlers:
+        if _not_an_interrupt not in handler.filters:
+            handler.addFilter(_not_an_interrupt)
 
 
 def redact(url: str) -> str:
