@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .budget import parse_budgets
-from .cells import CellStore, start_experiment
+from .cells import Experiment, start_experiment
 from .errors import PrunesearchError
 from .fileio import atomic_write_json, atomic_write_text
 from .find import FindOptions, find, input_shape
@@ -204,10 +204,7 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
                   opts=dataclasses.replace(opts, resume=False), reporter=reporter)
     rows_def, specs = _rows_and_specs(space, family["members"][0], extra)
     rows_def = [r for r in rows_def if r[2] in options.trainings]
-    # the other seeds' bases: trained like the first (a given base: for its epochs)
-    base_cell_epochs = base_epochs if options.base else epochs
-    cells = _train_cells(rows_def, specs, seeds, store, space, options, base_path, base_epochs,
-                         base_cell_epochs, data, opts, reporter)
+    cells = _train_cells(exp, rows_def, specs, space, options, epochs, data, opts, reporter)
     result = {"space": space.name, "budget": budget.text, "seeds": seeds,
               "base_epochs": base_epochs, "n_train": len(load_splits(space, data).train),
               "signal": family["signal"], "objective": family["objective"],
@@ -220,13 +217,15 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
     return result
 
 
-def _train_cells(rows_def, specs: dict[str, ArchSpec], seeds: list[int], store: CellStore,
-                 space: Space, options: CompareOptions, base_path: Path, base_epochs: int,
-                 base_cell_epochs: int | None, data: DataOptions, opts: RunOptions,
-                 reporter: Reporter | None
+def _train_cells(exp: Experiment, rows_def, specs: dict[str, ArchSpec], space: Space,
+                 options: CompareOptions, epochs: int | None, data: DataOptions,
+                 opts: RunOptions, reporter: Reporter | None
                  ) -> dict[tuple[str, str, int], dict[str, Any]]:
     """Every (row, architecture, seed) cell's metrics; a cell another row already trained is
-    marked ``same_as`` that row."""
+    marked ``same_as`` that row. ``epochs``: the command's override of the base's."""
+    store, seeds, base_path, base_epochs = exp.store, exp.seeds, exp.base_path, exp.base_epochs
+    # the other seeds' bases: trained like the first (a given base: for its epochs)
+    base_cell_epochs = base_epochs if options.base else epochs
     cells: dict[tuple[str, str, int], dict[str, Any]] = {}
     owner: dict[str, str] = {}  # cell folder -> the first row that used it
     # seed by seed: a run cut short leaves complete, paired seeds (rerun with fewer --seeds)
