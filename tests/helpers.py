@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import random
+import signal
 import subprocess
 from pathlib import Path
 
@@ -131,3 +132,10 @@ def run_script(path, *args, cwd=None) -> subprocess.CompletedProcess:
         err.write(f"{code}\n")
         code = 1
     return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child whose SIGINT acts as a terminal's Ctrl-C, even when the tests
+    run where SIGINT is ignored (a background job, ``nohup``: Python then installs no
+    KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

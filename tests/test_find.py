@@ -15,7 +15,7 @@ import prunesearch as ps
 from prunesearch.find import FindOptions, find
 from prunesearch.space import load_space
 
-from .helpers import run_cli
+from .helpers import interruptible, run_cli
 
 SPACES = Path(__file__).parent / "spaces"
 TINY = str(SPACES / "tiny.yaml")
@@ -224,7 +224,7 @@ def test_ctrl_c_during_a_trial_is_one_line_not_a_traceback(base, tmp_path):
             "50%FLOPs", "--base", str(base), "--trials", "6", "--finetune-steps", "20",
             "--jobs", "2", "--out", str(tmp_path)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=interruptible)
     deadline = time.time() + 240
     while True:
         assert proc.poll() is None, proc.communicate()[1]

@@ -17,6 +17,8 @@ from prunesearch.runs import DataOptions, load_splits, recipe_from_space, scratc
 from prunesearch.space import load_space
 from prunesearch.train import Recipe, RunOptions, fit, load_weights, lr_factor
 
+from .helpers import interruptible
+
 SPACES = Path(__file__).parent / "spaces"
 
 
@@ -170,7 +172,11 @@ def test_identical_weights_are_identical_bytes(tmp_path):
 
 def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(tmp_path):
     run_dir = tmp_path / "run"
-    proc = cli("train-base", "--space", str(SPACES / "resume.yaml"), "--out", str(run_dir))
+    proc = subprocess.Popen([sys.executable, "-m", "prunesearch", "train-base", "--space",
+                             str(SPACES / "resume.yaml"), "--out", str(run_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=interruptible)
     deadline = time.time() + 240
     while checkpoint_epoch(run_dir) < 1:
         assert proc.poll() is None, proc.communicate()[1]
