@@ -1,13 +1,16 @@
+import logging
 import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 
 import optuna
 import pytest
 import torch
 
 import prunesearch as ps
+from prunesearch import studies
 from prunesearch.data import load_dataset
 from prunesearch.errors import PrunesearchError
 from prunesearch.objectives import InheritScorer
@@ -113,11 +116,34 @@ def test_diverged_candidate_raises():
         scorer.score(graph.base_widths)
 
 
-def test_claim_reopens_when_the_winner_dies(tmp_path):
+def test_claim_reopens_when_the_winner_dies(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(studies, "WAIT_NOTICE_S", 0.1)
     storage, _ = storage_for(None, tmp_path)
     study, _ = open_study(storage, "s", seed=0, n_startup=1)
     assert claim_export(study, tmp_path / "a", "f1")  # ... and dies without marking
-    assert claim_export(study, tmp_path / "b", "f1", poll_s=0.05, patience_s=0.5)
+    with caplog.at_level(logging.INFO, logger="prunesearch"):
+        assert claim_export(study, tmp_path / "b", "f1", poll_s=0.05, patience_s=0.5)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting")]
+    assert said == ["waiting for another worker to finish writing the specs (claimed as trial "
+                    "0; taken over after 0 s)"]  # once, though it polled about ten times
+
+
+def test_a_wait_for_other_workers_says_what_it_waits_for_once(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(studies, "WAIT_NOTICE_S", 0.1)
+    storage, _ = storage_for(f"journal:{tmp_path / 'j.log'}", tmp_path)
+    study, _ = open_study(storage, "s", seed=0, n_startup=1)
+    other = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    other.set_user_attr("host", HOST)
+    other.set_user_attr("pid", os.getpid())  # alive: not stale
+    finisher = threading.Timer(0.6, lambda: study.tell(other, 0.5))
+    finisher.start()
+    with caplog.at_level(logging.INFO, logger="prunesearch"):
+        run_trials(study, lambda t: 0.0, n_trials=1, poll_s=0.05)
+    finisher.join()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting")]
+    assert said == [f"waiting for 1 trial(s) running in other workers to finish: 0 ({HOST} "
+                    f"pid {os.getpid()})"]
+    assert len(study.trials) == 1  # it waited instead of running a surplus trial
 
 
 @pytest.mark.parametrize(("url", "shown"), [

@@ -47,6 +47,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_S = 10
 GRACE_S = 60
 HOST = socket.gethostname()
+WAIT_NOTICE_S = 5.0  # a wait longer than this says once what it waits for
 TOKEN = "export_token"
 
 
@@ -186,6 +187,22 @@ def _is_token(t: optuna.trial.FrozenTrial) -> bool:
     return bool(t.user_attrs.get(TOKEN))
 
 
+
+class _WaitNotice:
+    """Says once, after ``WAIT_NOTICE_S`` of waiting, what a loop is waiting for."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.said = False
+
+    def waiting(self, what: Callable[[], str]) -> None:
+        now = time.monotonic()
+        self.since = now if self.since is None else self.since
+        if not self.said and now - self.since >= WAIT_NOTICE_S:
+            logger.info("waiting for %s", what())
+            self.said = True
+
+
 def claim_export(study: optuna.Study, run_dir: Path, fingerprint: str, poll_s: float = 0.5,
                  patience_s: float = 300.0) -> bool:
     """True for exactly one worker of ``study``: the one that writes the specs.
@@ -196,7 +213,7 @@ def claim_export(study: optuna.Study, run_dir: Path, fingerprint: str, poll_s: f
     (the winner died), the claim is opened again. Rerun in the run folder that exported, after
     its files were removed, the claim is granted again.
     """
-    deadline, round_ = time.monotonic() + patience_s, 0
+    deadline, round_, notice = time.monotonic() + patience_s, 0, _WaitNotice()
     while True:
         exported = study.user_attrs.get("exported") or {}
         if exported.get("fingerprint") == fingerprint:
@@ -221,6 +238,9 @@ def claim_export(study: optuna.Study, run_dir: Path, fingerprint: str, poll_s: f
         if time.monotonic() > deadline:  # the winner never marked its export: claim again
             round_, deadline = round_ + 1, time.monotonic() + patience_s
             continue
+        claim = tokens[0].number
+        notice.waiting(lambda: "another worker to finish writing the specs (claimed as trial "
+                       f"{claim}; taken over after {patience_s:.0f} s)")  # noqa: B023 (called now)
         time.sleep(poll_s)
 
 
@@ -295,6 +315,7 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             raise Surplus(trial.number)
         return objective(trial)
 
+    notice = _WaitNotice()
     while True:
         recover_stale(study)
         finished, counted, waiting = _tally(study)
@@ -304,6 +325,7 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             with warnings.catch_warnings():  # a no-op unless the storage has heartbeats
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
+            notice.waiting(lambda: _running_elsewhere(study))
             time.sleep(poll_s)
             continue
         with warnings.catch_warnings(), quiet_optuna():
@@ -313,3 +335,12 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             on_trial(counts(study)[0])
 
 
+
+
+def _running_elsewhere(study: optuna.Study) -> str:
+    """The trials other workers are running, in words (host and pid where recorded)."""
+    running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if not _is_token(t)]
+    who = ", ".join(f"{t.number} ({t.user_attrs.get('host', '?')} pid "
+                    f"{t.user_attrs.get('pid', '?')})" for t in running[:5])
+    return f"{len(running)} trial(s) running in other workers to finish: {who}"
