@@ -187,7 +187,6 @@ def _is_token(t: optuna.trial.FrozenTrial) -> bool:
     return bool(t.user_attrs.get(TOKEN))
 
 
-
 class _WaitNotice:
     """Says once, after ``WAIT_NOTICE_S`` of waiting, what a loop is waiting for."""
 
@@ -195,11 +194,12 @@ class _WaitNotice:
         self.since: float | None = None
         self.said = False
 
-    def waiting(self, what: Callable[[], str]) -> None:
+    def waiting(self, what: str | Callable[[], str]) -> None:
+        """``what``: the words, or a function that finds them (called only when said)."""
         now = time.monotonic()
         self.since = now if self.since is None else self.since
         if not self.said and now - self.since >= WAIT_NOTICE_S:
-            logger.info("waiting for %s", what())
+            logger.info("waiting for %s", what() if callable(what) else what)
             self.said = True
 
 
@@ -238,9 +238,8 @@ def claim_export(study: optuna.Study, run_dir: Path, fingerprint: str, poll_s: f
         if time.monotonic() > deadline:  # the winner never marked its export: claim again
             round_, deadline = round_ + 1, time.monotonic() + patience_s
             continue
-        claim = tokens[0].number
-        notice.waiting(lambda: "another worker to finish writing the specs (claimed as trial "
-                       f"{claim}; taken over after {patience_s:.0f} s)")  # noqa: B023 (called now)
+        notice.waiting(f"another worker to finish writing the specs (claimed as trial "
+                       f"{tokens[0].number}; taken over after {patience_s:.0f} s)")
         time.sleep(poll_s)
 
 
@@ -333,8 +332,6 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             study.optimize(guarded, n_trials=1, catch=(PrunesearchError, Surplus))
         if on_trial is not None:
             on_trial(counts(study)[0])
-
-
 
 
 def _running_elsewhere(study: optuna.Study) -> str:
