@@ -2,6 +2,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 import prunesearch as ps
+from prunesearch import studies
 from prunesearch.find import FindOptions, find
 from prunesearch.space import load_space
 
@@ -104,6 +106,22 @@ def test_bad_find_input(base, tmp_path, args, message):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_storage_that_cannot_be_opened_is_refused_before_the_base_is_trained(
+        tmp_path, monkeypatch):
+    pytest.importorskip("psycopg")
+    monkeypatch.setattr(studies, "CONNECT_TIMEOUT_S", 1)
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"postgresql://ann:pw@127.0.0.1:{silent.getsockname()[1]}/ps"
+        proc = run_cli("find", "--space", TINY, "--budget", "50%FLOPs", "--storage", url,
+                       cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: cannot open storage postgresql://ann:***@")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no base trained, no run folder
 
 
 def test_local_workers_share_a_journal_study(base, tmp_path):

@@ -386,6 +386,9 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
     targets = budget_targets(space, budgets)
     run_dir = Path(out) if out else run_folder(
         space.name, "find-" + "_".join(b.slug for b in budgets))
+    storage, storage_url = None, ""
+    if find_opts.storage is not None:  # a storage that cannot be opened is refused before work
+        storage, storage_url = storage_for(find_opts.storage, run_dir)
     base_path = _resolve_base(space, find_opts, data, opts, reporter, epochs)
     _, base_meta = load_weights(base_path)
     if base_meta.get("model") != space.model.name or \
@@ -398,7 +401,8 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
     study_prefix = find_opts.study or (f"{space.name}-{signal}-{objective}-"
                                        f"{space.search.granularity}-{sha[:8]}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    storage, storage_url = storage_for(find_opts.storage, run_dir)
+    if storage is None:
+        storage, storage_url = storage_for(None, run_dir)
     atomic_write_json(run_dir / "config.json", {
         "space": space.to_dict(), "space_path": space.path, "find": dataclasses.asdict(find_opts)
         | {"storage": redact(storage_url), "trials": trials, "signal": signal,

@@ -7,25 +7,30 @@ on one host or many, may work on one study:
   or WAITING (to be finished). A trial whose number is not among the first ``n`` of those is
   surplus: it fails at once without being evaluated, so the study ends with exactly ``n``.
 * **Stale trials.** A trial left RUNNING by a killed worker is failed and re-enqueued with the
-  same parameters: at once when its worker ran on this host and its process is gone, and after
-  the heartbeat grace period (RDB storages: SQLite, PostgreSQL, MySQL) otherwise.
+  same parameters: at once when its worker ran on this host and its process is gone, after the
+  heartbeat grace period (RDB storages: SQLite, PostgreSQL, MySQL) otherwise, and after
+  ``GRACE_S`` when it records no owner at all (its worker died between Optuna's write that
+  started it and ours that names its host and pid: no later write can fill that gap).
 * **Failures.** A candidate that fails (e.g. a NaN loss) is a FAIL trial that does not count;
   another trial takes its place.
 * **Export once.** When every worker is done, exactly one of them writes the specs:
-  :func:`claim_export` turns a RUNNING "token" trial into FAIL, an update the storage makes
-  atomically (a row lock on PostgreSQL/MySQL, the write lock on SQLite and journal files), so
-  exactly one caller succeeds; it records ``exported`` in the study when the files are written.
-  Token trials never count, are never sampled from, and are never failed as stale.
+  :func:`claim_export` has each worker add a "bid" trial, born FAIL and naming its host and
+  pid in that one write; every storage numbers trials in the order it commits them, so all
+  workers agree that the lowest-numbered bid wins. The winner records ``exported`` in the study
+  when the files are written; a winner that died (same host, process gone) is replaced at
+  once, one on another host after ``patience_s``. Bids never count and are never sampled.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import random
 import socket
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,6 +52,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_S = 10
 GRACE_S = 60
 HOST = socket.gethostname()
+CONNECT_TIMEOUT_S = 10  # a database server that does not answer within this is an error
+STATEMENT_TIMEOUT_S = 120  # no statement of a study, lock waits included, takes this long
 WAIT_NOTICE_S = 5.0  # a wait longer than this says once what it waits for
 TOKEN = "export_token"
 
@@ -104,6 +111,29 @@ def redact(url: str) -> str:
     return parsed.set(query=query).render_as_string(hide_password=True)
 
 
+# what a loser of the race to create an empty database's tables sees (PostgreSQL, MySQL,
+# SQLite's "UNIQUE constraint failed: alembic_version")
+_CREATE_RACE = ("duplicate", "already exists", "unique constraint")
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    """Driver arguments that bound every wait on the storage: SQLite's lock wait, and a
+    server's connect and statement timeouts (a server that accepts the connection and never
+    answers would otherwise hang the search in silence). Values the URL sets are kept."""
+    scheme = url.split("://", 1)[0].split("+", 1)[0]
+    if scheme == "sqlite":
+        return {"timeout": 60}
+    from sqlalchemy.engine import make_url
+
+    query = make_url(url).query
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in query:
+        args["connect_timeout"] = CONNECT_TIMEOUT_S
+    if scheme == "postgresql" and "options" not in query:
+        args["options"] = f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000}"
+    return args
+
+
 def storage_for(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseStorage, str]:
     """The Optuna storage for ``--storage`` (default: a SQLite file in the run folder).
 
@@ -122,7 +152,7 @@ def storage_for(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseSto
     if url.split("://", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
         raise PrunesearchError(f"--storage {redact(url)!r}: use sqlite:///FILE, "
                                "postgresql://..., mysql://... or journal:FILE")
-    connect = {"timeout": 60} if url.startswith("sqlite") else {}
+    connect = _connect_args(url)
     for attempt in range(6):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
@@ -137,9 +167,12 @@ def storage_for(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseSto
             message = str(exc).splitlines()[0]
             # workers started together on an empty database race to create its tables: the
             # loser sees a duplicate and finds the tables there when it tries again
-            if attempt < 5 and ("duplicate" in message or "already exists" in message):
+            if attempt < 5 and any(w in message.lower() for w in _CREATE_RACE):
                 time.sleep(0.2 + random.random() * (attempt + 1))
                 continue
+            if "timeout" in message.lower() and "connect_timeout" in connect:
+                message += (f" (no answer within {connect['connect_timeout']} s; "
+                            "connect_timeout=N in the URL waits longer)")
             raise PrunesearchError(f"cannot open storage {redact(url)}: {message}") from None
     raise AssertionError("unreachable")
 
@@ -203,43 +236,65 @@ class _WaitNotice:
             self.said = True
 
 
+def _bids(study: optuna.Study, fingerprint: str) -> dict[int, list[optuna.trial.FrozenTrial]]:
+    """This fingerprint's export bids by round, each round's in trial-number order."""
+    rounds: dict[int, list[optuna.trial.FrozenTrial]] = {}
+    prefix = f"{fingerprint}:"
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.RUNNING)):
+        key = t.user_attrs.get(TOKEN)
+        if isinstance(key, str) and key.startswith(prefix) and key[len(prefix):].isdigit():
+            rounds.setdefault(int(key[len(prefix):]), []).append(t)
+    return {r: sorted(ts, key=lambda t: t.number) for r, ts in rounds.items()}
+
+
+def _bid(study: optuna.Study, fingerprint: str, round_: int, nonce: str, run_dir: Path) -> None:
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={
+        TOKEN: f"{fingerprint}:{round_}", "bid": nonce, "host": HOST, "pid": os.getpid(),
+        "run_dir": str(run_dir)}))
+
+
+def _dead(t: optuna.trial.FrozenTrial) -> bool:
+    """Whether the worker that wrote trial ``t`` ran on this host and is gone."""
+    pid = t.user_attrs.get("pid")
+    return (t.user_attrs.get("host") == HOST and isinstance(pid, int)
+            and pid != os.getpid() and not _alive(pid))
+
+
 def claim_export(study: optuna.Study, run_dir: Path, fingerprint: str, poll_s: float = 0.5,
                  patience_s: float = 300.0) -> bool:
     """True for exactly one worker of ``study``: the one that writes the specs.
 
     ``fingerprint`` identifies what is exported (the chosen trials): a rerun that chooses the
     same exports nothing new, one with more trials exports again. A loser waits until the
-    winner has marked the study ``exported``; if that does not happen within ``patience_s``
-    (the winner died), the claim is opened again. Rerun in the run folder that exported, after
-    its files were removed, the claim is granted again.
+    winner has marked the study ``exported``; when the winner's process is gone (same host) the
+    claim is opened again at once, and when it has not marked it within ``patience_s`` (another
+    host) after that. Rerun in the run folder that exported, after its files were removed, the
+    claim is granted again.
     """
-    deadline, round_, notice = time.monotonic() + patience_s, 0, _WaitNotice()
+    nonce, notice = uuid.uuid4().hex, _WaitNotice()
+    watched: tuple[int, float] | None = None  # (winner's trial number, when first seen)
     while True:
         exported = study.user_attrs.get("exported") or {}
         if exported.get("fingerprint") == fingerprint:
             mine = exported.get("host") == HOST and exported.get("run_dir") == str(run_dir)
             return mine and not (run_dir / "family.json").is_file()
-        # everyone races for the same token: the first one created for this round
-        key = f"{fingerprint}:{round_}"
-        tokens = sorted((t for t in study.get_trials(deepcopy=False, states=(
-            TrialState.RUNNING, TrialState.FAIL)) if t.user_attrs.get(TOKEN) == key),
-            key=lambda t: t.number)
-        if not tokens:
-            study.add_trial(optuna.trial.create_trial(state=TrialState.RUNNING,
-                                                      user_attrs={TOKEN: key}))
+        bids = _bids(study, fingerprint)
+        round_ = max(bids, default=0)
+        if not any(t.user_attrs.get("bid") == nonce for t in bids.get(round_, ())):
+            _bid(study, fingerprint, round_, nonce, run_dir)
             continue
-        if tokens[0].state == TrialState.RUNNING:
-            try:
-                if fail_trial(study, tokens[0].number):
-                    return True
-            except Exception:  # the storage failed: try again
-                pass
-            continue
-        if time.monotonic() > deadline:  # the winner never marked its export: claim again
-            round_, deadline = round_ + 1, time.monotonic() + patience_s
+        winner = bids[round_][0]
+        if winner.user_attrs.get("bid") == nonce:
+            return True
+        if watched is None or watched[0] != winner.number:
+            watched = (winner.number, time.monotonic())
+        if _dead(winner) or time.monotonic() - watched[1] > patience_s:
+            _bid(study, fingerprint, round_ + 1, nonce, run_dir)  # the winner is gone: again
             continue
         notice.waiting(f"another worker to finish writing the specs (claimed as trial "
-                       f"{tokens[0].number}; taken over after {patience_s:.0f} s)")
+                       f"{winner.number} by {winner.user_attrs.get('host', '?')} pid "
+                       f"{winner.user_attrs.get('pid', '?')}; taken over when it is gone, or "
+                       f"after {patience_s:.0f} s)")
         time.sleep(poll_s)
 
 
@@ -265,21 +320,34 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _stale(t: optuna.trial.FrozenTrial, now: datetime.datetime) -> str | None:
+    """Why RUNNING trial ``t`` is stale, or None: its process on this host is gone, or it
+    names no process at all and started more than ``GRACE_S`` ago."""
+    pid = t.user_attrs.get("pid")
+    if pid is None:
+        started = t.datetime_start
+        if started is None or (now - started).total_seconds() <= GRACE_S:
+            return None
+        return f"records no worker {GRACE_S} s after it started"
+    if t.user_attrs.get("host") != HOST or pid == os.getpid() or _alive(int(pid)):
+        return None
+    return f"was left running by a dead worker (pid {pid})"
+
+
 def recover_stale(study: optuna.Study) -> int:
-    """Fails RUNNING trials whose worker process on this host is gone, re-enqueueing their
-    parameters; returns how many were recovered."""
-    recovered = 0
+    """Fails stale RUNNING trials (see :func:`_stale`), re-enqueueing their parameters (those
+    fixed for an enqueued trial that died before suggesting them); returns how many were
+    recovered."""
+    recovered, now = 0, datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _is_token(t):
+        why = None if _is_token(t) else _stale(t, now)
+        if why is None or not fail_trial(study, t.number):  # another worker got there first
             continue
-        host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
-        if host != HOST or pid is None or pid == os.getpid() or _alive(int(pid)):
-            continue
-        if not fail_trial(study, t.number):  # another worker got there first
-            continue
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-        logger.warning("trial %d was left running by a dead worker (pid %s): failed and "
-                       "re-enqueued", t.number, pid)
+        params = t.params or t.system_attrs.get("fixed_params") or {}
+        if params:
+            study.enqueue_trial(params, user_attrs={"retry_of": t.number})
+        logger.warning("trial %d %s: failed%s", t.number, why,
+                       " and re-enqueued" if params else "")
         recovered += 1
     return recovered
 
@@ -306,7 +374,7 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
 
     def guarded(trial: optuna.Trial) -> float:
         trial.set_user_attr("host", HOST)
-        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("pid", os.getpid())  # last: a trial without one is ownerless
         live = sorted(t.number for t in study.get_trials(deepcopy=False, states=COUNTED)
                       if not _is_token(t))
         if trial.number not in live[:n_trials]:
@@ -329,7 +397,13 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             continue
         with warnings.catch_warnings(), quiet_optuna():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.optimize(guarded, n_trials=1, catch=(PrunesearchError, Surplus))
+            try:
+                study.optimize(guarded, n_trials=1, catch=(PrunesearchError, Surplus))
+            except (ValueError, RuntimeError) as exc:  # a worker took our trial for stale
+                if "finished" not in str(exc) and "Cannot tell" not in str(exc):
+                    raise
+                logger.warning("a trial of this worker was failed as stale by another: "
+                               "its parameters run again")
         if on_trial is not None:
             on_trial(counts(study)[0])
 
