@@ -60,7 +60,8 @@ def test_custom_model_find_and_train(tmp_path):
         assert len(refused.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "arch-refused").exists()
         trained = run_cli("train-arch", spec_path, "--epochs", "1", "--limit-train", "512",
-                          "--allow-import", "--out", "arch", "--json", cwd=tmp_path)
+                          "--allow-import", "custom_cnn", "--out", "arch", "--json",
+                          cwd=tmp_path)
         assert trained.returncode == 0, trained.stderr
         summary = json.loads(trained.stdout.strip().splitlines()[-1])
         assert summary["model"] == "custom_cnn.nets:branchy_se" and summary["epochs"] == 1

@@ -59,8 +59,10 @@ ObjectiveOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
 CellsOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--cells", help="Store of trained cells shared by compare and fidelity runs (default: "
     "<out>/cells with --out, else outputs/<space>/cells).")]
-AllowImportOpt = Annotated[bool, typer.Option(
-    "--allow-import", help="Import the model code a spec names ('pkg.module:callable').")]
+AllowImportOpt = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+    "--allow-import", metavar="PKG", help="Import the model code a spec names "
+    "('PKG.module:callable') from package PKG (repeatable; with no PKG, the package the spec "
+    "names; never the standard library).")]
 
 
 def _user_errors(fn):
@@ -224,7 +226,7 @@ def train_arch_cmd(
     epochs: EpochsOpt = None, limit_train: LimitOpt = None, resume: ResumeOpt = False,
     amp: AmpOpt = False, compile_: Annotated[bool, typer.Option(
         "--compile", help="torch.compile the model.")] = False,
-    allow_import: AllowImportOpt = False, json_out: JsonOpt = False,
+    allow_import: AllowImportOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Train a spec from scratch (Scratch-E/B) or fine-tune inherited weights."""
     from .progress import make_reporter
@@ -234,7 +236,7 @@ def train_arch_cmd(
     from .train import RunOptions
 
     _setup_logging()
-    spec = ArchSpec.load(spec_path, allow_import=allow_import)
+    spec = ArchSpec.load(spec_path, allow_import=allow_import or False)
     search_info = spec.search or {}
     sp = load_space(space or (search_info.get("space_path") if search_info.get("space_path")
                               and Path(search_info["space_path"]).is_file()
@@ -321,14 +323,15 @@ def find(
 @_user_errors
 def show(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.json", help="Architecture spec.")],
-    allow_import: AllowImportOpt = False,
+    allow_import: AllowImportOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Table of a spec's per-group widths against the base model, with FLOPs and params."""
     from .report import spec_summary
     from .spec import ArchSpec
 
-    summary = spec_summary(ArchSpec.load(spec_path, allow_import=allow_import))
+    _setup_logging()  # an import the spec asks for is said before it runs
+    summary = spec_summary(ArchSpec.load(spec_path, allow_import=allow_import or False))
     table = Table(title=f"{spec_path.name}: {summary['model']} {tuple(summary['input_shape'])}")
     for col in ("group", "base", "width", "keep"):
         table.add_column(col, justify="left" if col == "group" else "right")
@@ -503,7 +506,7 @@ def transfer(
         "--model-args", help="Target model arguments as JSON (default: the spec's).")] = None,
     input_shape: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--input-shape", help="C,H,W (default: the spec's).")] = None,
-    out: OutOpt = None, allow_import: AllowImportOpt = False, json_out: JsonOpt = False,
+    out: OutOpt = None, allow_import: AllowImportOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Apply a spec's per-stage keep ratios to another model (the paper's guided pruning)."""
     from .spec import ArchSpec
@@ -526,8 +529,10 @@ def transfer(
         if len(shape) != 3 or min(shape) < 1:
             raise PrunesearchError(f"--input-shape {input_shape!r}: expected C,H,W "
                                    "(three positive integers)")
-    spec = ArchSpec.load(spec_path, allow_import=allow_import)
-    new = run_transfer(spec, to, model_args=args, input_shape=shape, allow_import=allow_import)
+    _setup_logging()  # an import the spec asks for is said before it runs
+    spec = ArchSpec.load(spec_path, allow_import=allow_import or False)
+    new = run_transfer(spec, to, model_args=args, input_shape=shape,
+                       allow_import=spec.allow_import)
     path = Path(out) if out else spec_path.with_name(f"{spec_path.stem}-to-{to}.json")
     new.save(path)
     ratios = new.search["stage_ratios"]
@@ -565,9 +570,25 @@ def spaces_cmd(json_out: JsonOpt = False) -> None:
     _print_names("spaces", list_spaces(), json_out)
 
 
+def _bare_allow_import(argv: list[str]) -> list[str]:
+    """``--allow-import`` with no package after it (the flag of earlier versions) becomes
+    ``--allow-import=``: the package that the spec's own reference names (never the standard
+    library). What follows is a package when it is a dotted name and not a file's."""
+    out = []
+    for i, arg in enumerate(argv):
+        if arg == "--allow-import":
+            following = argv[i + 1] if i + 1 < len(argv) else ""
+            if not all(p.isidentifier() for p in following.split(".")) or \
+                    following.endswith((".json", ".yaml", ".yml")):
+                arg = "--allow-import="
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors become one ``error:`` line with exit code 2."""
     command = typer.main.get_command(app)
+    argv = _bare_allow_import(sys.argv[1:] if argv is None else list(argv))
     try:
         code = command.main(args=argv, prog_name="prunesearch", standalone_mode=False)
     except UsageError as exc:

@@ -7,7 +7,7 @@ input, a model that cannot be traced, an invalid spec. Only ``cli.py`` turns it 
 
 from __future__ import annotations
 
-__all__ = ["PrunesearchError", "SpecError", "TraceError"]
+__all__ = ["PrunesearchError", "SpecError", "TraceError", "shown"]
 
 
 class PrunesearchError(Exception):
@@ -20,3 +20,20 @@ class TraceError(PrunesearchError):
 
 class SpecError(PrunesearchError):
     """An architecture spec is malformed or does not fit its model."""
+
+
+SHOWN_CHARS = 60  # the most of a user's value an error line repeats
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` bounded for an error line: a 100 MB string or a 5000-digit number is
+    shown by its start and its size, a container (perhaps built from YAML aliases) by its type
+    and length, never walked whole."""
+    if isinstance(value, (dict, list, tuple, set)):
+        return f"a {type(value).__name__} of {len(value)} item(s)"
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    if isinstance(value, int) and value.bit_length() > 3 * limit:  # repr() may even refuse
+        return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import PrunesearchError, SpecError
 from .fileio import atomic_write_json
+from .imports import AllowImport, import_permission
 
 if TYPE_CHECKING:  # torch is imported where used: reading a spec needs none
     from torch import nn
@@ -43,7 +44,7 @@ def package_versions() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=4)
 def _cached_graph(model: str, args_json: str, input_shape: tuple[int, ...],
-                  allow_import: bool) -> ChannelGraph:
+                  allow_import: bool | tuple[str, ...]) -> ChannelGraph:
     import torch
 
     from .graph import trace
@@ -65,14 +66,14 @@ def _cached_graph(model: str, args_json: str, input_shape: tuple[int, ...],
 
 
 def base_graph(model: str, model_args: dict[str, Any], input_shape: tuple[int, ...] | list[int],
-               *, allow_import: bool = False) -> ChannelGraph:
+               *, allow_import: AllowImport = False) -> ChannelGraph:
     """The traced, unpruned model a spec refers to (cached: specs of one family share it).
 
     Raises:
         SpecError: naming the spec field (model, model_args, input_shape) that is wrong.
     """
     return _cached_graph(model, json.dumps(model_args, sort_keys=True), tuple(input_shape),
-                         allow_import)
+                         import_permission(allow_import))
 
 
 def _path(*keys: str | int) -> str:
@@ -128,7 +129,7 @@ class ArchSpec:
     search: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=package_versions)
     # permission to import the model code the spec names, given when it was loaded (not saved)
-    allow_import: bool = field(default=False, repr=False, compare=False)
+    allow_import: AllowImport = field(default=False, repr=False, compare=False)
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -145,7 +146,7 @@ class ArchSpec:
                    search=search)
 
     @classmethod
-    def from_dict(cls, data: Any, *, allow_import: bool = False,
+    def from_dict(cls, data: Any, *, allow_import: AllowImport = False,
                   check_model: bool = True) -> ArchSpec:
         """Validates ``data`` (parsed JSON); with ``check_model``, also against the model.
 
@@ -195,13 +196,13 @@ class ArchSpec:
             budget=budget, search=_obj(d.get("search"), "$.search", optional=True),
             versions={str(k): str(v) for k, v in versions.items()},
         )
-        spec.allow_import = allow_import
+        spec.allow_import = import_permission(allow_import, model)
         if check_model:
             spec.check(spec.graph())
         return spec
 
     @classmethod
-    def load(cls, path: str | Path, *, allow_import: bool = False,
+    def load(cls, path: str | Path, *, allow_import: AllowImport = False,
              check_model: bool = True) -> ArchSpec:
         """Reads and validates a spec file; with ``check_model`` (the default), also against
         the model it names (building it)."""
@@ -225,7 +226,7 @@ class ArchSpec:
             raise SpecError(f"spec {path}: {exc}") from None
 
     # -- checks and output ------------------------------------------------------------------
-    def graph(self, *, allow_import: bool = False) -> ChannelGraph:
+    def graph(self, *, allow_import: AllowImport = False) -> ChannelGraph:
         """The traced base model this spec prunes (importing its code if the spec was loaded
         with ``allow_import`` or ``allow_import`` is given here)."""
         return base_graph(self.model, self.model_args, self.input_shape,
@@ -268,7 +269,7 @@ class ArchSpec:
         return self.flops / self.base_flops if self.base_flops else math.nan
 
 
-def build(spec: ArchSpec, *, allow_import: bool = False) -> nn.Module:
+def build(spec: ArchSpec, *, allow_import: AllowImport = False) -> nn.Module:
     """A freshly initialised model with the spec's widths.
 
     The base model is pruned to the widths, then every module's ``reset_parameters`` is re-run

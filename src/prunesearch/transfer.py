@@ -14,12 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import PrunesearchError
+from .imports import AllowImport
 from .spec import ArchSpec, base_graph
 
 __all__ = ["stage_ratios", "transfer"]
 
 
-def stage_ratios(spec: ArchSpec, *, allow_import: bool = False) -> dict[int, float]:
+def stage_ratios(spec: ArchSpec, *, allow_import: AllowImport = False) -> dict[int, float]:
     """Stage index -> channel-weighted mean keep ratio of ``spec``."""
     stages = spec.graph(allow_import=allow_import).stages()
     kept: dict[int, int] = {}
@@ -32,7 +33,8 @@ def stage_ratios(spec: ArchSpec, *, allow_import: bool = False) -> dict[int, flo
 
 
 def transfer(spec: ArchSpec, to_model: str, *, model_args: dict[str, Any] | None = None,
-             input_shape: list[int] | None = None, allow_import: bool = False) -> ArchSpec:
+             input_shape: list[int] | None = None, allow_import: AllowImport = False
+             ) -> ArchSpec:
     """A spec for ``to_model`` with ``spec``'s per-stage keep ratios.
 
     ``model_args`` and ``input_shape`` default to the source spec's (same dataset).

@@ -9,7 +9,8 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import PrunesearchError
+from ..errors import PrunesearchError, shown
+from ..imports import AllowImport, import_permission, permits, stdlib
 
 __all__ = ["create_model", "is_import_ref", "list_models", "register_model", "resolve_model"]
 
@@ -63,38 +64,47 @@ def is_import_ref(name: str) -> bool:
     return ":" in name
 
 
-def resolve_model(name: str, *, allow_import: bool = False) -> Callable[..., nn.Module]:
+def resolve_model(name: str, *, allow_import: AllowImport = False
+                  ) -> Callable[..., nn.Module]:
     """Returns the constructor for a registry name or a ``"pkg.module:callable"`` reference.
 
-    An import reference is imported only when ``allow_import`` is true, or when the callable it
-    names was registered with :func:`register_model` (its module is imported first to find out:
-    importing a module is what registration needs, and it is what ``allow_import`` would permit).
+    An import reference is imported only when ``allow_import`` permits its package (see
+    :data:`AllowImport`), or when the callable it names is registered; its module is never
+    one of the standard library's. What is imported is logged first.
 
     Raises:
         PrunesearchError: the name is unknown, or an import is needed but not allowed.
     """
     if not isinstance(name, str) or not name:
-        raise PrunesearchError(f"model name must be a non-empty string, got {name!r}")
+        raise PrunesearchError(f"model name must be a non-empty string, got {shown(name)}")
     _load_plugins()
     if not is_import_ref(name):
         try:
             return _REGISTRY[name]
         except KeyError:
             raise PrunesearchError(
-                f"unknown model {name!r}; known models: {', '.join(list_models())}"
+                f"unknown model {shown(name)}; known models: {', '.join(list_models())}"
             ) from None
     module_name, _, attr = name.partition(":")
-    if not module_name or not attr:
-        raise PrunesearchError(f"model reference {name!r} must look like 'pkg.module:callable'")
+    if not module_name or not attr or not all(
+            p.isidentifier() for p in (*module_name.split("."), *attr.split("."))):
+        raise PrunesearchError(f"model reference {shown(name)} must look like "
+                               "'pkg.module:callable'")
     registered = _REGISTRY.get(attr.rsplit(".", 1)[-1])
     if registered is not None and registered.__module__ == module_name:
         return registered
-    if not allow_import:
+    if stdlib(module_name):
+        raise PrunesearchError(f"model reference {shown(name)} names the standard library, "
+                               "not a model: refused")
+    allow = import_permission(allow_import)
+    if not permits(allow, module_name):
+        top = module_name.split(".", 1)[0]
         raise PrunesearchError(
-            f"model {name!r} is not registered; importing the code a spec names needs "
-            "--allow-import (or register the model with @prunesearch.register_model in a "
-            "package that declares a 'prunesearch.models' entry point)"
+            f"model {shown(name)} is not registered; importing the code a spec names needs "
+            f"--allow-import {top} (or register the model with @prunesearch.register_model in "
+            "a package that declares a 'prunesearch.models' entry point)"
         )
+    logging.getLogger(__name__).info("importing model code %s", name)
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
@@ -106,15 +116,20 @@ def resolve_model(name: str, *, allow_import: bool = False) -> Callable[..., nn.
             raise PrunesearchError(f"module {module_name!r} has no attribute {attr!r}")
     if not callable(obj):
         raise PrunesearchError(f"model reference {name!r} does not name a callable")
+    home = getattr(obj, "__module__", None)  # "pkg:os.system" reaches os through pkg
+    if not isinstance(home, str) or stdlib(home) or not permits(allow, home):
+        raise PrunesearchError(f"model reference {name!r} names a callable defined in "
+                               f"{home or 'no module'}, outside the allowed packages: refused")
     return obj
 
 
-def create_model(name: str, *, allow_import: bool = False, **kwargs: Any) -> nn.Module:
+def create_model(name: str, *, allow_import: AllowImport = False, **kwargs: Any) -> nn.Module:
     """Builds a model by registry name (or import reference, see :func:`resolve_model`).
 
     Args:
         name: registry name such as ``"resnet56"`` or ``"pkg.module:callable"``.
-        allow_import: permit importing an unregistered ``"pkg.module:callable"``.
+        allow_import: permit importing an unregistered ``"pkg.module:callable"`` (see
+            :data:`AllowImport`).
         **kwargs: passed to the constructor (``num_classes``, ``in_channels``, ...).
     """
     fn = resolve_model(name, allow_import=allow_import)
