@@ -106,6 +106,46 @@ def test_cifar_batches_through_restricted_unpickler(tmp_path):
     assert load_dataset("cifar100", "train", data_dir=c100).labels.max() < 100
 
 
+def test_a_corrupt_gzip_stream_is_a_user_error(tmp_path):
+    folder = fake_mnist(tmp_path / "fm")
+    path = folder / "train-images-idx3-ubyte.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 6 + b"garbage, not deflate")
+    with pytest.raises(PrunesearchError, match=r"cannot read .*train-images-idx3-ubyte\.gz"):
+        load_dataset("fashion-mnist", "train", data_dir=folder)
+
+
+def test_an_idx_file_without_images_is_a_user_error(tmp_path):
+    folder = fake_mnist(tmp_path / "fm")
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((0, 28, 28)), True)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(0), True)
+    with pytest.raises(PrunesearchError, match="the train split of fashion-mnist holds no "
+                                               "images"):
+        load_dataset("fashion-mnist", "train", data_dir=folder)
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((3, 32, 32)), True)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(3), True)
+    with pytest.raises(PrunesearchError, match=r"images are \[1, 32, 32\], not \[1, 28, 28\]"):
+        load_dataset("fashion-mnist", "train", data_dir=folder)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["cat", "dog"], "CIFAR labels are not a list of integers"),
+    ([[1, 2], [3]], "CIFAR labels are not a list of integers"),
+    (7, "not a CIFAR batch"),
+    ([1], "not a CIFAR batch"),  # one label for two images
+    ([3, 10], r"labels of cifar10 out of range \(they must be 0..9\)"),
+])
+def test_a_cifar_batch_with_malformed_labels_is_a_user_error(tmp_path, labels, message):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for i in range(1, 6):
+        cifar_batch(folder / f"data_batch_{i}", 2)
+    cifar_batch(folder / "test_batch", 2)
+    (folder / "data_batch_3").write_bytes(pickle.dumps(
+        {b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": labels}, protocol=2))
+    with pytest.raises(PrunesearchError, match=message):
+        load_dataset("cifar10", "train", data_dir=tmp_path)
+
+
 class Exploit:
     def __reduce__(self):
         import os

@@ -43,7 +43,8 @@ def test_family_of_three_budgets(base, tmp_path, caplog):
     family = json.loads((tmp_path / "family.json").read_text())
     assert [m["budget"] for m in family["members"]] == ["25%FLOPs", "50%FLOPs", "75%FLOPs"]
     for m in family["members"]:
-        spec = ps.ArchSpec.load(m["spec"])
+        assert not Path(m["spec"]).is_absolute()  # relative to the run folder
+        spec = ps.ArchSpec.load(tmp_path / m["spec"])
         model = ps.build(spec)
         flops = ps.count_flops(model, torch.zeros(1, *spec.input_shape))
         assert 0.99 * spec.budget["target"] <= flops <= spec.budget["target"]
@@ -55,7 +56,7 @@ def test_family_of_three_budgets(base, tmp_path, caplog):
         assert set(search["baselines"]) == {"uniform", "l1", "slimming", "global"}
         assert search["objective"] == "inherit" and search["granularity"] == "group"
         for name, path in m["baseline_specs"].items():
-            baseline = ps.ArchSpec.load(path)
+            baseline = ps.ArchSpec.load(tmp_path / path)
             assert baseline.search["baseline"] == name
             assert 0.99 * spec.budget["target"] <= baseline.flops <= spec.budget["target"]
         finished = [t for t in trials_of(tmp_path, m["budget"].replace("%FLOPs", "pct-flops"))
@@ -63,7 +64,7 @@ def test_family_of_three_budgets(base, tmp_path, caplog):
         assert len(finished) == 5
         assert finished[0].user_attrs["seeded"]  # the signal's allocation came first
     # rerunning the same command resumes: no new trials, same specs
-    before = {m["spec"]: Path(m["spec"]).read_text() for m in family["members"]}
+    before = {m["spec"]: (tmp_path / m["spec"]).read_text() for m in family["members"]}
     with caplog.at_level(logging.INFO, logger="prunesearch"):
         again = find(load_space(TINY), FindOptions("25%,50%,75%FLOPs", base=str(base),
                                                    trials=5), out=tmp_path)
@@ -72,7 +73,7 @@ def test_family_of_three_budgets(base, tmp_path, caplog):
         in caplog.text
     assert "fingerprint" not in caplog.text  # said in words, not as a raw dict
     assert len(trials_of(tmp_path, "25pct-flops")) == 5
-    after = {p: Path(p).read_text() for p in before}
+    after = {p: (tmp_path / p).read_text() for p in before}
     strip = [json.loads(t) | {"versions": None} for t in (before | after).values()]
     assert all(s in strip for s in [json.loads(t) | {"versions": None} for t in after.values()])
 

@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "prunesearch"
 
 # lowest first; a module may import from its own layer and the ones before it
 LAYERS = [
-    ("base", {"errors", "choices", "compat", "fileio", "paths", "stats", "progress"}),
+    ("base", {"errors", "choices", "compat", "fileio", "imports", "paths", "stats",
+              "progress"}),
     ("engine", {"dependency", "graph", "prune", "flops", "importance", "models", "budget",
                 "spec"}),
     ("config", {"space", "data", "loader", "memory_format"}),

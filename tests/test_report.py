@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from prunesearch.errors import PrunesearchError
 from prunesearch.find import FindOptions, find
 from prunesearch.report import pareto_front, render_report, search_data, training_data
 from prunesearch.space import load_space
@@ -45,6 +46,21 @@ def test_search_data(runs):
     everyone = [t for m in data["members"] for t in m["trials"]]
     for f in data["pareto"]:
         assert not any(t["flops"] < f["flops"] and t["value"] >= f["value"] for t in everyone)
+
+
+def test_a_copied_run_folder_reports_from_anywhere_on_its_own_study(runs, tmp_path,
+                                                                    monkeypatch):
+    copy = tmp_path / "moved" / "find"
+    shutil.copytree(runs / "find", copy)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # neither the directory find ran in nor the folder
+    data = search_data(copy)
+    assert [len(m["trials"]) for m in data["members"]] == [4, 4]
+    assert all(Path(m["spec"]).is_relative_to(copy) for m in data["members"])
+    (copy / "study.db").unlink()  # the original's is still there: it must not be read
+    with pytest.raises(PrunesearchError, match=r"its study\.db is gone"):
+        search_data(copy)
 
 
 def test_training_data(runs):

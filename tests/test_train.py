@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from prunesearch.runs import DataOptions, load_splits, recipe_from_space, scratc
 from prunesearch.space import load_space
 from prunesearch.train import Recipe, RunOptions, fit, load_weights, lr_factor
 
-from .helpers import interruptible
+from .helpers import interruptible, run_cli
 
 SPACES = Path(__file__).parent / "spaces"
 
@@ -190,3 +191,42 @@ def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(tmp_path):
         f"error: interrupted; {run_dir} holds the last finished epoch: run the same command "
         "with --resume to go on from it")
     assert not (run_dir / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("args, error", [
+    ({"in_chans": 3, "n": 4}, None),  # right, though it has no in_channels argument
+    ({"in_chans": 1, "n": 4}, "does not take synthetic images (3x16x16): Given groups=1"),
+    ({"in_chans": 3, "n": 2}, "gives 2 logits but synthetic has 4 classes"),
+])
+def test_the_model_is_checked_against_the_data_by_running_it(tiny, args, error):
+    space = tiny.replace("model", name="tests.toy_models:in_chans_net", args=args)
+    if error is None:
+        assert len(load_splits(space, DataOptions()).train) > 0
+    else:
+        with pytest.raises(ps.PrunesearchError, match=re.escape(error)):
+            load_splits(space, DataOptions())
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 1 MiB tmpfs (a disk that fills up), where the test may mount one (root)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_error_line_and_leaves_whole_files(small_tmpfs):
+    run = small_tmpfs / "run"  # the checkpoint (about 2 MB) does not fit in 1 MiB
+    proc = run_cli("train-base", "--space", SPACES / "tiny.yaml", "--epochs", "1", "--out", run)
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()[-1:]
+    assert "Traceback" not in proc.stderr
+    assert line.startswith("error: cannot write or read ") and "No space left on device" in line
+    assert "rerun with --resume" in line
+    leftovers = [p.name for p in run.iterdir()]
+    assert not [n for n in leftovers if n.endswith(".tmp")]  # no half-written file
+    assert json.loads((run / "config.json").read_text())  # what was written is whole

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import PrunesearchError
+from .errors import PrunesearchError, shown
 
 if TYPE_CHECKING:  # torch is imported where used: parse_budgets runs before the CLI loads it
     import torch
@@ -72,12 +72,12 @@ def parse_budgets(text: str) -> list[Budget]:
     for item in items:
         m = _ITEM.match(item)
         if not m:
-            raise PrunesearchError(f"budget {item.strip()!r} not understood; use e.g. 50%FLOPs, "
-                                   "30%params, 20MFLOPs, 1.5GFLOPs, 2.2Mparams")
+            raise PrunesearchError(f"budget {shown(item.strip())} not understood; use e.g. "
+                                   "50%FLOPs, 30%params, 20MFLOPs, 1.5GFLOPs, 2.2Mparams")
         parsed.append(m)
     kinds = {m["kind"].lower() for m in parsed if m["kind"]}
     if not kinds:
-        raise PrunesearchError(f"budget {text!r} names no unit: end it with FLOPs or params")
+        raise PrunesearchError(f"budget {shown(text)} names no unit: end it with FLOPs or params")
     if len(kinds) > 1:
         raise PrunesearchError(f"budget {text!r} mixes FLOPs and params")
     kind = _KINDS[kinds.pop()]
@@ -98,6 +98,9 @@ def parse_budgets(text: str) -> list[Budget]:
             value *= _UNITS[(m["unit"] or "").lower()]
             if value < 1:
                 raise PrunesearchError(f"budget {item.strip()!r}: must be positive")
+            if not math.isfinite(value) or value >= 1e18:  # no model comes near
+                raise PrunesearchError(f"budget {shown(item.strip())}: too large to be a "
+                                       "model's cost")
             budgets.append(Budget(kind, value, False, item.strip()))
     slugs = [b.slug for b in budgets]
     twice = next((s for s in slugs if slugs.count(s) > 1), None)

@@ -28,10 +28,10 @@ from .errors import PrunesearchError
 from .fileio import atomic_write_json, file_digest
 from .paths import run_folder
 from .progress import Reporter
-from .runs import DataOptions, train_arch, train_base
+from .runs import DataOptions, base_metadata, train_arch, train_base
 from .space import Space
 from .spec import ArchSpec
-from .train import RunOptions, load_weights
+from .train import RunOptions
 
 __all__ = ["CellStore", "Experiment", "default_root", "start_experiment"]
 
@@ -172,7 +172,7 @@ def start_experiment(space: Space, name: str, *, out: str | Path | None, cells: 
     else:
         path = store.base(space, seed=seeds[0], epochs=epochs, data=data, opts=opts,
                           reporter=reporter)[1]
-    _, meta = load_weights(path)
+    meta = base_metadata(path, space)
     base_epochs = epochs or int((meta.get("recipe") or {}).get("epochs") or space.train.epochs)
     return Experiment(Path(out) if out else run_folder(space.name, name), store, seeds,
                       path, meta, base_epochs)

@@ -8,6 +8,7 @@ local variables.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -71,12 +72,32 @@ def _user_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            _check_out(kwargs.get("out"))
             return fn(*args, **kwargs)
         except PrunesearchError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except OSError as exc:  # the file system refused: a full disk, a read-only folder...
+            typer.echo(f"error: {_os_error(exc)}", err=True)
+            raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _check_out(out: Any) -> None:
+    """``--out`` must be a folder or not exist yet: checked before any work."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise PrunesearchError(f"--out {out}: exists and is not a folder")
+
+
+def _os_error(exc: OSError) -> str:
+    """A file-system error in words: what was refused, where, and what is safe."""
+    where = f" {exc.filename}" if exc.filename else ""
+    text = f"cannot write or read{where}: {exc.strerror or exc}"
+    if exc.errno == errno.ENOSPC:
+        text += (" (files are written whole or not at all: a run folder holds its last "
+                 "complete checkpoint; free space and rerun with --resume)")
+    return text
 
 
 def _emit_json(data: dict[str, Any]) -> None:

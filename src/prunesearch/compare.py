@@ -45,7 +45,7 @@ from typing import Any
 from .budget import parse_budgets
 from .cells import Experiment, start_experiment
 from .errors import PrunesearchError
-from .fileio import atomic_write_json, atomic_write_text
+from .fileio import atomic_write_json, atomic_write_text, read_json
 from .find import FindOptions, find, input_shape
 from .progress import Reporter
 from .runs import DataOptions, load_splits
@@ -156,7 +156,7 @@ def _given_base_metrics(base_path: Path) -> dict[str, Any]:
     if not metrics.is_file():
         raise PrunesearchError(f"--base {base_path}: no metrics.json beside it (its test "
                                "accuracy is a row of the table)")
-    return json.loads(metrics.read_text())
+    return read_json(metrics, "metrics")
 
 
 def _rows_and_specs(space: Space, member: dict[str, Any],

@@ -20,6 +20,7 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def read_idx(path: Path) -> np.ndarray:
     """Reads an IDX file (uint8 payload), gzip-compressed or raw."""
     try:
         raw = _open_maybe_gz(path)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise PrunesearchError(f"cannot read {path}: {exc}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise PrunesearchError(f"{path} is not an IDX file of unsigned bytes")
@@ -161,13 +162,18 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     obj = {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
     labels = obj.get("labels", obj.get("fine_labels"))
     data = obj.get("data")
-    if not isinstance(data, np.ndarray) or labels is None or len(data) != len(labels):
-        raise PrunesearchError(f"{path} is not a CIFAR batch (no data/labels)")
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (ValueError, TypeError, OverflowError):
+        raise PrunesearchError(f"{path}: CIFAR labels are not a list of integers") from None
+    if not isinstance(data, np.ndarray) or labels.ndim != 1 or len(data) != len(labels):
+        raise PrunesearchError(f"{path} is not a CIFAR batch (no data, or labels that do not "
+                               "match it)")
     try:
         images = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
     except ValueError as exc:
         raise PrunesearchError(f"{path}: CIFAR data has the wrong size: {exc}") from None
-    return images, np.asarray(labels, dtype=np.int64)
+    return images, labels
 
 
 # -- look-up and download ---------------------------------------------------------------------
@@ -302,8 +308,14 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise PrunesearchError(f"{folder}: images and labels of {name} do not match")
         images = images[:, None]  # (N, 1, 28, 28)
+    if len(labels) == 0:
+        raise PrunesearchError(f"{folder}: the {split} split of {name} holds no images")
+    if images.shape[1:] != (info.in_channels, info.image_size, info.image_size):
+        raise PrunesearchError(f"{folder}: {name} images are {list(images.shape[1:])}, not "
+                               f"{[info.in_channels, info.image_size, info.image_size]}")
     if labels.min() < 0 or labels.max() >= info.num_classes:
-        raise PrunesearchError(f"{folder}: labels of {name} out of range")
+        raise PrunesearchError(f"{folder}: labels of {name} out of range (they must be 0.."
+                               f"{info.num_classes - 1})")
     return ImageData(torch.from_numpy(np.array(images, dtype=np.uint8)),
                      torch.from_numpy(labels.astype(np.int64)), info)
 

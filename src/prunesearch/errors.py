@@ -30,7 +30,12 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
     shown by its start and its size, a container (perhaps built from YAML aliases) by its type
     and length, never walked whole."""
     if isinstance(value, (dict, list, tuple, set)):
-        return f"a {type(value).__name__} of {len(value)} item(s)"
+        flat = len(value) <= 8 and all(isinstance(v, (float, bool, type(None))) or (
+            isinstance(v, int) and v.bit_length() < 64) or (
+            isinstance(v, str) and len(v) <= 20) for v in (
+                [*value.keys(), *value.values()] if isinstance(value, dict) else value))
+        if not flat:
+            return f"a {type(value).__name__} of {len(value)} item(s)"
     if isinstance(value, str) and len(value) > limit:
         return f"{value[:limit]!r}... ({len(value):,} characters)"
     if isinstance(value, int) and value.bit_length() > 3 * limit:  # repr() may even refuse

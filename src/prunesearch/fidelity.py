@@ -34,7 +34,7 @@ from .budget import Budget, parse_budgets, project
 from .cells import Experiment, start_experiment
 from .choices import EPOCH_BUDGETS, OBJECTIVES, require
 from .errors import PrunesearchError
-from .fileio import atomic_write_json, atomic_write_text, file_digest
+from .fileio import atomic_write_json, atomic_write_text, file_digest, read_json
 from .find import _resolve_signal, _Search, baseline_widths, budget_targets, objective_settings
 from .granularity import Parameterization
 from .progress import Reporter
@@ -144,7 +144,7 @@ def _score_all(space: Space, base_path: Path, signal: str, archs: list[dict[str,
                cache_path: Path, inherit: _Search) -> None:
     """Fills ``arch["scores"][objective]``; scores.json caches them across runs. ``inherit``:
     the search already built for sampling (reused for that objective)."""
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    cache = read_json(cache_path, "objective scores") if cache_path.is_file() else {}
     for objective in objectives:
         settings = objective_settings(space, objective)
         tag = hashlib.sha256(json.dumps([settings, signal, file_digest(base_path)],

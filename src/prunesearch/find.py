@@ -38,14 +38,14 @@ from .budget import Budget, cost, global_ratios, parse_budgets, project, thresho
 from .choices import OBJECTIVES, SIGNALS, require
 from .data import DATASETS, SYNTHETIC
 from .errors import PrunesearchError
-from .fileio import atomic_write_json, file_digest
+from .fileio import atomic_write_json, file_digest, held_lock, read_json
 from .granularity import Parameterization
 from .graph import trace
 from .importance import comparable_scores
 from .objectives import SGD, InheritScorer, Rungs, ScratchScorer
 from .paths import run_folder
 from .progress import Reporter
-from .runs import DataOptions, load_splits, train_base
+from .runs import DataOptions, base_metadata, load_splits, train_base
 from .space import Space
 from .spec import ArchSpec, package_versions
 from .studies import (
@@ -218,10 +218,13 @@ def _resolve_base(space: Space, find_opts: FindOptions, data: DataOptions, opts:
         return path
     base_dir = run_folder(space.name, "base")
     path = base_dir / "model.safetensors"
-    if not path.is_file():
-        logger.info("no trained base in %s: training it first", base_dir)
-        train_base(space, out=base_dir, data=data, reporter=reporter, epochs=epochs,
-                   opts=dataclasses.replace(opts, resume=True))
+    # several finds started together (`find & find &`) train the base once: the others wait
+    with held_lock(base_dir.parent / f".{base_dir.name}.lock",
+                   f"another process to finish training the base in {base_dir}"):
+        if not path.is_file():
+            logger.info("no trained base in %s: training it first", base_dir)
+            train_base(space, out=base_dir, data=data, reporter=reporter, epochs=epochs,
+                       opts=dataclasses.replace(opts, resume=True))
     return path
 
 
@@ -390,11 +393,7 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
     if find_opts.storage is not None:  # a storage that cannot be opened is refused before work
         storage, storage_url = storage_for(find_opts.storage, run_dir)
     base_path = _resolve_base(space, find_opts, data, opts, reporter, epochs)
-    _, base_meta = load_weights(base_path)
-    if base_meta.get("model") != space.model.name or \
-            base_meta.get("model_args") != space.model.args:
-        raise PrunesearchError(f"--base {base_path} holds {base_meta.get('model')} "
-                               f"{base_meta.get('model_args')}, not the space's model")
+    base_meta = base_metadata(base_path, space)
     signal = _resolve_signal(space, find_opts.signal, base_meta)
     sha = file_digest(base_path)
     settings = objective_settings(space, objective, find_opts.finetune_steps)
@@ -405,13 +404,14 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
         storage, storage_url = storage_for(None, run_dir)
     atomic_write_json(run_dir / "config.json", {
         "space": space.to_dict(), "space_path": space.path, "find": dataclasses.asdict(find_opts)
-        | {"storage": redact(storage_url), "trials": trials, "signal": signal,
-           "objective": objective},
-        "base": str(base_path), "base_sha256": sha, "options": dataclasses.asdict(opts),
+        # the default storage is the run folder's study.db, wherever the folder is moved
+        | {"storage": None if find_opts.storage is None else redact(storage_url),
+           "trials": trials, "signal": signal, "objective": objective},
+        "base": str(base_path.resolve()), "base_sha256": sha, "options": dataclasses.asdict(opts),
         "data": dataclasses.asdict(data), "versions": package_versions()})
     search = _Search(space, base_path, signal, data, opts, objective, find_opts.finetune_steps)
     baselines_path = run_dir / "baselines.json"
-    cache = json.loads(baselines_path.read_text()) if baselines_path.is_file() else {}
+    cache = read_json(baselines_path, "baseline scores") if baselines_path.is_file() else {}
     members, files, studies = [], [], []
     for budget, target in zip(budgets, targets, strict=True):
         baselines = _score_baselines(search, budget, target, cache, settings)
@@ -446,9 +446,19 @@ def _export(study: optuna.Study, run_dir: Path, family: dict[str, Any],
         return False
     for path, spec in files:
         spec.save(path)
-    atomic_write_json(run_dir / "family.json", family)
+    atomic_write_json(run_dir / "family.json", _relative_to(family, run_dir))
     mark_exported(study, run_dir, fingerprint)
     return True
+
+
+def _relative_to(family: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """family.json's spec paths relative to the run folder (readers resolve them against it),
+    so that the folder reads the same from any directory and after it is copied."""
+    def rel(path: str) -> str:
+        return str(Path(path).relative_to(run_dir))
+
+    return family | {"members": [m | {"spec": rel(m["spec"]), "baseline_specs": {
+        k: rel(v) for k, v in m["baseline_specs"].items()}} for m in family["members"]]}
 
 
 CONFIRM_SEED = 1  # the finalists' second opinion: another init and data order
@@ -482,7 +492,7 @@ def _best(search: _Search, study: optuna.Study, baselines: dict[str, dict[str, A
     k = job.space.search.scratch_confirm if job.objective == "scratch" else 0
     if k < 2:
         return finalists[0]
-    cache = json.loads(confirm_path.read_text()) if confirm_path.is_file() else {}
+    cache = read_json(confirm_path, "finalist scores") if confirm_path.is_file() else {}
     table = cache.setdefault(job.budget.slug, {})
     for f in finalists[:k]:
         key = json.dumps(f["widths"], sort_keys=True)

@@ -7,6 +7,8 @@ its parameter count (:meth:`ChannelGraph.flops`, :meth:`ChannelGraph.params`, an
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -112,10 +114,15 @@ def trace(
     gm = fx.GraphModule(tracer.root, fx_graph)
     inputs = (example_input,) if isinstance(example_input, torch.Tensor) else tuple(example_input)
     try:
-        with eval_mode(model), torch.no_grad():
+        # ShapeProp prints the failing node's traceback to stderr before raising: kept out of
+        # the user's terminal, and the error names the cause (the op's own message)
+        with eval_mode(model), torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(*inputs)
     except Exception as exc:
-        raise TraceError(f"the example input does not run through the model: {exc}") from None
+        cause = exc.__cause__ or exc
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise TraceError(f"the example input does not run through the model: {first}"
+                         ) from None
     return ChannelGraph(model, inputs, gm, analyze(gm))
 
 

@@ -7,13 +7,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from . import figures
-from .errors import PrunesearchError
-from .fileio import atomic_write_text
+from .errors import PrunesearchError, shown
+from .fileio import atomic_write_text, read_json
 from .spec import ArchSpec
 
 __all__ = ["compare_data", "fidelity_data", "pareto_front", "render_report", "run_kind",
@@ -52,11 +51,15 @@ def run_kind(run_dir: Path) -> str:
                            "compare.json, fidelity.json or metrics.json)")
 
 
+def in_run(run_dir: Path, path: str) -> Path:
+    """A path that a run folder's file records: relative to the folder (what find writes), or,
+    in folders written before, relative to the directory find ran in, or absolute."""
+    inside = run_dir / path
+    return inside if inside.exists() or not Path(path).exists() else Path(path)
+
+
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PrunesearchError(f"cannot read {path}: {exc}") from None
+    return read_json(path, path.name, expect=None)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -85,10 +88,12 @@ def _study_trials(run_dir: Path, config: dict[str, Any], study_name: str) -> lis
 
     from .studies import storage_for
 
-    url = config.get("find", {}).get("storage")
-    if url is None or "***" in url:
+    url = config.get("find", {}).get("storage")  # None: the run folder's own study.db
+    if url is not None and ("***" in url or "=redacted" in url):
         raise PrunesearchError(f"{run_dir}: the study's storage URL is not recorded in full; "
                                "reports read the default SQLite or journal storages")
+    if url is None and not (run_dir / "study.db").is_file():
+        raise PrunesearchError(f"{run_dir}: its study.db is gone")
     storage, _ = storage_for(url, run_dir)
     study = optuna.load_study(study_name=study_name, storage=storage)
     rows = []
@@ -109,7 +114,8 @@ def search_data(run_dir: Path) -> dict[str, Any]:
     prefix = config.get("find", {}).get("study")
     members = []
     for m in family["members"]:
-        spec = ArchSpec.load(m["spec"], check_model=False)  # widths only: no model import
+        spec_path = in_run(run_dir, m["spec"])
+        spec = ArchSpec.load(spec_path, check_model=False)  # widths only: no model import
         study = (spec.search or {}).get("study") or f"{prefix}:{m.get('slug')}"
         trials = _study_trials(run_dir, config, study)
         best, history = float("-inf"), []
@@ -117,9 +123,10 @@ def search_data(run_dir: Path) -> dict[str, Any]:
             best = max(best, t["value"])
             history.append({"number": t["number"], "value": t["value"], "best": best})
         uniform_path = (m.get("baseline_specs") or {}).get("uniform")
+        uniform_path = in_run(run_dir, uniform_path) if uniform_path else None
         uniform = ArchSpec.load(uniform_path, check_model=False) \
-            if uniform_path and Path(uniform_path).is_file() else None
-        members.append({"budget": m["budget"], "target": m["target"], "spec": m["spec"],
+            if uniform_path and uniform_path.is_file() else None
+        members.append({"budget": m["budget"], "target": m["target"], "spec": str(spec_path),
                         "chosen": {"flops": m["flops"], "score": m["score"],
                                    "trial": m["trial"]},
                         "baselines": m["baselines"], "trials": trials, "history": history,
@@ -133,10 +140,19 @@ def search_data(run_dir: Path) -> dict[str, Any]:
             "pareto": front}
 
 
+_MAIN_FILE = {"search": "family.json", "training": "metrics.json", "compare": "compare.json",
+              "fidelity": "fidelity.json"}
+
+
 def training_data(run_dir: Path) -> dict[str, Any]:
     """Per-epoch loss and accuracy curves of a training run."""
     metrics = _read_json(run_dir / "metrics.json")
-    h = metrics.get("history") or []
+    h = metrics["history"]
+    if not isinstance(h, list) or not h:
+        raise ValueError("no epochs in its history")
+    for key in ("test_accuracy", "epochs", "train_seconds"):
+        if not isinstance(metrics[key], (int, float)):
+            raise TypeError(f"{key} is not a number")
     return {"kind": "training", "title": f"{metrics.get('kind', 'train')} {metrics.get('model')} "
                                          f"on {metrics.get('space')}",
             "epoch": [r["epoch"] for r in h],
@@ -177,8 +193,16 @@ def render_report(run_dir: str | Path, out: str | Path | None = None) -> dict[st
     run_dir = Path(run_dir)
     kind = run_kind(run_dir)
     out = Path(out) if out else run_dir / "report"
-    data = {"search": search_data, "training": training_data, "compare": compare_data,
-            "fidelity": fidelity_data}[kind](run_dir)
+    collect = {"search": search_data, "training": training_data, "compare": compare_data,
+               "fidelity": fidelity_data}[kind]
+    try:
+        data = collect(run_dir)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        # the run folder's files are input too: edited or damaged, they are an error naming
+        # the file, not a traceback (nothing is drawn before they are all read)
+        raise PrunesearchError(f"{run_dir / _MAIN_FILE[kind]} is not as prunesearch writes "
+                               f"it ({type(exc).__name__}: {shown(str(exc))}); was it edited?"
+                               ) from None
     draw = {"search": figures.search_figures, "training": figures.training_figures,
             "compare": figures.compare_figures, "fidelity": figures.fidelity_figures}[kind]
     files, md = draw(data, out)

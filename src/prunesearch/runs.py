@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from .choices import ARCH_INITS, EPOCH_BUDGETS, require
-from .data import load_dataset, split_validation
-from .errors import PrunesearchError
-from .fileio import atomic_write_json, file_digest
+from .data import DatasetInfo, load_dataset, split_validation
+from .errors import PrunesearchError, shown
+from .fileio import atomic_write_json, file_digest, read_json
 from .flops import count_flops
 from .graph import trace
 from .models import create_model
@@ -49,16 +49,7 @@ def load_splits(space: Space, data: DataOptions) -> Splits:
     train = load_dataset(d.dataset, "train", data_dir=data.data_dir,
                          download_missing=data.download, **d.synthetic)
     test = load_dataset(d.dataset, "test", data_dir=data.data_dir, **d.synthetic)
-    info = train.info
-    args = space.model.args
-    if args.get("in_channels", 3) != info.in_channels:
-        raise PrunesearchError(f"space {space.name}: model.args.in_channels is "
-                               f"{args.get('in_channels', 3)} but {info.name} images have "
-                               f"{info.in_channels} channel(s)")
-    if args.get("num_classes", 10) < info.num_classes:
-        raise PrunesearchError(f"space {space.name}: model.args.num_classes is "
-                               f"{args.get('num_classes', 10)} but {info.name} has "
-                               f"{info.num_classes} classes")
+    check_model_fits(space, train.info)
     val = None
     if d.val_size:
         train, val = split_validation(train, d.val_size)
@@ -67,6 +58,44 @@ def load_splits(space: Space, data: DataOptions) -> Splits:
             raise PrunesearchError(f"--limit-train must be >= 1, got {data.limit_train}")
         train = train.subset(slice(0, data.limit_train))
     return Splits(train, val, test)
+
+
+def check_model_fits(space: Space, info: DatasetInfo) -> None:
+    """The space's model against the data it trains on: a forward pass of two blank images of
+    the dataset's shape must give a logit per class. Tried, not guessed from the argument
+    names (constructors call the input channels in_channels, in_chans, in_ch...)."""
+    import torch
+
+    model = space.create_model().eval()
+    shape = (info.in_channels, info.image_size, info.image_size)
+    what = f"space {space.name}: model {space.model.name} {shown(space.model.args)}"
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *shape))
+    except Exception as exc:  # the user's model: any failure is a mismatch to report
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PrunesearchError(f"{what} does not take {info.name} images "
+                               f"({'x'.join(map(str, shape))}): {first[:200]}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise PrunesearchError(f"{what} returns {got} for 2 images, not logits [2, classes]")
+    if out.shape[1] < info.num_classes:
+        raise PrunesearchError(f"{what} gives {out.shape[1]} logits but {info.name} has "
+                               f"{info.num_classes} classes")
+
+
+def base_metadata(path: Path, space: Space) -> dict[str, Any]:
+    """The metadata of ``--base``'s weights, checked to be a trained base of the space's model
+    (a train-arch run's pruned model is the natural mistake: its shapes do not fit)."""
+    _, meta = load_weights(path)
+    if meta.get("spec") is not None or meta.get("kind", "base") != "base":
+        raise PrunesearchError(f"--base {path} holds a pruned architecture ({meta.get('kind')} "
+                               "run), not a trained base: give the folder of "
+                               "`prunesearch train-base`")
+    if meta.get("model") != space.model.name or meta.get("model_args") != space.model.args:
+        raise PrunesearchError(f"--base {path} holds {shown(meta.get('model'))} "
+                               f"{shown(meta.get('model_args'))}, not the space's model")
+    return meta
 
 
 def recipe_from_space(space: Space, *, epochs: int | None = None, sparsity: float | None = None
@@ -98,9 +127,7 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
     """Refuses to overwrite a run; returns the finished metrics when resuming a done run."""
     done = run_dir / "metrics.json"
     if resume and done.is_file() and (run_dir / "model.safetensors").is_file():
-        import json
-
-        return json.loads(done.read_text())
+        return read_json(done, "metrics")
     if not resume and ((run_dir / "checkpoint.pt").exists() or done.exists()):
         raise PrunesearchError(f"{run_dir} already holds a run: pass --resume to continue it, "
                                "or choose another --out")

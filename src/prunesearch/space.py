@@ -8,6 +8,7 @@ checked: an unknown key is an error naming it, and so is a value of the wrong ty
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any
 import yaml
 
 from .choices import GRANULARITIES, LR_SCHEDULES, OBJECTIVES, SIGNALS
-from .errors import PrunesearchError
+from .errors import PrunesearchError, shown
+from .fileio import read_text
 
 __all__ = ["DataCfg", "ModelCfg", "SearchCfg", "Space", "TrainCfg", "load_space", "space_dirs"]
 
@@ -99,6 +101,10 @@ class Space:
             getattr(self, section), **changes)})
 
 
+# the synthetic data set's arguments (data.py's _synthetic) and the largest value of each
+SYNTHETIC_KEYS = {"image_size": 1024, "in_channels": 64, "num_classes": 1000,
+                  "train_size": 1_000_000, "test_size": 1_000_000, "seed": 2**31}
+
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict[str, Any]": dict}
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                dict: "a mapping"}
@@ -109,19 +115,21 @@ def _check(value: Any, type_name: str, where: str) -> Any:
     if type_name == "tuple[float, ...]":
         if not isinstance(value, list | tuple) or not all(
                 isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-            raise PrunesearchError(f"{where}: must be a list of numbers, got {value!r}")
+            raise PrunesearchError(f"{where}: must be a list of numbers, got {shown(value)}")
         return tuple(float(v) for v in value)
     typ = _TYPES[type_name]
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+    if typ is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or abs(value) > 1e15:
+            raise PrunesearchError(f"{where}: must be a finite number, got {shown(value)}")
         return float(value)
     if (typ is int and isinstance(value, bool)) or not isinstance(value, typ):
-        raise PrunesearchError(f"{where}: must be {_TYPE_NAMES[typ]}, got {value!r}")
+        raise PrunesearchError(f"{where}: must be {_TYPE_NAMES[typ]}, got {shown(value)}")
     return value
 
 
 def _section(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
-        raise PrunesearchError(f"{where}: must be a mapping, got {raw!r}")
+        raise PrunesearchError(f"{where}: must be a mapping, got {shown(raw)}")
     known = {f.name: f for f in fields(cls)}
     for key in raw:
         if key not in known:
@@ -143,6 +151,10 @@ def _validate(space: Space, where: str) -> None:
         (t.schedule in LR_SCHEDULES, "train.schedule",
          f"must be one of {', '.join(LR_SCHEDULES)}"),
         (all(0 < m < 1 for m in t.milestones), "train.milestones", "must lie in (0, 1)"),
+        (0 <= t.momentum < 1, "train.momentum", "must be in [0, 1)"),
+        (t.weight_decay >= 0, "train.weight_decay", "must be >= 0"),
+        (0 < t.gamma <= 1, "train.gamma", "must be in (0, 1]"),
+        (t.finetune_lr > 0, "train.finetune_lr", "must be > 0"),
         (t.sparsity >= 0, "train.sparsity", "must be >= 0"),
         (t.finetune_epochs >= 1, "train.finetune_epochs", "must be >= 1"),
         (s.signal in SIGNALS, "search.signal", f"must be one of {', '.join(SIGNALS)}"),
@@ -167,7 +179,16 @@ def _validate(space: Space, where: str) -> None:
         if not ok:
             section, name = key.split(".")
             value = getattr(getattr(space, section), name)
-            raise PrunesearchError(f"{where}.{key}: {message}, got {value!r}")
+            raise PrunesearchError(f"{where}.{key}: {message}, got {shown(value)}")
+    for key, value in d.synthetic.items():  # the synthetic set's arguments (data.py)
+        if key not in SYNTHETIC_KEYS:
+            raise PrunesearchError(f"{where}.data.synthetic.{shown(key)}: unknown key; known: "
+                                   f"{', '.join(SYNTHETIC_KEYS)}")
+        low = 0 if key == "seed" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or not \
+                low <= value <= SYNTHETIC_KEYS[key]:
+            raise PrunesearchError(f"{where}.data.synthetic.{key}: must be an integer in "
+                                   f"[{low}, {SYNTHETIC_KEYS[key]}], got {shown(value)}")
 
 
 def space_from_dict(raw: Any, where: str = "space", path: str = "") -> Space:
@@ -215,11 +236,27 @@ def space_dirs() -> list[Path]:
     return dirs
 
 
+MAX_SPACE_BYTES = 1 << 20  # a space is a screenful of YAML
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (``*name``): a space never needs them, and nested
+    aliases make a 600-byte file expand into gigabytes ("billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"aliases (*name) are not supported in a space, at line "
+                                 f"{mark.line + 1} column {mark.column + 1}")
+        return super().compose_node(parent, index)
+
+
 def _read_yaml(path: Path) -> Any:
+    text = read_text(path, "space", MAX_SPACE_BYTES)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PrunesearchError(f"cannot read space {path}: {exc}") from None
+        return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader, less aliases
+    except RecursionError:
+        raise PrunesearchError(f"space {path} is not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         raise PrunesearchError(f"space {path} is not valid YAML: "
                                f"{str(exc).splitlines()[0]}") from None

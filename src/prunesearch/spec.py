@@ -15,8 +15,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import PrunesearchError, SpecError
-from .fileio import atomic_write_json
+from .errors import PrunesearchError, SpecError, shown
+from .fileio import atomic_write_json, read_json
 from .imports import AllowImport, import_permission
 
 if TYPE_CHECKING:  # torch is imported where used: reading a spec needs none
@@ -65,6 +65,17 @@ def _cached_graph(model: str, args_json: str, input_shape: tuple[int, ...],
                         ) from None
 
 
+MAX_INPUT_VALUES = 3 * 1024 * 1024  # per image: a spec's model is traced on a real tensor
+
+
+def check_input_shape(shape: list[int], where: str) -> None:
+    """Refuses, before anything is built or traced, an input too large to trace here."""
+    values = math.prod(shape)
+    if len(shape) > 4 or values > MAX_INPUT_VALUES:
+        raise SpecError(f"{where}: {shown(shape)} is {values:,} values per image; the most "
+                        f"prunesearch traces is {MAX_INPUT_VALUES:,} (3x1024x1024)")
+
+
 def base_graph(model: str, model_args: dict[str, Any], input_shape: tuple[int, ...] | list[int],
                *, allow_import: AllowImport = False) -> ChannelGraph:
     """The traced, unpruned model a spec refers to (cached: specs of one family share it).
@@ -85,7 +96,7 @@ def _path(*keys: str | int) -> str:
 
 def _int(value: Any, where: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"{where}: must be an integer, got {json.dumps(value)}")
+        raise SpecError(f"{where}: must be an integer, got {shown(value)}")
     if value < minimum:
         raise SpecError(f"{where}: must be >= {minimum}, got {value}")
     return value
@@ -95,13 +106,13 @@ def _obj(value: Any, where: str, optional: bool = False) -> dict | None:
     if value is None and optional:
         return None
     if not isinstance(value, dict):
-        raise SpecError(f"{where}: must be an object, got {json.dumps(value)[:60]}")
+        raise SpecError(f"{where}: must be an object, got {shown(value)}")
     return value
 
 
 def _str(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
-        raise SpecError(f"{where}: must be a non-empty string, got {json.dumps(value)[:60]}")
+        raise SpecError(f"{where}: must be a non-empty string, got {shown(value)}")
     return value
 
 
@@ -157,7 +168,7 @@ class ArchSpec:
         if "format" not in d:
             raise SpecError("$.format: missing (expected 'prunesearch.arch/v1')")
         if d["format"] != FORMAT:
-            raise SpecError(f"$.format: unsupported format {json.dumps(d['format'])}; "
+            raise SpecError(f"$.format: unsupported format {shown(d['format'])}; "
                             f"this version reads {FORMAT!r}")
         known = {"format", *cls.__dataclass_fields__}
         for key in d:
@@ -171,8 +182,9 @@ class ArchSpec:
         model_args = _obj(d.get("model_args", {}), "$.model_args")
         shape = d["input_shape"]
         if not isinstance(shape, list) or not shape:
-            raise SpecError(f"$.input_shape: must be a non-empty list, got {json.dumps(shape)}")
+            raise SpecError(f"$.input_shape: must be a non-empty list, got {shown(shape)}")
         shape = [_int(s, _path("input_shape", i), minimum=1) for i, s in enumerate(shape)]
+        check_input_shape(shape, "$.input_shape")
         widths = _width_map(d["widths"], "widths")
         base = _width_map(d["base_widths"], "base_widths")
         for name, w in widths.items():
@@ -185,7 +197,7 @@ class ArchSpec:
         if budget is not None:
             if budget.get("kind") not in _BUDGET_KINDS:
                 raise SpecError(f"$.budget.kind: must be one of {', '.join(_BUDGET_KINDS)}, "
-                                f"got {json.dumps(budget.get('kind'))}")
+                                f"got {shown(budget.get('kind'))}")
             _int(budget.get("target"), "$.budget.target", minimum=1)
         versions = _obj(d.get("versions", {}), "$.versions")
         spec = cls(
@@ -208,18 +220,9 @@ class ArchSpec:
         the model it names (building it)."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SpecError(f"spec file not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(f"cannot read spec {path}: {exc}") from None
-        if not text.strip():
-            raise SpecError(f"spec {path} is empty")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"spec {path} is not valid JSON: {exc.msg} at line {exc.lineno} "
-                            f"column {exc.colno}") from None
+            data = read_json(path, "spec", expect=None)
+        except PrunesearchError as exc:
+            raise SpecError(str(exc)) from None
         try:
             return cls.from_dict(data, allow_import=allow_import, check_model=check_model)
         except SpecError as exc:

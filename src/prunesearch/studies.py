@@ -39,7 +39,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .errors import PrunesearchError
+from .errors import PrunesearchError, shown
 
 __all__ = ["Surplus", "claim_export", "counts", "fail_trial", "mark_exported",
            "no_interrupt_tracebacks", "open_study", "quiet_optuna", "recover_stale", "redact",
@@ -146,9 +146,17 @@ def storage_for(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseSto
     if url.startswith("journal:") or url.endswith(".log"):
         from optuna.storages.journal import JournalFileBackend
 
-        path = Path(url.removeprefix("journal:").removeprefix("//"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path))), url
+        name = url.removeprefix("journal:").removeprefix("//")
+        path = Path(name)
+        if not name or path.is_dir():
+            raise PrunesearchError(f"--storage {shown(url)}: name the journal file, e.g. "
+                                   "journal:study.log")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path))), url
+        except OSError as exc:
+            raise PrunesearchError(f"cannot open storage {shown(url)}: {exc.strerror}"
+                                   ) from None
     if url.split("://", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
         raise PrunesearchError(f"--storage {redact(url)!r}: use sqlite:///FILE, "
                                "postgresql://..., mysql://... or journal:FILE")

@@ -180,7 +180,11 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     if meta.get("format") != WEIGHTS_FORMAT:
         raise PrunesearchError(f"{path} was not written by prunesearch (no "
                                f"{WEIGHTS_FORMAT} metadata)")
-    return state, {k: json.loads(v) for k, v in meta.items() if k != "format"}
+    try:
+        return state, {k: json.loads(v) for k, v in meta.items() if k != "format"}
+    except (ValueError, RecursionError):
+        raise PrunesearchError(f"{path}: its prunesearch metadata is not valid JSON "
+                               "(the file was edited or damaged)") from None
 
 
 def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
