@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .compat import NoArgsIsHelpError, UsageError
-from .errors import PrunesearchError
+from .errors import PrunesearchError, keep_interrupts
 from .paths import run_folder
 
 app = typer.Typer(
@@ -609,6 +609,7 @@ def _bare_allow_import(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors become one ``error:`` line with exit code 2."""
     command = typer.main.get_command(app)
+    keep_interrupts()  # a Ctrl-C inside a finalizer is not printed and lost
     argv = _bare_allow_import(sys.argv[1:] if argv is None else list(argv))
     try:
         code = command.main(args=argv, prog_name="prunesearch", standalone_mode=False)

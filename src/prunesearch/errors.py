@@ -7,7 +7,11 @@ input, a model that cannot be traced, an invalid spec. Only ``cli.py`` turns it 
 
 from __future__ import annotations
 
-__all__ = ["PrunesearchError", "SpecError", "TraceError", "shown"]
+import _thread
+import sys
+import threading
+
+__all__ = ["PrunesearchError", "SpecError", "TraceError", "keep_interrupts", "shown"]
 
 
 class PrunesearchError(Exception):
@@ -42,3 +46,26 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
         return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def keep_interrupts() -> None:
+    """A Ctrl-C that lands inside a finalizer or a weakref callback is not "ignored" by the
+    interpreter, which would print a traceback and lose it (the run would go on): it is raised
+    again in the main thread at once. Other unraisable exceptions go to the previous hook.
+    Idempotent; for the CLI and its worker processes (a library leaves the hook alone)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "keeps_interrupts", False):
+        return
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # as if the signal arrived again, 10 ms later: by then the main thread has left
+            # this hook (an interrupt raised inside it would be "ignored" once more)
+            timer = threading.Timer(0.01, _thread.interrupt_main)
+            timer.daemon = True
+            timer.start()
+            return
+        previous(unraisable)
+
+    hook.keeps_interrupts = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook

@@ -37,7 +37,7 @@ import torch
 from .budget import Budget, cost, global_ratios, parse_budgets, project, threshold_ratios
 from .choices import OBJECTIVES, SIGNALS, require
 from .data import DATASETS, SYNTHETIC
-from .errors import PrunesearchError
+from .errors import PrunesearchError, keep_interrupts
 from .fileio import atomic_write_json, file_digest, held_lock, read_json
 from .granularity import Parameterization
 from .graph import trace
@@ -197,6 +197,7 @@ def _worker(job: _Job, seed: int) -> None:
     quietly: the main process says once that the search was interrupted."""
     torch.set_num_threads(1)
     no_interrupt_tracebacks()
+    keep_interrupts()
     try:
         search = _Search(job.space, job.base_path, job.signal, job.data, job.opts,
                          job.objective, job.finetune_steps)
