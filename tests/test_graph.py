@@ -3,11 +3,21 @@ import logging
 import networkx as nx
 import pytest
 import torch
+from torch import nn
 
 import prunesearch as ps
 
 from .helpers import assert_equivalent_after_pruning, random_widths
-from .toy_models import CONSTRUCTS, DynamicGate, Untraceable
+from .toy_models import (
+    CONSTRUCTS,
+    AuxHead,
+    DynamicGate,
+    FunctionalConvs,
+    StdConv2d,
+    Untraceable,
+    WeightStandardised,
+    weight_normed,
+)
 
 X = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 
@@ -196,3 +206,76 @@ def test_widths_of_refuses_shapes_the_groups_cannot_give():
         bias=conv.bias is not None))
     with pytest.raises(ps.PrunesearchError, match=f"{other}.weight has shape"):
         graph.widths_of(pruned)
+
+
+def _exact_everywhere(graph, x, seeds=3):
+    """Pruned copies at random widths: analytic FLOPs/params equal fvcore's and the model's."""
+    for seed in range(seeds):
+        widths = random_widths(graph, seed)
+        pruned = graph.prune(widths).eval()
+        assert graph.flops(widths) == ps.count_flops(pruned, x)
+        assert graph.params(widths) == sum(p.numel() for p in pruned.parameters())
+        with torch.no_grad():
+            pruned(x)  # and it runs
+
+
+@pytest.mark.parametrize("leaf", [False, True])
+def test_a_conv_subclass_with_its_own_forward_keeps_its_channels(leaf, caplog):
+    model = WeightStandardised().eval()
+    with caplog.at_level(logging.WARNING, logger="prunesearch.graph"):
+        graph = ps.trace(model, X[:1], leaf_modules=[StdConv2d] if leaf else ())
+    groups = {g.name for g in graph.groups}
+    assert "c1.0" not in groups and "ws" not in groups  # its input and output stay whole
+    assert "c3.0" in groups  # the plain convs after it are still prunable
+    if leaf:  # a leaf is named with why: its forward is its own
+        assert "module 'ws' (StdConv2d, groups=1): its own forward (StdConv2d)" in \
+            graph.fixed_ops
+    assert "kept whole" in caplog.text
+    _exact_everywhere(graph, X[:1])
+    torch.manual_seed(0)
+    assert_equivalent_after_pruning(WeightStandardised(), X, 0)
+
+
+def test_treat_as_prunes_a_vouched_subclass_like_its_base():
+    class CountingConv(nn.Conv2d):  # its own forward, computing exactly what Conv2d does
+        def forward(self, x):
+            return super().forward(x)
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), CountingConv(8, 6, 1),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4)).eval()
+    assert {g.name for g in ps.trace(model, X[:1], leaf_modules=[CountingConv]).groups} == set()
+    graph = ps.trace(model, X[:1], leaf_modules=[CountingConv], treat_as={CountingConv:
+                                                                          nn.Conv2d})
+    assert {g.name for g in graph.groups} == {"0", "2"}
+    _exact_everywhere(graph, X[:1])
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["parametrization", "legacy"])
+def test_a_weight_normalised_conv_keeps_its_channels_and_the_rest_prunes(legacy, caplog):
+    model = weight_normed(legacy).eval()
+    with caplog.at_level(logging.WARNING, logger="prunesearch.graph"):
+        graph = ps.trace(model, X[:1])
+    groups = {g.name for g in graph.groups}
+    assert "0.0" not in groups and "1" not in groups and "4.0" in groups
+    reason = "WeightNorm" if legacy else "a parametrized weight"
+    assert any(reason in op for op in graph.fixed_ops), graph.fixed_ops
+    _exact_everywhere(graph, X[:1])  # was a raw KeyError, or a model failing at forward
+
+
+def test_a_model_with_no_understood_layer_says_so(caplog):
+    with caplog.at_level(logging.WARNING, logger="prunesearch.graph"):
+        graph = ps.trace(FunctionalConvs(), X[:1])
+    assert graph.groups == []
+    [warning] = [r.getMessage() for r in caplog.records if "no prunable" in r.getMessage()]
+    assert "no prunable channels in FunctionalConvs" in warning and "conv2d" in warning
+
+
+def test_a_model_left_in_train_mode_is_traced_as_it_runs_in_eval():
+    model = AuxHead()  # fresh: training mode, the aux head runs
+    graph = ps.trace(model, X[:1])
+    assert model.training and all(m.training for m in model.modules())  # restored
+    assert all("aux" not in g.consumers and "aux" not in g.producers for g in graph.groups)
+    widths = random_widths(graph, 0)
+    pruned = graph.prune(widths)
+    assert graph.flops(widths) == ps.count_flops(pruned, X[:1])
+    assert not graph._fvcore_flops  # the analytic count, no fallback to fvcore (393 ms each)

@@ -186,3 +186,71 @@ def in_chans_net(in_chans: int = 3, n: int = 4) -> nn.Module:
     it must be checked against the data by running it, not by guessing argument names."""
     return nn.Sequential(cbr(in_chans, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(8, n))
+
+
+class StdConv2d(nn.Conv2d):
+    """A weight-standardised conv (as timm's StdConv2d): its own forward normalises each filter,
+    so slicing it as a plain Conv2d would compute something else."""
+
+    def forward(self, x):
+        w = self.weight
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class WeightStandardised(nn.Module):
+    """A weight-standardised conv between plain ones: its channels stay whole, the others not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = cbr(3, 8)
+        self.ws = StdConv2d(8, 12, 3, padding=1)
+        self.bn = nn.BatchNorm2d(12)
+        self.c3 = cbr(12, 10)
+        self.c4 = cbr(10, 6)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        x = self.c4(self.c3(F.relu(self.bn(self.ws(self.c1(x))))))
+        return self.fc(x.mean((2, 3)))
+
+
+def weight_normed(legacy: bool) -> nn.Module:
+    """A conv under weight normalisation (the parametrization, or the legacy pre-hook)."""
+    from torch.nn.utils import parametrizations, weight_norm
+
+    model = nn.Sequential(cbr(3, 8), nn.Conv2d(8, 12, 3, padding=1), nn.BatchNorm2d(12),
+                          nn.ReLU(), cbr(12, 6), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(6, 4))
+    (weight_norm if legacy else parametrizations.weight_norm)(model[1])
+    return model
+
+
+class FunctionalConvs(nn.Module):
+    """Convolutions written as F.conv2d on parameters: invisible to the analysis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(8, 3, 3, 3) * 0.1)
+        self.w2 = nn.Parameter(torch.randn(4, 8, 3, 3) * 0.1)
+
+    def forward(self, x):
+        return F.conv2d(F.relu(F.conv2d(x, self.w1, padding=1)), self.w2, padding=1).mean((2, 3))
+
+
+class AuxHead(nn.Module):
+    """An auxiliary head used only in training (as torchvision's googlenet/inception_v3)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = cbr(3, 8)
+        self.aux = nn.Conv2d(8, 4, 1)
+        self.c2 = cbr(8, 8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.c1(x)
+        out = self.fc(self.c2(x).mean((2, 3)))
+        if self.training:
+            return out, self.aux(x).mean((2, 3))
+        return out

@@ -78,7 +78,8 @@ class Analysis:
     roles: dict[str, ModuleRole] = field(default_factory=dict)
     flop_terms: list[Term] = field(default_factory=list)
     param_terms: list[Term] = field(default_factory=list)
-    unknown_ops: list[str] = field(default_factory=list)
+    unknown_ops: list[str] = field(default_factory=list)  # ops that fixed prunable channels
+    opaque_ops: list[str] = field(default_factory=list)  # every op the rules do not cover
 
     # -- union-find over channel spaces -------------------------------------------------------
     def new_space(self, size: int, fixed: bool = False) -> int:
@@ -173,6 +174,30 @@ def _nodes_in(arg: Any) -> list[fx.Node]:
     return out
 
 
+_KNOWN_BASES: tuple[type[nn.Module], ...] = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.Flatten,
+    nn.PReLU, *_PASS_MODULES)
+
+
+def _not_plain(m: nn.Module) -> str | None:
+    """Why a torch layer (or subclass) cannot be sliced as torch's own layer, or None: a
+    subclass with its own ``forward`` computes something else (a weight-standardised conv), a
+    parametrization or weight-norm hook rewrites its weight, hooks may change what it returns."""
+    from torch.nn.utils import parametrize
+
+    torch_forwards = {c.__dict__["forward"] for c in type(m).__mro__
+                      if c.__module__.startswith("torch.") and "forward" in c.__dict__}
+    if type(m).forward not in torch_forwards:
+        return f"its own forward ({type(m).__qualname__})"
+    if parametrize.is_parametrized(m):
+        return "a parametrized weight"
+    if m._forward_pre_hooks or m._forward_hooks:
+        hooks = [type(h).__name__ for h in (*m._forward_pre_hooks.values(),
+                                              *m._forward_hooks.values())]
+        return f"forward hooks ({', '.join(hooks)})"
+    return None
+
+
 def _layout_size(layout: Layout) -> int:
     return sum(seg.length * seg.inner for seg in layout)
 
@@ -189,11 +214,13 @@ def _describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
 
 
 class _Walker:
-    def __init__(self, gm: fx.GraphModule) -> None:
+    def __init__(self, gm: fx.GraphModule, treat_as: dict[type, type] | None = None) -> None:
         self.gm = gm
         self.modules = dict(gm.named_modules())
         self.a = Analysis()
         self.producer_space: dict[str, int] = {}
+        self.treat_as = treat_as or {}
+        self.why: dict[str, str] = {}  # node -> why its module is not sliced as torch's own
 
     # -- helpers ------------------------------------------------------------------------------
     def fresh(self, shape: tuple[int, ...] | None) -> Layout | None:
@@ -210,8 +237,13 @@ class _Walker:
             lay = self.a.layouts.get(n.name)
             if lay is not None:
                 touched |= self.a.fix_layout(lay)
+        what = _describe(node, self.modules)
+        if node.name in self.why:
+            what += f": {self.why[node.name]}"
         if touched:
-            self.a.unknown_ops.append(_describe(node, self.modules))
+            self.a.unknown_ops.append(what)
+        if node.op != "call_method" or node.target not in _SHAPE_METHODS:
+            self.a.opaque_ops.append(what)
         return self.fresh(_tensor_shape(node))
 
     def unify(self, node: fx.Node, layouts: list[Layout]) -> Layout | None:
@@ -278,6 +310,11 @@ class _Walker:
         in_shape = _tensor_shape(src)
         if lay_in is None or in_shape is None or len(node.args) != 1 or node.kwargs:
             return self.unknown(node)
+        if isinstance(m, _KNOWN_BASES) and not any(isinstance(m, t) for t in self.treat_as):
+            why = _not_plain(m)
+            if why is not None:
+                self.why[node.name] = why
+                return self.unknown(node)
         if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
             return self.conv(node, name, m, lay_in, shape, order)
         if isinstance(m, nn.Linear) and len(in_shape) == 2:
@@ -444,9 +481,12 @@ class _Walker:
         return self.unknown(node)
 
 
-def analyze(gm: fx.GraphModule) -> Analysis:
-    """Runs the analysis on a GraphModule whose nodes carry ``tensor_meta`` (ShapeProp)."""
-    walker = _Walker(gm)
+def analyze(gm: fx.GraphModule, treat_as: dict[type, type] | None = None) -> Analysis:
+    """Runs the analysis on a GraphModule whose nodes carry ``tensor_meta`` (ShapeProp).
+
+    ``treat_as``: module classes the user vouches compute as the torch layer they subclass
+    (sliced like it although their forward, or hooks, are their own)."""
+    walker = _Walker(gm, treat_as)
     for order, node in enumerate(gm.graph.nodes):
         walker.visit(node, order)
     return walker.a

@@ -81,6 +81,7 @@ def trace(
     example_input: torch.Tensor | Sequence[torch.Tensor],
     *,
     leaf_modules: Iterable[type | str] = (),
+    treat_as: Mapping[type, type] | None = None,
 ) -> ChannelGraph:
     """Traces ``model`` into a :class:`ChannelGraph` (the model is not modified).
 
@@ -91,6 +92,13 @@ def trace(
         leaf_modules: module classes or qualified names to keep opaque: fx does not trace into
             them and their channels are kept whole. Use it for parts with data-dependent control
             flow.
+        treat_as: ``{MyConv: nn.Conv2d}``: classes that subclass a torch layer but have their
+            own ``forward`` (or hooks), which you vouch compute as that layer does, so that they
+            are pruned like it. Without it such modules keep their channels whole (a
+            weight-standardised conv sliced as a plain one would compute something else).
+
+    The model is traced and run in eval mode (then restored): branches taken only in training,
+    such as auxiliary heads, are not part of the architecture that is pruned and counted.
 
     Raises:
         TraceError: fx cannot trace the model, or the example input does not run through it.
@@ -101,7 +109,8 @@ def trace(
     tracer = _Tracer(tuple(t for t in leaves if isinstance(t, type)),
                      {t for t in leaves if isinstance(t, str)})
     try:
-        fx_graph = tracer.trace(model)
+        with eval_mode(model):
+            fx_graph = tracer.trace(model)
     except Exception as exc:
         where = f"in module {tracer.failed_in}" if tracer.failed_in else "in the model's forward"
         raise TraceError(
@@ -123,7 +132,7 @@ def trace(
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         raise TraceError(f"the example input does not run through the model: {first}"
                          ) from None
-    return ChannelGraph(model, inputs, gm, analyze(gm))
+    return ChannelGraph(model, inputs, gm, analyze(gm, dict(treat_as or {})))
 
 
 class ChannelGraph:
@@ -146,13 +155,18 @@ class ChannelGraph:
         self.groups: list[ChannelGroup] = []
         self._group_of_root: dict[int, int] = {}
         self._build_groups()
+        if not self.groups:
+            seen = list(dict.fromkeys(a.opaque_ops))
+            logger.warning("no prunable channels in %s: no convolution or linear layer was "
+                           "understood%s", type(model).__name__,
+                           f" (ops not understood: {'; '.join(seen[:8])})" if seen else "")
         self._by_name = {g.name: i for i, g in enumerate(self.groups)}
         self._base = np.asarray([g.size for g in self.groups], dtype=np.int64)
         self._flops = CostModel(a.flop_terms, self._resolve, len(self.groups))
         self._params = CostModel(a.param_terms, self._resolve, len(self.groups))
-        self._exact_flops = not self._flops.calibrate(
+        self._fvcore_flops = not self._flops.calibrate(
             self._base, count_flops(model, self.example_input), "FLOP")
-        self._exact_params = not self._params.calibrate(
+        self._fvcore_params = not self._params.calibrate(
             self._base, count_params(model), "parameter")
 
     # -- structure ----------------------------------------------------------------------------
@@ -259,14 +273,14 @@ class ChannelGraph:
     def flops(self, widths: Widths | None = None) -> int:
         """FLOPs (fvcore MACs) of the model pruned to ``widths``: exact, without building it."""
         vec = self.widths_vector(widths)
-        if self._exact_flops:
+        if self._fvcore_flops:
             return count_flops(self.prune(widths or {}), self.example_input)
         return self._flops(vec)
 
     def params(self, widths: Widths | None = None) -> int:
         """Parameter count of the model pruned to ``widths``: exact, without building it."""
         vec = self.widths_vector(widths)
-        if self._exact_params:
+        if self._fvcore_params:
             return count_params(self.prune(widths or {}))
         return self._params(vec)
 
