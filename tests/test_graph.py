@@ -14,6 +14,7 @@ from .toy_models import (
     DynamicGate,
     FunctionalConvs,
     StdConv2d,
+    StochasticDepthResidual,
     Untraceable,
     WeightStandardised,
     weight_normed,
@@ -279,3 +280,14 @@ def test_a_model_left_in_train_mode_is_traced_as_it_runs_in_eval():
     pruned = graph.prune(widths)
     assert graph.flops(widths) == ps.count_flops(pruned, X[:1])
     assert not graph._fvcore_flops  # the analytic count, no fallback to fvcore (393 ms each)
+
+
+def test_stochastic_depth_is_the_identity_in_eval_and_fixes_nothing(caplog):
+    model = StochasticDepthResidual()  # train mode: traced as in eval
+    with caplog.at_level(logging.WARNING, logger="prunesearch.graph"):
+        graph = ps.trace(model, X[:1])
+    assert {g.name for g in graph.groups} == {"stem.0", "branch.0.0"}  # the stream prunes too
+    assert graph.fixed_ops == [] and "kept whole" not in caplog.text
+    _exact_everywhere(graph, X[:1])
+    torch.manual_seed(1)
+    assert_equivalent_after_pruning(StochasticDepthResidual(), X, 1)

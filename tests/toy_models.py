@@ -254,3 +254,30 @@ class AuxHead(nn.Module):
         if self.training:
             return out, self.aux(x).mean((2, 3))
         return out
+
+
+def stochastic_depth(x: torch.Tensor, p: float, mode: str, training: bool = True):
+    """torchvision.ops.stochastic_depth's signature and fx treatment (wrapped): the identity
+    unless training."""
+    if not training or p == 0.0:
+        return x
+    keep = torch.empty(x.shape[0], 1, 1, 1).bernoulli_(1 - p) / (1 - p)
+    return x * keep
+
+
+torch.fx.wrap("stochastic_depth")
+
+
+class StochasticDepthResidual(nn.Module):
+    """A residual block whose branch goes through stochastic depth (efficientnet's blocks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = cbr(3, 8)
+        self.branch = nn.Sequential(cbr(8, 6), nn.Conv2d(6, 8, 1, bias=False), nn.BatchNorm2d(8))
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + stochastic_depth(self.branch(x), 0.2, "row", self.training)
+        return self.fc(x.mean((2, 3)))

@@ -198,6 +198,21 @@ def _not_plain(m: nn.Module) -> str | None:
     return None
 
 
+# Functions that are the identity when their ``training`` argument is False (traced in eval
+# mode, it is the constant False): name -> its position. torchvision's
+# ``stochastic_depth(input, p, mode, training)``, timm's ``drop_path(x, drop_prob, training)``.
+_EVAL_IDENTITIES = {"stochastic_depth": 3, "drop_path": 2}
+
+
+def _eval_identity(node: fx.Node) -> bool:
+    position = _EVAL_IDENTITIES.get(getattr(node.target, "__name__", ""))
+    if position is None:
+        return False
+    training = node.args[position] if len(node.args) > position else \
+        node.kwargs.get("training", True)
+    return training is False
+
+
 def _layout_size(layout: Layout) -> int:
     return sum(seg.length * seg.inner for seg in layout)
 
@@ -401,6 +416,8 @@ class _Walker:
             return self.reduce(node, src, shape)
         if is_fn and t is operator.getitem:
             return self.getitem(node, src, shape)
+        if is_fn and _eval_identity(node):
+            return self.pass_through(node, src, shape)
         if is_fn and t is F.pad:
             pad = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
             in_shape = _tensor_shape(src)
