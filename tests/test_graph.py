@@ -13,6 +13,7 @@ from .toy_models import (
     AuxHead,
     DynamicGate,
     FunctionalConvs,
+    FunctionalNorms,
     StdConv2d,
     StochasticDepthResidual,
     Untraceable,
@@ -291,3 +292,15 @@ def test_stochastic_depth_is_the_identity_in_eval_and_fixes_nothing(caplog):
     _exact_everywhere(graph, X[:1])
     torch.manual_seed(1)
     assert_equivalent_after_pruning(StochasticDepthResidual(), X, 1)
+
+
+def test_a_batchnorm_written_functionally_prunes_like_a_batchnorm():
+    graph = ps.trace(FunctionalNorms().eval(), X[:1])
+    groups = {g.name: g for g in graph.groups}
+    assert set(groups) == {"c1", "c2"}  # was none: F.batch_norm fixed every channel
+    assert [bn for bn, _, _ in groups["c1"].norms] == ["n1", "n3"]
+    assert graph.fixed_ops == []
+    _exact_everywhere(graph, X[:1])
+    for seed in range(3):
+        torch.manual_seed(seed)
+        assert_equivalent_after_pruning(FunctionalNorms(), X, seed)

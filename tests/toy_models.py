@@ -281,3 +281,29 @@ class StochasticDepthResidual(nn.Module):
         x = self.stem(x)
         x = x + stochastic_depth(self.branch(x), 0.2, "row", self.training)
         return self.fc(x.mean((2, 3)))
+
+
+class BatchNormAct2d(nn.BatchNorm2d):
+    """BatchNorm and activation in one module, the BN written functionally (timm's)."""
+
+    def forward(self, x):
+        x = F.batch_norm(x, self.running_mean if not self.training else None,
+                         self.running_var if not self.training else None, self.weight,
+                         self.bias, self.training, self.momentum, self.eps)
+        return F.relu(x)
+
+
+class FunctionalNorms(nn.Module):
+    """Convs normalised by BatchNormAct2d, in a residual stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.n1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), BatchNormAct2d(8)
+        self.c2, self.n2 = nn.Conv2d(8, 6, 3, padding=1, bias=False), BatchNormAct2d(6)
+        self.c3, self.n3 = nn.Conv2d(6, 8, 1, bias=False), BatchNormAct2d(8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.n1(self.c1(x))
+        x = x + self.n3(self.c3(self.n2(self.c2(x))))
+        return self.fc(x.mean((2, 3)))

@@ -229,9 +229,13 @@ def _describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
 
 
 class _Walker:
-    def __init__(self, gm: fx.GraphModule, treat_as: dict[type, type] | None = None) -> None:
+    def __init__(self, gm: fx.GraphModule, treat_as: dict[type, type] | None = None,
+                 root: nn.Module | None = None) -> None:
         self.gm = gm
         self.modules = dict(gm.named_modules())
+        # the traced model's own modules: the GraphModule holds only those it calls (a module
+        # reached by get_attr alone, as F.batch_norm reaches its BN's tensors, is a stub there)
+        self.root_modules = dict((root or gm).named_modules())
         self.a = Analysis()
         self.producer_space: dict[str, int] = {}
         self.treat_as = treat_as or {}
@@ -296,7 +300,7 @@ class _Walker:
         elif node.op == "call_module":
             lay = self.call_module(node, shape, order)
         else:
-            lay = self.call_op(node, shape)
+            lay = self.call_op(node, shape, order)
         if lay is not None and (shape is None or _layout_size(lay) != shape[1]):
             lay = self.unknown(node)  # a rule's assumption did not hold: keep it safe
         if lay is not None:
@@ -394,7 +398,7 @@ class _Walker:
                 self.term(self.a.param_terms, 2, lay_in)
         return self.a.roles[name].in_layout
 
-    def call_op(self, node: fx.Node, shape: tuple[int, ...]) -> Layout | None:
+    def call_op(self, node: fx.Node, shape: tuple[int, ...], order: int) -> Layout | None:
         t = node.target
         is_fn = node.op == "call_function"
         src = node.args[0] if node.args else None
@@ -418,12 +422,45 @@ class _Walker:
             return self.getitem(node, src, shape)
         if is_fn and _eval_identity(node):
             return self.pass_through(node, src, shape)
+        if is_fn and t is F.batch_norm:
+            owner = self.batchnorm_owner(node)
+            lay_in, in_shape = self.layout_of(src), _tensor_shape(src)
+            if owner is not None and lay_in is not None and in_shape is not None:
+                return self.batchnorm(node, owner, self.root_modules[owner], lay_in, in_shape,
+                                      order)
         if is_fn and t is F.pad:
             pad = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
             in_shape = _tensor_shape(src)
             if isinstance(pad, list | tuple) and in_shape and len(pad) <= 2 * (len(in_shape) - 2):
                 return self.pass_through(node, src, shape)
         return self.unknown(node)
+
+    def batchnorm_owner(self, node: fx.Node) -> str | None:
+        """The BatchNorm module whose own statistics and affine parameters a functional
+        ``F.batch_norm`` call uses (timm's BatchNormAct2d: BN and activation in one module), so
+        that pruning slices them; None if they are not one BatchNorm's."""
+        names = ("running_mean", "running_var", "weight", "bias")
+        given = dict(zip(names, node.args[1:5], strict=False)) | {
+            k: v for k, v in node.kwargs.items() if k in names}
+        owners = set()
+        for attr, arg in given.items():
+            if arg is None:
+                continue
+            if not isinstance(arg, fx.Node) or arg.op != "get_attr":
+                return None
+            owner, _, leaf = str(arg.target).rpartition(".")
+            if leaf != attr:
+                return None
+            owners.add(owner)
+        if len(owners) != 1:
+            return None
+        owner = owners.pop()
+        m = self.root_modules.get(owner)
+        if not isinstance(m, nn.modules.batchnorm._BatchNorm) or \
+                {k for k, v in given.items() if v is not None} != {
+                    k for k in names if getattr(m, k, None) is not None}:
+            return None
+        return owner
 
     def binary(self, node: fx.Node, shape: tuple[int, ...]) -> Layout | None:
         if len(shape) < 2:
@@ -498,12 +535,14 @@ class _Walker:
         return self.unknown(node)
 
 
-def analyze(gm: fx.GraphModule, treat_as: dict[type, type] | None = None) -> Analysis:
+def analyze(gm: fx.GraphModule, treat_as: dict[type, type] | None = None,
+            root: nn.Module | None = None) -> Analysis:
     """Runs the analysis on a GraphModule whose nodes carry ``tensor_meta`` (ShapeProp).
 
     ``treat_as``: module classes the user vouches compute as the torch layer they subclass
-    (sliced like it although their forward, or hooks, are their own)."""
-    walker = _Walker(gm, treat_as)
+    (sliced like it although their forward, or hooks, are their own). ``root``: the traced
+    model (default: ``gm``)."""
+    walker = _Walker(gm, treat_as, root)
     for order, node in enumerate(gm.graph.nodes):
         walker.visit(node, order)
     return walker.a

@@ -132,7 +132,7 @@ def trace(
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         raise TraceError(f"the example input does not run through the model: {first}"
                          ) from None
-    return ChannelGraph(model, inputs, gm, analyze(gm, dict(treat_as or {})))
+    return ChannelGraph(model, inputs, gm, analyze(gm, dict(treat_as or {}), tracer.root))
 
 
 class ChannelGraph:
