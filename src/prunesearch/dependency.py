@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.nn.utils import parametrize
 
 __all__ = ["Analysis", "ModuleRole", "Segment", "Term", "analyze"]
 
@@ -183,8 +184,6 @@ def _not_plain(m: nn.Module) -> str | None:
     """Why a torch layer (or subclass) cannot be sliced as torch's own layer, or None: a
     subclass with its own ``forward`` computes something else (a weight-standardised conv), a
     parametrization or weight-norm hook rewrites its weight, hooks may change what it returns."""
-    from torch.nn.utils import parametrize
-
     torch_forwards = {c.__dict__["forward"] for c in type(m).__mro__
                       if c.__module__.startswith("torch.") and "forward" in c.__dict__}
     if type(m).forward not in torch_forwards:

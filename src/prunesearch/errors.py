@@ -11,7 +11,8 @@ import _thread
 import sys
 import threading
 
-__all__ = ["PrunesearchError", "SpecError", "TraceError", "keep_interrupts", "shown"]
+__all__ = ["PrunesearchError", "SpecError", "TraceError", "first_line", "keep_interrupts",
+           "shown"]
 
 
 class PrunesearchError(Exception):
@@ -46,6 +47,11 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
         return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def keep_interrupts() -> None:

@@ -21,7 +21,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .dependency import Analysis, Layout, ModuleRole, analyze
-from .errors import PrunesearchError, TraceError
+from .errors import PrunesearchError, TraceError, first_line
 from .flops import CostModel, count_flops, count_params, eval_mode
 from .importance import Importance, group_scores, top_channels
 from .prune import layout_indices, prune_copy
@@ -128,10 +128,8 @@ def trace(
         with eval_mode(model), torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(*inputs)
     except Exception as exc:
-        cause = exc.__cause__ or exc
-        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        raise TraceError(f"the example input does not run through the model: {first}"
-                         ) from None
+        raise TraceError("the example input does not run through the model: "
+                         f"{first_line(exc.__cause__ or exc)}") from None
     return ChannelGraph(model, inputs, gm, analyze(gm, dict(treat_as or {}), tracer.root))
 
 

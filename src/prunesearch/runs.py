@@ -19,7 +19,7 @@ from torch import nn
 
 from .choices import ARCH_INITS, EPOCH_BUDGETS, require
 from .data import DatasetInfo, load_dataset, split_validation
-from .errors import PrunesearchError, shown
+from .errors import PrunesearchError, first_line, shown
 from .fileio import atomic_write_json, file_digest, read_json
 from .flops import count_flops
 from .graph import trace
@@ -64,8 +64,6 @@ def check_model_fits(space: Space, info: DatasetInfo) -> None:
     """The space's model against the data it trains on: a forward pass of two blank images of
     the dataset's shape must give a logit per class. Tried, not guessed from the argument
     names (constructors call the input channels in_channels, in_chans, in_ch...)."""
-    import torch
-
     model = space.create_model().eval()
     shape = (info.in_channels, info.image_size, info.image_size)
     what = f"space {space.name}: model {space.model.name} {shown(space.model.args)}"
@@ -73,9 +71,9 @@ def check_model_fits(space: Space, info: DatasetInfo) -> None:
         with torch.no_grad():
             out = model(torch.zeros(2, *shape))
     except Exception as exc:  # the user's model: any failure is a mismatch to report
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise PrunesearchError(f"{what} does not take {info.name} images "
-                               f"({'x'.join(map(str, shape))}): {first[:200]}") from None
+                               f"({'x'.join(map(str, shape))}): {first_line(exc)[:200]}"
+                               ) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise PrunesearchError(f"{what} returns {got} for 2 images, not logits [2, classes]")

@@ -39,7 +39,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .errors import PrunesearchError, shown
+from .errors import PrunesearchError, first_line, shown
 
 __all__ = ["Surplus", "claim_export", "counts", "fail_trial", "mark_exported",
            "no_interrupt_tracebacks", "open_study", "quiet_optuna", "recover_stale", "redact",
@@ -172,7 +172,7 @@ def storage_for(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseSto
                     RetryHeartbeatStaleTrialCallback(max_retry=3))
             return storage, url
         except Exception as exc:  # connection refused, bad credentials, missing driver...
-            message = str(exc).splitlines()[0]
+            message = first_line(exc)
             # workers started together on an empty database race to create its tables: the
             # loser sees a duplicate and finds the tables there when it tries again
             if attempt < 5 and any(w in message.lower() for w in _CREATE_RACE):
