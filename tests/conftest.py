@@ -1,4 +1,14 @@
-"""Shared fixtures."""
+"""Shared fixtures.
+
+The suite runs on pytest-xdist workers (``-n auto`` in pyproject.toml), one per core, each with
+one torch thread: the tests train tiny models, where a second thread per process only adds
+contention (measured in BENCHMARKS.md, "Test suite time"). Set before torch is imported;
+subprocesses the tests start inherit it. An explicit ``OMP_NUM_THREADS`` wins.
+"""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import logging
 from pathlib import Path

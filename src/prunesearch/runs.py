@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from .graph import trace
 from .models import create_model
 from .paths import run_folder
 from .progress import Reporter
-from .space import Space
+from .space import Optimisation, Space
 from .spec import ArchSpec, build, package_versions
 from .train import Recipe, RunOptions, Splits, fit, load_weights
 
@@ -103,11 +103,10 @@ def recipe_from_space(space: Space, *, epochs: int | None = None, sparsity: floa
         raise PrunesearchError(f"--epochs must be >= 1, got {epochs}")
     if sparsity is not None and sparsity < 0:
         raise PrunesearchError(f"--sparsity must be >= 0, got {sparsity}")
-    return Recipe(epochs=epochs or t.epochs, lr=t.lr, momentum=t.momentum,
-                  weight_decay=t.weight_decay, schedule=t.schedule, milestones=t.milestones,
-                  gamma=t.gamma, sparsity=t.sparsity if sparsity is None else sparsity,
-                  batch_size=d.batch_size, eval_batch_size=d.eval_batch_size, augment=d.augment,
-                  channels_last=t.channels_last)
+    optimisation = {f.name: getattr(t, f.name) for f in fields(Optimisation)}
+    return Recipe(**optimisation | {"epochs": epochs or t.epochs,
+                                    "sparsity": t.sparsity if sparsity is None else sparsity},
+                  batch_size=d.batch_size, eval_batch_size=d.eval_batch_size, augment=d.augment)
 
 
 def scratch_b_epochs(epochs: int, base_flops: int, arch_flops: int,

@@ -20,7 +20,8 @@ from .choices import GRANULARITIES, LR_SCHEDULES, OBJECTIVES, SIGNALS
 from .errors import PrunesearchError, shown
 from .fileio import read_text
 
-__all__ = ["DataCfg", "ModelCfg", "SearchCfg", "Space", "TrainCfg", "load_space", "space_dirs"]
+__all__ = ["DataCfg", "ModelCfg", "Optimisation", "SearchCfg", "Space", "TrainCfg", "load_space",
+           "space_dirs"]
 
 
 
@@ -41,7 +42,10 @@ class DataCfg:
 
 
 @dataclass(frozen=True)
-class TrainCfg:
+class Optimisation:
+    """The optimisation settings shared by a space's ``train`` section and a training
+    ``Recipe`` (one place for their names and defaults)."""
+
     epochs: int
     lr: float = 0.1
     momentum: float = 0.9
@@ -49,10 +53,14 @@ class TrainCfg:
     schedule: str = "step"
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training, lr x gamma at each
     gamma: float = 0.1
-    sparsity: float = 0.0  # network-slimming lambda for train-base
+    sparsity: float = 0.0  # network-slimming lambda (train-base)
+    channels_last: bool = True
+
+
+@dataclass(frozen=True)
+class TrainCfg(Optimisation):
     finetune_epochs: int = 40
     finetune_lr: float = 0.001
-    channels_last: bool = True
 
 
 @dataclass(frozen=True)

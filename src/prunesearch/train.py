@@ -40,6 +40,7 @@ from .fileio import atomic_write_bytes, atomic_write_json
 from .loader import BatchLoader
 from .memory_format import to_device
 from .progress import Reporter
+from .space import Optimisation
 
 __all__ = ["Recipe", "RunOptions", "Splits", "evaluate", "fit", "load_weights", "lr_factor",
            "resolve_device", "save_weights"]
@@ -51,21 +52,12 @@ WEIGHTS_FORMAT = "prunesearch.weights/v1"
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """How to train: the optimisation settings of one run."""
+class Recipe(Optimisation):
+    """How to train: the optimisation settings of one run, with its batches."""
 
-    epochs: int
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "step"
-    milestones: tuple[float, ...] = (0.5, 0.75)
-    gamma: float = 0.1
-    sparsity: float = 0.0
     batch_size: int = 128
     eval_batch_size: int = 500
     augment: bool = True
-    channels_last: bool = True
 
 
 @dataclass(frozen=True)
