@@ -7,10 +7,11 @@ import pytest
 from typer.testing import CliRunner
 
 from prunesearch.cli import app
-from prunesearch.fidelity import FidelityOptions, fidelity, halton, summarise
+from prunesearch.fidelity import FidelityOptions, fidelity, halton, headroom_text, summarise
 from prunesearch.report import render_report
 from prunesearch.runs import DataOptions
 from prunesearch.space import load_space
+from prunesearch.stats import headroom
 
 TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
 # two batches of training images: every cell trains, none of the checks needs more
@@ -41,6 +42,16 @@ def test_noise_ceiling_from_two_seeds():
     assert same["noise_ceiling"]["kendall_tau"]["value"] == 1
     one_seed = [a | {"test_accuracy": [a["mean"]]} for a in _archs(truth, truth)]
     assert "noise_ceiling" not in summarise(one_seed, ("x",))
+    assert "headroom" not in summarise(one_seed, ("x",))
+
+
+def test_headroom_in_points_from_the_seed_table():
+    truth = [0.70, 0.72, 0.75, 0.78, 0.80]
+    noisy = summarise(_archs(truth, truth, seeds=((0.004, -0.004), (-0.004, 0.004))), ("x",))
+    h = noisy["headroom"]
+    assert h["seeds"] == 2 and h["seed_sd"] > 0
+    assert 3 < h["arch_sd"]["value"] < 5  # the truth's sd is 4.1 points
+    assert "Headroom: the architectures' true accuracies differ" in headroom_text(h)
 
 
 def test_halton_points_fill_the_cube():
@@ -74,6 +85,9 @@ def test_figures_come_from_trained_cells(run):
     assert set(result["objectives"]) == {"inherit", "scratch"}
     assert "noise_ceiling" in result
     assert "| noise ceiling" in (out / "fidelity.md").read_text()
+    acc = [[100 * v for v in a["test_accuracy"]] for a in result["archs"]]
+    assert result["headroom"]["seed_sd"] == pytest.approx(headroom(acc).seed_sd)
+    assert "Headroom:" in (out / "fidelity.md").read_text()
     report = render_report(out)
     assert report["kind"] == "fidelity" and len(report["figures"]) == 2
     assert Path(report["figures"][0]).read_bytes()[:4] == b"\x89PNG"

@@ -2,7 +2,14 @@ import math
 
 import pytest
 
-from prunesearch.stats import bootstrap, kendall_tau, paired_difference, spearman_rho, t_quantile
+from prunesearch.stats import (
+    bootstrap,
+    headroom,
+    kendall_tau,
+    paired_difference,
+    spearman_rho,
+    t_quantile,
+)
 
 
 def test_rank_correlations_of_known_orders():
@@ -53,3 +60,32 @@ def test_paired_difference_interval():
     assert one.value == 0.5 and one.low == -math.inf and not one.excludes_zero()
     with pytest.raises(ValueError):
         paired_difference([1.0, 2.0], [1.0])
+
+
+def _table(arch_sd, seed_sd, n=40, k=4, seed_luck=3.0, rng_seed=1):
+    """accuracy[arch][seed] = 80 + arch effect + a large shared seed effect + noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(rng_seed)
+    arch = rng.normal(0, arch_sd, n)[:, None]
+    luck = rng.normal(0, seed_luck, k)[None, :]
+    return (80 + arch + luck + rng.normal(0, seed_sd, (n, k))).tolist()
+
+
+def test_headroom_recovers_known_variance_components():
+    h = headroom(_table(arch_sd=1.0, seed_sd=0.5))
+    # the shared seed luck (sd 3) is removed, not mistaken for noise or for architecture
+    assert h.seed_sd == pytest.approx(0.5, rel=0.15)
+    assert h.arch_sd.low < 1.0 < h.arch_sd.high and h.arch_sd.value == pytest.approx(1, rel=0.3)
+    assert h.arch_sd.low > 0.5
+    assert h.reliability == pytest.approx(1 / (1 + 0.25 / 4), abs=0.08)
+    # one arch sd apart with seed noise 0.5: (1.96 * sqrt(2) * 0.5 / 1)^2 ~ 1.9 seeds
+    assert 1 < h.seeds_to_resolve() < 4
+
+
+def test_headroom_is_none_when_seeds_explain_the_spread():
+    h = headroom(_table(arch_sd=0.0, seed_sd=0.7))
+    assert h.arch_sd.value < 0.25 and h.arch_sd.low == 0
+    assert h.seeds_to_resolve(0.1) > 100
+    with pytest.raises(ValueError):
+        headroom([[1.0, 2.0], [1.0, 2.0]])  # fewer than 3 architectures

@@ -467,7 +467,7 @@ def fidelity(
     sp = load_space(space)
     _quiet_optuna()
     from .choices import OBJECTIVES
-    from .fidelity import FidelityOptions, check_options, ci_text
+    from .fidelity import FidelityOptions, check_options, ci_text, headroom_text
     from .fidelity import fidelity as run_fidelity
     from .progress import make_reporter
     from .runs import DataOptions
@@ -495,6 +495,8 @@ def fidelity(
         table.add_row("noise ceiling", ci_text(c["kendall_tau"]), ci_text(c["spearman_rho"]),
                       "", "")
     console.print(table)
+    if result.get("headroom"):
+        console.print(headroom_text(result["headroom"]))
     console.print(f"-> {result['run_dir']}/fidelity.json, fidelity.md")
     if json_out:
         _emit_json(result)

@@ -11,7 +11,9 @@ from scratch does?
    with bootstrap 95% intervals, the regret of the objective's top pick (best mean accuracy
    minus that of the architecture the objective ranks first), top-5 precision; and the noise
    ceiling: tau between seed 0's and seed 1's accuracies of the same architectures, the best
-   any objective could reach.
+   any objective could reach; and the headroom: how much the architectures' true accuracies
+   differ (their standard deviation) against one run's seed noise, i.e. whether there is
+   anything for a search to find that this many seeds can show (``stats.headroom``).
 
 The test set measures the objectives; nothing inside a search ever sees it (objectives score
 on the validation split), and its images are independent of those the objectives score on.
@@ -41,7 +43,7 @@ from .progress import Reporter
 from .runs import DataOptions
 from .space import Space
 from .spec import ArchSpec
-from .stats import bootstrap, kendall_tau, spearman_rho
+from .stats import bootstrap, headroom, kendall_tau, spearman_rho
 from .train import RunOptions
 
 __all__ = ["FidelityOptions", "fidelity", "halton", "markdown_table", "sample_architectures",
@@ -271,6 +273,9 @@ def summarise(archs: list[dict[str, Any]], objectives: tuple[str, ...]) -> dict[
         s1 = [a["test_accuracy"][1] for a in archs]
         out["noise_ceiling"] = {"kendall_tau": bootstrap(kendall_tau, s0, s1).to_dict(),
                                 "spearman_rho": bootstrap(spearman_rho, s0, s1).to_dict()}
+        # in points of accuracy, as every figure a user compares it with
+        out["headroom"] = headroom([[100 * v for v in a["test_accuracy"]]
+                                    for a in archs]).to_dict()
     return out
 
 
@@ -278,6 +283,20 @@ def ci_text(d: dict[str, float]) -> str:
     if any(math.isnan(d[k]) for k in ("value", "low", "high")):
         return "n/a"
     return f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+
+def headroom_text(h: dict[str, Any]) -> str:
+    """One sentence on how much the architectures differ against the seed noise."""
+    a = h["arch_sd"]
+    return (f"Headroom: the architectures' true accuracies differ with a standard deviation of "
+            f"{a['value']:.2f} points [95%: {a['low']:.2f}, {a['high']:.2f}], one run's seed "
+            f"noise is {h['seed_sd']:.2f} points; {100 * h['reliability']:.0f}% of the spread "
+            f"of a {h['seeds']}-seed mean is architecture. Telling two architectures one such "
+            f"standard deviation apart takes about {math.ceil(h['seeds_to_resolve'])} paired "
+            "seeds." if a["value"] > 0 else
+            f"Headroom: none measurable; the spread of the architectures' accuracies is what "
+            f"seed noise ({h['seed_sd']:.2f} points per run) alone would give [95% upper bound "
+            f"on their standard deviation: {a['high']:.2f} points].")
 
 
 def markdown_table(result: dict[str, Any]) -> str:
@@ -298,6 +317,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append(f"| noise ceiling (seed {result['seeds'][0]} vs {result['seeds'][1]}) | "
                      f"{ci_text(ceiling['kendall_tau'])} | "
                      f"{ci_text(ceiling['spearman_rho'])} | | | |")
+    if result.get("headroom"):
+        lines += ["", headroom_text(result["headroom"])]
     lines += ["", "| architecture | origin | FLOPs | " +
               " | ".join(result["objectives"]) + " | test accuracy (mean) |",
               "| --- | --- | ---: | " + " | ".join("---:" for _ in result["objectives"]) +

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Interval", "bootstrap", "kendall_tau", "paired_difference", "spearman_rho",
-           "t_quantile"]
+__all__ = ["Headroom", "Interval", "bootstrap", "headroom", "kendall_tau", "paired_difference",
+           "spearman_rho", "t_quantile"]
 
 
 @dataclass(frozen=True)
@@ -156,3 +156,63 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> Interval:
         return Interval(mean, -math.inf, math.inf, 1)
     half = t_quantile(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
     return Interval(mean, mean - half, mean + half, len(diffs))
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """How much architectures differ against how much seeds do (points of accuracy).
+
+    From the two-way layout accuracy[arch, seed] = mean + arch effect + seed effect + noise
+    (seeds paired across architectures, so a seed's common luck is removed):
+    ``arch_sd``: the standard deviation of the architectures' true accuracies, with a bootstrap
+    95% interval over architectures (0 when seeds explain all the spread); ``seed_sd``: one
+    run's noise around its architecture's accuracy; ``reliability``: the share of the variance
+    of a ``seeds``-seed mean that is architecture, not noise (the best rank correlation any
+    objective can reach against that mean is about its square root).
+    """
+
+    arch_sd: Interval
+    seed_sd: float
+    seeds: int
+
+    @property
+    def reliability(self) -> float:
+        a = self.arch_sd.value ** 2
+        total = a + self.seed_sd ** 2 / self.seeds
+        return a / total if total else math.nan
+
+    def seeds_to_resolve(self, gap: float | None = None) -> float:
+        """Paired seeds needed for a 95% interval of half-width ``gap`` (default: one
+        ``arch_sd``) on the difference between two architectures."""
+        gap = self.arch_sd.value if gap is None else gap
+        return math.inf if gap <= 0 else (1.96 * math.sqrt(2) * self.seed_sd / gap) ** 2
+
+    def to_dict(self) -> dict[str, object]:
+        return {"arch_sd": self.arch_sd.to_dict(), "seed_sd": self.seed_sd, "seeds": self.seeds,
+                "reliability": self.reliability, "seeds_to_resolve": self.seeds_to_resolve()}
+
+
+def _components(acc: np.ndarray) -> tuple[float, float]:
+    """(between-architecture variance, residual variance) of an [arch, seed] table by the
+    two-way ANOVA method of moments; the first clipped at 0."""
+    n, k = acc.shape
+    resid = acc - acc.mean(1, keepdims=True) - acc.mean(0, keepdims=True) + acc.mean()
+    ms_resid = float((resid ** 2).sum()) / ((n - 1) * (k - 1))
+    ms_arch = k * float(acc.mean(1).var(ddof=1))
+    return max(0.0, (ms_arch - ms_resid) / k), ms_resid
+
+
+def headroom(accuracy: Sequence[Sequence[float]], *, reps: int = 2000, seed: int = 0
+             ) -> Headroom:
+    """Variance components of an [architecture][seed] accuracy table (at least 3
+    architectures and 2 seeds, every row with the same seeds); see ``Headroom``."""
+    acc = np.asarray(accuracy, dtype=float)
+    if acc.ndim != 2 or acc.shape[0] < 3 or acc.shape[1] < 2:
+        raise ValueError("headroom needs at least 3 architectures x 2 seeds")
+    arch_var, resid_var = _components(acc)
+    rng = np.random.default_rng(seed)
+    samples = np.sort([math.sqrt(_components(acc[rng.integers(0, len(acc), len(acc))])[0])
+                       for _ in range(reps)])
+    low, high = samples[int(0.025 * (reps - 1))], samples[math.ceil(0.975 * (reps - 1))]
+    return Headroom(Interval(math.sqrt(arch_var), float(low), float(high), len(acc)),
+                    math.sqrt(resid_var), acc.shape[1])
