@@ -17,7 +17,7 @@ LAYERS = [
               "progress"}),
     ("engine", {"dependency", "graph", "prune", "flops", "importance", "models", "budget",
                 "spec"}),
-    ("config", {"space", "data", "loader", "memory_format"}),
+    ("config", {"space", "data", "loader", "memory_format", "latency"}),
     ("training", {"train", "runs"}),
     ("search", {"objectives", "granularity", "studies", "find"}),
     ("experiments", {"cells", "compare", "fidelity", "report", "figures", "transfer"}),

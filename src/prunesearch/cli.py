@@ -340,10 +340,23 @@ def find(
         _emit_json(result)
 
 
+ThreadsOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--threads", help="torch threads for the latency measurement (default: torch's).")]
+RepeatsOpt = Annotated[int, typer.Option(
+    "--repeats", help="Timed repeats per latency measurement (after 10 warm-up calls).")]
+LatencyBatchOpt = Annotated[int, typer.Option(
+    "--latency-batch", help="The throughput batch latency is also measured at (beside 1).")]
+
+
 @app.command()
 @_user_errors
 def show(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.json", help="Architecture spec.")],
+    latency: Annotated[bool, typer.Option(
+        "--latency", help="Also measure the spec's and the base's latency (ms per image at "
+        "batch 1 and a throughput batch, both memory formats).")] = False,
+    latency_batch: LatencyBatchOpt = 64, threads: ThreadsOpt = None, repeats: RepeatsOpt = 30,
+    device: DeviceOpt = "auto",
     allow_import: AllowImportOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -352,7 +365,8 @@ def show(
     from .spec import ArchSpec
 
     _setup_logging()  # an import the spec asks for is said before it runs
-    summary = spec_summary(ArchSpec.load(spec_path, allow_import=allow_import or False))
+    spec = ArchSpec.load(spec_path, allow_import=allow_import or False)
+    summary = spec_summary(spec)
     table = Table(title=f"{spec_path.name}: {summary['model']} {tuple(summary['input_shape'])}")
     for col in ("group", "base", "width", "keep"):
         table.add_column(col, justify="left" if col == "group" else "right")
@@ -365,8 +379,33 @@ def show(
         f"({summary['flops_ratio']:.1%}, fvcore: 1 multiply-add = 1)   "
         f"params {_human(summary['params'])} of {_human(summary['base_params'])}"
     )
+    if latency:
+        from .latency import spec_latency
+
+        summary["latency"] = spec_latency(spec, batches=(1, latency_batch), device=device,
+                                          n_threads=threads, repeats=repeats)
+        _print_latency(summary["latency"])
     if json_out:
         _emit_json(summary)
+
+
+def _print_latency(latency: dict[str, Any]) -> None:
+    from .latency import latency_table
+
+    table = Table(title=f"latency on {latency['device']}, {latency['threads']} thread(s): "
+                        "median ms per image (25th-75th percentile)")
+    for col in ("model", "memory format", *(f"batch {b}" for b in latency["batches"])):
+        table.add_column(col, justify="left" if not col.startswith("batch") else "right")
+    for row in latency_table(latency):
+        table.add_row(*row)
+    console.print(table)
+    speed = ", ".join(f"{fmt} batch {b}: {x:.2f}x" for fmt, per in latency["speedup"].items()
+                      for b, x in per.items())
+    if speed:
+        console.print(f"base / spec time: {speed} (FLOPs: "
+                      f"{latency['base_flops'] / latency['flops']:.2f}x)")
+    console.print(f"{latency['repeats']} repeats after {latency['warmup']} warm-up calls, "
+                  f"torch {latency['torch']}")
 
 
 @app.command()

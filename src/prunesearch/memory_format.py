@@ -20,10 +20,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["GUARD_BELOW_CHANNELS", "at_risk", "to_device"]
+from .errors import PrunesearchError
+
+__all__ = ["GUARD_BELOW_CHANNELS", "at_risk", "resolve_device", "to_device"]
 
 # the largest channel block of oneDNN's x64 1x1 kernels (AVX-512); AVX2's is 8
 GUARD_BELOW_CHANNELS = 16
+
+
+def resolve_device(name: str) -> torch.device:
+    """``--device``: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise PrunesearchError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PrunesearchError("--device cuda: no CUDA device is available")
+    return torch.device(name)
 
 
 def at_risk(module: nn.Module) -> bool:

@@ -38,7 +38,7 @@ from .data import ImageData
 from .errors import PrunesearchError
 from .fileio import atomic_write_bytes, atomic_write_json
 from .loader import BatchLoader
-from .memory_format import to_device
+from .memory_format import resolve_device, to_device
 from .progress import Reporter
 from .space import Optimisation
 
@@ -90,16 +90,6 @@ def lr_factor(recipe: Recipe, progress: float) -> float:
     if recipe.schedule == "step":
         return recipe.gamma ** sum(progress >= m for m in recipe.milestones)
     return 1.0
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise PrunesearchError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PrunesearchError("--device cuda: no CUDA device is available")
-    return torch.device(name)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
