@@ -605,6 +605,46 @@ def transfer(
                     "stage_ratios": ratios})
 
 
+@app.command("export")
+@_user_errors
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The folder of a finished "
+                                            "train-arch or train-base run.")],
+    format_: Annotated[str, typer.Option(
+        "--format", help="onnx (torch's exporter, opset 18; needs prunesearch[export]) or pt2 "
+        "(torch.export).")],
+    out_file: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--out", metavar="FILE", help="The file to write, or a folder for model.<ext> "
+        "(default: RUN_DIR/export-<format>/model.<ext>); the model card goes beside it.")
+    ] = None,
+    batch: Annotated[str, typer.Option(
+        "--batch", help="The batch size the export takes: N, or dynamic.")] = "dynamic",
+    verify_images: Annotated[int, typer.Option(
+        "--verify-images", help="Validation images the export is verified on.")] = 256,
+    data_dir: DataDirOpt = None, device: DeviceOpt = "auto",
+    latency_batch: LatencyBatchOpt = 64, threads: ThreadsOpt = None, repeats: RepeatsOpt = 30,
+    allow_import: AllowImportOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Export a trained model (ONNX or torch.export), verify it against PyTorch on validation
+    images, and write its model card (MODEL.md, model.json) beside it."""
+    from .export import ExportOptions, export_run
+
+    _setup_logging()
+    card = export_run(run_dir, ExportOptions(
+        format_, out_file, batch, data_dir, verify_images, device, threads, repeats,
+        latency_batch, allow_import or False))
+    v, e, flops = card["verification"], card["export"], card["architecture"]["flops"]
+    console.print(f"{e['format']} export of {card['model']} ({_human(flops)} FLOPs, test "
+                  f"accuracy {card['accuracy']['test']:.4f}) -> {card['path']}")
+    console.print(f"verified with {v['runtime']} on {v['images_from']}: max |logit diff| "
+                  f"{v['max_abs_logit_diff']:.2e} (tolerance {v['tolerance']:.1e}), top-1 "
+                  f"agreement {v['top1_agreement']:.2%}")
+    _print_latency(card["latency"])
+    console.print(f"model card: {card['card']}, {card['card_json']}")
+    if json_out:
+        _emit_json(card)
+
+
 def _print_names(key: str, names: list[str], json_out: bool) -> None:
     for name in names:
         console.print(name)
