@@ -140,7 +140,9 @@ class _Search:
             self.scorer = InheritScorer(self.graph, splits.train, splits.val, importance=signal,
                                         calib_batches=s.calib_batches, batch_size=d.batch_size,
                                         eval_batch_size=d.eval_batch_size, device=self.device,
-                                        channels_last=t.channels_last,
+                                        # auto: channels-last, faster for evaluation even on
+                                        # the pruned nets that train slower in it (BENCHMARKS)
+                                        channels_last=t.channels_last is not False,
                                         finetune_lr=t.finetune_lr)
 
     def pruner(self) -> optuna.pruners.BasePruner | None:
