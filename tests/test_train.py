@@ -145,7 +145,7 @@ def test_a_short_run_keeps_channels_last_and_a_resumed_run_its_first_choice(
     metrics = fit(model, splits, recipe, RunOptions(resume=True), tmp_path / "run")
     assert metrics["memory_format"] == {"memory_format": "nchw", "how": "probe",
                                         "ms_per_step": {"nchw": 1.0, "channels-last": 2.0},
-                                        "probe_steps": 8}
+                                        "probe_steps": 9}
     assert model.conv1.weight.is_contiguous()  # trained in NCHW to the end
 
 

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import random
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -337,9 +336,9 @@ def _prepare(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions,
 # trains the unpruned resnet20 1.35x faster on this project's CPU but pruned specs 4-21% slower
 # (BENCHMARKS.md), and the sign depends on the widths, the device and oneDNN's kernels: no rule
 # the benchmark supports, so each run measures both on its own model and batch.
-PROBE_STEPS = 3      # timed training steps per format and round, after one untimed
-PROBE_ROUNDS = 2     # rounds alternate the formats, so that a drift in the load hits both
-PROBE_MIN_STEPS = 400  # a shorter run keeps channels-last: its 16 probe steps would cost > 4%
+PROBE_STEPS = 2      # timed training steps per format and round (one untimed step first)
+PROBE_ROUNDS = 4     # rounds alternate the formats, so that a drift in the load hits both
+PROBE_MIN_STEPS = 200  # a shorter run keeps channels-last: its 18 probe steps would cost > 9%
 
 
 def _choose_format(model: nn.Module, loader: BatchLoader, recipe: Recipe, total_steps: int,
@@ -362,14 +361,16 @@ def _choose_format(model: nn.Module, loader: BatchLoader, recipe: Recipe, total_
                 ", ".join(f"{k} {v / world:.1f}" for k, v in ms.items()))
     return {"memory_format": chosen, "how": "probe",
             "ms_per_step": {k: round(v / world, 3) for k, v in ms.items()},
-            "probe_steps": PROBE_ROUNDS * (1 + PROBE_STEPS)}
+            "probe_steps": 1 + PROBE_ROUNDS * PROBE_STEPS}
 
 
 def _probe_formats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
                    device: torch.device, amp_dtype: torch.dtype | None) -> dict[str, float]:
-    """Median milliseconds of a training step (forward, loss, backward, SGD step) of copies of
-    ``model`` in NCHW and in channels-last (with the oneDNN guard) on the batch ``x``. The RNG
-    streams are left as they were: the run that follows is the one it would be unprobed."""
+    """Milliseconds of a training step (forward, loss, backward, SGD step) of copies of
+    ``model`` in NCHW and in channels-last (with the oneDNN guard) on the batch ``x``: the
+    fastest of the timed steps, as other work on the machine only ever adds time to a step.
+    The RNG streams are left as they were: the run that follows is the one it would be
+    unprobed."""
     state = _rng_state()
     steps = {}
     for fmt in ("nchw", "channels-last"):
@@ -389,12 +390,12 @@ def _probe_formats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: R
         steps[fmt] = step
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     samples: dict[str, list[float]] = {fmt: [] for fmt in steps}
-    for _ in range(PROBE_ROUNDS):
+    for r in range(PROBE_ROUNDS):
         for fmt, step in steps.items():
-            samples[fmt] += time_calls(step, warmup=1, repeats=PROBE_STEPS, max_seconds=None,
-                                       sync=sync)
+            samples[fmt] += time_calls(step, warmup=int(r == 0), repeats=PROBE_STEPS,
+                                       max_seconds=None, sync=sync)
     _set_rng_state(state)
-    return {fmt: 1e3 * statistics.median(s) for fmt, s in samples.items()}
+    return {fmt: 1e3 * min(s) for fmt, s in samples.items()}
 
 
 def _resume(t: _Training, ckpt: dict[str, Any], ckpt_path: Path, fingerprint: str
