@@ -627,6 +627,9 @@ def export_cmd(
 ) -> None:
     """Export a trained model (ONNX or torch.export), verify it against PyTorch on validation
     images, and write its model card (MODEL.md, model.json) beside it."""
+    from .choices import EXPORT_FORMATS, require
+
+    require("format", format_, EXPORT_FORMATS)  # refused before torch loads
     from .export import ExportOptions, export_run
 
     _setup_logging()

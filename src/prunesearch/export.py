@@ -32,6 +32,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .choices import EXPORT_FORMATS, require
 from .errors import PrunesearchError, first_line, shown
 from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from .imports import AllowImport, import_permission
@@ -49,7 +50,7 @@ __all__ = ["EXPORT_FORMATS", "OPSET", "TOLERANCE", "ExportOptions", "TrainedRun"
 
 logger = logging.getLogger(__name__)
 
-EXPORT_FORMATS = {"onnx": ".onnx", "pt2": ".pt2"}
+SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2"}
 # what each format needs beyond prunesearch's own dependencies: the `export` extra
 EXTRA_MODULES = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "pt2": ()}
 OPSET = 18  # ONNX opset: run by onnxruntime >= 1.14, TensorRT >= 8.6, OpenVINO >= 2023.0
@@ -77,9 +78,7 @@ class ExportOptions:
 
 def require_extra(fmt: str) -> None:
     """Refuses a format whose packages are not installed, naming the extra that has them."""
-    if fmt not in EXPORT_FORMATS:
-        raise PrunesearchError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got "
-                               f"{shown(fmt)}")
+    require("format", fmt, EXPORT_FORMATS)
     missing = []
     for name in EXTRA_MODULES[fmt]:
         try:
@@ -105,7 +104,7 @@ def _parse_batch(text: str) -> int | None:
 
 
 def _out_path(run_dir: Path, options: ExportOptions) -> Path:
-    suffix = EXPORT_FORMATS[options.format]
+    suffix = SUFFIXES[options.format]
     if options.out is None:
         return run_dir / f"export-{options.format}" / f"model{suffix}"
     out = Path(options.out)
