@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2"}
 # what each format needs beyond prunesearch's own dependencies: the `export` extra
 EXTRA_MODULES = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "pt2": ()}
-OPSET = 18  # ONNX opset: run by onnxruntime >= 1.14, TensorRT >= 8.6, OpenVINO >= 2023.0
+OPSET = 18  # ONNX 1.13's (2022), not the exporter's default 20: older runtimes read it too
 TOLERANCE = 1e-4  # largest |logit difference| allowed, relative to max(1, largest |logit|)
 VERIFY_IMAGES = 256
 VERIFY_CHUNK = 64  # images per run of a dynamic-batch export (after one of batch 1)
