@@ -7,6 +7,7 @@ torch.export first); ``benchmarks/export_zoo.py`` exports and verifies every reg
 model at full size in both formats."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -207,6 +208,23 @@ def test_bad_input_is_one_line_and_writes_nothing(pruned_run, tmp_path, args, me
     assert proc.stderr.startswith("error: ") and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert _files(pruned_run) == before_run and _files(tmp_path) == before_tmp
+
+
+def test_damaged_run_files_are_one_error_naming_them(pruned_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(pruned_run, run)
+    (run / "metrics.json").write_text("{}")
+    before = _files(tmp_path)
+    proc = run_cli("export", run, "--format", "pt2")
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: {run}/metrics.json has no test_accuracy: not the metrics of " \
+                          "a finished training run\n"
+    (run / "metrics.json").write_bytes((pruned_run / "metrics.json").read_bytes())
+    (run / "model.safetensors").write_bytes(b"\x00" * 20)
+    proc = run_cli("export", run, "--format", "pt2")
+    assert proc.returncode == 2 and "not a readable safetensors file" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert _files(tmp_path) == before
 
 
 def test_missing_extra_names_it_and_writes_nothing(pruned_run, monkeypatch):

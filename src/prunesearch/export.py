@@ -154,6 +154,9 @@ def load_run(run_dir: str | Path, allow_import: AllowImport = False) -> TrainedR
     state, meta = load_weights(weights)
     metrics = read_json(run_dir / "metrics.json", "metrics")
     config = read_json(run_dir / "config.json", "run config")
+    if not isinstance(metrics.get("test_accuracy"), float | int):
+        raise PrunesearchError(f"{run_dir}/metrics.json has no test_accuracy: not the metrics of "
+                               "a finished training run")
     if meta.get("spec") is not None:
         spec = ArchSpec.from_dict(meta["spec"], allow_import=allow_import)
         model = build(spec)
