@@ -194,9 +194,14 @@ def test_verify_counts_near_ties_apart():
     (["export", "{empty}", "--format", "onnx"], "has no model.safetensors"),
     (["export", "{missing}", "--format", "pt2"], "run folder not found"),
     (["export", "{run}", "--format", "tflite"], "unknown format 'tflite'; choose onnx, pt2"),
-    (["export", "{run}", "--format", "pt2", "--batch", "0"], "--batch must be a positive"),
+    (["export", "{run}", "--format", "pt2", "--batch", "0"], "--batch must be an integer in"),
+    (["export", "{run}", "--format", "pt2", "--batch", "10**9"], "--batch must be an integer in"),
+    (["export", "{run}", "--format", "pt2", "--latency-batch", "99999999"],
+     "--latency-batch must be in 1..1024, got 99999999"),
+    (["export", "{run}", "--format", "pt2", "--threads", "0"], "--threads must be >= 1, got 0"),
     (["export", "{run}", "--format", "pt2", "--out", "{tmp}/m.onnx"], "a pt2 export is a .pt2"),
-    (["export", "{run}", "--format", "pt2", "--verify-images", "0"], "--verify-images must"),
+    (["export", "{run}", "--format", "pt2", "--verify-images", "0"],
+     "--verify-images must be >= 1, got 0"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(pruned_run, tmp_path, args, message):
     (tmp_path / "empty").mkdir()

@@ -36,7 +36,7 @@ from .choices import EXPORT_FORMATS, require
 from .errors import PrunesearchError, first_line, shown
 from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from .imports import AllowImport, import_permission
-from .latency import REPEATS, THROUGHPUT_BATCH, latency_table, spec_latency
+from .latency import MAX_BATCH, REPEATS, THROUGHPUT_BATCH, latency_table, spec_latency
 from .report import spec_summary
 from .spec import ArchSpec, build, package_versions
 
@@ -90,16 +90,25 @@ def require_extra(fmt: str) -> None:
                                f"{', '.join(missing)}): pip install 'prunesearch[export]'")
 
 
-def _parse_batch(text: str) -> int | None:
-    if text == "dynamic":
-        return None
-    try:
-        batch = int(text)
-    except ValueError:
-        batch = 0
-    if batch < 1:
-        raise PrunesearchError(f"--batch must be a positive integer or 'dynamic', got "
-                               f"{shown(text)}")
+def _check_options(options: ExportOptions) -> int | None:
+    """Every option checked before any work; returns the batch (None: dynamic)."""
+    require_extra(options.format)
+    batch = None
+    if options.batch != "dynamic":
+        try:
+            batch = int(options.batch)
+        except ValueError:
+            batch = 0
+        if not 1 <= batch <= MAX_BATCH:
+            raise PrunesearchError(f"--batch must be an integer in 1..{MAX_BATCH} or 'dynamic', "
+                                   f"got {shown(options.batch)}")
+    for flag, value, low, high in (("--verify-images", options.verify_images, 1, None),
+                                   ("--latency-batch", options.latency_batch, 1, MAX_BATCH),
+                                   ("--repeats", options.repeats, 1, None),
+                                   ("--threads", options.threads, 1, None)):
+        if value is not None and (value < low or (high is not None and value > high)):
+            bounds = f"in {low}..{high}" if high else f">= {low}"
+            raise PrunesearchError(f"{flag} must be {bounds}, got {value}")
     return batch
 
 
@@ -197,8 +206,6 @@ def validation_images(run: TrainedRun, data_dir: str | None, n: int) -> tuple[An
     from .loader import BatchLoader
     from .space import space_from_dict
 
-    if n < 1:
-        raise PrunesearchError(f"--verify-images must be >= 1, got {n}")
     space = space_from_dict(run.config.get("space"), f"{run.run_dir}/config.json space")
     d = space.data
     where = data_dir if data_dir is not None else (run.config.get("data") or {}).get("data_dir")
@@ -367,8 +374,7 @@ def export_run(run_dir: str | Path, options: ExportOptions) -> dict[str, Any]:
     written (``path``, ``card``, ``card_json``).
     """
     fmt = options.format
-    require_extra(fmt)
-    batch = _parse_batch(options.batch)
+    batch = _check_options(options)
     run_dir = Path(run_dir)
     run = load_run(run_dir, options.allow_import)
     path = _out_path(run_dir, options)

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
     from .spec import ArchSpec
 
-__all__ = ["FORMATS", "Latency", "latency_table", "measure", "spec_latency", "threads",
-           "time_calls"]
+__all__ = ["FORMATS", "MAX_BATCH", "Latency", "latency_table", "measure", "spec_latency",
+           "threads", "time_calls"]
 
 FORMATS = ("nchw", "channels-last")
 WARMUP = 10
@@ -42,6 +42,7 @@ REPEATS = 30
 MAX_SECONDS = 10.0  # per measurement; repeats stop early past it (at least MIN_REPEATS)
 MIN_REPEATS = 5
 THROUGHPUT_BATCH = 64
+MAX_BATCH = 1024  # a batch is made in memory: an absurd --latency-batch is refused, not tried
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,8 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch: int = 1,
     """
     import torch
 
-    if batch < 1:
-        raise PrunesearchError(f"latency: batch must be >= 1, got {batch}")
+    if not 1 <= batch <= MAX_BATCH:
+        raise PrunesearchError(f"latency: batch must be in 1..{MAX_BATCH}, got {batch}")
     dev = resolve_device(device) if isinstance(device, str) else device
     memory = torch.channels_last if channels_last else torch.contiguous_format
     net = copy.deepcopy(model).eval().to(device=dev, memory_format=memory)
@@ -181,8 +182,9 @@ def spec_latency(spec: ArchSpec, *, batches: Sequence[int] = (1, THROUGHPUT_BATC
 
     from .spec import ArchSpec, build
 
-    if not batches or not formats or min(batches) < 1:
-        raise PrunesearchError(f"latency: batch sizes must be >= 1, got {list(batches)}")
+    if not batches or not formats or not 1 <= min(batches) <= max(batches) <= MAX_BATCH:
+        raise PrunesearchError(f"latency: batch sizes must be in 1..{MAX_BATCH}, got "
+                               f"{list(batches)}")
     for f in formats:
         if f not in FORMATS:
             raise PrunesearchError(f"latency: memory format must be one of "
