@@ -70,6 +70,21 @@ def test_custom_model_find_and_train(tmp_path):
         import torch
 
         assert ps.count_flops(model, torch.zeros(1, 1, 28, 28)) == spec.flops
+        # deployed: exported and verified on Fashion-MNIST validation images; the run's
+        # weights name code too, so the same opt-in applies
+        refused = run_cli("export", "arch", "--format", "onnx", cwd=tmp_path)
+        assert refused.returncode == 2 and "--allow-import" in refused.stderr
+        assert not (tmp_path / "arch" / "export-onnx").exists()
+        exported = run_cli("export", "arch", "--format", "onnx", "--allow-import", "custom_cnn",
+                           "--verify-images", "128", "--repeats", "2", "--latency-batch", "4",
+                           "--threads", "1", "--json", cwd=tmp_path)
+        assert exported.returncode == 0, exported.stderr
+        card = json.loads(exported.stdout.strip().splitlines()[-1])
+        assert card["model"] == "custom_cnn.nets:branchy_se" and card["verification"]["passed"]
+        assert card["verification"]["images_from"] == \
+            "128 images of the fashion-mnist validation split"
+        assert (tmp_path / "arch" / "export-onnx" / "model.onnx").is_file()
+        assert (tmp_path / "arch" / "export-onnx" / "MODEL.md").is_file()
 
 
 def test_custom_model_report_and_compare(tmp_path):

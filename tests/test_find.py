@@ -78,6 +78,40 @@ def test_family_of_three_budgets(base, tmp_path, caplog):
     assert all(s in strip for s in [json.loads(t) | {"versions": None} for t in after.values()])
 
 
+def test_a_study_reads_in_optuna_as_a_dashboard_shows_it(base, tmp_path):
+    """optuna-dashboard lists a study's trials with their parameters, value and user
+    attributes, and the study's own attributes and metric name: read them with the public
+    Optuna API from the run folder's study.db."""
+    find(load_space(TINY), FindOptions("50%FLOPs", base=str(base), trials=4), out=tmp_path)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    assert study.metric_names == ["inherit score (validation accuracy)"]
+    attrs = study.user_attrs
+    assert attrs["budget"] == "50%FLOPs" and attrs["objective"] == "inherit"
+    assert attrs["space"] == "tiny" and attrs["signal"] == "slimming"
+    assert set(attrs["baselines"]) == {"uniform", "l1", "slimming", "global"}
+    graph = ps.trace(load_space(TINY).create_model(), torch.zeros(1, 3, 16, 16))
+    assert attrs["base_flops"] == graph.flops()
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 4
+    for t in trials:
+        a = t.user_attrs
+        assert set(a["widths"]) == {g.name for g in graph.groups}
+        assert a["flops"] == graph.flops(a["widths"]) <= attrs["target"]
+        assert a["params"] == graph.params(a["widths"])
+        assert a["flops_ratio"] == round(a["flops"] / graph.flops(), 4)
+        assert a["objective"] == "inherit" and a["signal"] == "slimming"
+        assert t.params and t.value is not None
+    assert [t.user_attrs.get("seeded_from") for t in trials] == \
+        ["slimming threshold", "global", "uniform", "global, perturbed (1)"]
+    spec = ps.ArchSpec.load(tmp_path / "spec-50pct-flops.json")
+    won = spec.search["trial"]  # a trial's number, or "baseline:NAME": both are in the study
+    widths = (study.trials[won].user_attrs["widths"] if isinstance(won, int)
+              else attrs["baselines"][won.split(":")[1]]["widths"])
+    assert widths == spec.widths
+
+
 def test_specs_train_from_scratch(base, tmp_path):
     find(load_space(TINY), FindOptions("50%FLOPs", base=str(base), trials=2), out=tmp_path)
     proc = run_cli("train-arch", tmp_path / "spec-50pct-flops.json", "--epochs", "1", "--out",

@@ -17,10 +17,11 @@ LAYERS = [
               "progress"}),
     ("engine", {"dependency", "graph", "prune", "flops", "importance", "models", "budget",
                 "spec"}),
-    ("config", {"space", "data", "loader", "memory_format"}),
+    ("config", {"space", "data", "loader", "memory_format", "latency"}),
     ("training", {"train", "runs"}),
     ("search", {"objectives", "granularity", "studies", "find"}),
-    ("experiments", {"cells", "compare", "fidelity", "report", "figures", "transfer"}),
+    ("experiments", {"cells", "compare", "fidelity", "report", "figures", "transfer",
+                     "export"}),
     ("cli", {"cli", "__main__", "__init__"}),
 ]
 LAYER_OF = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}

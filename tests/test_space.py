@@ -42,10 +42,19 @@ BASE = {"name": "x", "model": {"name": "resnet20", "args": {"in_channels": 1}},
     ({"search": {"signal": "taylor"}}, r"search\.signal: must be one of slimming, l1"),
     ({"search": {"min_ratio": 0}}, r"search\.min_ratio: must be in \(0, 1\]"),
     ({"model": "resnet20"}, r"model: must be a mapping"),
+    ({"train": {"epochs": 1, "channels_last": "fast"}},
+     r"train\.channels_last: must be true, false or auto, got 'fast'"),
 ])
 def test_invalid_space_names_the_key(tmp_path, patch, message):
     with pytest.raises(PrunesearchError, match=message):
         load_space(write(tmp_path, {**BASE, **patch}))
+
+
+@pytest.mark.parametrize("value", ["auto", True, False])
+def test_channels_last_is_a_boolean_or_auto(tmp_path, value):
+    train = {"epochs": 1, "channels_last": value}
+    assert load_space(write(tmp_path, {**BASE, "train": train})).train.channels_last == value
+    assert load_space(write(tmp_path, BASE)).train.channels_last == "auto"  # the default
 
 
 def test_missing_and_malformed(tmp_path):

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import prunesearch as ps
+from prunesearch import train
 from prunesearch.errors import PrunesearchError
 from prunesearch.runs import DataOptions, load_splits, recipe_from_space, scratch_b_epochs
 from prunesearch.space import load_space
@@ -98,6 +99,54 @@ def test_foreign_checkpoint_and_weights_are_refused(tiny, tmp_path):
     (tmp_path / "w.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(PrunesearchError, match="not a readable safetensors"):
         load_weights(tmp_path / "w.safetensors")
+
+
+def test_auto_memory_format_is_measured_recorded_and_leaves_the_run_as_forced(
+        tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "PROBE_MIN_STEPS", 0)  # the tiny run is too short to probe
+    model, metrics = train_tiny(tiny, tmp_path / "auto", channels_last="auto")
+    choice = metrics["memory_format"]
+    ms = choice["ms_per_step"]
+    assert choice["how"] == "probe" and set(ms) == {"nchw", "channels-last"}
+    assert choice["memory_format"] == min(ms, key=ms.get) and min(ms.values()) > 0
+    assert json.loads((tmp_path / "auto" / "metrics.json").read_text())["memory_format"] == \
+        choice
+    # the probe ran on copies and left the RNG streams alone: the same run, format forced
+    forced, forced_metrics = train_tiny(tiny, tmp_path / "forced",
+                                        channels_last=choice["memory_format"] == "channels-last")
+    assert forced_metrics["memory_format"]["how"] == "train.channels_last"
+    for a, b in zip(model.state_dict().values(), forced.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_short_run_keeps_channels_last_and_a_resumed_run_its_first_choice(
+        tiny, tmp_path, monkeypatch):
+    _, metrics = train_tiny(tiny, tmp_path / "short")
+    assert metrics["memory_format"]["memory_format"] == "channels-last"
+    assert metrics["memory_format"]["how"].startswith("default: 16 steps are too few")
+
+    class StopInEpoch2(ps.progress.Reporter):
+        def batch(self, epoch, *args):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "PROBE_MIN_STEPS", 0)
+    monkeypatch.setattr(train, "_probe_formats", lambda *a: {"nchw": 1.0, "channels-last": 2.0})
+    splits, recipe = load_splits(tiny, DataOptions()), recipe_from_space(tiny)
+    with pytest.raises(KeyboardInterrupt):
+        fit(ps.create_model("resnet20", num_classes=4), splits, recipe, RunOptions(),
+            tmp_path / "run", reporter=StopInEpoch2())
+
+    def probed_again(*args):
+        raise AssertionError("a resumed run must not probe again")
+
+    monkeypatch.setattr(train, "_probe_formats", probed_again)
+    model = ps.create_model("resnet20", num_classes=4)
+    metrics = fit(model, splits, recipe, RunOptions(resume=True), tmp_path / "run")
+    assert metrics["memory_format"] == {"memory_format": "nchw", "how": "probe",
+                                        "ms_per_step": {"nchw": 1.0, "channels-last": 2.0},
+                                        "probe_steps": 9}
+    assert model.conv1.weight.is_contiguous()  # trained in NCHW to the end
 
 
 def cli(*args, env=None):

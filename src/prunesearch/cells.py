@@ -53,6 +53,8 @@ class CellStore:
     def _identity(self, space: Space, kind: str, widths: dict[str, int] | None, seed: int,
                   epochs: int | None, data: DataOptions, **extra: Any) -> dict[str, Any]:
         d = space.to_dict()
+        if d["train"]["channels_last"] == "auto":  # keyed as True was, the default before it
+            d["train"]["channels_last"] = True     # (stores of earlier runs keep their cells)
         return {"kind": kind, "model": d["model"], "widths": widths, "train": d["train"],
                 "data": d["data"], "epochs": epochs, "seed": seed,
                 "limit_train": data.limit_train} | extra

@@ -340,10 +340,23 @@ def find(
         _emit_json(result)
 
 
+ThreadsOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--threads", help="torch threads for the latency measurement (default: torch's).")]
+RepeatsOpt = Annotated[int, typer.Option(
+    "--repeats", help="Timed repeats per latency measurement (after 10 warm-up calls).")]
+LatencyBatchOpt = Annotated[int, typer.Option(
+    "--latency-batch", help="The throughput batch latency is also measured at (beside 1).")]
+
+
 @app.command()
 @_user_errors
 def show(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.json", help="Architecture spec.")],
+    latency: Annotated[bool, typer.Option(
+        "--latency", help="Also measure the spec's and the base's latency (ms per image at "
+        "batch 1 and a throughput batch, both memory formats).")] = False,
+    latency_batch: LatencyBatchOpt = 64, threads: ThreadsOpt = None, repeats: RepeatsOpt = 30,
+    device: DeviceOpt = "auto",
     allow_import: AllowImportOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -352,7 +365,8 @@ def show(
     from .spec import ArchSpec
 
     _setup_logging()  # an import the spec asks for is said before it runs
-    summary = spec_summary(ArchSpec.load(spec_path, allow_import=allow_import or False))
+    spec = ArchSpec.load(spec_path, allow_import=allow_import or False)
+    summary = spec_summary(spec)
     table = Table(title=f"{spec_path.name}: {summary['model']} {tuple(summary['input_shape'])}")
     for col in ("group", "base", "width", "keep"):
         table.add_column(col, justify="left" if col == "group" else "right")
@@ -365,8 +379,33 @@ def show(
         f"({summary['flops_ratio']:.1%}, fvcore: 1 multiply-add = 1)   "
         f"params {_human(summary['params'])} of {_human(summary['base_params'])}"
     )
+    if latency:
+        from .latency import spec_latency
+
+        summary["latency"] = spec_latency(spec, batches=(1, latency_batch), device=device,
+                                          n_threads=threads, repeats=repeats)
+        _print_latency(summary["latency"])
     if json_out:
         _emit_json(summary)
+
+
+def _print_latency(latency: dict[str, Any]) -> None:
+    from .latency import latency_table
+
+    table = Table(title=f"latency on {latency['device']}, {latency['threads']} thread(s): "
+                        "median ms per image (25th-75th percentile)")
+    for col in ("model", "memory format", *(f"batch {b}" for b in latency["batches"])):
+        table.add_column(col, justify="left" if not col.startswith("batch") else "right")
+    for row in latency_table(latency):
+        table.add_row(*row)
+    console.print(table)
+    speed = ", ".join(f"{fmt} batch {b}: {x:.2f}x" for fmt, per in latency["speedup"].items()
+                      for b, x in per.items())
+    if speed:
+        console.print(f"base / spec time: {speed} (FLOPs: "
+                      f"{latency['base_flops'] / latency['flops']:.2f}x)")
+    console.print(f"{latency['repeats']} repeats after {latency['warmup']} warm-up calls, "
+                  f"torch {latency['torch']}")
 
 
 @app.command()
@@ -566,6 +605,49 @@ def transfer(
         _emit_json({"spec": str(path), "model": to, "flops": new.flops,
                     "base_flops": new.base_flops, "params": new.params,
                     "stage_ratios": ratios})
+
+
+@app.command("export")
+@_user_errors
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The folder of a finished "
+                                            "train-arch or train-base run.")],
+    format_: Annotated[str, typer.Option(
+        "--format", help="onnx (torch's exporter, opset 18; needs prunesearch[export]) or pt2 "
+        "(torch.export).")],
+    out_file: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--out", metavar="FILE", help="The file to write, or a folder for model.<ext> "
+        "(default: RUN_DIR/export-<format>/model.<ext>); the model card goes beside it.")
+    ] = None,
+    batch: Annotated[str, typer.Option(
+        "--batch", help="The batch size the export takes: N, or dynamic.")] = "dynamic",
+    verify_images: Annotated[int, typer.Option(
+        "--verify-images", help="Validation images the export is verified on.")] = 256,
+    data_dir: DataDirOpt = None, device: DeviceOpt = "auto",
+    latency_batch: LatencyBatchOpt = 64, threads: ThreadsOpt = None, repeats: RepeatsOpt = 30,
+    allow_import: AllowImportOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Export a trained model (ONNX or torch.export), verify it against PyTorch on validation
+    images, and write its model card (MODEL.md, model.json) beside it."""
+    from .choices import EXPORT_FORMATS, require
+
+    require("format", format_, EXPORT_FORMATS)  # refused before torch loads
+    from .export import ExportOptions, export_run
+
+    _setup_logging()
+    card = export_run(run_dir, ExportOptions(
+        format_, out_file, batch, data_dir, verify_images, device, threads, repeats,
+        latency_batch, allow_import or False))
+    v, e, flops = card["verification"], card["export"], card["architecture"]["flops"]
+    console.print(f"{e['format']} export of {card['model']} ({_human(flops)} FLOPs, test "
+                  f"accuracy {card['accuracy']['test']:.4f}) -> {card['path']}")
+    console.print(f"verified with {v['runtime']} on {v['images_from']}: max |logit diff| "
+                  f"{v['max_abs_logit_diff']:.2e} (tolerance {v['tolerance']:.1e}), top-1 "
+                  f"agreement {v['top1_agreement']:.2%}")
+    _print_latency(card["latency"])
+    console.print(f"model card: {card['card']}, {card['card_json']}")
+    if json_out:
+        _emit_json(card)
 
 
 def _print_names(key: str, names: list[str], json_out: bool) -> None:

@@ -27,6 +27,7 @@ import multiprocessing
 import random
 import statistics
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,9 @@ class _Search:
             self.scorer = InheritScorer(self.graph, splits.train, splits.val, importance=signal,
                                         calib_batches=s.calib_batches, batch_size=d.batch_size,
                                         eval_batch_size=d.eval_batch_size, device=self.device,
-                                        channels_last=t.channels_last,
+                                        # auto: channels-last, faster for evaluation even on
+                                        # the pruned nets that train slower in it (BENCHMARKS)
+                                        channels_last=t.channels_last is not False,
                                         finetune_lr=t.finetune_lr)
 
     def pruner(self) -> optuna.pruners.BasePruner | None:
@@ -156,6 +159,14 @@ class _Search:
             return self.scorer.score_finetuned(widths, self.finetune_steps, trial)
         return self.scorer.score(widths, importance)
 
+    def trial_attrs(self, widths: dict[str, int]) -> dict[str, Any]:
+        """A candidate's user attributes in the study: its widths and costs, and what scored
+        it (optuna-dashboard shows them beside each trial's parameters and value)."""
+        flops = self.graph.flops(widths)
+        return {"widths": widths, "flops": flops, "params": self.graph.params(widths),
+                "flops_ratio": round(flops / self.graph.flops(), 4),
+                "objective": self.objective, "signal": self.signal}
+
     def objective_fn(self, budget: Budget, target: int):
         s = self.space.search
 
@@ -164,9 +175,8 @@ class _Search:
             widths = project(self.graph, self.param.ratios(params), budget.kind, target,
                              min_ratio=s.min_ratio, round_to=s.round_to)
             trial.set_constraint("budget", cost(self.graph, budget.kind, widths) - target)
-            trial.set_user_attr("widths", widths)
-            trial.set_user_attr("flops", self.graph.flops(widths))
-            trial.set_user_attr("params", self.graph.params(widths))
+            for key, value in self.trial_attrs(widths).items():  # what a dashboard lists
+                trial.set_user_attr(key, value)
             return self.score(widths, trial=trial)
 
         return fn
@@ -322,33 +332,38 @@ def _score_baselines(search: _Search, budget: Budget, target: int, cache: dict[s
 
 
 def _seed_trials(search: _Search, budget: Budget, target: int, trials: int, seed: int
-                 ) -> list[dict[str, float]]:
-    """The first trials: the signal's threshold allocation, the global allocation, uniform
-    ratios, then perturbations of the global allocation."""
+                 ) -> list[tuple[str, dict[str, float]]]:
+    """The first trials, each with what it starts from: the signal's threshold allocation, the
+    global allocation, uniform ratios, then perturbations of the global allocation."""
     graph, s = search.graph, search.space.search
     comparable = comparable_scores(graph, search.signal)
     allocation = threshold_ratios(graph, comparable, budget.kind, target, s.min_ratio)
     scores = comparable or comparable_scores(graph, "l1")
     global_alloc = global_ratios(graph, scores, budget.kind, target, s.min_ratio)
-    ratios = [allocation, global_alloc, {g.name: 1.0 for g in graph.groups}]
-    ratios += _perturbations(global_alloc, min(8, max(0, trials // 4)), seed, s.min_ratio)
-    out: list[dict[str, float]] = []
-    for r in ratios:
+    ratios = [(f"{search.signal} threshold", allocation), ("global", global_alloc),
+              ("uniform", {g.name: 1.0 for g in graph.groups})]
+    ratios += [(f"global, perturbed ({k + 1})", r) for k, r in enumerate(_perturbations(
+        global_alloc, min(8, max(0, trials // 4)), seed, s.min_ratio))]
+    out: list[tuple[str, dict[str, float]]] = []
+    for name, r in ratios:
         params = search.param.params(r)
-        if params not in out:
-            out.append(params)
+        if all(params != p for _, p in out):
+            out.append((name, params))
     return out
 
 
-def _run_study(search: _Search, job: _Job, seeds: list[dict[str, float]], jobs: int, storage,
-               reporter: Reporter) -> optuna.Study:
+def _run_study(search: _Search, job: _Job, seeds: list[tuple[str, dict[str, float]]],
+               jobs: int, storage, reporter: Reporter,
+               baselines: dict[str, dict[str, Any]] | None = None) -> optuna.Study:
     """Runs one budget's study to ``job.n_trials`` finished trials (``seeds`` first), with
     ``jobs - 1`` local worker processes beside this one."""
     study, created = open_study(storage, job.study_name, job.opts.seed, job.n_startup,
                                 search.pruner())
-    if created:  # only the worker that created the study seeds it
-        for params in seeds[:job.n_trials]:
-            study.enqueue_trial(params, user_attrs={"seeded": True}, skip_if_exists=True)
+    if created:  # only the worker that created the study seeds it and describes it
+        _describe(study, search, job, baselines or {})
+        for name, params in seeds[:job.n_trials]:
+            study.enqueue_trial(params, user_attrs={"seeded": True, "seeded_from": name},
+                                skip_if_exists=True)
     finished, _ = counts(study)
     reporter.search_start(f"find {job.budget.text} ({job.signal}, {job.objective})",
                           job.n_trials, min(finished, job.n_trials))
@@ -374,6 +389,26 @@ def _run_study(search: _Search, job: _Job, seeds: list[dict[str, float]], jobs: 
         logger.warning("%d local search worker(s) died (exit codes %s); their trials were "
                        "retried and the study is complete", len(failed), failed)
     return study
+
+
+def _describe(study: optuna.Study, search: _Search, job: _Job,
+              baselines: dict[str, dict[str, Any]]) -> None:
+    """What the study searches, as its user attributes and metric name (what optuna-dashboard
+    shows of a study): the budget, the space, signal and objective, the base, and the
+    baselines' scores at the budget for comparison with the trials."""
+    info = {"budget": job.budget.text, "budget_kind": job.budget.kind, "target": job.target,
+            "space": job.space.name, "model": job.space.model.name, "signal": job.signal,
+            "objective": job.objective, "granularity": job.space.search.granularity,
+            "base_flops": search.graph.flops(), "base_params": search.graph.params(),
+            "base_checkpoint": str(job.base_path),
+            "baselines": {name: {"score": b["score"], "flops": b["flops"],
+                                 "params": b["params"], "widths": b["widths"]}
+                          for name, b in baselines.items()}}
+    for key, value in info.items():
+        study.set_user_attr(key, value)
+    with warnings.catch_warnings():  # experimental in Optuna, stable in its storages
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([f"{job.objective} score (validation accuracy)"])
 
 
 def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
@@ -421,7 +456,7 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
         job = _Job(space, base_path, signal, objective, find_opts.finetune_steps, data, opts,
                    budget, target, storage_url, run_dir, f"{study_prefix}:{budget.slug}",
                    trials, min(len(seeds), trials))
-        study = _run_study(search, job, seeds, find_opts.jobs, storage, reporter)
+        study = _run_study(search, job, seeds, find_opts.jobs, storage, reporter, baselines)
         studies.append(study)
         choice = _best(search, study, baselines, job, run_dir / "confirm.json")
         n_done = len(study.get_trials(deepcopy=False,

@@ -1,13 +1,14 @@
 """Moving a model to its device and memory format, around a oneDNN bug pruning walks into.
 
-Channels-last (NHWC) trains CNNs about 25% faster on CPU, but oneDNN's x64 1x1-convolution
-backward-weights kernel (``jit_1x1``) mishandles an NHWC source with fewer input channels than
-its channel block (8 with AVX2, 16 with AVX-512) when the stride is above 1: it reads and writes
-past its reduce-to-unit-stride workspace (uxlfoundation/oneDNN#6035, open). Measured on this
-project's AVX2 machine (torch 2.13.0+cpu): weight gradients with a relative error above 1, a
-hang with two threads, heap corruption ("free(): invalid next size", "double free") with one.
-Pruning makes exactly these layers: a ResNet's strided 1x1 projection shortcut reads the
-previous stage's residual stream, and a search may cut that stream below 8 channels.
+Channels-last (NHWC) trains the unpruned resnet20 1.35x faster on CPU (pruned nets often train
+slower in it: the format a run trains in is chosen per run, in ``train.py``), but oneDNN's x64
+1x1-convolution backward-weights kernel (``jit_1x1``) mishandles an NHWC source with fewer input
+channels than its channel block (8 with AVX2, 16 with AVX-512) when the stride is above 1: it
+reads and writes past its reduce-to-unit-stride workspace (uxlfoundation/oneDNN#6035, open).
+Measured on this project's AVX2 machine (torch 2.13.0+cpu): weight gradients with a relative
+error above 1, a hang with two threads, heap corruption ("free(): invalid next size", "double
+free") with one. Pruning makes exactly these layers: a ResNet's strided 1x1 projection shortcut
+reads the previous stage's residual stream, and a search may cut that stream below 8 channels.
 
 So on CPU the convolutions at risk run in NCHW (their weight kept contiguous, their input made
 contiguous by a forward pre-hook), which takes the kernel's blocked-source path, correct in
@@ -20,10 +21,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["GUARD_BELOW_CHANNELS", "at_risk", "to_device"]
+from .errors import PrunesearchError
+
+__all__ = ["GUARD_BELOW_CHANNELS", "at_risk", "resolve_device", "to_device"]
 
 # the largest channel block of oneDNN's x64 1x1 kernels (AVX-512); AVX2's is 8
 GUARD_BELOW_CHANNELS = 16
+
+
+def resolve_device(name: str) -> torch.device:
+    """``--device``: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise PrunesearchError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PrunesearchError("--device cuda: no CUDA device is available")
+    return torch.device(name)
 
 
 def at_risk(module: nn.Module) -> bool:

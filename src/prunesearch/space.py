@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import yaml
 
@@ -41,6 +41,9 @@ class DataCfg:
     synthetic: dict[str, Any] = field(default_factory=dict)  # arguments of the synthetic set
 
 
+BoolOrAuto = Union[bool, str]  # noqa: UP007 - a runtime alias: true, false, or "auto"
+
+
 @dataclass(frozen=True)
 class Optimisation:
     """The optimisation settings shared by a space's ``train`` section and a training
@@ -54,7 +57,9 @@ class Optimisation:
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training, lr x gamma at each
     gamma: float = 0.1
     sparsity: float = 0.0  # network-slimming lambda (train-base)
-    channels_last: bool = True
+    # the training memory format: true (channels-last), false (NCHW), or auto: chosen per run by
+    # a short measured probe of both (train.py), as no rule fits every net (BENCHMARKS.md)
+    channels_last: BoolOrAuto = "auto"
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,10 @@ _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str:
 
 def _check(value: Any, type_name: str, where: str) -> Any:
     """Checks ``value`` against a dataclass field's annotation (as written, a string)."""
+    if type_name == "BoolOrAuto":
+        if isinstance(value, bool) or value == "auto":
+            return value
+        raise PrunesearchError(f"{where}: must be true, false or auto, got {shown(value)}")
     if type_name == "tuple[float, ...]":
         if not isinstance(value, list | tuple) or not all(
                 isinstance(v, int | float) and not isinstance(v, bool) for v in value):

@@ -18,6 +18,7 @@ each rank trains on its share of every batch, and only rank 0 writes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -37,8 +38,9 @@ from torch import nn
 from .data import ImageData
 from .errors import PrunesearchError
 from .fileio import atomic_write_bytes, atomic_write_json
+from .latency import time_calls
 from .loader import BatchLoader
-from .memory_format import to_device
+from .memory_format import resolve_device, to_device
 from .progress import Reporter
 from .space import Optimisation
 
@@ -90,16 +92,6 @@ def lr_factor(recipe: Recipe, progress: float) -> float:
     if recipe.schedule == "step":
         return recipe.gamma ** sum(progress >= m for m in recipe.milestones)
     return 1.0
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise PrunesearchError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PrunesearchError("--device cuda: no CUDA device is available")
-    return torch.device(name)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -259,6 +251,7 @@ class _Training:
     amp_dtype: torch.dtype | None
     rank: int
     world: int
+    memory_format: dict[str, Any]  # the training memory format, and how it was chosen
 
 
 def fit(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions, run_dir: Path, *,
@@ -277,13 +270,18 @@ def fit(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions, run_
     """
     reporter = reporter or Reporter()
     metadata = metadata or {}
-    t = _prepare(model, splits, recipe, opts)
     ckpt_path = run_dir / "checkpoint.pt"
+    ckpt = _load_checkpoint(ckpt_path, torch.device("cpu")) \
+        if opts.resume and ckpt_path.is_file() else None
+    # a resumed run keeps the memory format it started in (checkpoints before it was recorded:
+    # channels-last, the only one then), so that it resumes exactly
+    t = _prepare(model, splits, recipe, opts, None if ckpt is None else ckpt.get(
+        "memory_format", {"memory_format": "channels-last", "how": "resumed"}))
     fingerprint = json.dumps({"recipe": asdict(recipe), "seed": opts.seed,
                               "world": t.world} | metadata, sort_keys=True, default=str)
     start_epoch, history = 0, []
-    if opts.resume and ckpt_path.is_file():
-        start_epoch, history = _resume(t, ckpt_path, fingerprint)
+    if ckpt is not None:
+        start_epoch, history = _resume(t, ckpt, ckpt_path, fingerprint)
         logger.info("resuming %s after epoch %d", run_dir, start_epoch)
     _wrap(t, opts)
 
@@ -292,32 +290,37 @@ def fit(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions, run_
         for epoch in range(start_epoch, recipe.epochs):
             history.append(_train_epoch(t, recipe, epoch, reporter))
             if t.rank == 0:
-                _save_checkpoint(ckpt_path, t.model, t.optimizer, t.scheduler, epoch + 1,
-                                 history, fingerprint)
+                _save_checkpoint(ckpt_path, t, epoch + 1, history, fingerprint)
     finally:
         reporter.close()
     return _finish(t, recipe, opts, run_dir, history, metadata)
 
 
-def _prepare(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions) -> _Training:
-    """The model on its device, the loaders, the optimiser and the learning-rate schedule."""
+def _prepare(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions,
+             resumed_format: dict[str, Any] | None = None) -> _Training:
+    """The model on its device in its memory format (``resumed_format``: the interrupted run's
+    choice), the loaders, the optimiser and the learning-rate schedule."""
     rank, world, device = _distributed(resolve_device(opts.device))
     amp_dtype = _amp_dtype(opts, device)
     _seed_all(opts.seed)
-    model = to_device(model, device, recipe.channels_last)
     train_loader = BatchLoader(splits.train, recipe.batch_size, train=True,
                                augment=recipe.augment, device=device, seed=opts.seed,
-                               channels_last=recipe.channels_last, rank=rank, world_size=world)
+                               rank=rank, world_size=world)
     if len(train_loader) == 0:
         raise PrunesearchError(f"{len(splits.train)} training images make no batch of "
                                f"{recipe.batch_size}")
+    total_steps = recipe.epochs * len(train_loader)
+    fmt = resumed_format or _choose_format(model, train_loader, recipe, total_steps, device,
+                                           amp_dtype, world)
+    channels_last = fmt["memory_format"] == "channels-last"
+    model = to_device(model, device, channels_last)
+    train_loader.channels_last = channels_last
     eval_loaders = {name: BatchLoader(data, recipe.eval_batch_size, train=False, device=device,
-                                      channels_last=recipe.channels_last)
+                                      channels_last=channels_last)
                     for name, data in (("val", splits.val), ("test", splits.test))
                     if data is not None}
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay)
-    total_steps = recipe.epochs * len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(recipe, step / total_steps))
     bn_weights = [m.weight for m in model.modules()
@@ -326,12 +329,78 @@ def _prepare(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions)
                      scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
                      train_loader=train_loader, eval_loaders=eval_loaders,
                      bn_weights=bn_weights, device=device, amp_dtype=amp_dtype, rank=rank,
-                     world=world)
+                     world=world, memory_format=fmt)
 
 
-def _resume(t: _Training, ckpt_path: Path, fingerprint: str) -> tuple[int, list[dict]]:
+# The training memory format, chosen per run (``train.channels_last: auto``). Channels-last
+# trains the unpruned resnet20 1.35x faster on this project's CPU but pruned specs 4-21% slower
+# (BENCHMARKS.md), and the sign depends on the widths, the device and oneDNN's kernels: no rule
+# the benchmark supports, so each run measures both on its own model and batch.
+PROBE_STEPS = 2      # timed training steps per format and round (one untimed step first)
+PROBE_ROUNDS = 4     # rounds alternate the formats, so that a drift in the load hits both
+PROBE_MIN_STEPS = 200  # a shorter run keeps channels-last: its 18 probe steps would cost > 9%
+
+
+def _choose_format(model: nn.Module, loader: BatchLoader, recipe: Recipe, total_steps: int,
+                   device: torch.device, amp_dtype: torch.dtype | None, world: int
+                   ) -> dict[str, Any]:
+    """The training memory format and how it was chosen: the space's setting, or (``auto``)
+    the faster one in a short probe, or channels-last for a run too short to probe."""
+    if isinstance(recipe.channels_last, bool):
+        return {"memory_format": "channels-last" if recipe.channels_last else "nchw",
+                "how": "train.channels_last"}
+    if total_steps < PROBE_MIN_STEPS:
+        return {"memory_format": "channels-last",
+                "how": f"default: {total_steps} steps are too few to probe (< {PROBE_MIN_STEPS})"}
+    x, y = next(iter(loader))
+    ms = _probe_formats(model, x, y, recipe, device, amp_dtype)
+    # every rank sums the same timings and so makes the same choice
+    ms = dict(zip(ms, _sum_across(list(ms.values()), world, device), strict=True))
+    chosen = min(ms, key=ms.get)
+    logger.info("training in %s: %s ms per step measured", chosen,
+                ", ".join(f"{k} {v / world:.1f}" for k, v in ms.items()))
+    return {"memory_format": chosen, "how": "probe",
+            "ms_per_step": {k: round(v / world, 3) for k, v in ms.items()},
+            "probe_steps": 1 + PROBE_ROUNDS * PROBE_STEPS}
+
+
+def _probe_formats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
+                   device: torch.device, amp_dtype: torch.dtype | None) -> dict[str, float]:
+    """Milliseconds of a training step (forward, loss, backward, SGD step) of copies of
+    ``model`` in NCHW and in channels-last (with the oneDNN guard) on the batch ``x``: the
+    fastest of the timed steps, as other work on the machine only ever adds time to a step.
+    The RNG streams are left as they were: the run that follows is the one it would be
+    unprobed."""
+    state = _rng_state()
+    steps = {}
+    for fmt in ("nchw", "channels-last"):
+        cl = fmt == "channels-last"
+        net = to_device(copy.deepcopy(model), device, cl).train()
+        opt = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                              weight_decay=recipe.weight_decay)
+        xf = x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+        def step(net=net, opt=opt, xf=xf) -> None:
+            with _autocast(device, amp_dtype):
+                loss = F.cross_entropy(net(xf).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        steps[fmt] = step
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    samples: dict[str, list[float]] = {fmt: [] for fmt in steps}
+    for r in range(PROBE_ROUNDS):
+        for fmt, step in steps.items():
+            samples[fmt] += time_calls(step, warmup=int(r == 0), repeats=PROBE_STEPS,
+                                       max_seconds=None, sync=sync)
+    _set_rng_state(state)
+    return {fmt: 1e3 * min(s) for fmt, s in samples.items()}
+
+
+def _resume(t: _Training, ckpt: dict[str, Any], ckpt_path: Path, fingerprint: str
+            ) -> tuple[int, list[dict]]:
     """Restores the state of the last finished epoch; returns (epochs done, their history)."""
-    ckpt = _load_checkpoint(ckpt_path, t.device)
     if ckpt.get("fingerprint") != fingerprint:
         raise PrunesearchError(f"{ckpt_path} was written by a different configuration; "
                                "resume with the same options, or use another --out")
@@ -405,7 +474,7 @@ def _finish(t: _Training, recipe: Recipe, opts: RunOptions, run_dir: Path,
         if history else None,
         "world_size": t.world, "device": str(t.device),
         "amp": str(t.amp_dtype) if t.amp_dtype else None,
-        "recipe": asdict(recipe), "seed": opts.seed,
+        "memory_format": t.memory_format, "recipe": asdict(recipe), "seed": opts.seed,
     } | metadata
     if t.rank == 0:
         save_weights(t.model, run_dir / "model.safetensors",
@@ -416,11 +485,13 @@ def _finish(t: _Training, recipe: Recipe, opts: RunOptions, run_dir: Path,
     return metrics
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, epoch, history, fingerprint):
+def _save_checkpoint(path: Path, t: _Training, epoch: int, history: list[dict[str, Any]],
+                     fingerprint: str) -> None:
     import io
 
     buf = io.BytesIO()
-    torch.save({"format": CKPT_FORMAT, "epoch": epoch, "model": _unwrap(model).state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "history": history, "rng": _rng_state(), "fingerprint": fingerprint}, buf)
+    torch.save({"format": CKPT_FORMAT, "epoch": epoch, "model": _unwrap(t.model).state_dict(),
+                "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
+                "history": history, "rng": _rng_state(), "fingerprint": fingerprint,
+                "memory_format": t.memory_format}, buf)
     atomic_write_bytes(path, buf.getvalue())
