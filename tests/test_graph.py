@@ -74,8 +74,8 @@ def test_squeeze_excite_gate_and_depthwise():
 
 
 @pytest.mark.parametrize("construct, fixed_group, op_text", [
-    ("grouped_conv", "c1", "groups=4"),
     ("unknown_op", "c1", "roll"),
+    ("chunk_shuffle", "stem.0", "chunk"),
 ])
 def test_unsupported_ops_fix_channels_and_warn_once(construct, fixed_group, op_text, caplog):
     with caplog.at_level(logging.WARNING, logger="prunesearch.graph"):
@@ -83,7 +83,7 @@ def test_unsupported_ops_fix_channels_and_warn_once(construct, fixed_group, op_t
     assert fixed_group not in groups
     assert len(groups) >= 1
     warnings = [r for r in caplog.records if "kept whole" in r.getMessage()]
-    assert len(warnings) == 1 and op_text in warnings[0].getMessage()
+    assert len(warnings) == 1 and op_text in warnings[0].getMessage()  # one for all ops
     assert any(op_text in op for op in graph.fixed_ops)
 
 
@@ -304,3 +304,15 @@ def test_a_batchnorm_written_functionally_prunes_like_a_batchnorm():
     for seed in range(3):
         torch.manual_seed(seed)
         assert_equivalent_after_pruning(FunctionalNorms(), X, seed)
+
+
+def test_chunks_cut_between_equal_spaces_and_shuffles_stay_whole():
+    graph, groups = groups_of(CONSTRUCTS["chunk_shuffle"]())
+    # the stem's chunk in two and the channel shuffle (view, transpose, view) keep the stream
+    # whole; the chunk of cat([a, b]) cuts between a and b, which then keep the same channels
+    assert set(groups) == {"branch.0.0", "a.0"}
+    assert groups["a.0"].producers == ["a.0", "b.0"]
+    assert [op.split(" at ")[0] for op in graph.fixed_ops] == ["method '.chunk()'",
+                                                               "method '.view()'"]
+    pruned = graph.prune({"a.0": 2})
+    assert pruned.a[0].out_channels == pruned.b[0].out_channels == 2

@@ -20,7 +20,8 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .dependency import Analysis, Layout, ModuleRole, analyze
+from .channels import Analysis, Layout
+from .dependency import analyze
 from .errors import PrunesearchError, TraceError, first_line
 from .flops import CostModel, count_flops, count_params, eval_mode
 from .importance import Importance, group_scores, top_channels
@@ -45,6 +46,12 @@ class ChannelGroup:
         consumers: conv/linear modules whose weight dim 1 is sliced for this group.
         norms: ``(module, offset, inner)`` of each BatchNorm normalising these channels, at
             ``offset`` in its input (``inner`` features per channel after a flatten).
+        followers: other modules and tensors sliced with these channels: LayerNorms,
+            GroupNorms, elementwise parameters such as a layer scale (``module.attr``).
+        step: widths are multiples of ``step`` (1 for most groups). With ``interleaved``,
+            the channels are ``step`` equal runs that keep the same positions (the inputs or
+            outputs of a grouped convolution: each conv group keeps as many channels);
+            without, they are kept in whole runs of ``step`` channels (a GroupNorm's groups).
     """
 
     name: str
@@ -52,6 +59,13 @@ class ChannelGroup:
     producers: list[str] = field(default_factory=list)
     consumers: list[str] = field(default_factory=list)
     norms: list[tuple[str, int, int]] = field(default_factory=list)
+    followers: list[str] = field(default_factory=list)
+    step: int = 1
+    interleaved: bool = False
+
+    def nearest(self, width: float) -> int:
+        """The allowed width (a multiple of ``step`` in ``step..size``) nearest ``width``."""
+        return min(self.size, max(self.step, round(width / self.step) * self.step))
 
 
 class _Tracer(fx.Tracer):
@@ -190,7 +204,8 @@ class ChannelGraph:
             root = a.find(role.out_space)
             if root not in self._group_of_root:
                 self._group_of_root[root] = len(self.groups)
-                self.groups.append(ChannelGroup(role.name, a.size[root]))
+                self.groups.append(ChannelGroup(role.name, a.size[root], step=a.step[root],
+                                                interleaved=a.interleaved[root]))
             self.groups[self._group_of_root[root]].producers.append(role.name)
         for role in roles:
             offset = 0
@@ -202,6 +217,8 @@ class ChannelGraph:
                         group.producers.append(role.name)
                     elif role.kind == "bn":
                         group.norms.append((role.name, offset, seg.inner))
+                    elif role.kind in ("ln", "gn", "param"):
+                        group.followers.append(role.name)
                     elif role.name not in group.consumers:
                         group.consumers.append(role.name)
                 offset += seg.length * seg.inner
@@ -251,9 +268,13 @@ class ChannelGraph:
                 raise PrunesearchError(f"widths: unknown group {name!r}")
             if isinstance(w, bool) or not isinstance(w, int | np.integer):
                 raise PrunesearchError(f"widths[{name!r}] must be an integer, got {w!r}")
-            if not 1 <= w <= self.groups[i].size:
-                raise PrunesearchError(
-                    f"widths[{name!r}] must be in 1..{self.groups[i].size}, got {w}")
+            g = self.groups[i]
+            if not 1 <= w <= g.size:
+                raise PrunesearchError(f"widths[{name!r}] must be in 1..{g.size}, got {w}")
+            if w % g.step:
+                raise PrunesearchError(f"widths[{name!r}] must be a multiple of {g.step} "
+                                       f"(whole {'conv' if g.interleaved else 'norm'} groups), "
+                                       f"got {w}")
             vec[i] = int(w)
         return vec
 
@@ -289,8 +310,9 @@ class ChannelGraph:
         vec = self.widths_vector(widths)
         shrunk = [i for i, g in enumerate(self.groups) if vec[i] < g.size]
         scores = group_scores(self, importance, [self.groups[i].name for i in shrunk])
-        return {self.groups[i].name: top_channels(scores[self.groups[i].name], int(vec[i]))
-                for i in shrunk}
+        groups = [self.groups[i] for i in shrunk]
+        return {g.name: top_channels(scores[g.name], int(vec[i]), g.step, g.interleaved)
+                for i, g in zip(shrunk, groups, strict=True)}
 
     def prune(self, widths: Widths, importance: Importance = "l1") -> nn.Module:
         """A new, physically smaller copy of the model keeping ``widths[g]`` channels per group.
@@ -303,18 +325,22 @@ class ChannelGraph:
 
         Module names and classes are those of the original model, which is left untouched.
         """
+        slices = self.kept_slices(widths, importance)
+        return prune_copy(self.model, self._a.roles, lambda role: slices[role.name])
+
+    def kept_slices(self, widths: Widths, importance: Importance = "l1"
+                    ) -> dict[str, tuple[torch.Tensor | None, torch.Tensor | None]]:
+        """What :meth:`prune` keeps of each sliced module (or tensor, ``module.attr``):
+        ``(input indices, output indices)`` along its channel dims, None where all are kept.
+        Input indices count features (channels x ``inner`` after a flatten)."""
         kept_by_name = self.keep_indices(widths, importance)
         kept = {self._by_name[n]: idx for n, idx in kept_by_name.items()}
-
-        def indices(role: ModuleRole):
-            in_idx = layout_indices(role.in_layout, self._group_of, kept)
-            out_idx = None
-            if role.out_space is not None:
-                g = self._group_of(role.out_space)
-                out_idx = kept.get(g) if g is not None else None
-            return in_idx, out_idx
-
-        return prune_copy(self.model, self._a.roles, indices)
+        out = {}
+        for name, role in self._a.roles.items():
+            g = self._group_of(role.out_space) if role.out_space is not None else None
+            out[name] = (layout_indices(role.in_layout, self._group_of, kept),
+                         kept.get(g) if g is not None else None)
+        return out
 
     def widths_of(self, pruned: nn.Module) -> dict[str, int]:
         """The group widths of ``pruned``, a channel-pruned copy of this graph's model made by

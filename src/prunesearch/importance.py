@@ -81,8 +81,20 @@ def group_scores(graph: ChannelGraph, importance: Importance, names: Sequence[st
     return out
 
 
-def top_channels(scores: Tensor, width: int) -> Tensor:
-    """Indices of the ``width`` highest scores, in ascending channel order (ties: lower index)."""
+def top_channels(scores: Tensor, width: int, step: int = 1, interleaved: bool = False
+                 ) -> Tensor:
+    """Indices of the ``width`` highest scores, in ascending channel order (ties: lower index).
+
+    With ``step`` > 1 (``width`` a multiple of it), whole units are kept by their summed
+    scores: ``interleaved``, the same positions in each of ``step`` equal runs (a grouped
+    conv's groups); else whole runs of ``step`` channels (a GroupNorm's groups)."""
+    if step > 1:
+        size = scores.numel()
+        if interleaved:  # (step runs, positions): keep positions
+            runs = top_channels(scores.view(step, size // step).sum(0), width // step)
+            return (torch.arange(step)[:, None] * (size // step) + runs[None, :]).flatten()
+        blocks = top_channels(scores.view(size // step, step).sum(1), width // step)
+        return (blocks[:, None] * step + torch.arange(step)[None, :]).flatten()
     order = torch.argsort(scores, descending=True, stable=True)
     return order[:width].sort().values
 
