@@ -105,6 +105,15 @@ def test_grouped_convolutions_prune_whole_conv_groups():
         graph.flops({"grouped": 10})
 
 
+def test_a_spec_with_widths_that_cut_a_conv_group_is_refused():
+    graph, _ = _groups(GroupedBottleneck())
+    spec = ps.ArchSpec.from_graph(graph, {"grouped": 9}, model="toy")
+    spec.check(graph)
+    spec.widths["grouped"] = 10
+    with pytest.raises(ps.SpecError, match=r"\$\.widths\.grouped: 10 is not a multiple of 3"):
+        spec.check(graph)
+
+
 def test_grouped_channels_keep_the_same_positions_in_every_conv_group():
     graph, _ = _groups(GroupedBottleneck())
     scores = {"reduce.0": torch.tensor([9.0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 9])}
