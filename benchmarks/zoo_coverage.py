@@ -55,19 +55,20 @@ MODELS = [
 ]
 
 
-def import_torchvision_models():
+def stub_torchvision_ops() -> None:
+    """torchvision (imported by timm too) without its compiled ops' registrations."""
     for name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
         sys.modules.setdefault(name, types.ModuleType(name))  # they need the compiled ops
-    import torchvision.models
-
-    return torchvision.models
 
 
 def build(spec: str) -> nn.Module:
     lib, name = spec.split(":")
+    stub_torchvision_ops()
     torch.manual_seed(0)
     if lib == "tv":
-        return getattr(import_torchvision_models(), name)(num_classes=10).eval()
+        import torchvision.models
+
+        return getattr(torchvision.models, name)(num_classes=10).eval()
     import timm
 
     return timm.create_model(name, num_classes=10, pretrained=False).eval()
@@ -79,10 +80,11 @@ def classifier(model: nn.Module) -> nn.Module:
 
 
 def conv_share(model: nn.Module, graph: ps.ChannelGraph) -> float:
-    prunable = {p for g in graph.groups for p in g.producers}
-    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    total = sum(m.out_channels for _, m in convs)
-    return sum(m.out_channels for n, m in convs if n in prunable) / total
+    """Prunable conv output channels over all: each group's channels at each place it holds
+    in a conv's output (a split conv's output holds a prunable part and a whole one)."""
+    convs = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    prunable = sum(g.size for g in graph.groups for p, _ in g.rows if p in convs)
+    return prunable / sum(convs.values())
 
 
 def ours(model: nn.Module, x: torch.Tensor, seeds: int) -> dict:

@@ -61,11 +61,12 @@ def kill_removed_channels(graph: ps.ChannelGraph, widths: dict[str, int]) -> dic
             g = graph.group(name)
             dead = _dead(g.size, idx)
             scores[name] = (~dead).double()
-            for p in g.producers:
+            for p, offset in g.rows:
                 m = modules[p]
-                m.weight[dead] = 0
+                rows = torch.nonzero(dead).flatten() + offset
+                m.weight[rows] = 0
                 if m.bias is not None:
-                    m.bias[dead] = 0
+                    m.bias[rows] = 0
             for bn, offset, inner in g.norms:
                 feat = (torch.nonzero(dead).flatten()[:, None] * inner
                         + torch.arange(inner)).flatten() + offset

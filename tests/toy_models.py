@@ -391,8 +391,9 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 class ChunkShuffle(nn.Module):
     """ShuffleNetV2's stride-1 unit (chunk in two, one half through a branch, cat, channel
-    shuffle): no exact pruning of the stream exists that this engine can express, so it stays
-    whole; a chunk of a concatenation of two equal convs cuts between them and prunes."""
+    shuffle): the shuffle interleaves the halves, which the pruned model would do at other
+    places, so the stream stays whole; a chunk of a concatenation of two equal convs cuts
+    between them and prunes."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -409,6 +410,44 @@ class ChunkShuffle(nn.Module):
         return self.fc((p * q).mean((2, 3)))
 
 
+class CrossStage(nn.Module):
+    """CSPNet's stage: one conv's output split at a literal size, the first part passed on
+    whole, the second through a residual block, both concatenated into a transition conv;
+    then a chunk of one conv's output in two halves (pruned alike) and a channel slice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.exp = cbr(3, 8), cbr(8, 12, 1)
+        self.block, self.trans_b, self.trans = cbr(6, 6), cbr(6, 6, 1), cbr(12, 8, 1)
+        self.halves, self.a = cbr(8, 8, 1), nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(7, 4)
+
+    def forward(self, x):
+        xs, xb = self.exp(self.stem(x)).split(6, dim=1)           # (N, 6, H, W) each
+        xb = xb + self.block(xb)
+        x = self.trans(torch.cat([xs, self.trans_b(xb)], dim=1))  # (N, 8, H, W)
+        p, q = self.halves(x).chunk(2, dim=1)                     # (N, 4, H, W) each
+        y = torch.cat([self.a(p) * q, x[:, 5:]], 1)               # (N, 4 + 3, H, W)
+        return self.fc(y.mean((2, 3)))
+
+
+class DepthwiseOverConcat(nn.Module):
+    """A depthwise conv over a concatenation (Inception/MixNet-style): its filters belong to
+    two groups, at their offsets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = cbr(3, 4, 1), cbr(3, 5, 1)
+        self.dw = nn.Conv2d(9, 9, 3, padding=1, groups=9, bias=False)
+        self.bn = nn.BatchNorm2d(9)
+        self.c = cbr(9, 6, 1)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.dw(torch.cat([self.a(x), self.b(x)], 1))))
+        return self.fc(self.c(x).mean((2, 3)))
+
+
 CONSTRUCTS = {
     "plain": Plain,
     "postact_residual": PostActResidual,
@@ -421,4 +460,6 @@ CONSTRUCTS = {
     "grouped_bottleneck": GroupedBottleneck,
     "group_norms": GroupNorms,
     "chunk_shuffle": ChunkShuffle,
+    "cross_stage": CrossStage,
+    "depthwise_concat": DepthwiseOverConcat,
 }

@@ -3,7 +3,9 @@ modules and tensors that are sliced, exact cost terms, and the union-find over s
 
 A *channel space* is a run of channels born together (a conv's output channels, a fixed
 source). A tensor's channel dimension is described by a *layout*: the spaces it holds, in
-order. Spaces that must keep the same channels are united; a space may also carry a *step*:
+order. A space that an op later cuts (``split``, ``chunk``, a channel slice) is replaced by
+its parts, two new spaces, everywhere: layouts are read through :meth:`Analysis.expand`.
+Spaces that must keep the same channels are united; a space may also carry a *step*:
 its width must be a multiple of ``step``, either as ``step`` interleaved runs that keep the
 same positions (the inputs and outputs of a grouped convolution: each conv group loses the
 same channels) or as whole runs of ``step`` channels (a GroupNorm's groups).
@@ -66,6 +68,8 @@ class Analysis:
     fixed: list[bool] = field(default_factory=list)
     step: list[int] = field(default_factory=list)
     interleaved: list[bool] = field(default_factory=list)
+    children: dict[int, tuple[int, int]] = field(default_factory=dict)  # a cut space's parts
+    members: dict[int, list[int]] = field(default_factory=dict)  # root -> its class, if > 1
     layouts: dict[str, Layout] = field(default_factory=dict)
     dims: dict[str, int] = field(default_factory=dict)  # node -> channel dim, where not 1
     roles: dict[str, ModuleRole] = field(default_factory=dict)
@@ -98,8 +102,40 @@ class Analysis:
         if ra > rb:
             ra, rb = rb, ra
         self.parent[rb] = ra
+        self.members[ra] = self.members.pop(ra, [ra]) + self.members.pop(rb, [rb])
         self.fixed[ra] = self.fixed[ra] or self.fixed[rb] or self.size[ra] != self.size[rb]
         self.constrain(ra, self.step[rb], self.interleaved[rb])
+
+    def cut(self, space: int, at: int) -> bool:
+        """Cuts ``space`` and every space united with it into channels ``[0, at)`` and
+        ``[at, size)``: two new spaces each, the parts at the same place united. False (nothing
+        cut) when the class is fixed or has a step: its channels are then kept whole."""
+        r = self.find(space)
+        if self.fixed[r] or self.step[r] > 1:
+            self.fixed[r] = True
+            return False
+        parts = []
+        for m in self.members.get(r, [r]):
+            parts.append((self.new_space(at), self.new_space(self.size[m] - at)))
+            self.children[m] = parts[-1]
+        for head, tail in parts[1:]:
+            self.union(head, parts[0][0])
+            self.union(tail, parts[0][1])
+        return True
+
+    def expand(self, layout: Layout) -> Layout:
+        """``layout`` with every cut space replaced by its parts (recursively)."""
+        if not any(seg.space in self.children for seg in layout):
+            return layout
+        out: list[Segment] = []
+        for seg in layout:
+            parts = self.children.get(seg.space)
+            if parts is None:
+                out.append(seg)
+            else:
+                out.extend(self.expand(tuple(Segment(p, self.size[p], seg.inner)
+                                             for p in parts)))
+        return tuple(out)
 
     def constrain(self, space: int, step: int, interleaved: bool) -> None:
         """Widths of ``space`` must be multiples of ``step`` (see the module docstring). Two
@@ -124,7 +160,7 @@ class Analysis:
     def fix_layout(self, layout: Layout) -> bool:
         """Fixes every space of ``layout``; returns whether any was prunable before."""
         changed = False
-        for seg in layout:
+        for seg in self.expand(layout):
             root = self.find(seg.space)
             changed |= not self.fixed[root]
             self.fixed[root] = True

@@ -12,8 +12,9 @@ the output of an op we do not understand). Ops then relate spaces:
 * elementwise binary ops (residual ``+``, SE gates ``*``, a layer scale ``gamma * x``) and
   shared modules *unite* spaces, which must then be pruned together (union-find);
 * grouped convolutions and GroupNorm give spaces a *step* (widths in whole conv or norm groups);
-* ``torch.cat`` on the channel dim concatenates layouts (the offsets are the segment lengths),
-  ``chunk`` cuts them apart where a cut falls between whole spaces of equal layouts;
+* ``torch.cat`` on the channel dim concatenates layouts (the offsets are the segment lengths);
+  ``split``, ``chunk`` and literal channel slices cut them (a space a cut falls inside is cut
+  in two), keeping whole what the pruned model would cut elsewhere;
 * flattening a CxHxW map multiplies each segment's ``inner`` size (features per channel).
 
 Anything else, and the network output, *fixes* the spaces it touches: their channels are never
@@ -28,6 +29,7 @@ them wrongly would corrupt the model silently.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from typing import Any
@@ -85,7 +87,8 @@ class _Walker(LayerRules):
         return (Segment(self.a.new_space(shape[1], fixed=True), shape[1]),)
 
     def layout_of(self, arg: Any) -> Layout | None:
-        return self.a.layouts.get(arg.name) if isinstance(arg, fx.Node) else None
+        lay = self.a.layouts.get(arg.name) if isinstance(arg, fx.Node) else None
+        return None if lay is None else self.a.expand(lay)
 
     def unknown(self, node: fx.Node) -> Layout | None:
         touched = False
@@ -105,6 +108,7 @@ class _Walker(LayerRules):
 
     def unify(self, node: fx.Node, layouts: list[Layout]) -> Layout | None:
         """Unites layouts that must stay index-aligned (``a + b``, a shared module's inputs)."""
+        layouts = [self.a.expand(lay) for lay in layouts]
         first = layouts[0]
         shapes_match = all(
             len(lay) == len(first)
@@ -152,8 +156,8 @@ class _Walker(LayerRules):
         )
         if node.op == "call_function" and node.target is operator.getitem:
             return None  # a part of a chunk: see getitem
-        if node.op == "call_method" and node.target == "chunk":
-            self.chunk(node)
+        if is_op(node, {torch.split}, {"split", "chunk"}):
+            self.split(node)
             return None
         if not safe:
             self.unknown(node)
@@ -295,27 +299,64 @@ class _Walker(LayerRules):
             return tuple(seg for lay in layouts for seg in lay)  # offsets = running lengths
         return self.unify(node, layouts)
 
-    def chunk(self, node: fx.Node) -> None:
-        """``x.chunk(n, dim=1)``: the pruned model cuts its channels into ``n`` equal parts,
-        so the parts must be whole runs of spaces with equal layouts; they are united (each
-        part keeps the same channels) and each ``getitem`` of the result takes its part.
-        Anything else keeps the channels whole."""
+    def split(self, node: fx.Node) -> None:
+        """``x.chunk(n, dim=1)``, ``x.split(sizes, dim=1)``: each ``getitem`` of the result
+        takes its part of the channels (a space a cut falls inside is cut in two). The pruned
+        model cuts its fewer channels again: into ``n`` equal parts for ``chunk`` (the parts
+        are united: each keeps the same channels), at the same literal sizes for ``split``
+        (every part but the last keeps its channels whole). Anything else keeps them whole."""
         src = node.args[0]
         lay, in_shape = self.layout_of(src), tensor_shape(src)
-        n = node.args[1] if len(node.args) > 1 else node.kwargs.get("chunks")
+        arg = node.args[1] if len(node.args) > 1 else next(iter(node.kwargs.values()), None)
         dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
-        parts = None
-        if lay is not None and in_shape is not None and isinstance(n, int) and n > 1 \
-                and isinstance(dim, int) and dim % len(in_shape) == 1 == self.a.dim(src.name):
-            parts = _cut(lay, n)
-        if parts is None or not all(u.op == "call_function" and u.target is operator.getitem
-                                    for u in node.users):
+        sizes = None
+        if lay is not None and in_shape is not None and isinstance(dim, int) and \
+                dim % len(in_shape) == 1 == self.a.dim(src.name) and all(
+                    u.op == "call_function" and u.target is operator.getitem
+                    for u in node.users):
+            sizes = _part_sizes(in_shape[1], arg, chunk=node.target == "chunk")
+        parts = None if sizes is None else self.cut(lay, sizes)
+        if parts is None:
             self.unknown(node)
             return
-        if self.unify(node, parts) is None:
-            return
+        if node.target == "chunk":
+            if self.unify(node, parts) is None:
+                return
+        else:
+            for part in parts[:-1]:
+                self.a.fix_layout(part)
         for user in node.users:
             self.a.layouts[user.name] = parts[user.args[1]]
+
+    def cut(self, layout: Layout, sizes: list[int]) -> list[Layout] | None:
+        """``layout`` cut into parts of ``sizes`` features; a space a cut falls inside is cut
+        (:meth:`Analysis.cut`; a fixed one is replaced here by two fixed parts). None if a cut
+        falls inside one channel's features (after a flatten)."""
+        for at in itertools.accumulate(sizes[:-1]):
+            offset = 0
+            for i, seg in enumerate(layout):
+                end = offset + seg.length * seg.inner
+                if offset < at < end:
+                    if (at - offset) % seg.inner:
+                        return None
+                    k = (at - offset) // seg.inner
+                    if self.a.cut(seg.space, k):
+                        layout = self.a.expand(layout)
+                    else:
+                        layout = (*layout[:i], *(Segment(self.a.new_space(n, fixed=True), n,
+                                                         seg.inner) for n in
+                                                 (k, seg.length - k)), *layout[i + 1:])
+                    break
+                offset = end
+        parts: list[Layout] = []
+        rest = list(layout)
+        for size in sizes:
+            part = []
+            while size > 0:
+                part.append(rest.pop(0))
+                size -= part[-1].length * part[-1].inner
+            parts.append(tuple(part))
+        return parts
 
     def reshape(self, node, src, shape, literal_channels: bool) -> Layout | None:
         lay = self.layout_of(src)
@@ -350,32 +391,49 @@ class _Walker(LayerRules):
 
     def getitem(self, node, src, shape) -> Layout | None:
         if node.name in self.a.layouts:
-            return self.a.layouts[node.name]  # a part of a chunk (set by chunk)
+            return self.a.layouts[node.name]  # a part of a chunk or split (set by split)
         idx = node.args[1]
         full = slice(None, None, None)
-        if (
-            isinstance(idx, tuple) and len(idx) >= 2 and idx[0] == full and idx[1] == full
-            and all(isinstance(i, slice | int) for i in idx)
-        ):
+        if not (isinstance(idx, tuple) and len(idx) >= 2 and idx[0] == full
+                and all(isinstance(i, slice | int) for i in idx[1:])):
+            return self.unknown(node)
+        lay, in_shape = self.layout_of(src), tensor_shape(src)
+        if idx[1] == full or lay is None or in_shape is None:
             return self.pass_through(node, src, shape)
-        return self.unknown(node)
+        return self.channel_slice(node, lay, in_shape[1], idx[1])
+
+    def channel_slice(self, node, lay: Layout, channels: int, index: Any) -> Layout | None:
+        """``x[:, a:b]`` with literal bounds: the pruned model slices at the same places, so the
+        channels before ``b`` (before ``a`` when the slice runs to the end) stay whole."""
+        if not isinstance(index, slice) or index.step not in (None, 1) or not all(
+                isinstance(v, int | None) for v in (index.start, index.stop)):
+            return self.unknown(node)
+        start, stop, _ = index.indices(channels)
+        if stop <= start:
+            return self.unknown(node)
+        sizes = [n for n in (start, stop - start, channels - stop) if n]
+        parts = self.cut(lay, sizes)
+        if parts is None:
+            return self.unknown(node)
+        middle = 1 if start else 0
+        self.a.fix_layout(tuple(seg for part in parts[:middle + (stop < channels)]
+                                for seg in part))
+        return parts[middle]
 
 
-def _cut(layout: Layout, n: int) -> list[Layout] | None:
-    """``layout`` cut into ``n`` parts of equal size at segment boundaries, or None."""
-    total = layout_size(layout)
-    if total % n:
-        return None
-    part, parts, current, filled = total // n, [], [], 0
-    for seg in layout:
-        current.append(seg)
-        filled += seg.length * seg.inner
-        if filled == part:
-            parts.append(tuple(current))
-            current, filled = [], 0
-        elif filled > part:
+def _part_sizes(total: int, arg: Any, chunk: bool) -> list[int] | None:
+    """The channel counts of the parts of ``chunk(arg)`` / ``split(arg)`` over ``total``."""
+    if chunk:
+        if not isinstance(arg, int) or arg < 1:
             return None
-    return parts if len(parts) == n else None
+        each = -(-total // arg)  # torch.chunk: ceil-sized parts, as many as fit
+        return [min(each, total - i) for i in range(0, total, each)]
+    if isinstance(arg, int) and arg > 0:
+        return [min(arg, total - i) for i in range(0, total, arg)]
+    if isinstance(arg, list | tuple) and all(isinstance(a, int) for a in arg) \
+            and sum(arg) == total:
+        return list(arg)
+    return None
 
 
 def analyze(gm: fx.GraphModule, treat_as: dict[type, type] | None = None,

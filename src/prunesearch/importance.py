@@ -1,6 +1,7 @@
 """Channel importance signals: which channels of a group to keep.
 
-* ``l1``: sum over the group's producers of each output filter's L1 norm (Li et al., 2017).
+* ``l1``: sum over the group's producers (each place it holds in their outputs: ``rows``) of
+  each output filter's L1 norm (Li et al., 2017).
 * ``slimming``: sum over the BatchNorms normalising the group of |gamma| (Liu et al., 2017,
   network slimming); groups that no BN normalises fall back to ``l1``.
 * a mapping of group name to a 1-D score tensor of the group's size.
@@ -31,8 +32,8 @@ Importance = Union[str, Mapping[str, Tensor]]  # noqa: UP007  (a runtime alias)
 def _l1(graph: ChannelGraph, name: str, modules: dict) -> Tensor:
     group = graph.group(name)
     score = torch.zeros(group.size, dtype=torch.float64)
-    for p in group.producers:
-        w = modules[p].weight.detach()
+    for p, offset in group.rows:
+        w = modules[p].weight.detach()[offset: offset + group.size]
         score += w.abs().flatten(1).sum(1).to(torch.float64).cpu()  # (size,)
     return score
 
@@ -117,8 +118,8 @@ def comparable_scores(graph: ChannelGraph, signal: str) -> dict[str, Tensor]:
                                           if modules[bn].weight is not None)
             continue
         score = torch.zeros(g.size, dtype=torch.float64)
-        for p in g.producers:
-            w = modules[p].weight.detach().to(torch.float64).cpu()
+        for p, offset in g.rows:
+            w = modules[p].weight.detach()[offset: offset + g.size].to(torch.float64).cpu()
             score += w.abs().flatten(1).sum(1) / w[0].numel()
-        out[g.name] = score / len(g.producers)
+        out[g.name] = score / len(g.rows)
     return out

@@ -86,7 +86,7 @@ class LayerRules:
             if name not in self.a.roles:
                 self.a.roles[name] = ModuleRole(name, "dwconv", lay_in, None, order)
                 self.term(self.a.param_terms, k + (m.bias is not None), lay_in)
-            return self.a.roles[name].in_layout
+            return self.a.expand(self.a.roles[name].in_layout)
         if m.groups > 1:
             # grouped: every conv group keeps the same number of input and output channels
             # (Torch-Pruning's rule); the input must be one space to be cut into groups
@@ -138,7 +138,7 @@ class LayerRules:
                 self.term(self.a.param_terms, params, lay_in)
         if dim != 1:
             self.a.dims[node.name] = dim
-        return self.a.roles[name].in_layout
+        return self.a.expand(self.a.roles[name].in_layout)
 
     def batchnorm(self, node, name, m, lay_in, in_shape, order) -> Layout | None:
         # fvcore, eval mode: 1 op per element, +1 with affine; without running statistics BN
@@ -188,4 +188,4 @@ class LayerRules:
             if attr in m._parameters:
                 self.term(self.a.param_terms, t.numel() // t.shape[dim], lay)
         role = self.a.roles[target]
-        return role.in_layout if role.dim == dim else None
+        return self.a.expand(role.in_layout) if role.dim == dim else None
