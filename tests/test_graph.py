@@ -343,23 +343,30 @@ def test_a_depthwise_conv_over_a_concatenation_holds_each_group_at_its_offset():
 
 
 class _TwoParts(torch.nn.Module):
-    """A conv's output cut in two where the pruned model would cut elsewhere: ``chunk(2)`` of
-    7 channels (unequal parts), or ``split`` at a size computed from the traced shape."""
+    """A conv's output cut where the pruned model would cut elsewhere: ``chunk(2)`` of 7
+    channels (unequal parts), ``split`` at a size computed from the traced shape, ``split``
+    into sections (their sum must stay the channel count), a slice from the end."""
 
-    def __init__(self, traced: bool):
+    def __init__(self, cut: str):
         super().__init__()
-        self.traced, channels = traced, 8 if traced else 7
+        self.cut, channels = cut, 7 if cut == "odd-chunk" else 8
         self.c1 = torch.nn.Conv2d(3, channels, 3, padding=1)
         self.p = torch.nn.Conv2d(4, 2, 1)
         self.q = torch.nn.Conv2d(channels - 4, 2, 1)
 
     def forward(self, x):
         x = self.c1(x)
-        p, q = x.split(x.size(1) // 2, dim=1) if self.traced else x.chunk(2, dim=1)
+        if self.cut == "negative-slice":
+            p, q = x[:, :4], x[:, -4:]
+        elif self.cut == "odd-chunk":
+            p, q = x.chunk(2, dim=1)
+        else:
+            p, q = x.split(x.size(1) // 2 if self.cut == "traced-split" else [4, 4], dim=1)
         return (self.p(p) + self.q(q)).mean((2, 3))
 
 
-@pytest.mark.parametrize("traced", [False, True], ids=["odd-chunk", "traced-split"])
-def test_chunks_and_splits_the_pruned_model_would_cut_elsewhere_keep_channels(traced):
-    graph, groups = groups_of(_TwoParts(traced))
-    assert "c1" not in groups and any("chunk" in op or "split" in op for op in graph.fixed_ops)
+@pytest.mark.parametrize("cut", ["odd-chunk", "traced-split", "sections", "negative-slice"])
+def test_cuts_the_pruned_model_would_make_elsewhere_keep_channels_whole(cut):
+    graph, groups = groups_of(_TwoParts(cut))
+    assert "c1" not in groups
+    assert any(op in fixed for op in ("chunk", "split", "getitem") for fixed in graph.fixed_ops)

@@ -156,7 +156,7 @@ class _Walker(LayerRules):
         )
         if node.op == "call_function" and node.target is operator.getitem:
             return None  # a part of a chunk: see getitem
-        if is_op(node, {torch.split}, {"split", "chunk"}):
+        if is_op(node, {torch.split, torch.chunk}, {"split", "chunk"}):
             self.split(node)
             return None
         if not safe:
@@ -300,26 +300,29 @@ class _Walker(LayerRules):
         return self.unify(node, layouts)
 
     def split(self, node: fx.Node) -> None:
-        """``x.chunk(n, dim=1)``, ``x.split(sizes, dim=1)``: each ``getitem`` of the result
+        """``x.chunk(n, dim=1)``, ``x.split(size, dim=1)``: each ``getitem`` of the result
         takes its part of the channels (a space a cut falls inside is cut in two). The pruned
         model cuts its fewer channels again: into ``n`` equal parts for ``chunk`` (the parts
-        are united: each keeps the same channels), at the same literal sizes for ``split``
-        (every part but the last keeps its channels whole). Anything else keeps them whole."""
+        are united: each keeps the same channels), every ``size`` channels for ``split`` with
+        a literal int (every part but the last keeps its channels whole). Anything else, split
+        sections (a list) included, keeps them whole."""
         src = node.args[0]
         lay, in_shape = self.layout_of(src), tensor_shape(src)
-        arg = node.args[1] if len(node.args) > 1 else next(iter(node.kwargs.values()), None)
+        arg = node.args[1] if len(node.args) > 1 else \
+            next((v for k, v in node.kwargs.items() if k != "dim"), None)
+        chunk = node.target in ("chunk", torch.chunk)
         dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
         sizes = None
         if lay is not None and in_shape is not None and isinstance(dim, int) and \
                 dim % len(in_shape) == 1 == self.a.dim(src.name) and all(
                     u.op == "call_function" and u.target is operator.getitem
                     for u in node.users):
-            sizes = _part_sizes(in_shape[1], arg, chunk=node.target == "chunk")
+            sizes = _part_sizes(in_shape[1], arg, chunk)
         parts = None if sizes is None else self.cut(lay, sizes)
         if parts is None:
             self.unknown(node)
             return
-        if node.target == "chunk":
+        if chunk:
             if self.unify(node, parts) is None:
                 return
         else:
@@ -406,8 +409,8 @@ class _Walker(LayerRules):
         """``x[:, a:b]`` with literal bounds: the pruned model slices at the same places, so the
         channels before ``b`` (before ``a`` when the slice runs to the end) stay whole."""
         if not isinstance(index, slice) or index.step not in (None, 1) or not all(
-                isinstance(v, int | None) for v in (index.start, index.stop)):
-            return self.unknown(node)
+                v is None or (isinstance(v, int) and v >= 0) for v in (index.start, index.stop)):
+            return self.unknown(node)  # a negative bound counts from the pruned model's end
         start, stop, _ = index.indices(channels)
         if stop <= start:
             return self.unknown(node)
@@ -430,10 +433,7 @@ def _part_sizes(total: int, arg: Any, chunk: bool) -> list[int] | None:
         return [min(each, total - i) for i in range(0, total, each)]
     if isinstance(arg, int) and arg > 0:
         return [min(arg, total - i) for i in range(0, total, arg)]
-    if isinstance(arg, list | tuple) and all(isinstance(a, int) for a in arg) \
-            and sum(arg) == total:
-        return list(arg)
-    return None
+    return None  # sections: the pruned model's fewer channels would not add up to them
 
 
 def analyze(gm: fx.GraphModule, treat_as: dict[type, type] | None = None,
