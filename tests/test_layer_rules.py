@@ -78,7 +78,17 @@ def _layer_norm_variants():
         def forward(self, x):
             return self.c2(self.c1(x) * self.gamma).mean((2, 3)) + self.gamma.sum()
 
-    return [OverSpace, OverWidth, ScaleReused]
+    class NormWeightReused(nn.Module):  # a LayerNorm's own weight also scales a tensor
+        def __init__(self):
+            super().__init__()
+            self.c1, self.norm, self.c2 = cbr(3, 8), nn.LayerNorm(8), nn.Linear(8, 4)
+
+        def forward(self, x):
+            y = self.c1(x).permute(0, 2, 3, 1)
+            z = self.norm(y) + y * self.norm.weight  # sliced twice, were it taken as a scale
+            return self.c2(z.permute(0, 3, 1, 2).mean((2, 3)))
+
+    return [OverSpace, OverWidth, ScaleReused, NormWeightReused]
 
 
 @pytest.mark.parametrize("make", _layer_norm_variants(), ids=lambda m: m.__name__)

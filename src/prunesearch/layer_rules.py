@@ -177,7 +177,8 @@ class LayerRules:
         target = str(arg.target)
         owner, _, attr = target.rpartition(".")
         m = self.root_modules.get(owner)
-        if m is None or (attr not in m._parameters and attr not in m._buffers):
+        if m is None or (attr not in m._parameters and attr not in m._buffers) or \
+                isinstance(m, KNOWN_BASES):  # a layer's own tensors are sliced by its role
             return None
         if not all(is_op(u, BINARY_FUNCTIONS, BINARY_METHODS) for u in arg.users):
             return None
