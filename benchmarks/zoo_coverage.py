@@ -51,7 +51,7 @@ MODELS = [
     "tv:resnet18", "tv:resnet50", "tv:mobilenet_v2", "tv:mobilenet_v3_large",
     "tv:densenet121", "tv:vgg16_bn", "tv:efficientnet_b0", "tv:convnext_tiny",
     "tv:regnet_y_400mf", "tv:resnext50_32x4d", "tv:shufflenet_v2_x0_5",
-    "timm:efficientnet_lite0", "timm:repvgg_a0", "timm:cspresnet50",
+    "timm:efficientnet_lite0", "timm:repvgg_a0", "timm:cspresnet50", "timm:convnext_atto",
 ]
 
 

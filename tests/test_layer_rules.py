@@ -29,11 +29,11 @@ def test_layer_norms_over_channels_and_layer_scales_prune_with_their_channels():
     assert set(groups) == {"stem", "pw1", "down"} and graph.fixed_ops == []  # was none
     assert groups["stem"].producers == ["stem", "dw", "pw2"]
     assert groups["stem"].followers == ["stem_norm", "norm", "gamma", "down_norm"]
-    assert groups["down"].followers == ["scale2", "head_norm"]
+    assert groups["down"].followers == ["scale2", "head_scale", "head_norm"]
     pruned = graph.prune({"stem": 5, "down": 7})
     assert pruned.norm.normalized_shape == pruned.stem_norm.normalized_shape == (5,)
     assert pruned.gamma.shape == (5, 1, 1) and isinstance(pruned.gamma, nn.Parameter)
-    assert pruned.scale2.shape == (7,) and pruned.head_norm.weight.shape == (7,)
+    assert pruned.scale2.shape == pruned.head_scale.shape == pruned.head_norm.weight.shape == (7,)
     assert pruned.pw1.in_features == 5 and pruned.mlp2.out_features == 7
 
 
@@ -88,7 +88,16 @@ def _layer_norm_variants():
             z = self.norm(y) + y * self.norm.weight  # sliced twice, were it taken as a scale
             return self.c2(z.permute(0, 3, 1, 2).mean((2, 3)))
 
-    return [OverSpace, OverWidth, ScaleReused, NormWeightReused]
+    class LiteralView(nn.Module):  # gamma.view(1, 8, 1, 1): the pruned view would fail
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = cbr(3, 8), nn.Conv2d(8, 4, 1)
+            self.gamma = nn.Parameter(torch.ones(8))
+
+        def forward(self, x):
+            return self.c2(self.c1(x) * self.gamma.view(1, 8, 1, 1)).mean((2, 3))
+
+    return [OverSpace, OverWidth, ScaleReused, NormWeightReused, LiteralView]
 
 
 @pytest.mark.parametrize("make", _layer_norm_variants(), ids=lambda m: m.__name__)

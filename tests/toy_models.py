@@ -327,6 +327,7 @@ class ConvNeXtBlocks(nn.Module):
         self.dw2 = nn.Conv2d(12, 12, 3, padding=1, groups=12)
         self.scale2 = nn.Parameter(torch.full((12,), 2.0))  # a layer scale on channels last
         self.mlp2 = nn.Linear(12, 12)
+        self.head_scale = nn.Parameter(torch.full((12,), 0.5))  # viewed (1, C, 1, 1), timm's
         self.head_norm = nn.LayerNorm(12)
         self.fc = nn.Linear(12, 4)
 
@@ -338,6 +339,7 @@ class ConvNeXtBlocks(nn.Module):
         x = self.down(self.down_norm(x))
         y = torch.permute(self.dw2(x), (0, 2, 3, 1))
         x = x + (self.mlp2(y) * self.scale2).permute(0, 3, 1, 2)
+        x = x.mul(self.head_scale.view(1, -1, 1, 1))
         return self.fc(self.head_norm(x.mean((2, 3))))
 
 

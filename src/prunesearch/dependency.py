@@ -118,9 +118,14 @@ class _Walker(LayerRules):
         )
         if not shapes_match:
             return self.unknown(node)
+        prunable = any(not self.a.is_fixed(s.space) for lay in layouts for s in lay)
         for lay in layouts[1:]:
             for s, t in zip(lay, first, strict=True):
                 self.a.union(s.space, t.space)
+        if prunable and all(self.a.is_fixed(s.space) for s in first):
+            # e.g. a tensor we do not understand (a literal view) scales or is added to them
+            self.a.unknown_ops.append(f"{describe(node, self.modules)}: joins channels kept "
+                                      "whole")
         return first
 
     def term(self, terms: list[Term], coef: int, *layouts: Layout, div: int = 1) -> None:
@@ -252,7 +257,7 @@ class _Walker(LayerRules):
         for arg, s, off in operands:
             if dim - off < 0 or s[dim - off] == 1:
                 continue  # broadcast along channels: does not constrain them
-            lay = self.parameter(arg, dim - off, order) if arg.op == "get_attr" else None
+            lay = self.parameter(arg, dim - off, order)
             if lay is None:
                 lay = self.layout_of(arg)
                 if lay is None or self.a.dim(arg.name) + off != dim:

@@ -20,6 +20,7 @@ from .ops import (
     BINARY_METHODS,
     ELEMENTWISE_MODULES,
     KNOWN_BASES,
+    RESHAPE_FUNCTIONS,
     SPATIAL_MODULES,
     describe,
     is_op,
@@ -172,15 +173,21 @@ class LayerRules:
     # -- elementwise parameters -----------------------------------------------------------------
     def parameter(self, arg: fx.Node, dim: int, order: int) -> Layout | None:
         """A module's parameter or buffer broadcast along the channels of the tensor it scales
-        or shifts (a layer scale ``gamma * x``): sliced with those channels along ``dim``, if
-        every use of it is such an elementwise op; else None."""
+        or shifts (a layer scale ``gamma * x``, or ``x * gamma.view(1, -1, 1, 1)`` of a 1-D
+        one): sliced with those channels along ``dim``, if every use of it is such an
+        elementwise op; else None."""
+        if arg.op != "get_attr":  # a 1-D parameter viewed along one dim
+            src = arg.args[0] if arg.args else None
+            if not (_channel_view(arg) and isinstance(src, fx.Node) and src.op == "get_attr"):
+                return None
+            arg, dim = src, 0
         target = str(arg.target)
         owner, _, attr = target.rpartition(".")
         m = self.root_modules.get(owner)
         if m is None or (attr not in m._parameters and attr not in m._buffers) or \
                 isinstance(m, KNOWN_BASES):  # a layer's own tensors are sliced by its role
             return None
-        if not all(is_op(u, BINARY_FUNCTIONS, BINARY_METHODS) for u in arg.users):
+        if not _elementwise_uses(arg):
             return None
         if target not in self.a.roles:
             t = getattr(m, attr)
@@ -190,3 +197,20 @@ class LayerRules:
                 self.term(self.a.param_terms, t.numel() // t.shape[dim], lay)
         role = self.a.roles[target]
         return self.a.expand(role.in_layout) if role.dim == dim else None
+
+
+def _channel_view(node: fx.Node) -> bool:
+    """``t.view(1, -1, 1, 1)`` / ``t.reshape(...)`` of a 1-D tensor: one dim holds all of it
+    (the shape is the traced one, so it follows the pruned tensor's length)."""
+    shape, src = tensor_shape(node), tensor_shape(node.args[0] if node.args else None)
+    return (is_op(node, RESHAPE_FUNCTIONS, {"view", "reshape"}) and shape is not None
+            and src is not None and len(src) == 1 and sum(d != 1 for d in shape) <= 1
+            and sum(1 for a in node.args[1:] if a == -1 or a == [-1] or -1 in
+                    (a if isinstance(a, list | tuple) else ())) == 1)
+
+
+def _elementwise_uses(node: fx.Node) -> bool:
+    """Whether every use of ``node`` is an elementwise binary op, directly or through a view
+    along one dim."""
+    return all(is_op(u, BINARY_FUNCTIONS, BINARY_METHODS)
+               or (_channel_view(u) and _elementwise_uses(u)) for u in node.users)
