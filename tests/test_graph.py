@@ -74,8 +74,8 @@ def test_squeeze_excite_gate_and_depthwise():
 
 
 @pytest.mark.parametrize("construct, fixed_group, op_text", [
-    ("grouped_conv", "c1", "groups=4"),
     ("unknown_op", "c1", "roll"),
+    ("chunk_shuffle", "stem.0", "view()"),
 ])
 def test_unsupported_ops_fix_channels_and_warn_once(construct, fixed_group, op_text, caplog):
     with caplog.at_level(logging.WARNING, logger="prunesearch.graph"):
@@ -83,7 +83,7 @@ def test_unsupported_ops_fix_channels_and_warn_once(construct, fixed_group, op_t
     assert fixed_group not in groups
     assert len(groups) >= 1
     warnings = [r for r in caplog.records if "kept whole" in r.getMessage()]
-    assert len(warnings) == 1 and op_text in warnings[0].getMessage()
+    assert len(warnings) == 1 and op_text in warnings[0].getMessage()  # one for all ops
     assert any(op_text in op for op in graph.fixed_ops)
 
 
@@ -304,3 +304,69 @@ def test_a_batchnorm_written_functionally_prunes_like_a_batchnorm():
     for seed in range(3):
         torch.manual_seed(seed)
         assert_equivalent_after_pruning(FunctionalNorms(), X, seed)
+
+
+def test_chunks_prune_their_parts_alike_and_shuffles_stay_whole():
+    graph, groups = groups_of(CONSTRUCTS["chunk_shuffle"]())
+    # the stem's chunk in two is understood, but the channel shuffle (view, transpose, view)
+    # keeps the stream whole; the chunk of cat([a, b]) cuts between a and b, pruned alike
+    assert set(groups) == {"branch.0.0", "a.0"}
+    assert groups["a.0"].producers == ["a.0", "b.0"]
+    assert [op.split(" at ")[0] for op in graph.fixed_ops] == ["method '.view()'"]
+    pruned = graph.prune({"a.0": 2})
+    assert pruned.a[0].out_channels == pruned.b[0].out_channels == 2
+
+
+def test_splits_slices_and_chunks_inside_one_convs_output():
+    graph, groups = groups_of(CONSTRUCTS["cross_stage"]())
+    assert graph.fixed_ops == []
+    assert {n: (g.size, g.rows) for n, g in groups.items()} == {
+        "stem.0": (8, [("stem.0", 0)]),
+        "exp.0": (6, [("exp.0", 6), ("block.0", 0)]),    # split(6): the part after the cut
+        "trans_b.0": (6, [("trans_b.0", 0)]),
+        "trans.0": (3, [("trans.0", 5)]),                # x[:, 5:]: channels 5.. prune
+        "halves.0": (4, [("halves.0", 0), ("halves.0", 4), ("a", 0)])}  # chunk(2): alike
+    assert groups["exp.0"].norms == [("exp.1", 6, 1), ("block.1", 0, 1)]
+    widths = {"exp.0": 2, "trans.0": 1, "halves.0": 3}
+    pruned = graph.prune(widths)
+    assert (pruned.exp[0].out_channels, pruned.trans[0].out_channels) == (6 + 2, 5 + 1)
+    assert (pruned.halves[0].out_channels, pruned.a.out_channels) == (6, 3)
+    assert graph.widths_of(pruned) == graph.base_widths | widths
+
+
+def test_a_depthwise_conv_over_a_concatenation_holds_each_group_at_its_offset():
+    graph, groups = groups_of(CONSTRUCTS["depthwise_concat"]())
+    assert groups["a.0"].rows == [("a.0", 0), ("dw", 0)]
+    assert groups["b.0"].rows == [("b.0", 0), ("dw", 4)]
+    pruned = graph.prune({"a.0": 2, "b.0": 3})  # l1 scores: was a RuntimeError (4 vs 9 rows)
+    assert pruned.dw.groups == pruned.dw.out_channels == 5
+
+
+class _TwoParts(torch.nn.Module):
+    """A conv's output cut where the pruned model would cut elsewhere: ``chunk(2)`` of 7
+    channels (unequal parts), ``split`` at a size computed from the traced shape, ``split``
+    into sections (their sum must stay the channel count), a slice from the end."""
+
+    def __init__(self, cut: str):
+        super().__init__()
+        self.cut, channels = cut, 7 if cut == "odd-chunk" else 8
+        self.c1 = torch.nn.Conv2d(3, channels, 3, padding=1)
+        self.p = torch.nn.Conv2d(4, 2, 1)
+        self.q = torch.nn.Conv2d(channels - 4, 2, 1)
+
+    def forward(self, x):
+        x = self.c1(x)
+        if self.cut == "negative-slice":
+            p, q = x[:, :4], x[:, -4:]
+        elif self.cut == "odd-chunk":
+            p, q = x.chunk(2, dim=1)
+        else:
+            p, q = x.split(x.size(1) // 2 if self.cut == "traced-split" else [4, 4], dim=1)
+        return (self.p(p) + self.q(q)).mean((2, 3))
+
+
+@pytest.mark.parametrize("cut", ["odd-chunk", "traced-split", "sections", "negative-slice"])
+def test_cuts_the_pruned_model_would_make_elsewhere_keep_channels_whole(cut):
+    graph, groups = groups_of(_TwoParts(cut))
+    assert "c1" not in groups
+    assert any(op in fixed for op in ("chunk", "split", "getitem") for fixed in graph.fixed_ops)

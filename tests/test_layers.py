@@ -15,8 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "prunesearch"
 LAYERS = [
     ("base", {"errors", "choices", "compat", "fileio", "imports", "paths", "stats",
               "progress"}),
-    ("engine", {"dependency", "graph", "prune", "flops", "importance", "models", "budget",
-                "spec"}),
+    ("engine", {"channels", "ops", "layer_rules", "dependency", "graph", "prune", "flops",
+                "importance", "models", "budget", "spec"}),
     ("config", {"space", "data", "loader", "memory_format", "latency"}),
     ("training", {"train", "runs"}),
     ("search", {"objectives", "granularity", "studies", "find"}),

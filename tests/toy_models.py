@@ -123,7 +123,7 @@ class SqueezeExcite(nn.Module):
 
 
 class GroupedConv(nn.Module):
-    """A grouped (non-depthwise) conv: its input and output channels must stay fixed."""
+    """A grouped (non-depthwise) conv: its input and output lose whole channels per group."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -170,15 +170,6 @@ class Untraceable(nn.Module):
         return self.fc(self.gate(self.c1(x)).mean((2, 3)))
 
 
-CONSTRUCTS = {
-    "plain": Plain,
-    "postact_residual": PostActResidual,
-    "preact_residual": PreActResidual,
-    "concat": Concat,
-    "squeeze_excite": SqueezeExcite,
-    "grouped_conv": GroupedConv,
-    "unknown_op": UnknownOp,
-}
 
 
 def in_chans_net(in_chans: int = 3, n: int = 4) -> nn.Module:
@@ -307,3 +298,170 @@ class FunctionalNorms(nn.Module):
         x = self.n1(self.c1(x))
         x = x + self.n3(self.c3(self.n2(self.c2(x))))
         return self.fc(x.mean((2, 3)))
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW map, by permutes (torchvision's and timm's)."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)                                        # (N, H, W, C)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)                                     # (N, C, H, W)
+
+
+class ConvNeXtBlocks(nn.Module):
+    """ConvNeXt's patterns: LayerNorm2d after the stem and before a downsampling conv; blocks
+    of depthwise conv, permute, LayerNorm, Linear-GELU-Linear on channels last, permute back,
+    a layer scale ``gamma * x`` and a residual sum; a LayerNorm before the classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 2, stride=2)
+        self.stem_norm = LayerNorm2d(8, eps=1e-6)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.norm = nn.LayerNorm(8, eps=1e-6)
+        self.pw1, self.act, self.pw2 = nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8)
+        self.gamma = nn.Parameter(torch.full((8, 1, 1), 0.5))
+        self.down_norm = LayerNorm2d(8, eps=1e-6)
+        self.down = nn.Conv2d(8, 12, 2, stride=2)
+        self.dw2 = nn.Conv2d(12, 12, 3, padding=1, groups=12)
+        self.scale2 = nn.Parameter(torch.full((12,), 2.0))  # a layer scale on channels last
+        self.mlp2 = nn.Linear(12, 12)
+        self.head_scale = nn.Parameter(torch.full((12,), 0.5))  # viewed (1, C, 1, 1), timm's
+        self.head_norm = nn.LayerNorm(12)
+        self.fc = nn.Linear(12, 4)
+
+    def forward(self, x):
+        x = self.stem_norm(self.stem(x))
+        y = self.dw(x).permute(0, 2, 3, 1)                               # (N, H, W, 8)
+        y = self.pw2(self.act(self.pw1(self.norm(y)))).permute(0, 3, 1, 2)
+        x = x + self.gamma * y
+        x = self.down(self.down_norm(x))
+        y = torch.permute(self.dw2(x), (0, 2, 3, 1))
+        x = x + (self.mlp2(y) * self.scale2).permute(0, 3, 1, 2)
+        x = x.mul(self.head_scale.view(1, -1, 1, 1))
+        return self.fc(self.head_norm(x.mean((2, 3))))
+
+
+class GroupedBottleneck(nn.Module):
+    """ResNeXt/RegNet blocks: a grouped 3x3 conv between 1x1 convs, an SE gate on its output,
+    a residual stream; a second grouped conv whose input is the stream itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = cbr(3, 8)
+        self.reduce = cbr(8, 12, 1)
+        self.grouped = nn.Conv2d(12, 12, 3, padding=1, groups=3, bias=False)
+        self.gbn = nn.BatchNorm2d(12)
+        self.se_reduce, self.se_expand = nn.Conv2d(12, 4, 1), nn.Conv2d(4, 12, 1)
+        self.expand = nn.Conv2d(12, 8, 1, bias=False)
+        self.ebn = nn.BatchNorm2d(8)
+        self.grouped2 = nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=2)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = F.relu(self.gbn(self.grouped(self.reduce(x))))
+        y = y * torch.sigmoid(self.se_expand(F.relu(self.se_reduce(y.mean((2, 3), True)))))
+        x = F.relu(x + self.ebn(self.expand(y)))
+        return self.fc(F.relu(self.grouped2(x)).mean((2, 3)))
+
+
+class GroupNorms(nn.Module):
+    """GroupNorm in a residual stream and on a block's inner channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.gn0 = nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(4, 8)
+        self.c1, self.gn1 = nn.Conv2d(8, 12, 3, padding=1), nn.GroupNorm(3, 12)
+        self.c2, self.gn2 = nn.Conv2d(12, 8, 1), nn.GroupNorm(2, 8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = F.relu(self.gn0(self.stem(x)))
+        x = F.relu(x + self.gn2(self.c2(F.relu(self.gn1(self.c1(x))))))
+        return self.fc(x.mean((2, 3)))
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """torchvision's ShuffleNetV2 channel shuffle (traced: sizes are traced values)."""
+    batch, channels, height, width = x.size()
+    x = x.view(batch, groups, channels // groups, height, width)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(batch, -1, height, width)
+
+
+class ChunkShuffle(nn.Module):
+    """ShuffleNetV2's stride-1 unit (chunk in two, one half through a branch, cat, channel
+    shuffle): the shuffle interleaves the halves, which the pruned model would do at other
+    places, so the stream stays whole; a chunk of a concatenation of two equal convs cuts
+    between them and prunes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = cbr(3, 8)
+        self.branch = nn.Sequential(cbr(4, 6, 1), nn.Conv2d(6, 4, 1), nn.BatchNorm2d(4))
+        self.a, self.b = cbr(8, 6), cbr(8, 6)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x1, x2 = x.chunk(2, dim=1)
+        x = channel_shuffle(torch.cat((x1, self.branch(x2)), dim=1), 2)
+        p, q = torch.cat([self.a(x), self.b(x)], 1).chunk(2, dim=1)
+        return self.fc((p * q).mean((2, 3)))
+
+
+class CrossStage(nn.Module):
+    """CSPNet's stage: one conv's output split at a literal size, the first part passed on
+    whole, the second through a residual block, both concatenated into a transition conv;
+    then a chunk of one conv's output in two halves (pruned alike) and a channel slice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.exp = cbr(3, 8), cbr(8, 12, 1)
+        self.block, self.trans_b, self.trans = cbr(6, 6), cbr(6, 6, 1), cbr(12, 8, 1)
+        self.halves, self.a = cbr(8, 8, 1), nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(7, 4)
+
+    def forward(self, x):
+        xs, xb = self.exp(self.stem(x)).split(6, dim=1)           # (N, 6, H, W) each
+        xb = xb + self.block(xb)
+        x = self.trans(torch.cat([xs, self.trans_b(xb)], dim=1))  # (N, 8, H, W)
+        p, q = self.halves(x).chunk(2, dim=1)                     # (N, 4, H, W) each
+        y = torch.cat([self.a(p) * q, x[:, 5:]], 1)               # (N, 4 + 3, H, W)
+        return self.fc(y.mean((2, 3)))
+
+
+class DepthwiseOverConcat(nn.Module):
+    """A depthwise conv over a concatenation (Inception/MixNet-style): its filters belong to
+    two groups, at their offsets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = cbr(3, 4, 1), cbr(3, 5, 1)
+        self.dw = nn.Conv2d(9, 9, 3, padding=1, groups=9, bias=False)
+        self.bn = nn.BatchNorm2d(9)
+        self.c = cbr(9, 6, 1)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.dw(torch.cat([self.a(x), self.b(x)], 1))))
+        return self.fc(self.c(x).mean((2, 3)))
+
+
+CONSTRUCTS = {
+    "plain": Plain,
+    "postact_residual": PostActResidual,
+    "preact_residual": PreActResidual,
+    "concat": Concat,
+    "squeeze_excite": SqueezeExcite,
+    "grouped_conv": GroupedConv,
+    "unknown_op": UnknownOp,
+    "convnext": ConvNeXtBlocks,
+    "grouped_bottleneck": GroupedBottleneck,
+    "group_norms": GroupNorms,
+    "chunk_shuffle": ChunkShuffle,
+    "cross_stage": CrossStage,
+    "depthwise_concat": DepthwiseOverConcat,
+}

@@ -3,8 +3,9 @@ onto a budget.
 
 Projection: the widths of keep ratios ``r`` scaled by ``s``, ``w_g = round_to_multiple(clip(r_g
 * s, min_ratio, 1) * size_g)``, grow monotonically with ``s``; bisection finds the largest ``s``
-whose cost fits the target, then a greedy pass adds channels (``round_to`` at a time) to the
-groups furthest below their scaled ratio while the cost still fits. The analytic cost model makes
+whose cost fits the target, then a greedy pass adds channels (``round_to`` at a time, or whole
+conv/norm groups where a group has a step) to the groups furthest below their scaled ratio while
+the cost still fits. The analytic cost model makes
 each step about 10 us, so a projection costs a few milliseconds.
 """
 
@@ -21,7 +22,7 @@ from .errors import PrunesearchError, shown
 if TYPE_CHECKING:  # torch is imported where used: parse_budgets runs before the CLI loads it
     import torch
 
-    from .graph import ChannelGraph
+    from .graph import ChannelGraph, ChannelGroup
 
 __all__ = ["Budget", "allocate", "cost", "global_ratios", "parse_budgets", "project",
            "threshold_ratios"]
@@ -110,9 +111,15 @@ def parse_budgets(text: str) -> list[Budget]:
     return budgets
 
 
-def _round_width(x: float, size: int, round_to: int, floor: int) -> int:
-    w = math.floor(x / round_to + 1e-9) * round_to
+def _round_width(x: float, size: int, quantum: int, floor: int) -> int:
+    w = math.floor(x / quantum + 1e-9) * quantum
     return max(floor, min(size, w))
+
+
+def quantum(group: ChannelGroup, round_to: int) -> int:
+    """The width increment of a group: ``round_to``, and whole conv/norm groups where the
+    group has a step (its size is always a multiple of its step, so it stays reachable)."""
+    return math.lcm(round_to, group.step)
 
 
 def cost(graph: ChannelGraph, kind: str, widths: Mapping[str, int] | None = None) -> int:
@@ -121,11 +128,13 @@ def cost(graph: ChannelGraph, kind: str, widths: Mapping[str, int] | None = None
 
 
 def min_widths(graph: ChannelGraph, min_ratio: float, round_to: int) -> dict[str, int]:
-    """The narrowest widths allowed: ``min_ratio`` of each group, rounded up to ``round_to``."""
+    """The narrowest widths allowed: ``min_ratio`` of each group, rounded up to ``round_to``
+    (and to whole conv/norm groups)."""
     out = {}
     for g in graph.groups:
-        w = math.ceil(min_ratio * g.size / round_to - 1e-9) * round_to
-        out[g.name] = max(1, min(g.size, w))
+        q = quantum(g, round_to)
+        w = math.ceil(min_ratio * g.size / q - 1e-9) * q
+        out[g.name] = max(g.step, min(g.size, w))
     return out
 
 
@@ -147,7 +156,7 @@ def project(graph: ChannelGraph, ratios: Mapping[str, float], kind: str, target:
 
     def widths_at(s: float) -> dict[str, int]:
         return {g.name: _round_width(min(1.0, max(min_ratio, r[g.name] * s)) * g.size, g.size,
-                                     round_to, floors[g.name]) for g in groups}
+                                     quantum(g, round_to), floors[g.name]) for g in groups}
 
     lo, hi = 0.0, max(1.0 / v for v in r.values())
     if cost(graph, kind, widths_at(hi)) <= target:
@@ -168,7 +177,7 @@ def project(graph: ChannelGraph, ratios: Mapping[str, float], kind: str, target:
             return widths
         g = max(open_groups, key=lambda g: (desired[g.name] - widths[g.name]) / g.size)
         trial = dict(widths)
-        trial[g.name] = min(g.size, widths[g.name] + round_to)
+        trial[g.name] = min(g.size, widths[g.name] + quantum(g, round_to))
         if cost(graph, kind, trial) <= target:
             widths = trial
         else:
@@ -190,8 +199,7 @@ def threshold_ratios(graph: ChannelGraph, scores: dict[str, torch.Tensor], kind:
         return {g.name: r.get(g.name, fill) for g in graph.groups}  # groups without BN: mean
 
     def cost_of(r: dict[str, float]) -> int:
-        return cost(graph, kind, {g.name: max(1, round(r[g.name] * g.size))
-                                  for g in graph.groups})
+        return cost(graph, kind, {g.name: g.nearest(r[g.name] * g.size) for g in graph.groups})
 
     lo, hi = 0, len(values) - 1  # a low index keeps more channels
     while lo < hi:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .dependency import Layout, Term
+from .channels import Layout, Term
 from .errors import PrunesearchError
 
 __all__ = ["CostModel", "count_flops", "count_params", "eval_mode"]
@@ -72,7 +72,8 @@ def count_params(model: nn.Module) -> int:
 
 
 class CostModel:
-    """``constant + sum(coef * prod(size(layout)))`` over terms, vectorised over group widths.
+    """``constant + sum(coef * prod(size(layout)) // div)`` over terms, vectorised over
+    group widths.
 
     Each layout's size is linear in the group widths: ``c + sum(inner * width[g])``; a term has at
     most two layouts, so the whole count is a quadratic form evaluated with int64 numpy (exact).
@@ -90,7 +91,7 @@ class CostModel:
                 rows.append((const, linear))
             return index[key]
 
-        a_idx, b_idx, coefs = [], [], []
+        a_idx, b_idx, coefs, divs = [], [], [], []
         for t in terms:
             if len(t.layouts) > 2:
                 raise AssertionError("cost terms have at most two layouts")
@@ -98,6 +99,7 @@ class CostModel:
             a_idx.append(ids[0] if ids else -1)
             b_idx.append(ids[1] if len(ids) > 1 else -1)
             coefs.append(t.coef)
+            divs.append(t.div)
         n = len(rows)
         self._A = np.zeros((n, num_groups), dtype=np.int64)
         self._c = np.zeros(n + 1, dtype=np.int64)
@@ -109,13 +111,15 @@ class CostModel:
         self._a = np.asarray(a_idx, dtype=np.int64)
         self._b = np.asarray(b_idx, dtype=np.int64)
         self._coef = np.asarray(coefs, dtype=np.int64)
+        self._div = np.asarray(divs, dtype=np.int64)
         self.constant = 0
 
     def variable(self, widths: np.ndarray) -> int:
         """The width-dependent part of the count for a vector of group widths."""
         sizes = self._c.copy()
         sizes[:-1] += self._A @ widths
-        return int((self._coef * sizes[self._a] * sizes[self._b]).sum())
+        # exact: a term's divisor (a grouped conv's groups) divides its input's size
+        return int(((self._coef * sizes[self._a] * sizes[self._b]) // self._div).sum())
 
     def __call__(self, widths: np.ndarray) -> int:
         return self.constant + self.variable(widths)

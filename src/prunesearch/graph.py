@@ -20,7 +20,8 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .dependency import Analysis, Layout, ModuleRole, analyze
+from .channels import Analysis, Layout, ModuleRole, Segment
+from .dependency import analyze
 from .errors import PrunesearchError, TraceError, first_line
 from .flops import CostModel, count_flops, count_params, eval_mode
 from .importance import Importance, group_scores, top_channels
@@ -45,6 +46,15 @@ class ChannelGroup:
         consumers: conv/linear modules whose weight dim 1 is sliced for this group.
         norms: ``(module, offset, inner)`` of each BatchNorm normalising these channels, at
             ``offset`` in its input (``inner`` features per channel after a flatten).
+        rows: ``(producer, offset)`` for each place these channels hold in a producer's
+            output channels (weight dim 0): offset 0 unless a split cut the producer's output
+            (a chunk's united parts: once per part); depthwise convs included.
+        followers: other modules and tensors sliced with these channels: LayerNorms,
+            GroupNorms, elementwise parameters such as a layer scale (``module.attr``).
+        step: widths are multiples of ``step`` (1 for most groups). With ``interleaved``,
+            the channels are ``step`` equal runs that keep the same positions (the inputs or
+            outputs of a grouped convolution: each conv group keeps as many channels);
+            without, they are kept in whole runs of ``step`` channels (a GroupNorm's groups).
     """
 
     name: str
@@ -52,6 +62,14 @@ class ChannelGroup:
     producers: list[str] = field(default_factory=list)
     consumers: list[str] = field(default_factory=list)
     norms: list[tuple[str, int, int]] = field(default_factory=list)
+    rows: list[tuple[str, int]] = field(default_factory=list)
+    followers: list[str] = field(default_factory=list)
+    step: int = 1
+    interleaved: bool = False
+
+    def nearest(self, width: float) -> int:
+        """The allowed width (a multiple of ``step`` in ``step..size``) nearest ``width``."""
+        return min(self.size, max(self.step, round(width / self.step) * self.step))
 
 
 class _Tracer(fx.Tracer):
@@ -173,7 +191,7 @@ class ChannelGraph:
 
     def _resolve(self, layout: Layout) -> tuple[int, list[tuple[int, int]]]:
         const, linear = 0, []
-        for seg in layout:
+        for seg in self._a.expand(layout):
             g = self._group_of(seg.space)
             if g is None:
                 const += seg.length * seg.inner
@@ -181,33 +199,53 @@ class ChannelGraph:
                 linear.append((g, seg.inner))
         return const, linear
 
+    def _out_layout(self, role: ModuleRole) -> Layout:
+        """A producer's output channels, with the parts of a space a split cut."""
+        return self._a.expand((Segment(role.out_space, self._a.size[role.out_space]),))
+
     def _build_groups(self) -> None:
         a = self._a
         roles = sorted(a.roles.values(), key=lambda r: r.order)
         for role in roles:
-            if role.out_space is None or a.is_fixed(role.out_space):
+            if role.out_space is None:
                 continue
-            root = a.find(role.out_space)
-            if root not in self._group_of_root:
-                self._group_of_root[root] = len(self.groups)
-                self.groups.append(ChannelGroup(role.name, a.size[root]))
-            self.groups[self._group_of_root[root]].producers.append(role.name)
+            offset = 0
+            for seg in self._out_layout(role):
+                if not a.is_fixed(seg.space):
+                    root = a.find(seg.space)
+                    if root not in self._group_of_root:
+                        self._group_of_root[root] = len(self.groups)
+                        self.groups.append(ChannelGroup(role.name, a.size[root],
+                                                        step=a.step[root],
+                                                        interleaved=a.interleaved[root]))
+                    self._add_producer(self.groups[self._group_of_root[root]], role.name,
+                                       offset)
+                offset += seg.length
         for role in roles:
             offset = 0
-            for seg in role.in_layout:
+            for seg in a.expand(role.in_layout):
                 g = self._group_of(seg.space)
                 if g is not None:
                     group = self.groups[g]
                     if role.kind == "dwconv":
-                        group.producers.append(role.name)
+                        self._add_producer(group, role.name, offset)
                     elif role.kind == "bn":
                         group.norms.append((role.name, offset, seg.inner))
+                    elif role.kind in ("ln", "gn", "param"):
+                        group.followers.append(role.name)
                     elif role.name not in group.consumers:
                         group.consumers.append(role.name)
                 offset += seg.length * seg.inner
         order = {r.name: r.order for r in roles}
         for group in self.groups:
             group.producers.sort(key=order.__getitem__)
+            group.rows.sort(key=lambda row: order[row[0]])
+
+    @staticmethod
+    def _add_producer(group: ChannelGroup, name: str, offset: int) -> None:
+        if name not in group.producers:
+            group.producers.append(name)
+        group.rows.append((name, offset))
 
     @property
     def nx(self) -> nx.DiGraph:
@@ -216,6 +254,7 @@ class ChannelGraph:
         g = nx.DiGraph()
         for node in self._gm.graph.nodes:
             lay = self._a.layouts.get(node.name)
+            lay = None if lay is None else self._a.expand(lay)
             names = None if lay is None else [
                 self.groups[i].name if (i := self._group_of(s.space)) is not None else None
                 for s in lay
@@ -251,9 +290,13 @@ class ChannelGraph:
                 raise PrunesearchError(f"widths: unknown group {name!r}")
             if isinstance(w, bool) or not isinstance(w, int | np.integer):
                 raise PrunesearchError(f"widths[{name!r}] must be an integer, got {w!r}")
-            if not 1 <= w <= self.groups[i].size:
-                raise PrunesearchError(
-                    f"widths[{name!r}] must be in 1..{self.groups[i].size}, got {w}")
+            g = self.groups[i]
+            if not 1 <= w <= g.size:
+                raise PrunesearchError(f"widths[{name!r}] must be in 1..{g.size}, got {w}")
+            if w % g.step:
+                raise PrunesearchError(f"widths[{name!r}] must be a multiple of {g.step} "
+                                       f"(whole {'conv' if g.interleaved else 'norm'} groups), "
+                                       f"got {w}")
             vec[i] = int(w)
         return vec
 
@@ -289,8 +332,9 @@ class ChannelGraph:
         vec = self.widths_vector(widths)
         shrunk = [i for i, g in enumerate(self.groups) if vec[i] < g.size]
         scores = group_scores(self, importance, [self.groups[i].name for i in shrunk])
-        return {self.groups[i].name: top_channels(scores[self.groups[i].name], int(vec[i]))
-                for i in shrunk}
+        groups = [self.groups[i] for i in shrunk]
+        return {g.name: top_channels(scores[g.name], int(vec[i]), g.step, g.interleaved)
+                for i, g in zip(shrunk, groups, strict=True)}
 
     def prune(self, widths: Widths, importance: Importance = "l1") -> nn.Module:
         """A new, physically smaller copy of the model keeping ``widths[g]`` channels per group.
@@ -303,18 +347,23 @@ class ChannelGraph:
 
         Module names and classes are those of the original model, which is left untouched.
         """
+        slices = self.kept_slices(widths, importance)
+        return prune_copy(self.model, self._a.roles, lambda role: slices[role.name])
+
+    def kept_slices(self, widths: Widths, importance: Importance = "l1"
+                    ) -> dict[str, tuple[torch.Tensor | None, torch.Tensor | None]]:
+        """What :meth:`prune` keeps of each sliced module (or tensor, ``module.attr``):
+        ``(input indices, output indices)`` along its channel dims, None where all are kept.
+        Input indices count features (channels x ``inner`` after a flatten)."""
         kept_by_name = self.keep_indices(widths, importance)
         kept = {self._by_name[n]: idx for n, idx in kept_by_name.items()}
-
-        def indices(role: ModuleRole):
-            in_idx = layout_indices(role.in_layout, self._group_of, kept)
-            out_idx = None
-            if role.out_space is not None:
-                g = self._group_of(role.out_space)
-                out_idx = kept.get(g) if g is not None else None
-            return in_idx, out_idx
-
-        return prune_copy(self.model, self._a.roles, indices)
+        out = {}
+        for name, role in self._a.roles.items():
+            out_idx = None if role.out_space is None else \
+                layout_indices(self._out_layout(role), self._group_of, kept)
+            out[name] = (layout_indices(self._a.expand(role.in_layout), self._group_of, kept),
+                         out_idx)
+        return out
 
     def widths_of(self, pruned: nn.Module) -> dict[str, int]:
         """The group widths of ``pruned``, a channel-pruned copy of this graph's model made by
@@ -327,14 +376,7 @@ class ChannelGraph:
                 (the other tool pruned something this graph keeps whole, or coupled channels
                 apart).
         """
-        widths = {}
-        for g in self.groups:
-            try:
-                weight = pruned.get_submodule(g.producers[0]).weight
-            except AttributeError:
-                raise PrunesearchError(f"pruned model has no module {g.producers[0]!r} with a "
-                                       "weight (was it renamed?)") from None
-            widths[g.name] = int(weight.shape[0])
+        widths = {g.name: self._width_in(pruned, i) for i, g in enumerate(self.groups)}
         self.widths_vector(widths)  # in range
         expected = {k: tuple(v.shape) for k, v in self.prune(widths).state_dict().items()}
         actual = {k: tuple(v.shape) for k, v in pruned.state_dict().items()}
@@ -347,6 +389,27 @@ class ChannelGraph:
                 raise PrunesearchError(f"pruned model's {key} has shape {list(actual[key])}; "
                                        f"these groups at those widths give {list(shape)}")
         return widths
+
+    def _width_in(self, pruned: nn.Module, index: int) -> int:
+        """A group's width in another tool's pruned copy, read from the output channels of
+        its first producer that holds no other prunable group."""
+        group = self.groups[index]
+        for name in group.producers:
+            role = self._a.roles[name]
+            layout = self._out_layout(role) if role.out_space is not None else \
+                self._a.expand(role.in_layout)
+            groups = [self._group_of(s.space) for s in layout]
+            fixed = sum(s.length for s, g in zip(layout, groups, strict=True) if g is None)
+            places = [g for g in groups if g is not None]
+            if set(places) != {index}:
+                continue
+            try:
+                rows = int(pruned.get_submodule(name).weight.shape[0])
+            except AttributeError:
+                raise PrunesearchError(f"pruned model has no module {name!r} with a weight "
+                                       "(was it renamed?)") from None
+            return (rows - fixed) // len(places)
+        raise PrunesearchError(f"group {group.name!r}: no producer holds it alone")
 
     def __repr__(self) -> str:
         return (f"ChannelGraph({type(self.model).__name__}, {len(self.groups)} groups, "

@@ -1,6 +1,7 @@
 """Channel importance signals: which channels of a group to keep.
 
-* ``l1``: sum over the group's producers of each output filter's L1 norm (Li et al., 2017).
+* ``l1``: sum over the group's producers (each place it holds in their outputs: ``rows``) of
+  each output filter's L1 norm (Li et al., 2017).
 * ``slimming``: sum over the BatchNorms normalising the group of |gamma| (Liu et al., 2017,
   network slimming); groups that no BN normalises fall back to ``l1``.
 * a mapping of group name to a 1-D score tensor of the group's size.
@@ -31,8 +32,8 @@ Importance = Union[str, Mapping[str, Tensor]]  # noqa: UP007  (a runtime alias)
 def _l1(graph: ChannelGraph, name: str, modules: dict) -> Tensor:
     group = graph.group(name)
     score = torch.zeros(group.size, dtype=torch.float64)
-    for p in group.producers:
-        w = modules[p].weight.detach()
+    for p, offset in group.rows:
+        w = modules[p].weight.detach()[offset: offset + group.size]
         score += w.abs().flatten(1).sum(1).to(torch.float64).cpu()  # (size,)
     return score
 
@@ -81,8 +82,20 @@ def group_scores(graph: ChannelGraph, importance: Importance, names: Sequence[st
     return out
 
 
-def top_channels(scores: Tensor, width: int) -> Tensor:
-    """Indices of the ``width`` highest scores, in ascending channel order (ties: lower index)."""
+def top_channels(scores: Tensor, width: int, step: int = 1, interleaved: bool = False
+                 ) -> Tensor:
+    """Indices of the ``width`` highest scores, in ascending channel order (ties: lower index).
+
+    With ``step`` > 1 (``width`` a multiple of it), whole units are kept by their summed
+    scores: ``interleaved``, the same positions in each of ``step`` equal runs (a grouped
+    conv's groups); else whole runs of ``step`` channels (a GroupNorm's groups)."""
+    if step > 1:
+        size = scores.numel()
+        if interleaved:  # (step runs, positions): keep positions
+            runs = top_channels(scores.view(step, size // step).sum(0), width // step)
+            return (torch.arange(step)[:, None] * (size // step) + runs[None, :]).flatten()
+        blocks = top_channels(scores.view(size // step, step).sum(1), width // step)
+        return (blocks[:, None] * step + torch.arange(step)[None, :]).flatten()
     order = torch.argsort(scores, descending=True, stable=True)
     return order[:width].sort().values
 
@@ -105,8 +118,8 @@ def comparable_scores(graph: ChannelGraph, signal: str) -> dict[str, Tensor]:
                                           if modules[bn].weight is not None)
             continue
         score = torch.zeros(g.size, dtype=torch.float64)
-        for p in g.producers:
-            w = modules[p].weight.detach().to(torch.float64).cpu()
+        for p, offset in g.rows:
+            w = modules[p].weight.detach()[offset: offset + g.size].to(torch.float64).cpu()
             score += w.abs().flatten(1).sum(1) / w[0].numel()
-        out[g.name] = score / len(g.producers)
+        out[g.name] = score / len(g.rows)
     return out

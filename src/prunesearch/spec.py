@@ -245,9 +245,13 @@ class ArchSpec:
             if size != groups[name]:
                 raise SpecError(f"{_path('base_widths', name)}: model {self.model!r} has "
                                 f"{groups[name]} channels there, not {size}")
-        for name in groups:
-            if name not in self.widths:
-                raise SpecError(f"{_path('widths', name)}: missing (every group needs a width)")
+        for g in graph.groups:
+            if g.name not in self.widths:
+                raise SpecError(f"{_path('widths', g.name)}: missing (every group needs a width)")
+            if self.widths[g.name] % g.step:
+                raise SpecError(f"{_path('widths', g.name)}: {self.widths[g.name]} is not a "
+                                f"multiple of {g.step} (the group keeps whole conv or norm "
+                                "groups)")
         for key, actual in (("base_flops", graph.flops()), ("flops", graph.flops(self.widths)),
                             ("params", graph.params(self.widths))):
             if getattr(self, key) != actual:

@@ -53,7 +53,7 @@ def transfer(spec: ArchSpec, to_model: str, *, model_args: dict[str, Any] | None
     widths = {}
     for g in target.groups:
         r = ratios[min(stages[g.name], last)]
-        widths[g.name] = min(g.size, max(1, round(r * g.size)))
+        widths[g.name] = g.nearest(r * g.size)
     search = {"transferred_from": {"model": spec.model, "model_args": spec.model_args,
                                    "input_shape": list(spec.input_shape), "flops": spec.flops,
                                    "search": spec.search},
