@@ -28,7 +28,7 @@ import torch_pruning as tp
 from torch import nn
 
 import prunesearch as ps
-from prunesearch.budget import parse_budgets
+from prunesearch.budget import cost, parse_budgets
 from prunesearch.train import load_weights
 
 
@@ -58,17 +58,14 @@ def main() -> None:
     example = torch.zeros(1, *meta["input_shape"])
     graph = ps.trace(model, example)
     (budget,) = parse_budgets(args.budget)
-    target = budget.target(graph.flops(), graph.params())
-
-    def cost(widths: dict[str, int]) -> int:
-        return graph.flops(widths) if budget.kind == "flops" else graph.params(widths)
+    target = budget.target(cost(graph, budget.kind))
 
     lo, hi = 0.0, 1.0  # cost(lo) > target >= cost(hi) once hi is feasible
     best = None
     for _ in range(args.steps):
         mid = (lo + hi) / 2
         widths = torch_pruning_widths(graph, model, example, mid)
-        if cost(widths) <= target:
+        if cost(graph, budget.kind, widths) <= target:
             hi, best = mid, (mid, widths)
         else:
             lo = mid

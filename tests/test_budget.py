@@ -100,3 +100,44 @@ def test_global_threshold_normalises_each_group_by_its_mean():
     assert min(others) - 0.1 <= norm[small] <= max(others) + 0.1
     widths = project(graph, norm, "flops", target, min_ratio=0.1)
     assert ON_BUDGET * target <= graph.flops(widths) <= target
+
+
+def test_latency_budgets_parse():
+    assert parse_budgets("4ms") == [Budget("latency", 4e6, False, "4ms")]
+    assert parse_budgets("50%latency") == [Budget("latency", 0.5, True, "50%latency")]
+    assert parse_budgets("800us")[0].value == 800e3
+    assert parse_budgets("0.5MS")[0].value == 0.5e6
+    family = parse_budgets("2,4ms")
+    assert [b.value for b in family] == [2e6, 4e6] and [b.text for b in family] == ["2ms", "4ms"]
+    assert [b.slug for b in family] == ["2ms-latency", "4ms-latency"]
+    assert [b.slug for b in parse_budgets("25%,50%latency")] == ["25pct-latency",
+                                                                 "50pct-latency"]
+    assert parse_budgets("250us")[0].slug == "250us-latency"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0ms", "a latency must be positive"),
+    ("-3ms", "a latency must be positive"),
+    ("4min", "not understood"),
+    ("4 parsecs", "not understood"),
+    ("50%ms", "a percentage takes no K/M/G or time unit"),
+    ("4ms,50%FLOPs", "mixes FLOPs and latency"),
+    ("4Mlatency", "a latency is a percentage .* or a time"),
+])
+def test_latency_budget_errors(text, message):
+    with pytest.raises(ps.PrunesearchError, match=message):
+        parse_budgets(text)
+
+
+def test_a_latency_cost_needs_a_model_on_the_graph(graph):
+    from prunesearch.budget import cost
+
+    with pytest.raises(ps.PrunesearchError, match="latency budget needs a latency model"):
+        cost(graph, "latency")
+    graph.cost_models["latency"] = lambda widths: graph.flops(widths) // 1000  # a fake device
+    try:
+        target = graph.flops() // 2000
+        widths = project(graph, {}, "latency", target)
+        assert ON_BUDGET * target <= cost(graph, "latency", widths) <= target
+    finally:
+        del graph.cost_models["latency"]

@@ -1,5 +1,5 @@
-"""Budgets: parse ``50%FLOPs`` / ``2.2Mparams`` / ``25%,50%,75%FLOPs``, and project keep ratios
-onto a budget.
+"""Budgets: parse ``50%FLOPs`` / ``2.2Mparams`` / ``4ms`` / ``25%,50%,75%FLOPs``, and project keep
+ratios onto a budget.
 
 Projection: the widths of keep ratios ``r`` scaled by ``s``, ``w_g = round_to_multiple(clip(r_g
 * s, min_ratio, 1) * size_g)``, grow monotonically with ``s``; bisection finds the largest ``s``
@@ -24,91 +24,117 @@ if TYPE_CHECKING:  # torch is imported where used: parse_budgets runs before the
 
     from .graph import ChannelGraph, ChannelGroup
 
-__all__ = ["Budget", "allocate", "cost", "global_ratios", "parse_budgets", "project",
+__all__ = ["Budget", "allocate", "amount", "cost", "global_ratios", "parse_budgets", "project",
            "threshold_ratios"]
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-_KINDS = {"flops": "flops", "params": "params"}
+_TIME_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "µs": 10**3}  # to nanoseconds
+_KINDS = {"flops": "flops", "params": "params", "latency": "latency"}
+_SUFFIX = {"flops": "FLOPs", "params": "params", "latency": "latency"}
 _ITEM = re.compile(r"^\s*(?P<num>[+-]?\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*(?P<pct>%)?"
-                   r"\s*(?P<unit>[kmgt])?\s*(?P<kind>flops|params)?\s*$", re.IGNORECASE)
+                   r"\s*(?:(?P<time>ms|us|µs|s)|(?P<unit>[kmgt])?\s*(?P<kind>flops|params|latency)?)"
+                   r"\s*$", re.IGNORECASE)
 ON_BUDGET = 0.99  # a candidate's cost lies in [ON_BUDGET * target, target]
+EXAMPLES = "50%FLOPs, 30%params, 20MFLOPs, 1.5GFLOPs, 2.2Mparams, 4ms, 50%latency"
 
 
 @dataclass(frozen=True)
 class Budget:
-    """A cost limit: ``kind`` (flops or params), ``value`` (a fraction of the base model when
-    ``relative``, else an absolute count), and the ``text`` it was parsed from."""
+    """A cost limit: ``kind`` (flops, params or latency), ``value`` (a fraction of the base
+    model when ``relative``, else an absolute count; latency in nanoseconds per image), and
+    the ``text`` it was parsed from."""
 
     kind: str
     value: float
     relative: bool
     text: str
 
-    def target(self, base_flops: int, base_params: int) -> int:
-        base = base_flops if self.kind == "flops" else base_params
-        return math.floor(self.value * base) if self.relative else int(self.value)
+    def target(self, base_cost: int) -> int:
+        """The limit in the kind's unit, given the base model's cost of that kind."""
+        return math.floor(self.value * base_cost) if self.relative else int(self.value)
 
     @property
     def slug(self) -> str:
-        """A file-name-safe form, e.g. ``50pct-flops`` or ``20M-flops``."""
+        """A file-name-safe form, e.g. ``50pct-flops``, ``20M-flops`` or ``4ms-latency``."""
         if self.relative:
             num = f"{self.value * 100:g}pct"
+        elif self.kind == "latency":
+            num = next(f"{self.value / s:g}{u}" for u, s in (("s", 1e9), ("ms", 1e6),
+                                                            ("us", 1e3), ("ns", 1))
+                       if self.value >= s or u == "ns")
         else:
             num = next(f"{self.value / s:g}{u.upper()}" for u, s in
                        sorted(_UNITS.items(), key=lambda kv: -kv[1]) if self.value >= s or not u)
         return f"{num}-{self.kind}"
 
 
+def _kind_of(m: re.Match) -> str | None:
+    if m["time"]:
+        return "latency"
+    return m["kind"].lower() if m["kind"] else None
+
+
 def parse_budgets(text: str) -> list[Budget]:
-    """Parses one budget or a comma-separated family; the last item's kind applies to all.
+    """Parses one budget or a comma-separated family; the last item's unit applies to all.
 
     Raises:
         PrunesearchError: naming the offending item and the accepted forms.
     """
     if not isinstance(text, str) or not text.strip():
-        raise PrunesearchError("budget is empty; e.g. 50%FLOPs, 30%params, 20MFLOPs, "
-                               "25%,50%,75%FLOPs")
+        raise PrunesearchError(f"budget is empty; e.g. {EXAMPLES}, 25%,50%,75%FLOPs")
     items = text.split(",")
     parsed = []
     for item in items:
         m = _ITEM.match(item)
         if not m:
             raise PrunesearchError(f"budget {shown(item.strip())} not understood; use e.g. "
-                                   "50%FLOPs, 30%params, 20MFLOPs, 1.5GFLOPs, 2.2Mparams")
+                                   f"{EXAMPLES}")
         parsed.append(m)
-    kinds = {m["kind"].lower() for m in parsed if m["kind"]}
+    kinds = {_kind_of(m) for m in parsed} - {None}
     if not kinds:
-        raise PrunesearchError(f"budget {shown(text)} names no unit: end it with FLOPs or params")
+        raise PrunesearchError(f"budget {shown(text)} names no unit: end it with FLOPs, "
+                               "params, latency or a time (ms)")
     if len(kinds) > 1:
-        raise PrunesearchError(f"budget {text!r} mixes FLOPs and params")
+        raise PrunesearchError(f"budget {shown(text)} mixes "
+                               f"{' and '.join(_SUFFIX[k] for k in sorted(kinds))}")
     kind = _KINDS[kinds.pop()]
-    suffix = "FLOPs" if kind == "flops" else "params"
-    budgets = []
-    for item, m in zip(items, parsed, strict=True):
-        value = float(m["num"])
-        item = item.strip() if m["kind"] else item.strip() + suffix
-        if m["pct"]:
-            if m["unit"]:
-                raise PrunesearchError(f"budget {item.strip()!r}: a percentage takes no "
-                                       "K/M/G unit")
-            if not 0 < value <= 100:
-                raise PrunesearchError(f"budget {item.strip()!r}: a percentage must be in "
-                                       "(0, 100]")
-            budgets.append(Budget(kind, value / 100, True, item.strip()))
-        else:
-            value *= _UNITS[(m["unit"] or "").lower()]
-            if value < 1:
-                raise PrunesearchError(f"budget {item.strip()!r}: must be positive")
-            if not math.isfinite(value) or value >= 1e18:  # no model comes near
-                raise PrunesearchError(f"budget {shown(item.strip())}: too large to be a "
-                                       "model's cost")
-            budgets.append(Budget(kind, value, False, item.strip()))
+    last_time = next((m["time"] for m in reversed(parsed) if m["time"]), None)
+    budgets = [_budget(item, m, kind, last_time) for item, m in zip(items, parsed, strict=True)]
     slugs = [b.slug for b in budgets]
     twice = next((s for s in slugs if slugs.count(s) > 1), None)
     if twice is not None:  # one study and one spec file per slug: they must differ
         raise PrunesearchError(f"budget {text!r} lists the same budget twice (or two too close "
                                f"to tell apart: both would be {twice})")
     return budgets
+
+
+def _budget(item: str, m: re.Match, kind: str, last_time: str | None) -> Budget:
+    """One item of a budget family, ``kind`` and (for latency) the family's time unit given."""
+    value = float(m["num"])
+    item = item.strip()
+    if not _kind_of(m):  # "25%" in "25%,50%FLOPs", "2" in "2,4ms"
+        item += last_time if (kind == "latency" and not m["pct"]) else _SUFFIX[kind]
+    if m["pct"]:
+        if m["unit"] or m["time"]:
+            raise PrunesearchError(f"budget {shown(item)}: a percentage takes no K/M/G or "
+                                   f"time unit: write 50%{_SUFFIX[kind]}")
+        if not 0 < value <= 100:
+            raise PrunesearchError(f"budget {shown(item)}: a percentage must be in (0, 100]")
+        return Budget(kind, value / 100, True, item)
+    if kind == "latency":
+        if not m["time"] and not last_time:
+            raise PrunesearchError(f"budget {shown(item)}: a latency is a percentage "
+                                   "(50%latency) or a time (4ms)")
+        value *= _TIME_UNITS[(m["time"] or last_time).lower()]
+        if value < 1:
+            raise PrunesearchError(f"budget {shown(item)}: a latency must be positive")
+    else:
+        value *= _UNITS[(m["unit"] or "").lower()]
+        if value < 1:
+            raise PrunesearchError(f"budget {shown(item)}: must be positive")
+    if not math.isfinite(value) or value >= 1e18:  # no model comes near
+        raise PrunesearchError(f"budget {shown(item)}: too large to be a model's cost")
+    return Budget(kind, value, False, item)
 
 
 def _round_width(x: float, size: int, quantum: int, floor: int) -> int:
@@ -122,9 +148,28 @@ def quantum(group: ChannelGroup, round_to: int) -> int:
     return math.lcm(round_to, group.step)
 
 
+def amount(value: int, kind: str) -> str:
+    """A cost in words: ``1,234,567 flops``, or ``1.235 ms per image`` (latency, from ns)."""
+    return f"{value / 1e6:.3f} ms per image" if kind == "latency" else f"{value:,} {kind}"
+
+
 def cost(graph: ChannelGraph, kind: str, widths: Mapping[str, int] | None = None) -> int:
-    """What a budget of ``kind`` limits: FLOPs or parameters of the graph pruned to widths."""
-    return graph.flops(widths) if kind == "flops" else graph.params(widths)
+    """What a budget of ``kind`` limits, for the graph pruned to ``widths``: FLOPs, parameters,
+    or another cost model attached to the graph (``graph.cost_models["latency"]``: predicted
+    nanoseconds per image).
+
+    Raises:
+        PrunesearchError: no cost model of that kind is attached.
+    """
+    if kind == "flops":
+        return graph.flops(widths)
+    if kind == "params":
+        return graph.params(widths)
+    model = graph.cost_models.get(kind)
+    if model is None:
+        raise PrunesearchError(f"a {kind} budget needs a {kind} model of this graph "
+                               "(prunesearch builds one for find; see latency_model)")
+    return model(widths)
 
 
 def min_widths(graph: ChannelGraph, min_ratio: float, round_to: int) -> dict[str, int]:
@@ -150,7 +195,8 @@ def project(graph: ChannelGraph, ratios: Mapping[str, float], kind: str, target:
     if cost(graph, kind, floors) > target:
         raise PrunesearchError(
             f"budget unreachable: the narrowest widths the space allows (min_ratio {min_ratio}) "
-            f"cost {cost(graph, kind, floors):,} {kind}, above the target {target:,}")
+            f"cost {amount(cost(graph, kind, floors), kind)}, above the target "
+            f"{amount(target, kind)}")
     groups = graph.groups
     r = {g.name: max(min_ratio, min(1.0, float(ratios.get(g.name, 1.0)))) for g in groups}
 
@@ -233,7 +279,7 @@ def allocate(graph: ChannelGraph, budget: str, signal: str = "l1", *, min_ratio:
     if len(budgets) != 1:
         raise PrunesearchError(f"budget {budget!r}: one budget, not a family")
     b = budgets[0]
-    target = b.target(graph.flops(), graph.params())
+    target = b.target(cost(graph, b.kind))
     scores = comparable_scores(graph, signal)
     ratios = threshold_ratios(graph, scores, b.kind, target, min_ratio) if scores else {}
     return project(graph, ratios, b.kind, target, min_ratio=min_ratio, round_to=round_to)

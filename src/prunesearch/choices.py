@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from .errors import PrunesearchError
 
-__all__ = ["ARCH_INITS", "EPOCH_BUDGETS", "EXPORT_FORMATS", "GRANULARITIES", "LR_SCHEDULES",
-           "OBJECTIVES", "SIGNALS", "require"]
+__all__ = ["ARCH_INITS", "EPOCH_BUDGETS", "EXPORT_FORMATS", "GRANULARITIES", "LATENCY_FORMATS",
+           "LR_SCHEDULES", "OBJECTIVES", "SIGNALS", "require"]
 
 SIGNALS = ("slimming", "l1")               # importance signals (importance.py)
 GRANULARITIES = ("group", "stage", "profile")  # search parameterisations (granularity.py)
@@ -19,6 +19,7 @@ LR_SCHEDULES = ("step", "cosine", "constant")  # learning-rate schedules (train.
 EPOCH_BUDGETS = ("scratch-e", "scratch-b")
 ARCH_INITS = ("scratch", "inherit")        # train-arch from random init or the pruned base
 EXPORT_FORMATS = ("onnx", "pt2")           # prunesearch export: ONNX, torch.export (export.py)
+LATENCY_FORMATS = ("auto", "nchw", "channels-last")  # what a latency budget is timed in
 
 
 def require(what: str, value: str, allowed: Sequence[str]) -> str:

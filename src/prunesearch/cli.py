@@ -273,11 +273,26 @@ def train_arch_cmd(
     _print_run(metrics, run_dir, json_out)
 
 
+LatencyBatchOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--latency-batch", help="Images per forward pass that a latency budget (4ms, 50%latency) "
+    "is per image at (default: the space's search.latency_batch, 1).")]
+
+
+def _with_latency_batch(sp, latency_batch: int | None):
+    """The space with ``--latency-batch`` applied (validated like the space's own key)."""
+    if latency_batch is None:
+        return sp
+    if latency_batch < 1:
+        raise PrunesearchError(f"--latency-batch must be >= 1, got {latency_batch}")
+    return sp.replace("search", latency_batch=latency_batch)
+
+
 @app.command()
 @_user_errors
 def find(
     budget: Annotated[str, typer.Option(
-        "--budget", help="50%FLOPs, 30%params, 20MFLOPs, 2.2Mparams; a family: 25%,50%,75%FLOPs.")],
+        "--budget", help="50%FLOPs, 30%params, 20MFLOPs, 2.2Mparams, 4ms (latency per image), "
+        "50%latency; a family: 25%,50%,75%FLOPs.")],
     base: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--base", help="Trained base weights (default: outputs/<space>/base/, trained if absent).")
     ] = None,
@@ -293,7 +308,7 @@ def find(
     finetune_steps: Annotated[int, typer.Option(
         "--finetune-steps", help="Score candidates after N fine-tuning steps, stopping poor "
         "trials early.")] = 0,
-    objective: ObjectiveOpt = None,
+    objective: ObjectiveOpt = None, latency_batch: LatencyBatchOpt = None,
     space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
     download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
@@ -303,7 +318,7 @@ def find(
     from .space import load_space
 
     _setup_logging()
-    sp = load_space(space)
+    sp = _with_latency_batch(load_space(space), latency_batch)
     parse_budgets(budget)  # a malformed budget is refused before torch and optuna load
     _quiet_optuna()
     from .find import FindOptions
@@ -321,14 +336,20 @@ def find(
             opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
     table = Table(title=f"find on {sp.name}: signal {result['signal']}, objective "
                         f"{result['objective']}, {result['trials']} trials per budget")
-    for col in ("budget", "architecture", "FLOPs", "params", "score (val)"):
+    timed = any("latency_ms" in m for m in result["members"])
+    for col in ("budget", "architecture", "FLOPs", "params", "score (val)") + (
+            ("ms/image (measured)",) if timed else ()):
         table.add_column(col, justify="left" if col in ("budget", "architecture") else "right")
+
+    def ms(row: dict) -> tuple[str, ...]:
+        return (f"{row['latency_ms']:.3f}" if "latency_ms" in row else "",) if timed else ()
+
     for m in result["members"]:
         table.add_row(m["budget"], f"searched ({m['trial']})", _human(m["flops"]),
-                      _human(m["params"]), f"{m['score']:.4f}")
+                      _human(m["params"]), f"{m['score']:.4f}", *ms(m))
         for name, b in m["baselines"].items():
             table.add_row("", f"baseline {name}", _human(b["flops"]), _human(b["params"]),
-                          f"{b['score']:.4f}")
+                          f"{b['score']:.4f}", *ms(b))
     console.print(table)
     if result["exported"]:
         for m in result["members"]:
@@ -429,6 +450,7 @@ def compare(
     rows: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--rows", help="Train only these kinds of rows, comma-separated: base, finetune, "
         "scratch-e, scratch-b (default: all).")] = None,
+    latency_batch: LatencyBatchOpt = None,
     space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
     download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
@@ -445,7 +467,7 @@ def compare(
         if not sep or not name.strip() or not path:
             raise PrunesearchError(f"--extra {item}: expected NAME=SPEC.json")
         pairs.append((name.strip(), path))
-    sp = load_space(space)
+    sp = _with_latency_batch(load_space(space), latency_batch)
     parse_budgets(budget)  # a malformed budget is refused before torch and optuna load
     _quiet_optuna()
     from .compare import TRAININGS, CompareOptions

@@ -47,12 +47,13 @@ from .cells import Experiment, start_experiment
 from .errors import PrunesearchError
 from .fileio import atomic_write_json, atomic_write_text, read_json
 from .find import FindOptions, find, input_shape
+from .latency_search import resolve_threads, spec_ms
 from .progress import Reporter
 from .runs import DataOptions, load_splits
 from .space import Space
 from .spec import ArchSpec
 from .stats import paired_difference
-from .train import RunOptions
+from .train import RunOptions, resolve_device
 
 __all__ = ["ROWS", "TRAININGS", "CompareOptions", "compare", "markdown_table"]
 
@@ -211,6 +212,13 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
               "trials": family["trials"], "base": str(base_path), "cells": str(store.root),
               "run_dir": str(run_dir)}
     result["rows"] = _summarise(rows_def, specs, cells, seeds, result, base_epochs)
+    if budget.kind == "latency":  # every architecture timed alike, with the space's settings
+        timed = resolve_threads(space)
+        device = resolve_device(opts.device).type
+        ms = {arch: spec_ms(spec, timed, device=device) for arch, spec in specs.items()}
+        for r in result["rows"]:
+            if r["architecture"] in ms:
+                r["latency"] = ms[r["architecture"]]
     result["paired"] = paired_rows(result["rows"])
     atomic_write_json(run_dir / "compare.json", result)
     atomic_write_text(run_dir / "compare.md", markdown_table(result))
@@ -300,18 +308,22 @@ def paired_rows(rows: list[dict[str, Any]], reference: str = "searched / Scratch
 
 def markdown_table(result: dict[str, Any]) -> str:
     """The comparison as a markdown table (what BENCHMARKS.md and the README quote)."""
+    timed = any(r.get("latency") for r in result["rows"])
     lines = [f"{result['space']} at {result['budget']}, {len(result['seeds'])} seed(s) "
              f"{result['seeds']}, base {result['base_epochs']} epochs, signal "
              f"{result['signal']}, {result['trials']} search trials; test accuracy mean ± std.",
              "",
-             "| row | test accuracy | FLOPs | params | epochs | compute vs base | search score |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| row | test accuracy | FLOPs | params | epochs | compute vs base | search score |"
+             + (" measured ms/image |" if timed else ""),
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if timed else "")]
     for r in result["rows"]:
         score = "" if r["score"] is None else f"{r['score']:.4f}"
         note = f" (= {r['same_as']})" if r["same_as"] else ""
+        ms = f" {r['latency']['ms']:.3f} ({r['latency']['memory_format']}) |" if \
+            r.get("latency") else (" |" if timed else "")
         lines.append(f"| {r['row']}{note} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
                      f"{r['flops'] / 1e6:.2f}M | {r['params'] / 1e6:.3f}M | {r['epochs']} | "
-                     f"{r['compute_vs_base']:.2f} | {score} |")
+                     f"{r['compute_vs_base']:.2f} | {score} |{ms}")
     paired = result.get("paired") or {}
     if paired.get("minus"):
         lines += ["", f"Paired differences, {paired['reference']} minus each row (same seeds), "

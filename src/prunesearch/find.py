@@ -35,7 +35,7 @@ from typing import Any
 import optuna
 import torch
 
-from .budget import Budget, cost, global_ratios, parse_budgets, project, threshold_ratios
+from .budget import Budget, amount, cost, global_ratios, parse_budgets, project, threshold_ratios
 from .choices import OBJECTIVES, SIGNALS, require
 from .data import DATASETS, SYNTHETIC
 from .errors import PrunesearchError, keep_interrupts
@@ -43,6 +43,15 @@ from .fileio import atomic_write_json, file_digest, held_lock, read_json
 from .granularity import Parameterization
 from .graph import trace
 from .importance import comparable_scores
+from .latency_model import LatencyModel
+from .latency_search import (
+    attach_latency,
+    base_latency,
+    fastest,
+    latency_record,
+    measured_within,
+    resolve_threads,
+)
 from .objectives import SGD, InheritScorer, Rungs, ScratchScorer
 from .paths import run_folder
 from .progress import Reporter
@@ -126,6 +135,7 @@ class _Search:
                                    "validation split; set data.val_size > 0")
         d, s, t = space.data, space.search, space.train
         self.device = resolve_device(opts.device)
+        self.latency_models: dict[str, LatencyModel] = {}
         self.param = Parameterization(self.graph, s.granularity, s.min_ratio)
         self.rungs = Rungs(s.scratch_images, s.scratch_rungs, s.scratch_reduction,
                            s.scratch_cooldown)
@@ -146,6 +156,13 @@ class _Search:
                                         channels_last=t.channels_last is not False,
                                         finetune_lr=t.finetune_lr)
 
+    def use_budgets(self, budgets: list[Budget], device: str,
+                    reporter: Reporter | None = None) -> None:
+        """Latency budgets need the space's latency models on the graph (built or cached)."""
+        if any(b.kind == "latency" for b in budgets) and not self.latency_models:
+            self.latency_models = attach_latency(self.graph, self.space, device=device,
+                                                 reporter=reporter)
+
     def pruner(self) -> optuna.pruners.BasePruner | None:
         return self.rungs.pruner() if self.objective == "scratch" else None
 
@@ -163,17 +180,25 @@ class _Search:
         """A candidate's user attributes in the study: its widths and costs, and what scored
         it (optuna-dashboard shows them beside each trial's parameters and value)."""
         flops = self.graph.flops(widths)
-        return {"widths": widths, "flops": flops, "params": self.graph.params(widths),
-                "flops_ratio": round(flops / self.graph.flops(), 4),
-                "objective": self.objective, "signal": self.signal}
+        attrs = {"widths": widths, "flops": flops, "params": self.graph.params(widths),
+                 "flops_ratio": round(flops / self.graph.flops(), 4),
+                 "objective": self.objective, "signal": self.signal}
+        if self.latency_models:  # a latency budget: the prediction and its faster format
+            fmt, ns = fastest(self.latency_models, widths)
+            attrs |= {"latency_ms": ns / 1e6, "memory_format": fmt}
+        return attrs
 
     def objective_fn(self, budget: Budget, target: int):
         s = self.space.search
 
         def fn(trial: optuna.Trial) -> float:
             params = self.param.suggest(trial)
+            round_to = s.round_to
+            if budget.kind == "latency" and s.latency_round_to != s.round_to:
+                # widths in whole SIMD blocks can be faster at fewer FLOPs: the search decides
+                round_to = trial.suggest_categorical("round_to", [s.round_to, s.latency_round_to])
             widths = project(self.graph, self.param.ratios(params), budget.kind, target,
-                             min_ratio=s.min_ratio, round_to=s.round_to)
+                             min_ratio=s.min_ratio, round_to=round_to)
             trial.set_constraint("budget", cost(self.graph, budget.kind, widths) - target)
             for key, value in self.trial_attrs(widths).items():  # what a dashboard lists
                 trial.set_user_attr(key, value)
@@ -211,6 +236,7 @@ def _worker(job: _Job, seed: int) -> None:
     try:
         search = _Search(job.space, job.base_path, job.signal, job.data, job.opts,
                          job.objective, job.finetune_steps)
+        search.use_budgets([job.budget], search.device.type)  # the main process cached them
         storage, _ = storage_for(job.storage_url, job.run_dir)
         study, _ = open_study(storage, job.study_name, seed, job.n_startup, search.pruner())
         run_trials(study, search.objective_fn(job.budget, job.target), job.n_trials)
@@ -273,18 +299,32 @@ def _check_options(space: Space, find_opts: FindOptions) -> tuple[int, str]:
     return trials, objective
 
 
-def budget_targets(space: Space, budgets: list[Budget]) -> list[int]:
+def budget_targets(space: Space, budgets: list[Budget], *, device: str = "cpu",
+                   reporter: Reporter | None = None) -> list[int]:
     """Each budget's target, checked to lie below the base model and within reach of the
-    space's minimum keep ratio (an untrained model has the same costs)."""
+    space's minimum keep ratio (an untrained model has the same costs). A latency budget
+    builds the space's latency models first (or reads them from the cache)."""
     s = space.search
     graph = trace(space.create_model(), torch.zeros(1, *input_shape(space)))
+    if any(b.kind == "latency" for b in budgets):
+        absolute = [b for b in budgets if b.kind == "latency" and not b.relative]
+        if absolute:  # a budget above the base is refused before the tables are built
+            measured = base_latency(graph, space, device=device)
+            for b in absolute:
+                if b.value >= measured:
+                    raise PrunesearchError(
+                        f"budget {b.text}: {amount(int(b.value), b.kind)} is not below the "
+                        f"base model's {amount(measured, b.kind)} (measured); nothing to prune")
+        attach_latency(graph, space, device=device, reporter=reporter)
     targets = []
     for b in budgets:
-        target = b.target(graph.flops(), graph.params())
         base_cost = cost(graph, b.kind)
+        target = b.target(base_cost)
         if target >= base_cost:
-            raise PrunesearchError(f"budget {b.text}: {target:,} {b.kind} is not below the base "
-                                   f"model's {base_cost:,}; nothing to prune")
+            raise PrunesearchError(f"budget {b.text}: {amount(target, b.kind)} is not below "
+                                   f"the base model's {amount(base_cost, b.kind)}"
+                                   f"{' (predicted)' if b.kind == 'latency' else ''}; nothing "
+                                   "to prune")
         project(graph, {}, b.kind, target, min_ratio=s.min_ratio, round_to=s.round_to)
         targets.append(target)
     return targets
@@ -422,7 +462,10 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
     reporter = reporter or Reporter()
     budgets = parse_budgets(find_opts.budgets)
     trials, objective = _check_options(space, find_opts)
-    targets = budget_targets(space, budgets)
+    device = resolve_device(opts.device).type
+    if any(b.kind == "latency" for b in budgets):
+        space = resolve_threads(space)  # before anything changes torch's thread count
+    targets = budget_targets(space, budgets, device=device, reporter=reporter)
     run_dir = Path(out) if out else run_folder(
         space.name, "find-" + "_".join(b.slug for b in budgets))
     storage, storage_url = None, ""
@@ -446,6 +489,7 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
         "base": str(base_path.resolve()), "base_sha256": sha, "options": dataclasses.asdict(opts),
         "data": dataclasses.asdict(data), "versions": package_versions()})
     search = _Search(space, base_path, signal, data, opts, objective, find_opts.finetune_steps)
+    search.use_budgets(budgets, device, reporter)
     baselines_path = run_dir / "baselines.json"
     cache = read_json(baselines_path, "baseline scores") if baselines_path.is_file() else {}
     members, files, studies = [], [], []
@@ -461,6 +505,8 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
         choice = _best(search, study, baselines, job, run_dir / "confirm.json")
         n_done = len(study.get_trials(deepcopy=False,
                                       states=(optuna.trial.TrialState.COMPLETE,)))
+        if budget.kind == "latency":
+            choice = _measured(search, job, choice, baselines)
         member, member_files = _choose(job, choice, baselines, search.graph, sha, settings,
                                        n_done)
         members.append(member)
@@ -518,7 +564,9 @@ def _best(search: _Search, study: optuna.Study, baselines: dict[str, dict[str, A
     variance."""
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     pool = [{"score": t.value, "widths": t.user_attrs["widths"], "trial": t.number,
-             "signal": job.signal} for t in sorted(done, key=lambda t: (-t.value, t.number))]
+             "signal": job.signal} | ({"round_to": t.params["round_to"]}
+                                      if "round_to" in t.params else {})
+            for t in sorted(done, key=lambda t: (-t.value, t.number))]
     pool += [{"score": b["score"], "widths": b["widths"], "trial": f"baseline:{name}",
               "signal": b["signal"]} for name, b in baselines.items()]
     finalists: list[dict[str, Any]] = []
@@ -542,6 +590,29 @@ def _best(search: _Search, study: optuna.Study, baselines: dict[str, dict[str, A
         "finalists": [{"trial": f["trial"], "scores": f["scores"]} for f in finalists[:k]]}
 
 
+def _measured(search: _Search, job: _Job, choice: dict[str, Any],
+              baselines: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A latency budget's choice, timed for real: re-projected (and scored again) until the
+    measured latency meets the budget; the baselines timed too (controls, never changed)."""
+    graph, s, device = search.graph, job.space.search, search.device.type
+    round_to = choice.get("round_to", s.round_to)
+    ratios = {g.name: choice["widths"][g.name] / g.size for g in graph.groups}
+
+    def reproject(aim: int) -> dict[str, int]:
+        return project(graph, ratios, "latency", aim, min_ratio=s.min_ratio, round_to=round_to)
+
+    widths, record = measured_within(graph, search.latency_models, choice["widths"],
+                                     job.target, job.space, device=device, reproject=reproject)
+    for b in baselines.values():
+        b["latency"] = latency_record(graph, search.latency_models, b["widths"], job.target,
+                                      job.space, device=device)
+    if widths == choice["widths"]:
+        return choice | {"latency": record}
+    logger.info("scoring the re-projected architecture")
+    return choice | {"widths": widths, "latency": record, "score": search.score(widths),
+                     "score_before_reprojection": choice["score"]}
+
+
 def _choose(job: _Job, choice: dict[str, Any], baselines: dict[str, dict[str, Any]], graph,
             sha: str, settings: dict[str, Any], n_done: int
             ) -> tuple[dict[str, Any], list[tuple[Path, ArchSpec]]]:
@@ -555,15 +626,18 @@ def _choose(job: _Job, choice: dict[str, Any], baselines: dict[str, dict[str, An
         "space_path": space.path, "base_checkpoint": str(job.base_path),
         "base_checkpoint_sha256": sha,
         "baselines": {k: {"score": v["score"], "flops": v["flops"], "params": v["params"]}
+                      | ({"latency_ms": v["latency"]["measured_ms"]} if "latency" in v else {})
                       for k, v in baselines.items()},
     } | ({"finalists": choice["finalists"]} if "finalists" in choice else {})
     budget_info = {"kind": budget.kind, "target": job.target, "text": budget.text}
 
-    def make(widths: dict[str, int], info: dict[str, Any]) -> ArchSpec:
+    def make(widths: dict[str, int], info: dict[str, Any],
+             latency: dict[str, Any] | None = None) -> ArchSpec:
+        budget = budget_info | ({"latency": latency} if latency else {})
         return ArchSpec.from_graph(graph, widths, model=space.model.name,
-                                   model_args=space.model.args, budget=budget_info, search=info)
+                                   model_args=space.model.args, budget=budget, search=info)
 
-    spec = make(choice["widths"], search_info)
+    spec = make(choice["widths"], search_info, choice.get("latency"))
     files = [(job.run_dir / f"spec-{budget.slug}.json", spec)]
     # the baselines' architectures as specs too: the controls a from-scratch comparison trains
     baseline_specs = {}
@@ -571,7 +645,7 @@ def _choose(job: _Job, choice: dict[str, Any], baselines: dict[str, dict[str, An
         info = search_info | {"signal": b["signal"], "score": b["score"],
                               "trial": f"baseline:{name}", "baseline": name}
         path = job.run_dir / "baselines" / f"spec-{budget.slug}-{name}.json"
-        files.append((path, make(b["widths"], info)))
+        files.append((path, make(b["widths"], info, b.get("latency"))))
         baseline_specs[name] = str(path)
     member = {"budget": budget.text, "slug": budget.slug, "target": job.target,
               "spec": str(files[0][0]), "flops": spec.flops, "params": spec.params,
@@ -579,4 +653,6 @@ def _choose(job: _Job, choice: dict[str, Any], baselines: dict[str, dict[str, An
               "trial": choice["trial"], "trials_done": n_done,
               "baselines": search_info["baselines"],
               "baseline_specs": baseline_specs}
+    if "latency" in choice:
+        member["latency_ms"] = choice["latency"]["measured_ms"]
     return member, files

@@ -11,7 +11,7 @@ import contextlib
 import io
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -27,7 +27,7 @@ from .flops import CostModel, count_flops, count_params, eval_mode
 from .importance import Importance, group_scores, top_channels
 from .prune import layout_indices, prune_copy
 
-__all__ = ["ChannelGraph", "ChannelGroup", "trace"]
+__all__ = ["ChannelGraph", "ChannelGroup", "OpChannels", "trace"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,24 @@ class ChannelGroup:
     def nearest(self, width: float) -> int:
         """The allowed width (a multiple of ``step`` in ``step..size``) nearest ``width``."""
         return min(self.size, max(self.step, round(width / self.step) * self.step))
+
+
+@dataclass(frozen=True)
+class OpChannels:
+    """One traced op, with the channel count (dim 1, features per example once flattened) of
+    its output and of each tensor input as a linear function of the group widths:
+    ``const + coef @ widths_vector`` (see :meth:`ChannelGraph.ops`)."""
+
+    name: str                     # the fx node
+    module: nn.Module | None      # what a call_module node runs
+    shape: tuple[int, ...]        # output shape at the base widths
+    out: tuple[int, np.ndarray]
+    inputs: tuple[tuple[int, np.ndarray], ...]
+    in_shapes: tuple[tuple[int, ...], ...]
+
+    @staticmethod
+    def size(linear: tuple[int, np.ndarray], widths: np.ndarray) -> int:
+        return int(linear[0] + linear[1] @ widths)
 
 
 class _Tracer(fx.Tracer):
@@ -177,6 +195,8 @@ class ChannelGraph:
                            "understood%s", type(model).__name__,
                            f" (ops not understood: {'; '.join(seen[:8])})" if seen else "")
         self._by_name = {g.name: i for i, g in enumerate(self.groups)}
+        # costs other than FLOPs and params, by budget kind: widths -> int (``budget.cost``)
+        self.cost_models: dict[str, Callable[[Widths | None], int]] = {}
         self._base = np.asarray([g.size for g in self.groups], dtype=np.int64)
         self._flops = CostModel(a.flop_terms, self._resolve, len(self.groups))
         self._params = CostModel(a.param_terms, self._resolve, len(self.groups))
@@ -263,6 +283,34 @@ class ChannelGraph:
             for inp in node.all_input_nodes:
                 g.add_edge(inp.name, node.name)
         return g
+
+    def _linear(self, layout: Layout) -> tuple[int, np.ndarray]:
+        const, linear = self._resolve(layout)
+        coef = np.zeros(len(self.groups), dtype=np.int64)
+        for g, inner in linear:
+            coef[g] += inner
+        return const, coef
+
+    def ops(self) -> list[OpChannels]:
+        """Every traced op that makes a tensor with a channel layout, in forward order, with
+        its output's and tensor inputs' channel counts as linear functions of the widths: what
+        a cost model other than FLOPs (measured latency) is built from."""
+        out = []
+        for node in self._gm.graph.nodes:
+            lay = self._a.layouts.get(node.name)
+            meta = node.meta.get("tensor_meta")
+            if lay is None or node.op in ("placeholder", "get_attr", "output") or \
+                    not hasattr(meta, "shape"):
+                continue
+            args = [n for n in node.all_input_nodes if n.name in self._a.layouts
+                    and hasattr(n.meta.get("tensor_meta"), "shape")]
+            module = self._gm.get_submodule(str(node.target)) if node.op == "call_module" \
+                else None
+            out.append(OpChannels(
+                node.name, module, tuple(meta.shape), self._linear(lay),
+                tuple(self._linear(self._a.layouts[n.name]) for n in args),
+                tuple(tuple(n.meta["tensor_meta"].shape) for n in args)))
+        return out
 
     def group(self, name: str) -> ChannelGroup:
         try:

@@ -27,6 +27,11 @@ class Reporter:
 
     def search_trial(self, completed: int, best: float | None) -> None: ...
 
+    def work_start(self, title: str, total: int) -> None:
+        """Counted work that is neither epochs nor trials (e.g. timing a latency table)."""
+
+    def work_step(self, done: int) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -55,6 +60,16 @@ class LogReporter(Reporter):
     def search_trial(self, completed: int, best: float | None) -> None:
         best_text = f"{best:.4f}" if best is not None else "-"
         logger.info("trial %d/%d, best score %s", completed, self.total, best_text)
+
+    def work_start(self, title: str, total: int) -> None:
+        self.work_title, self.work_total, self.work_logged = title, total, 0
+        logger.info("%s: %d steps", title, total)
+
+    def work_step(self, done: int) -> None:
+        quarter = 4 * done // max(1, self.work_total)  # a line at each quarter, not each step
+        if quarter > self.work_logged:
+            self.work_logged = quarter
+            logger.info("%s: %d/%d", self.work_title, done, self.work_total)
 
 
 class RichReporter(Reporter):
@@ -101,6 +116,13 @@ class RichReporter(Reporter):
     def search_trial(self, completed: int, best: float | None) -> None:
         self.progress.update(self.search_task, completed=completed,
                              info=f"best {best:.4f}" if best is not None else "")
+
+    def work_start(self, title: str, total: int) -> None:
+        self.progress.start()
+        self.work_task = self.progress.add_task(title, total=total, info="")
+
+    def work_step(self, done: int) -> None:
+        self.progress.update(self.work_task, completed=done)
 
     def close(self) -> None:
         self.progress.stop()

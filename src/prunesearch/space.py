@@ -16,7 +16,7 @@ from typing import Any, Union
 
 import yaml
 
-from .choices import GRANULARITIES, LR_SCHEDULES, OBJECTIVES, SIGNALS
+from .choices import GRANULARITIES, LATENCY_FORMATS, LR_SCHEDULES, OBJECTIVES, SIGNALS
 from .errors import PrunesearchError, shown
 from .fileio import read_text
 
@@ -82,6 +82,11 @@ class SearchCfg:
     scratch_reduction: int = 3
     scratch_cooldown: float = 0.25  # decay branch at each rung, a fraction of its images
     scratch_confirm: int = 4     # finalists re-scored with a second seed before export (0: off)
+    # latency budgets (4ms, 50%latency): what the latency is of (latency_model.py)
+    latency_batch: int = 1       # images per forward pass; a budget is ms per image at it
+    latency_threads: int = 0     # torch threads while timing (0: torch's default here)
+    latency_format: str = "auto"  # nchw | channels-last | auto: the faster one per candidate
+    latency_round_to: int = 8    # the search also tries widths in multiples of this
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,11 @@ def _validate(space: Space, where: str) -> None:
         (s.scratch_reduction >= 2, "search.scratch_reduction", "must be >= 2"),
         (0 < s.scratch_cooldown <= 1, "search.scratch_cooldown", "must be in (0, 1]"),
         (s.scratch_confirm >= 0, "search.scratch_confirm", "must be >= 0"),
+        (s.latency_batch >= 1, "search.latency_batch", "must be >= 1"),
+        (s.latency_threads >= 0, "search.latency_threads", "must be >= 0 (0: torch's default)"),
+        (s.latency_format in LATENCY_FORMATS, "search.latency_format",
+         f"must be one of {', '.join(LATENCY_FORMATS)}"),
+        (s.latency_round_to >= 1, "search.latency_round_to", "must be >= 1"),
         (d.val_size >= 0, "data.val_size", "must be >= 0"),
         (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1"),

@@ -28,7 +28,7 @@ __all__ = ["FORMAT", "ArchSpec", "base_graph", "build", "package_versions", "rei
 
 FORMAT = "prunesearch.arch/v1"
 FLOP_COUNTER = "fvcore-macs"
-_BUDGET_KINDS = ("flops", "params")
+_BUDGET_KINDS = ("flops", "params", "latency")
 
 
 def package_versions() -> dict[str, str]:
@@ -199,6 +199,13 @@ class ArchSpec:
                 raise SpecError(f"$.budget.kind: must be one of {', '.join(_BUDGET_KINDS)}, "
                                 f"got {shown(budget.get('kind'))}")
             _int(budget.get("target"), "$.budget.target", minimum=1)
+            latency = _obj(budget.get("latency"), "$.budget.latency", optional=True)
+            for key in ("target_ms", "predicted_ms", "measured_ms"):
+                value = (latency or {}).get(key)
+                if latency is not None and (isinstance(value, bool) or not isinstance(
+                        value, int | float) or not 0 < value < 1e9):
+                    raise SpecError(f"$.budget.latency.{key}: must be a positive number of "
+                                    f"milliseconds, got {shown(value)}")
         versions = _obj(d.get("versions", {}), "$.versions")
         spec = cls(
             model=model, model_args=model_args, input_shape=shape, widths=widths,

@@ -1,0 +1,405 @@
+"""A latency model the search can evaluate in microseconds, like ``graph.flops``.
+
+NetAdapt's approach, with a calibration on whole networks:
+
+* every convolution and linear layer of the traced model is timed **alone**, on this device, in
+  this memory format, at this batch size and thread count, over a grid of its input and output
+  channel counts (both sides of every 8-channel block edge up to 64 channels, ``8k`` and
+  ``8k + 1``, then every 16 and 32 channels: oneDNN's blocked layouts make time a step function
+  of the channel count in channels-last); layers of the same kind, kernel, stride and input
+  size share one table;
+* between grid points time is interpolated (bilinearly in input and output channels);
+* everything else (BatchNorm, activations, residual sums, pooling) is summed as tensor elements;
+* ``latency = a + b * sum(layer tables) + c * elements``: three numbers fitted by least squares
+  on whole pruned networks measured at random widths (the base and the narrowest included), so
+  that what the parts do not see (per-op dispatch, the order of ops, caches) is absorbed.
+
+The tables and the fit are measured once per machine and cached on disk, keyed by the device,
+its thread count, the memory format, the batch, torch's version and the model's layers
+(:func:`latency_model`); a changed key builds a new one. Predictions are integer nanoseconds
+(per batch), so that budgets, projection and constraints treat latency as they treat FLOPs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import PrunesearchError
+from .fileio import atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .graph import ChannelGraph, OpChannels
+    from .progress import Reporter
+
+__all__ = ["LatencyKey", "LatencyModel", "cache_folder", "grid_axis", "latency_model"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CALIBRATION_MODELS = 16
+CELL_REPEATS = 40       # timed calls per grid cell (median taken), after a short warm-up
+MODEL_REPEATS = 30      # timed calls per calibration network
+
+
+def grid_axis(lo: int, hi: int, step: int = 1) -> list[int]:
+    """Channel counts timed between ``lo`` and ``hi`` (both included): both sides of every
+    8-channel SIMD block edge up to 64 (where a step is a large share of the time), then every
+    16 channels to 256 and every 32 beyond; multiples of ``step`` only (a grouped
+    convolution's channels come in whole groups)."""
+    small = {e for edge in range(8, 65, 8) for e in (edge, edge + 1)}
+    points = {lo, hi} | small | {*range(80, 257, 16), *range(288, hi + 1, 32)}
+    points = {-(-p // step) * step for p in points}  # up to a whole number of groups
+    return sorted(p for p in points if lo <= p <= hi) or [hi]
+
+
+@dataclass(frozen=True)
+class LatencyKey:
+    """What a latency model is valid for; part of its cache file's name."""
+
+    device: str           # e.g. "cpu:Intel(R) Xeon(R) ...:AVX512", "cuda:NVIDIA H100"
+    threads: int
+    memory_format: str    # nchw | channels-last
+    batch: int
+    torch: str
+
+    def digest(self) -> str:
+        text = json.dumps(self.__dict__, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """A layer whose time is looked up: its table's signature and its channel functions."""
+
+    table: str
+    cin: tuple[int, np.ndarray]
+    cout: tuple[int, np.ndarray]
+
+
+def _signature(op: OpChannels) -> tuple[str, dict[str, Any]] | None:
+    """(table name, how to build and feed the layer) of a conv or linear op, else None."""
+    from torch import nn
+
+    m = op.module
+    spatial = op.in_shapes[0][2:] if op.in_shapes else ()
+    if isinstance(m, nn.modules.conv._ConvNd) and type(m).forward in {
+            c.__dict__.get("forward") for c in type(m).__mro__}:
+        depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+        spec = {"kind": "dwconv" if depthwise else "conv", "dims": len(m.kernel_size),
+                "kernel": list(m.kernel_size), "stride": list(m.stride),
+                "padding": m.padding if isinstance(m.padding, str) else list(m.padding),
+                "dilation": list(m.dilation), "groups": 0 if depthwise else m.groups,
+                "bias": m.bias is not None, "spatial": list(spatial)}
+    elif isinstance(m, nn.Linear) and len(op.in_shapes[0]) == 2:
+        spec = {"kind": "linear", "bias": m.bias is not None}
+    else:
+        return None
+    return json.dumps(spec, sort_keys=True), spec
+
+
+def _make_layer(spec: dict[str, Any], cin: int, cout: int, batch: int
+                ) -> tuple[nn.Module, tuple[int, ...]]:
+    """A fresh layer of ``spec`` with these channel counts, and its input's shape."""
+    from torch import nn
+
+    if spec["kind"] == "linear":
+        return nn.Linear(cin, cout, bias=spec["bias"]), (batch, cin)
+    conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[spec["dims"]]
+    if spec["kind"] == "dwconv":
+        cout, groups = cin, cin
+    else:
+        groups = spec["groups"]
+    layer = conv(cin, cout, spec["kernel"], stride=spec["stride"], padding=spec["padding"],
+                 dilation=spec["dilation"], groups=groups, bias=spec["bias"])
+    return layer, (batch, cin, *spec["spatial"])
+
+
+class LatencyModel:
+    """Predicted forward latency of a graph's model pruned to any widths, at ``key.batch``
+    images per pass; built and cached by :func:`latency_model`."""
+
+    def __init__(self, graph: ChannelGraph, key: LatencyKey, tables: dict[str, dict],
+                 fit: dict[str, float], build_seconds: float) -> None:
+        self.key, self.tables, self.fit = key, tables, fit
+        self.build_seconds = build_seconds
+        self._graph = graph
+        self._layers, self._elements = _structure(graph)
+        self._interp = {name: _Table(t) for name, t in tables.items()}
+
+    def parts(self, widths: np.ndarray) -> tuple[float, float]:
+        """(sum of the layers' table times in ns, elements of the other ops) at a widths
+        vector: the two measured quantities the fit combines."""
+        layers = sum(self._interp[lay.table](_size(lay.cin, widths), _size(lay.cout, widths))
+                     for lay in self._layers)
+        return float(layers), float(_size(self._elements, widths))
+
+    def predict(self, widths: np.ndarray) -> float:
+        """Predicted nanoseconds of one forward pass of a batch, at a widths vector."""
+        layers, elements = self.parts(widths)
+        f = self.fit
+        return f["intercept"] + f["layers"] * layers + f["elements"] * elements
+
+    def __call__(self, widths: Mapping[str, int] | None = None) -> int:
+        """Predicted nanoseconds per image at ``widths`` (missing groups: whole): a batch's
+        time divided by its size, as budgets and ``show --latency`` state it."""
+        return max(1, round(self.predict(self._graph.widths_vector(widths)) / self.key.batch))
+
+
+def _size(linear: tuple[int, np.ndarray], widths: np.ndarray) -> int:
+    return int(linear[0] + linear[1] @ widths)
+
+
+class _Table:
+    """Bilinear interpolation over a measured grid (clamped at its edges)."""
+
+    def __init__(self, t: dict[str, Any]) -> None:
+        self.cin = np.asarray(t["cin"], dtype=float)
+        self.cout = np.asarray(t["cout"], dtype=float)
+        self.ns = np.asarray(t["ns"], dtype=float)
+
+    @staticmethod
+    def _bracket(axis: np.ndarray, x: float) -> tuple[int, int, float]:
+        if len(axis) == 1 or x <= axis[0]:
+            return 0, 0, 0.0
+        if x >= axis[-1]:
+            return len(axis) - 1, len(axis) - 1, 0.0
+        j = int(np.searchsorted(axis, x))
+        return j - 1, j, (x - axis[j - 1]) / (axis[j] - axis[j - 1])
+
+    def __call__(self, cin: float, cout: float) -> float:
+        i0, i1, u = self._bracket(self.cin, cin)
+        j0, j1, v = self._bracket(self.cout, cout)
+        ns = self.ns
+        return ((1 - u) * (1 - v) * ns[i0, j0] + u * (1 - v) * ns[i1, j0]
+                + (1 - u) * v * ns[i0, j1] + u * v * ns[i1, j1])
+
+
+def _structure(graph: ChannelGraph) -> tuple[list[_Layer], tuple[int, np.ndarray]]:
+    """The looked-up layers, and the other ops' output elements as one linear function."""
+    layers: list[_Layer] = []
+    const, coef = 0, np.zeros(len(graph.groups), dtype=np.int64)
+    for op in graph.ops():
+        sig = _signature(op)
+        if sig is not None and op.inputs:
+            layers.append(_Layer(sig[0], op.inputs[0], op.out))
+            continue
+        per_channel = math.prod(op.shape[2:]) if len(op.shape) > 2 else 1
+        const += op.out[0] * per_channel
+        coef = coef + op.out[1] * per_channel
+    return layers, (const, coef)
+
+
+def _ranges(graph: ChannelGraph, min_widths: np.ndarray
+            ) -> dict[str, tuple[dict[str, Any], tuple[int, int], tuple[int, int], int]]:
+    """Per table: its layer spec and the input/output channel ranges its layers can take."""
+    base = graph.widths_vector(None)
+    out: dict[str, Any] = {}
+    for op in graph.ops():
+        sig = _signature(op)
+        if sig is None or not op.inputs:
+            continue
+        name, spec = sig
+        cin = (_size(op.inputs[0], min_widths), _size(op.inputs[0], base))
+        cout = (_size(op.out, min_widths), _size(op.out, base))
+        step = spec["groups"] if spec["kind"] == "conv" and spec["groups"] > 1 else 1
+        if name in out:
+            _, (a, b), (c, d), _ = out[name]
+            cin, cout = (min(a, cin[0]), max(b, cin[1])), (min(c, cout[0]), max(d, cout[1]))
+        out[name] = (spec, cin, cout, step)
+    return out
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        return f"cuda:{torch.cuda.get_device_name(torch.device(device))}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu:{cpu}:{torch.backends.cpu.get_cpu_capability()}"
+
+
+def _fingerprint(graph: ChannelGraph) -> str:
+    """The model's layers and groups: what the tables and the fit were measured for."""
+    ops = [(op.name, type(op.module).__name__, list(op.shape)) for op in graph.ops()]
+    groups = [(g.name, g.size) for g in graph.groups]
+    return hashlib.sha256(json.dumps([ops, groups]).encode()).hexdigest()[:12]
+
+
+def _time_layer(spec: dict[str, Any], cin: int, cout: int, key: LatencyKey,
+                measure_fn: Callable[..., Any]) -> float:
+    """Median nanoseconds of one forward of a fresh layer (cin -> cout)."""
+    layer, shape = _make_layer(spec, cin, cout, key.batch)
+    lat = measure_fn(layer, shape[1:], batch=key.batch, channels_last=(
+        key.memory_format == "channels-last" and len(shape) == 4), repeats=CELL_REPEATS,
+        warmup=3, max_seconds=0.5)
+    return float(np.median(lat.samples)) * 1e9
+
+
+def _random_widths(graph: ChannelGraph, rng: np.random.Generator, floors: np.ndarray
+                   ) -> np.ndarray:
+    base = graph.widths_vector(None)
+    r = rng.uniform(0, 1, len(base))
+    return np.maximum(floors, np.round(floors + r * (base - floors))).astype(np.int64)
+
+
+def _calibrate(model: LatencyModel, graph: ChannelGraph, key: LatencyKey, floors: np.ndarray,
+               measure_fn: Callable[..., Any], n: int, seed: int,
+               step: Callable[[], None]) -> dict[str, float]:
+    """Fits ``intercept + layers * table sum + elements * elements`` to whole networks."""
+    rng = np.random.default_rng(seed)
+    base = graph.widths_vector(None)
+    vectors = [base, floors] + [_random_widths(graph, rng, floors) for _ in range(n - 2)]
+    rows, y = [], []
+    names = [g.name for g in graph.groups]
+    for vec in vectors:
+        pruned = graph.prune(dict(zip(names, map(int, vec), strict=True)))
+        lat = measure_fn(pruned, tuple(_input_shape(graph)), batch=key.batch,
+                         channels_last=key.memory_format == "channels-last",
+                         repeats=MODEL_REPEATS, warmup=5, max_seconds=2.0)
+        layers, elements = model.parts(vec)
+        rows.append((1.0, layers, elements))
+        y.append(float(np.median(lat.samples)) * 1e9)
+        step()
+    return _fit(np.asarray(rows), np.asarray(y))
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Least squares with non-negative slopes (a column whose slope comes out negative is
+    dropped and the rest refitted)."""
+    cols = [0, 1, 2]
+    while True:
+        coef, *_ = np.linalg.lstsq(x[:, cols], y, rcond=None)
+        bad = [c for c, v in zip(cols, coef, strict=True) if c and v < 0]
+        if not bad:
+            break
+        cols.remove(bad[0])
+    full = dict.fromkeys((0, 1, 2), 0.0) | dict(zip(cols, map(float, coef), strict=True))
+    pred = x @ np.asarray([full[0], full[1], full[2]])
+    rel = np.abs(pred - y) / y
+    return {"intercept": full[0], "layers": full[1], "elements": full[2],
+            "median_rel_error": float(np.median(rel)), "max_rel_error": float(rel.max()),
+            "networks": len(y)}
+
+
+def _input_shape(graph: ChannelGraph) -> tuple[int, ...]:
+    x = graph.example_input
+    if not hasattr(x, "shape"):
+        raise PrunesearchError("latency budgets need a model with one input tensor")
+    return tuple(x.shape[1:])
+
+
+def cache_folder() -> Path:
+    """Where latency tables are kept: ``$PRUNESEARCH_CACHE/latency``, else
+    ``~/.cache/prunesearch/latency``."""
+    root = os.environ.get("PRUNESEARCH_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "prunesearch") / "latency"
+
+
+def latency_model(graph: ChannelGraph, *, batch: int = 1, device: str = "cpu",
+                  threads: int | None = None, memory_format: str = "nchw",
+                  min_ratio: float = 0.1, cache_dir: str | Path | None = None,
+                  calibration: int = CALIBRATION_MODELS, seed: int = 0,
+                  reporter: Reporter | None = None,
+                  measure_fn: Callable[..., Any] | None = None) -> LatencyModel:
+    """The latency model of ``graph``'s model on this machine, from the cache or built.
+
+    Args:
+        batch: images per forward pass (budgets like ``4ms`` are per image at batch 1).
+        threads: torch's intra-op threads while timing (None: as set now).
+        memory_format: ``nchw`` or ``channels-last``.
+        min_ratio: the narrowest keep ratio the search may use (the tables cover it).
+        cache_dir: where tables live (default :func:`cache_folder`).
+        calibration: whole networks measured for the fit.
+        measure_fn: :func:`prunesearch.latency.measure` (tests pass a fake clock through it).
+    """
+    import torch
+
+    from .latency import FORMATS, measure
+    from .latency import threads as thread_count
+
+    if memory_format not in FORMATS:
+        raise PrunesearchError(f"memory format must be one of {', '.join(FORMATS)}, "
+                               f"got {memory_format!r}")
+    if batch < 1:
+        raise PrunesearchError(f"--latency-batch must be >= 1, got {batch}")
+    measure_fn = measure_fn or measure
+    with thread_count(threads) as n:
+        key = LatencyKey(_device_name(device), n, memory_format, batch, torch.__version__)
+        folder = Path(cache_dir) if cache_dir else cache_folder()
+        path = folder / f"{_fingerprint(graph)}-{key.digest()}.json"
+        if path.is_file():
+            cached = read_json(path, "latency table")
+            if cached.get("format") == FORMAT_VERSION and cached.get("key") == key.__dict__:
+                logger.info("latency model: reusing %s", path)
+                return LatencyModel(graph, key, cached["tables"], cached["fit"],
+                                    cached["build_seconds"])
+        return _build(graph, key, path, min_ratio, calibration, seed, reporter,
+                      lambda *a, **k: measure_fn(*a, device=device, **k))
+
+
+def _build(graph: ChannelGraph, key: LatencyKey, path: Path, min_ratio: float,
+           calibration: int, seed: int, reporter: Reporter | None,
+           measure_fn: Callable[..., Any]) -> LatencyModel:
+    from .budget import min_widths
+
+    start = time.perf_counter()
+    floors_map = min_widths(graph, min_ratio, 1)
+    floors = np.asarray([floors_map[g.name] for g in graph.groups], dtype=np.int64)
+    plan = {name: (spec, grid_axis(*cin, step), grid_axis(*cout, step) if
+                   spec["kind"] != "dwconv" else [0])
+            for name, (spec, cin, cout, step) in _ranges(graph, floors).items()}
+    total = sum(len(a) * len(b) for _, a, b in plan.values()) + calibration
+    done = 0
+    if reporter:
+        reporter.work_start(f"latency table ({key.memory_format}, batch {key.batch}, "
+                            f"{key.threads} threads)", total)
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if reporter:
+            reporter.work_step(done)
+
+    tables = {}
+    for name, (spec, cin_axis, cout_axis) in plan.items():
+        ns = []
+        for cin in cin_axis:
+            row = []
+            for cout in cout_axis:
+                row.append(_time_layer(spec, cin, cout, key, measure_fn))
+                step()
+            ns.append(row)
+        tables[name] = {"spec": spec, "cin": cin_axis, "cout": cout_axis, "ns": ns}
+    model = LatencyModel(graph, key, tables, {"intercept": 0.0, "layers": 1.0,
+                                              "elements": 0.0}, 0.0)
+    fit = _calibrate(model, graph, key, floors, measure_fn, max(3, calibration), seed, step)
+    if reporter:
+        reporter.close()
+    seconds = time.perf_counter() - start
+    atomic_write_json(path, {"format": FORMAT_VERSION, "key": key.__dict__, "tables": tables,
+                             "fit": fit, "build_seconds": seconds})
+    logger.info("latency model built in %.1f s (fit on %d networks: median error %.1f%%, "
+                "worst %.1f%%) -> %s", seconds, fit["networks"], 100 * fit["median_rel_error"],
+                100 * fit["max_rel_error"], path)
+    return LatencyModel(graph, key, tables, fit, seconds)
