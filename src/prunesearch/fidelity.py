@@ -39,12 +39,13 @@ from .errors import PrunesearchError
 from .fileio import atomic_write_json, atomic_write_text, file_digest, read_json
 from .find import _resolve_signal, _Search, baseline_widths, budget_targets, objective_settings
 from .granularity import Parameterization
+from .latency_search import resolve_threads
 from .progress import Reporter
 from .runs import DataOptions
 from .space import Space
 from .spec import ArchSpec
 from .stats import bootstrap, headroom, kendall_tau, spearman_rho
-from .train import RunOptions
+from .train import RunOptions, resolve_device
 
 __all__ = ["FidelityOptions", "fidelity", "halton", "markdown_table", "sample_architectures",
            "summarise"]
@@ -170,7 +171,10 @@ def fidelity(space: Space, options: FidelityOptions, *, out: str | Path | None =
              ) -> dict[str, Any]:
     """Samples, scores and trains the architectures; writes fidelity.json and fidelity.md."""
     budget = check_options(options)
-    target = budget_targets(space, [budget])[0]
+    device = resolve_device(opts.device).type
+    if budget.kind == "latency":
+        space = resolve_threads(space)
+    target = budget_targets(space, [budget], device=device, reporter=reporter)[0]
     exp = start_experiment(space, f"fidelity-{budget.slug}", out=out, cells=options.cells,
                            n_seeds=options.seeds, base=options.base, epochs=epochs, data=data,
                            opts=opts, reporter=reporter)
@@ -178,6 +182,7 @@ def fidelity(space: Space, options: FidelityOptions, *, out: str | Path | None =
     base_path, base_epochs = exp.base_path, exp.base_epochs
     signal = _resolve_signal(space, options.signal, exp.base_meta)
     search = _Search(space, base_path, signal, data, opts, "inherit")
+    search.use_budgets([budget], device, reporter)
     archs = sample_architectures(search, budget, target, options.archs)
     if len(archs) < MIN_ARCHS:
         raise PrunesearchError(f"budget {budget.text}: only {len(archs)} distinct "
