@@ -137,15 +137,13 @@ class LatencyModel:
         self.key, self.tables, self.fit = key, tables, fit
         self.build_seconds = build_seconds
         self._graph = graph
-        self._layers, self._elements = _structure(graph)
-        self._interp = {name: _Table(t) for name, t in tables.items()}
+        layers, self._elements = _structure(graph)
+        self._lookup = _Lookup(tables, layers, len(graph.groups))
 
     def parts(self, widths: np.ndarray) -> tuple[float, float]:
         """(sum of the layers' table times in ns, elements of the other ops) at a widths
         vector: the two measured quantities the fit combines."""
-        layers = sum(self._interp[lay.table](_size(lay.cin, widths), _size(lay.cout, widths))
-                     for lay in self._layers)
-        return float(layers), float(_size(self._elements, widths))
+        return self._lookup(widths), float(_size(self._elements, widths))
 
     def predict(self, widths: np.ndarray) -> float:
         """Predicted nanoseconds of one forward pass of a batch, at a widths vector."""
@@ -163,29 +161,44 @@ def _size(linear: tuple[int, np.ndarray], widths: np.ndarray) -> int:
     return int(linear[0] + linear[1] @ widths)
 
 
-class _Table:
-    """Bilinear interpolation over a measured grid (clamped at its edges)."""
+def _dense(t: dict[str, Any]) -> np.ndarray:
+    """A table's bilinear interpolation evaluated at every integer channel count from 0 to
+    its grid's largest (clamped outside the grid): [cin, cout] -> ns."""
+    cin, cout = np.asarray(t["cin"], dtype=float), np.asarray(t["cout"], dtype=float)
+    ns = np.asarray(t["ns"], dtype=float)
+    cols = np.arange(int(cout[-1]) + 1, dtype=float)
+    rows = np.arange(int(cin[-1]) + 1, dtype=float)
+    along_out = np.stack([np.interp(cols, cout, r) for r in ns])       # [grid cin, every cout]
+    return np.stack([np.interp(rows, cin, along_out[:, j]) for j in range(len(cols))], axis=1)
 
-    def __init__(self, t: dict[str, Any]) -> None:
-        self.cin = np.asarray(t["cin"], dtype=float)
-        self.cout = np.asarray(t["cout"], dtype=float)
-        self.ns = np.asarray(t["ns"], dtype=float)
 
-    @staticmethod
-    def _bracket(axis: np.ndarray, x: float) -> tuple[int, int, float]:
-        if len(axis) == 1 or x <= axis[0]:
-            return 0, 0, 0.0
-        if x >= axis[-1]:
-            return len(axis) - 1, len(axis) - 1, 0.0
-        j = int(np.searchsorted(axis, x))
-        return j - 1, j, (x - axis[j - 1]) / (axis[j] - axis[j - 1])
+class _Lookup:
+    """Every looked-up layer's table time at once: the dense tables laid end to end, each
+    layer an offset into them, its channel counts ``const + coef @ widths``."""
 
-    def __call__(self, cin: float, cout: float) -> float:
-        i0, i1, u = self._bracket(self.cin, cin)
-        j0, j1, v = self._bracket(self.cout, cout)
-        ns = self.ns
-        return ((1 - u) * (1 - v) * ns[i0, j0] + u * (1 - v) * ns[i1, j0]
-                + (1 - u) * v * ns[i0, j1] + u * v * ns[i1, j1])
+    def __init__(self, tables: dict[str, dict], layers: list[_Layer], n_groups: int) -> None:
+        dense = {name: _dense(t) for name, t in tables.items()}
+        offsets, flat, at = {}, [], 0
+        for name, d in dense.items():
+            offsets[name] = at
+            flat.append(d.ravel())
+            at += d.size
+        self.flat = np.concatenate(flat) if flat else np.zeros(1)
+        self.offset = np.asarray([offsets[lay.table] for lay in layers], dtype=np.int64)
+        self.stride = np.asarray([dense[lay.table].shape[1] for lay in layers], dtype=np.int64)
+        self.in_max = np.asarray([dense[lay.table].shape[0] - 1 for lay in layers])
+        self.out_max = self.stride - 1
+        self.in_const = np.asarray([lay.cin[0] for lay in layers], dtype=np.int64)
+        self.out_const = np.asarray([lay.cout[0] for lay in layers], dtype=np.int64)
+        self.in_coef = np.asarray([lay.cin[1] for lay in layers],
+                                  dtype=np.int64).reshape(-1, n_groups)
+        self.out_coef = np.asarray([lay.cout[1] for lay in layers],
+                                   dtype=np.int64).reshape(-1, n_groups)
+
+    def __call__(self, widths: np.ndarray) -> float:
+        cin = np.minimum(self.in_const + self.in_coef @ widths, self.in_max)
+        cout = np.minimum(self.out_const + self.out_coef @ widths, self.out_max)
+        return float(self.flat[self.offset + cin * self.stride + cout].sum())
 
 
 def _structure(graph: ChannelGraph) -> tuple[list[_Layer], tuple[int, np.ndarray]]:
