@@ -273,7 +273,7 @@ def train_arch_cmd(
     _print_run(metrics, run_dir, json_out)
 
 
-LatencyBatchOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
+BudgetBatchOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
     "--latency-batch", help="Images per forward pass that a latency budget (4ms, 50%latency) "
     "is per image at (default: the space's search.latency_batch, 1).")]
 
@@ -308,7 +308,7 @@ def find(
     finetune_steps: Annotated[int, typer.Option(
         "--finetune-steps", help="Score candidates after N fine-tuning steps, stopping poor "
         "trials early.")] = 0,
-    objective: ObjectiveOpt = None, latency_batch: LatencyBatchOpt = None,
+    objective: ObjectiveOpt = None, latency_batch: BudgetBatchOpt = None,
     space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
     download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
@@ -450,7 +450,7 @@ def compare(
     rows: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--rows", help="Train only these kinds of rows, comma-separated: base, finetune, "
         "scratch-e, scratch-b (default: all).")] = None,
-    latency_batch: LatencyBatchOpt = None,
+    latency_batch: BudgetBatchOpt = None,
     space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
     download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
     epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
