@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 CALIBRATION_MODELS = 16
-CELL_REPEATS = 40       # timed calls per grid cell (median taken), after a short warm-up
+CELL_REPEATS = 20       # timed calls per grid cell (median taken), after a short warm-up
 MODEL_REPEATS = 30      # timed calls per calibration network
 
 
