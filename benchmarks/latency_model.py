@@ -2,9 +2,11 @@
 
 For each model: build (or read from a fresh cache) its latency model in each memory format,
 then time ``--candidates`` random pruned networks (per-group keep ratios uniform in
-[min_ratio, 1]) with :func:`prunesearch.latency.measure` (the method of ``show --latency``)
-and compare with the prediction: median and worst relative error, the build time, and the
-prediction's own cost. Run it alone on the machine: timings of a loaded machine say nothing.
+[min_ratio, 1]) as a latency budget times an exported spec (:func:`prunesearch.latency.measure`,
+3 rounds scaled to the machine's sustained speed by :mod:`prunesearch.speed`), the faster of
+``--passes`` passes through all of them, and compare with the prediction: median and worst
+relative error, the build time, and the prediction's own cost. Run it alone on the machine:
+timings of a loaded machine say nothing.
 
     python benchmarks/latency_model.py --models resnet20 mobilenetv2 --candidates 50 \
         --threads 2 --out benchmarks/results/latency-model.json
@@ -25,7 +27,7 @@ import torch
 
 import prunesearch as ps
 from prunesearch.latency import measure
-from prunesearch.latency_model import latency_model
+from prunesearch.latency_model import latency_model, speed_reference
 
 
 def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict:
@@ -37,16 +39,24 @@ def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict
                        min_ratio=args.min_ratio, cache_dir=cache)
     build = time.perf_counter() - start
     rng = np.random.default_rng(args.seed)
+    candidates = [{g.name: max(1, round(g.size * rng.uniform(args.min_ratio, 1)))
+                   for g in graph.groups} for _ in range(args.candidates)]
+    nets = [model] + [graph.prune(w) for w in candidates]
+    # the truth: each network timed as a latency budget times an exported spec (3 rounds scaled
+    # by the speed reference), the faster of --passes passes through all of them
+    reference = speed_reference(lm.key)  # as latency budgets time an exported spec
+    truth = [[] for _ in nets]
+    for _ in range(args.passes):
+        for i, net in enumerate(nets):
+            truth[i].append(measure(net, (1, 28, 28), batch=args.batch, n_threads=args.threads,
+                                    channels_last=fmt == "channels-last", rounds=3,
+                                    reference=reference).steady_ms)
     rows = []
-    for _ in range(args.candidates):
-        widths = {g.name: max(1, round(g.size * rng.uniform(args.min_ratio, 1)))
-                  for g in graph.groups}
-        lat = measure(graph.prune(widths), (1, 28, 28), batch=args.batch,
-                      n_threads=args.threads, channels_last=fmt == "channels-last")
-        predicted = lm(widths) / 1e6
-        rows.append({"measured_ms": lat.median_ms, "predicted_ms": predicted,
+    for widths, passes in zip(candidates, truth[1:], strict=True):
+        measured, predicted = min(passes), lm(widths) / 1e6
+        rows.append({"measured_ms": measured, "passes_ms": passes, "predicted_ms": predicted,
                      "flops": graph.flops(widths),
-                     "rel_error": (predicted - lat.median_ms) / lat.median_ms})
+                     "rel_error": (predicted - measured) / measured})
     errors = [abs(r["rel_error"]) for r in rows]
     t0 = time.perf_counter()
     for _ in range(1000):
@@ -56,9 +66,7 @@ def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict
             "build_seconds": round(build, 1), "fit": lm.fit,
             "median_abs_error": statistics.median(errors), "worst_abs_error": max(errors),
             "prediction_us": round(per_call_us, 1),
-            "base_measured_ms": measure(model, (1, 28, 28), batch=args.batch,
-                                        n_threads=args.threads,
-                                        channels_last=fmt == "channels-last").median_ms,
+            "base_measured_ms": min(truth[0]), "base_predicted_ms": lm() / 1e6,
             "candidates": rows}
 
 
@@ -71,6 +79,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--min-ratio", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     results = []

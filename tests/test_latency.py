@@ -62,6 +62,34 @@ def test_latency_median_and_spread_are_per_image():
     assert d["min_ms_per_image"] == pytest.approx(1.0)
 
 
+def test_rounds_keep_the_fastest_rounds_median():
+    """A machine that runs slow for a while: the steady figure is the fast rounds' median."""
+    # 3 rounds, each of 1 warm-up call and 3 timed calls
+    clock = FakeClock([1.0, 0.020, 0.020, 0.021, 1.0, 0.010, 0.011, 0.010,
+                       1.0, 0.030, 0.030, 0.031])
+
+    class Tick(nn.Module):  # its forward pass takes the fake clock's next step
+        def forward(self, x):
+            clock.work()
+            return x
+
+        def __deepcopy__(self, memo):  # measure times a copy: the same clock
+            return self
+
+    slept = []
+    lat = measure(Tick(), (2,), warmup=1, repeats=3, max_seconds=None,
+                  clock=clock, rounds=3, gap_seconds=0.5, sleep=slept.append)
+    assert slept == [0.5, 0.5]
+    assert lat.round_medians == pytest.approx((0.020, 0.010, 0.030))
+    assert lat.steady_ms == pytest.approx(10.0) and lat.median_ms == pytest.approx(20.0)
+    assert len(lat.samples) == 9
+    one = Latency(batch=1, samples=(0.004, 0.006), warmup=0, threads=1, device="cpu",
+                  memory_format="nchw")
+    assert one.steady_ms == one.median_ms  # a single round: the plain median
+    with pytest.raises(PrunesearchError, match="rounds must be >= 1"):
+        measure(nn.Linear(2, 2), (2,), rounds=0)
+
+
 def test_measure_times_a_copy_in_the_format_and_threads_asked_for():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).train()

@@ -58,7 +58,8 @@ class FakeDevice:
         return t * self.surcharge + self.constant if whole else t
 
     def __call__(self, model, input_shape, *, batch=1, device="cpu", n_threads=None,
-                 channels_last=False, warmup=0, repeats=1, max_seconds=None, clock=None):
+                 channels_last=False, warmup=0, repeats=1, max_seconds=None, clock=None,
+                 rounds=1, gap_seconds=0.0, reference=None):
         self.calls += 1
         t = self.seconds(model, (batch, *input_shape))
         return Latency(batch=batch, samples=(t, t), warmup=warmup, threads=1, device="cpu",

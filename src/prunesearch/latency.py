@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .spec import ArchSpec
+    from .speed import SpeedReference
 
 __all__ = ["FORMATS", "MAX_BATCH", "Latency", "latency_table", "measure", "spec_latency",
            "threads", "time_calls"]
@@ -56,6 +57,8 @@ class Latency:
     threads: int
     device: str
     memory_format: str
+    round_medians: tuple[float, ...] = ()  # seconds per batch, one per round (``rounds``)
+    speed_factors: tuple[float, ...] = ()  # per round: how much slower the machine ran (speed.py)
 
     def _per_image_ms(self, q: float) -> float:
         s = sorted(self.samples)
@@ -69,6 +72,16 @@ class Latency:
     def median_ms(self) -> float:
         """Median milliseconds per image (the batch's time divided by its size)."""
         return 1e3 * statistics.median(self.samples) / self.batch
+
+    @property
+    def steady_ms(self) -> float:
+        """Milliseconds per image at the machine's sustained speed (a virtual machine here runs
+        1.5x slower for seconds at a time, BENCHMARKS.md): each round's median divided by how
+        much slower a reference workload ran around it (``speed_factors``), the fastest round
+        kept; without a reference, the fastest round's median; with one round, the median."""
+        medians = self.round_medians or (statistics.median(self.samples),)
+        factors = self.speed_factors or (1.0,) * len(medians)
+        return 1e3 * min(m / f for m, f in zip(medians, factors, strict=True)) / self.batch
 
     @property
     def iqr_ms(self) -> tuple[float, float]:
@@ -138,11 +151,17 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch: int = 1,
             device: str | torch.device = "cpu", n_threads: int | None = None,
             channels_last: bool = False, warmup: int = WARMUP, repeats: int = REPEATS,
             max_seconds: float | None = MAX_SECONDS,
-            clock: Callable[[], float] = time.perf_counter) -> Latency:
+            clock: Callable[[], float] = time.perf_counter, rounds: int = 1,
+            gap_seconds: float = 0.0, sleep: Callable[[float], Any] = time.sleep,
+            reference: SpeedReference | None = None) -> Latency:
     """Times ``model``'s inference on a ``batch`` x ``input_shape`` batch.
 
     The model is copied (the caller's stays where it is, in its mode), put in eval mode on
     ``device`` in the memory format asked for, and run under ``torch.inference_mode``.
+    ``rounds`` > 1 repeats the timing ``rounds`` times, ``gap_seconds`` apart (idle), and keeps
+    each round's median; ``reference`` (:class:`prunesearch.speed.SpeedReference`) is read
+    before and after each round, to scale it to the machine's sustained speed
+    (``Latency.steady_ms``).
     """
     import torch
 
@@ -154,11 +173,24 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch: int = 1,
     x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))
     x = x.to(dev).contiguous(memory_format=memory)
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
+    if rounds < 1:
+        raise PrunesearchError(f"latency: rounds must be >= 1, got {rounds}")
+    per_round, factors = [], []
     with threads(n_threads) as n, torch.inference_mode():
-        samples = time_calls(lambda: net(x), warmup=warmup, repeats=repeats,
-                             max_seconds=max_seconds, sync=sync, clock=clock)
+        for r in range(rounds):
+            if r:
+                sleep(gap_seconds)
+            before = reference.factor() if reference else 1.0
+            per_round.append(time_calls(lambda: net(x), warmup=warmup if r == 0 else
+                                        min(warmup, 3), repeats=repeats,
+                                        max_seconds=max_seconds, sync=sync, clock=clock))
+            if reference:
+                factors.append((before + reference.factor()) / 2)
+    samples = [t for s in per_round for t in s]
     return Latency(batch=batch, samples=tuple(samples), warmup=warmup, threads=n,
-                   device=str(dev), memory_format=FORMATS[channels_last])
+                   device=str(dev), memory_format=FORMATS[channels_last],
+                   round_medians=tuple(statistics.median(s) for s in per_round)
+                   if rounds > 1 or reference else (), speed_factors=tuple(factors))
 
 
 def spec_latency(spec: ArchSpec, *, batches: Sequence[int] = (1, THROUGHPUT_BATCH),

@@ -44,15 +44,21 @@ if TYPE_CHECKING:
 
     from .graph import ChannelGraph, OpChannels
     from .progress import Reporter
+    from .speed import SpeedReference
 
-__all__ = ["LatencyKey", "LatencyModel", "cache_folder", "grid_axis", "latency_model"]
+__all__ = ["LatencyKey", "LatencyModel", "cache_folder", "grid_axis", "latency_key",
+           "latency_model", "speed_reference"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: cells and networks scaled to the machine's sustained speed (speed.py)
 CALIBRATION_MODELS = 16
 CELL_REPEATS = 20       # timed calls per grid cell (median taken), after a short warm-up
 MODEL_REPEATS = 30      # timed calls per calibration network
+# every cell and network is timed in PASSES passes over the whole table, and its fastest pass
+# kept: this machine's speed drops 1.5x for seconds at a time (BENCHMARKS.md), a pass lasts
+# seconds, so a cell slowed in one pass is seldom slowed in all
+PASSES = 3
 
 
 def grid_axis(lo: int, hi: int, step: int = 1) -> list[int]:
@@ -252,6 +258,12 @@ def _device_name(device: str) -> str:
     return f"cpu:{cpu}:{torch.backends.cpu.get_cpu_capability()}"
 
 
+def latency_key(device: str, threads: int, memory_format: str, batch: int) -> LatencyKey:
+    import torch
+
+    return LatencyKey(_device_name(device), threads, memory_format, batch, torch.__version__)
+
+
 def _fingerprint(graph: ChannelGraph) -> str:
     """The model's layers and groups: what the tables and the fit were measured for."""
     ops = [(op.name, type(op.module).__name__, list(op.shape)) for op in graph.ops()]
@@ -266,7 +278,7 @@ def _time_layer(spec: dict[str, Any], cin: int, cout: int, key: LatencyKey,
     lat = measure_fn(layer, shape[1:], batch=key.batch, channels_last=(
         key.memory_format == "channels-last" and len(shape) == 4), repeats=CELL_REPEATS,
         warmup=3, max_seconds=0.5)
-    return float(np.median(lat.samples)) * 1e9
+    return lat.steady_ms * key.batch * 1e6
 
 
 def _random_widths(graph: ChannelGraph, rng: np.random.Generator, floors: np.ndarray
@@ -283,18 +295,18 @@ def _calibrate(model: LatencyModel, graph: ChannelGraph, key: LatencyKey, floors
     rng = np.random.default_rng(seed)
     base = graph.widths_vector(None)
     vectors = [base, floors] + [_random_widths(graph, rng, floors) for _ in range(n - 2)]
-    rows, y = [], []
     names = [g.name for g in graph.groups]
-    for vec in vectors:
-        pruned = graph.prune(dict(zip(names, map(int, vec), strict=True)))
-        lat = measure_fn(pruned, tuple(_input_shape(graph)), batch=key.batch,
-                         channels_last=key.memory_format == "channels-last",
-                         repeats=MODEL_REPEATS, warmup=5, max_seconds=2.0)
-        layers, elements = model.parts(vec)
-        rows.append((1.0, layers, elements))
-        y.append(float(np.median(lat.samples)) * 1e9)
-        step()
-    return _fit(np.asarray(rows), np.asarray(y))
+    nets = [graph.prune(dict(zip(names, map(int, vec), strict=True))) for vec in vectors]
+    y = np.full(len(nets), np.inf)
+    for _ in range(PASSES):  # each network's fastest pass: passes lie seconds apart
+        for i, net in enumerate(nets):
+            lat = measure_fn(net, tuple(_input_shape(graph)), batch=key.batch,
+                             channels_last=key.memory_format == "channels-last",
+                             repeats=MODEL_REPEATS, warmup=5, max_seconds=2.0)
+            y[i] = min(y[i], lat.steady_ms * key.batch * 1e6)
+            step()
+    rows = [(1.0, *model.parts(vec)) for vec in vectors]
+    return _fit(np.asarray(rows), y)
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -322,6 +334,15 @@ def _input_shape(graph: ChannelGraph) -> tuple[int, ...]:
     return tuple(x.shape[1:])
 
 
+def speed_reference(key: LatencyKey, folder: Path | None = None) -> SpeedReference:
+    """The speed reference of ``key``'s device, threads and torch, its record kept beside the
+    latency tables (``speed.json``)."""
+    from .speed import SpeedReference
+
+    return SpeedReference(f"{key.device}|{key.threads} threads|torch {key.torch}",
+                          (folder or cache_folder()) / "speed.json")
+
+
 def cache_folder() -> Path:
     """Where latency tables are kept: ``$PRUNESEARCH_CACHE/latency``, else
     ``~/.cache/prunesearch/latency``."""
@@ -346,7 +367,6 @@ def latency_model(graph: ChannelGraph, *, batch: int = 1, device: str = "cpu",
         calibration: whole networks measured for the fit.
         measure_fn: :func:`prunesearch.latency.measure` (tests pass a fake clock through it).
     """
-    import torch
 
     from .latency import FORMATS, measure
     from .latency import threads as thread_count
@@ -358,7 +378,7 @@ def latency_model(graph: ChannelGraph, *, batch: int = 1, device: str = "cpu",
         raise PrunesearchError(f"--latency-batch must be >= 1, got {batch}")
     measure_fn = measure_fn or measure
     with thread_count(threads) as n:
-        key = LatencyKey(_device_name(device), n, memory_format, batch, torch.__version__)
+        key = latency_key(device, n, memory_format, batch)
         folder = Path(cache_dir) if cache_dir else cache_folder()
         path = folder / f"{_fingerprint(graph)}-{key.digest()}.json"
         if path.is_file():
@@ -367,8 +387,12 @@ def latency_model(graph: ChannelGraph, *, batch: int = 1, device: str = "cpu",
                 logger.info("latency model: reusing %s", path)
                 return LatencyModel(graph, key, cached["tables"], cached["fit"],
                                     cached["build_seconds"])
-        return _build(graph, key, path, min_ratio, calibration, seed, reporter,
-                      lambda *a, **k: measure_fn(*a, device=device, **k))
+        reference = speed_reference(key, folder)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:  # at the machine's sustained speed
+            return measure_fn(*args, device=device, reference=reference, **kwargs)
+
+        return _build(graph, key, path, min_ratio, calibration, seed, reporter, timed)
 
 
 def _build(graph: ChannelGraph, key: LatencyKey, path: Path, min_ratio: float,
@@ -382,7 +406,7 @@ def _build(graph: ChannelGraph, key: LatencyKey, path: Path, min_ratio: float,
     plan = {name: (spec, grid_axis(*cin, step), grid_axis(*cout, step) if
                    spec["kind"] != "dwconv" else [0])
             for name, (spec, cin, cout, step) in _ranges(graph, floors).items()}
-    total = sum(len(a) * len(b) for _, a, b in plan.values()) + calibration
+    total = PASSES * (sum(len(a) * len(b) for _, a, b in plan.values()) + max(3, calibration))
     done = 0
     if reporter:
         reporter.work_start(f"latency table ({key.memory_format}, batch {key.batch}, "
@@ -394,16 +418,18 @@ def _build(graph: ChannelGraph, key: LatencyKey, path: Path, min_ratio: float,
         if reporter:
             reporter.work_step(done)
 
-    tables = {}
-    for name, (spec, cin_axis, cout_axis) in plan.items():
-        ns = []
-        for cin in cin_axis:
-            row = []
-            for cout in cout_axis:
-                row.append(_time_layer(spec, cin, cout, key, measure_fn))
-                step()
-            ns.append(row)
-        tables[name] = {"spec": spec, "cin": cin_axis, "cout": cout_axis, "ns": ns}
+    tables = {name: {"spec": spec, "cin": cin_axis, "cout": cout_axis,
+                     "ns": np.full((len(cin_axis), len(cout_axis)), np.inf)}
+              for name, (spec, cin_axis, cout_axis) in plan.items()}
+    for _ in range(PASSES):  # each cell's fastest pass: passes lie seconds apart
+        for t in tables.values():
+            for i, cin in enumerate(t["cin"]):
+                for j, cout in enumerate(t["cout"]):
+                    t["ns"][i, j] = min(t["ns"][i, j], _time_layer(t["spec"], cin, cout, key,
+                                                                   measure_fn))
+                    step()
+    for t in tables.values():
+        t["ns"] = t["ns"].tolist()
     model = LatencyModel(graph, key, tables, {"intercept": 0.0, "layers": 1.0,
                                               "elements": 0.0}, 0.0)
     fit = _calibrate(model, graph, key, floors, measure_fn, max(3, calibration), seed, step)

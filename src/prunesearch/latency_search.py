@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import PrunesearchError
 from .latency import FORMATS, measure
-from .latency_model import LatencyModel, latency_model
+from .latency_model import LatencyModel, latency_key, latency_model, speed_reference
 
 if TYPE_CHECKING:
     from .graph import ChannelGraph
@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 REPROJECTIONS = 4   # tries to bring a measured latency under the budget before giving up
 MARGIN = 0.98       # a re-projection aims this far under the budget: measurements jitter
+# a measurement is the fastest of ROUNDS medians taken GAP_SECONDS apart: this machine's speed
+# drops 1.5x for seconds at a time (BENCHMARKS.md), which one window cannot tell from the model
+ROUNDS, GAP_SECONDS = 5, 0.5
 
 
 def resolve_threads(space: Space) -> Space:
@@ -47,6 +50,19 @@ def resolve_threads(space: Space) -> Space:
         return space
     search = dataclasses.replace(space.search, latency_threads=torch.get_num_threads())
     return dataclasses.replace(space, search=search)
+
+
+def _timing(space: Space, device: str, fmt: str) -> dict[str, Any]:
+    """``measure`` settings of the space's latency: batch, threads, format, and the speed
+    reference and rounds that scale a timing to the machine's sustained speed."""
+    import torch
+
+    s = space.search
+    threads = s.latency_threads or torch.get_num_threads()
+    key = latency_key(device, threads, fmt, s.latency_batch)
+    return {"batch": s.latency_batch, "device": device, "n_threads": threads,
+            "channels_last": fmt == "channels-last", "rounds": ROUNDS,
+            "gap_seconds": GAP_SECONDS, "reference": speed_reference(key)}
 
 
 def _formats(space: Space) -> tuple[str, ...]:
@@ -74,13 +90,11 @@ def attach_latency(graph: ChannelGraph, space: Space, *, device: str = "cpu",
 def base_latency(graph: ChannelGraph, space: Space, *, device: str = "cpu") -> int:
     """The unpruned model's measured nanoseconds per image in its faster format: checks an
     absolute budget in a second, before any table is built."""
-    s = space.search
     times = []
     for fmt in _formats(space):
-        lat = measure(graph.model, tuple(graph.example_input.shape[1:]), batch=s.latency_batch,
-                      device=device, n_threads=s.latency_threads or None,
-                      channels_last=fmt == "channels-last", max_seconds=1.0)
-        times.append(lat.median_ms * 1e6)
+        lat = measure(graph.model, tuple(graph.example_input.shape[1:]), max_seconds=1.0,
+                      **_timing(space, device, fmt))
+        times.append(lat.steady_ms * 1e6)
     return round(min(times))
 
 
@@ -89,14 +103,12 @@ def spec_ms(spec: ArchSpec, space: Space, *, device: str = "cpu") -> dict[str, A
     space's latency settings (compare's rows at a latency budget)."""
     from .spec import build
 
-    s = space.search
     best: dict[str, Any] = {}
     for fmt in _formats(space):
-        lat = measure(build(spec), tuple(spec.input_shape), batch=s.latency_batch,
-                      device=device, n_threads=s.latency_threads or None,
-                      channels_last=fmt == "channels-last")
-        if not best or lat.median_ms < best["ms"]:
-            best = {"ms": lat.median_ms, "iqr_ms": list(lat.iqr_ms), "memory_format": fmt}
+        lat = measure(build(spec), tuple(spec.input_shape), **_timing(space, device, fmt))
+        if not best or lat.steady_ms < best["ms"]:
+            best = {"ms": lat.steady_ms, "iqr_ms": list(lat.iqr_ms), "memory_format": fmt,
+                    "round_ms": [1e3 * m / lat.batch for m in lat.round_medians]}
     return best
 
 
@@ -114,14 +126,17 @@ def latency_record(graph: ChannelGraph, models: Mapping[str, LatencyModel],
     s = space.search
     fmt, predicted = fastest(models, widths)
     lat = measure(graph.prune(dict(widths)), tuple(graph.example_input.shape[1:]),
-                  batch=s.latency_batch, device=device, n_threads=s.latency_threads or None,
-                  channels_last=fmt == "channels-last")
+                  **_timing(space, device, fmt))
     return {"memory_format": fmt, "batch": s.latency_batch, "threads": s.latency_threads,
             "device": device, "target_ms": target / 1e6, "predicted_ms": predicted / 1e6,
-            "measured_ms": lat.median_ms, "measured_iqr_ms": list(lat.iqr_ms),
+            "measured_ms": lat.steady_ms, "measured_iqr_ms": list(lat.iqr_ms),
+            "round_ms": [1e3 * m / lat.batch for m in lat.round_medians],
             "repeats": len(lat.samples),
-            "method": "median of timed forward passes per image after warm-up "
-                      "(prunesearch.latency.measure)"}
+            "speed_factors": list(lat.speed_factors),
+            "method": f"per image at the machine's sustained speed: each of {ROUNDS} rounds' "
+                      f"median of timed forward passes ({GAP_SECONDS} s apart, after warm-up) "
+                      "divided by how much slower a reference workload ran around it, the "
+                      "fastest round kept (prunesearch.latency.measure, prunesearch.speed)"}
 
 
 def measured_within(graph: ChannelGraph, models: Mapping[str, LatencyModel],
