@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from prunesearch.find import _Search
+from prunesearch.candidates import Candidates
 from prunesearch.runs import DataOptions
 from prunesearch.space import load_space
 from prunesearch.stats import bootstrap, kendall_tau, spearman_rho
@@ -66,7 +66,7 @@ def main() -> None:
         scratch_rungs=a.rungs))
     base = Path(a.base)
     base = base / "model.safetensors" if base.is_dir() else base
-    search = _Search(space, base, space.search.signal, DataOptions(limit_train=a.limit_train),
+    search = Candidates(space, base, space.search.signal, DataOptions(limit_train=a.limit_train),
                      RunOptions(), "scratch")
     out = Path(a.out)
     done = json.loads(out.read_text())["archs"] if out.is_file() else {}

@@ -264,9 +264,9 @@ def test_bad_objective_is_refused_before_any_work(base, tmp_path, args, message)
 
 
 def test_a_worker_that_did_not_export_says_who_did(tmp_path):
-    from prunesearch.find import _already_exported
+    from prunesearch.choice import already_exported
 
-    said = _already_exported({"host": "node7", "run_dir": "/shared/run"}, tmp_path)
+    said = already_exported({"host": "node7", "run_dir": "/shared/run"}, tmp_path)
     assert said == "nothing to export here: another worker on node7 wrote these specs into " \
         "/shared/run"
 

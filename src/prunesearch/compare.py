@@ -43,10 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from .budget import parse_budgets
+from .candidates import input_shape
 from .cells import Experiment, start_experiment
 from .errors import PrunesearchError
 from .fileio import atomic_write_json, atomic_write_text, read_json
-from .find import FindOptions, find, input_shape
+from .find import FindOptions, find
 from .latency_search import resolve_threads, spec_ms
 from .progress import Reporter
 from .runs import DataOptions, load_splits

@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .baselines import baseline_widths, budget_targets
 from .budget import Budget, parse_budgets, project
+from .candidates import Candidates, objective_settings, resolve_signal
 from .cells import Experiment, start_experiment
 from .choices import EPOCH_BUDGETS, OBJECTIVES, require
 from .errors import PrunesearchError
 from .fileio import atomic_write_json, atomic_write_text, file_digest, read_json
-from .find import _resolve_signal, _Search, baseline_widths, budget_targets, objective_settings
 from .granularity import Parameterization
 from .latency_search import resolve_threads
 from .progress import Reporter
@@ -104,7 +105,7 @@ def halton(index: int, dims: int) -> list[float]:
     return point
 
 
-def sample_architectures(search: _Search, budget: Budget, target: int, n: int
+def sample_architectures(search: Candidates, budget: Budget, target: int, n: int
                          ) -> list[dict[str, Any]]:
     """``n`` distinct architectures at the budget: the baselines first, then the spread."""
     graph, s = search.graph, search.space.search
@@ -144,7 +145,7 @@ def sample_architectures(search: _Search, budget: Budget, target: int, n: int
 
 def _score_all(space: Space, base_path: Path, signal: str, archs: list[dict[str, Any]],
                objectives: tuple[str, ...], data: DataOptions, opts: RunOptions,
-               cache_path: Path, inherit: _Search) -> None:
+               cache_path: Path, inherit: Candidates) -> None:
     """Fills ``arch["scores"][objective]``; scores.json caches them across runs. ``inherit``:
     the search already built for sampling (reused for that objective)."""
     cache = read_json(cache_path, "objective scores") if cache_path.is_file() else {}
@@ -157,7 +158,7 @@ def _score_all(space: Space, base_path: Path, signal: str, archs: list[dict[str,
         for i, a in enumerate(archs, 1):
             key = json.dumps(a["widths"], sort_keys=True)
             if key not in table["scores"]:
-                search = search or _Search(space, base_path, signal, data, opts, objective)
+                search = search or Candidates(space, base_path, signal, data, opts, objective)
                 logger.info("fidelity: %s score %d/%d (%s)", objective, i, len(archs),
                             a["name"])
                 table["scores"][key] = search.score(a["widths"], signal)
@@ -180,8 +181,8 @@ def fidelity(space: Space, options: FidelityOptions, *, out: str | Path | None =
                            opts=opts, reporter=reporter)
     run_dir, store, seeds = exp.run_dir, exp.store, exp.seeds
     base_path, base_epochs = exp.base_path, exp.base_epochs
-    signal = _resolve_signal(space, options.signal, exp.base_meta)
-    search = _Search(space, base_path, signal, data, opts, "inherit")
+    signal = resolve_signal(space, options.signal, exp.base_meta)
+    search = Candidates(space, base_path, signal, data, opts, "inherit")
     search.use_budgets([budget], device, reporter)
     archs = sample_architectures(search, budget, target, options.archs)
     if len(archs) < MIN_ARCHS:
@@ -206,7 +207,7 @@ def fidelity(space: Space, options: FidelityOptions, *, out: str | Path | None =
     return result
 
 
-def _save_specs(search: _Search, space: Space, budget: Budget, target: int,
+def _save_specs(search: Candidates, space: Space, budget: Budget, target: int,
                 archs: list[dict[str, Any]], folder: Path) -> dict[str, ArchSpec]:
     """Each architecture as a spec in ``folder`` (its FLOPs and params into ``archs``)."""
     budget_info = {"kind": budget.kind, "target": target, "text": budget.text}
