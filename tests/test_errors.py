@@ -1,12 +1,11 @@
 """The error helpers: bounded echo of user values, and Ctrl-C never lost in a callback."""
 
-import gc
-import time
-import weakref
+import subprocess
+import sys
 
 import pytest
 
-from prunesearch.errors import keep_interrupts, shown
+from prunesearch.errors import shown
 
 
 @pytest.mark.parametrize("value, text", [
@@ -23,22 +22,37 @@ def test_shown_is_bounded(value, text):
     assert shown(value) == text
 
 
-def test_a_ctrl_c_inside_a_weakref_callback_is_raised_again_not_printed(capfd):
-    keep_interrupts()
-    keep_interrupts()  # idempotent
+_WEAKREF_CTRL_C = """
+import sys, time, weakref
+from prunesearch.errors import keep_interrupts
+keep_interrupts()
+keep_interrupts()  # idempotent
 
-    class Thing:
-        pass
+class Thing:
+    pass
 
-    def interrupted(_):
-        raise KeyboardInterrupt  # where a terminal's SIGINT may land
+def interrupted(_):
+    raise KeyboardInterrupt  # where a terminal's SIGINT may land
 
-    thing = Thing()
-    ref = weakref.ref(thing, interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        del thing
-        gc.collect()
-        for _ in range(200):  # raised again within milliseconds
-            time.sleep(0.01)
-    assert ref() is None
-    assert "Traceback" not in capfd.readouterr().err
+thing = Thing()
+ref = weakref.ref(thing, interrupted)
+try:
+    del thing
+    for _ in range(200):  # raised again within milliseconds
+        time.sleep(0.01)
+except KeyboardInterrupt:
+    print("raised again", ref() is None)
+    sys.exit(0)
+print("lost")
+sys.exit(1)
+"""
+
+
+def test_a_ctrl_c_inside_a_weakref_callback_is_raised_again_not_printed():
+    """In a fresh interpreter: the interrupt goes to the main thread, which a test runner's
+    worker may not be (an in-process version of this test failed once under pytest-xdist)."""
+    proc = subprocess.run([sys.executable, "-c", _WEAKREF_CTRL_C], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "raised again True"
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr

@@ -84,6 +84,21 @@ def test_latency_budget_errors_exit_2(device, tiny_base, tmp_path):
         assert not out.exists()
 
 
+def test_a_budget_within_the_timings_noise_of_the_base_is_judged_by_the_prediction(
+        device, tiny_base, tmp_path):
+    """5% above one quick measurement of the base is not refused before the tables (a second
+    measurement may fall either side); the prediction then finds it not below the base."""
+    space = _space()
+    base_ms = device.seconds(space.create_model(), (1, 3, 16, 16)) * 1e3
+    out = tmp_path / "run"
+    proc = run_cli("find", "--space", TINY, "--budget", f"{1.05 * base_ms:.4f}ms", "--base",
+                   tiny_base, "--out", out)
+    assert proc.returncode == 2, proc.stderr
+    assert "(predicted); nothing to prune" in proc.stderr.strip().splitlines()[-1]
+    assert device.calls > 10  # the tables were built: the quick check let it through
+    assert not out.exists()
+
+
 def test_the_spec_format_checks_latency_records(tmp_path):
     spec = ps.ArchSpec.from_graph(ps.trace(ps.create_model("resnet20"), _zeros()), {},
                                   model="resnet20", budget={"kind": "latency", "target": 10,

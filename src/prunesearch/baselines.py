@@ -28,6 +28,10 @@ __all__ = ["baseline_widths", "budget_targets", "score_baselines", "seed_trials"
 
 logger = logging.getLogger(__name__)
 
+# an absolute latency budget this far above the base's quick measurement is refused at once;
+# closer, the same network can measure either side of it (BENCHMARKS.md: 7-12% between passes)
+CLEARLY_ABOVE = 1.15
+
 
 def budget_targets(space: Space, budgets: list[Budget], *, device: str = "cpu",
                    reporter: Reporter | None = None) -> list[int]:
@@ -38,10 +42,10 @@ def budget_targets(space: Space, budgets: list[Budget], *, device: str = "cpu",
     graph = trace(space.create_model(), torch.zeros(1, *input_shape(space)))
     if any(b.kind == "latency" for b in budgets):
         absolute = [b for b in budgets if b.kind == "latency" and not b.relative]
-        if absolute:  # a budget above the base is refused before the tables are built
+        if absolute:  # a budget clearly above the base is refused before tables are built
             measured = base_latency(graph, space, device=device)
-            for b in absolute:
-                if b.value >= measured:
+            for b in absolute:  # within the timing's noise, the prediction decides (below)
+                if b.value >= CLEARLY_ABOVE * measured:
                     raise PrunesearchError(
                         f"budget {b.text}: {amount(int(b.value), b.kind)} is not below the "
                         f"base model's {amount(measured, b.kind)} (measured); nothing to prune")
