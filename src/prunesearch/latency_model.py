@@ -51,7 +51,7 @@ __all__ = ["LatencyKey", "LatencyModel", "cache_folder", "grid_axis", "latency_k
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: cells and networks scaled to the machine's sustained speed (speed.py)
+FORMAT_VERSION = 3  # 3: scaled to the sustained speed by a warmed reference (speed.py)
 CALIBRATION_MODELS = 16
 CELL_REPEATS = 20       # timed calls per grid cell (median taken), after a short warm-up
 MODEL_REPEATS = 30      # timed calls per calibration network

@@ -31,6 +31,7 @@ __all__ = ["SpeedReference"]
 logger = logging.getLogger(__name__)
 
 CALLS = 15  # timed calls of the reference per reading (about 1-2 ms of work)
+WARMUP = 5  # untimed calls first: whatever ran before (a whole network) has left the caches cold
 
 
 def _reference_net() -> nn.Module:
@@ -84,6 +85,8 @@ class SpeedReference:
 
         samples = []
         with torch.inference_mode():
+            for _ in range(WARMUP):
+                self.net(self.x)
             for _ in range(CALLS):
                 start = time.perf_counter()
                 self.net(self.x)
