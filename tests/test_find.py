@@ -188,6 +188,7 @@ def test_kill_during_a_trial_then_resume(base, tmp_path):
         assert proc.poll() is None, proc.communicate()[1]
         assert time.time() < deadline
         if (tmp_path / "study.db").exists():
+            os.kill(proc.pid, signal.SIGSTOP)  # the state read is the state killed
             try:
                 trials = trials_of(tmp_path, "50pct-flops")
             except Exception:
@@ -197,6 +198,7 @@ def test_kill_during_a_trial_then_resume(base, tmp_path):
                     states.count(optuna.trial.TrialState.PRUNED) >= 2 and \
                     optuna.trial.TrialState.RUNNING in states:
                 break
+            os.kill(proc.pid, signal.SIGCONT)
         time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -63,11 +63,27 @@ def test_a_latency_budget_exports_a_spec_measured_within_it(device, tiny_base, t
         assert ps.ArchSpec.load(out / path).budget["latency"]["measured_ms"] > 0
     storage = f"sqlite:///{out / 'study.db'}"
     name = optuna.get_all_study_summaries(storage)[0].study_name
+    assert ":60pct-latency@cpu-1t-b1-nchw-" in name  # what its milliseconds are of
     done = [t for t in optuna.load_study(study_name=name, storage=storage).trials
             if t.state == optuna.trial.TrialState.COMPLETE]
     assert all(t.user_attrs["latency_ms"] > 0 and t.user_attrs["memory_format"] == "nchw"
                for t in done)
     assert {t.params.get("round_to") for t in done} <= {1, 8, None}
+
+
+def test_a_latency_study_is_named_for_what_its_milliseconds_are_of():
+    from prunesearch.budget import parse_budgets
+    from prunesearch.find import study_name
+
+    (lat,), (flops,) = parse_budgets("4ms"), parse_budgets("50%FLOPs")
+    space = _space()
+    name = study_name("p", lat, space, "cpu")
+    assert name.startswith("p:4ms-latency@cpu-1t-b1-nchw-")
+    assert study_name("p", lat, space, "cpu") == name  # resumable: the same settings
+    others = {study_name("p", lat, space.replace("search", **change), "cpu") for change in (
+        {"latency_threads": 2}, {"latency_batch": 8}, {"latency_format": "channels-last"})}
+    assert name not in others and len(others) == 3  # a resumed search never mixes timings
+    assert study_name("p", flops, space, "cpu") == "p:50pct-flops"
 
 
 def test_latency_budget_errors_exit_2(device, tiny_base, tmp_path):

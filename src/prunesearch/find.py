@@ -30,13 +30,13 @@ import optuna
 import torch
 
 from .baselines import budget_targets, score_baselines, seed_trials
-from .budget import parse_budgets
+from .budget import Budget, parse_budgets
 from .candidates import Candidates, Job, objective_settings, resolve_signal
 from .choice import best, export_once, measured, member_and_files
 from .choices import OBJECTIVES, require
 from .errors import PrunesearchError, keep_interrupts
 from .fileio import atomic_write_json, file_digest, held_lock, read_json
-from .latency_search import resolve_threads
+from .latency_search import resolve_threads, study_qualifier
 from .paths import run_folder
 from .progress import Reporter
 from .runs import DataOptions, base_metadata, train_base
@@ -186,6 +186,13 @@ def _describe(study: optuna.Study, search: Candidates, job: Job,
         study.set_metric_names([f"{job.objective} score (validation accuracy)"])
 
 
+
+def study_name(prefix: str, budget: Budget, space: Space, device: str) -> str:
+    """One study per budget; a latency budget's also names what its milliseconds are of."""
+    name = f"{prefix}:{budget.slug}"
+    return name + study_qualifier(space, device) if budget.kind == "latency" else name
+
+
 def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
          epochs: int | None = None, data: DataOptions = DataOptions(),  # noqa: B008
          opts: RunOptions = RunOptions(), reporter: Reporter | None = None  # noqa: B008
@@ -233,7 +240,8 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
         atomic_write_json(baselines_path, cache)
         seeds = seed_trials(search, budget, target, trials, opts.seed)
         job = Job(space, base_path, signal, objective, find_opts.finetune_steps, data, opts,
-                   budget, target, storage_url, run_dir, f"{study_prefix}:{budget.slug}",
+                   budget, target, storage_url, run_dir, study_name(study_prefix, budget, space,
+                                                                     device),
                    trials, min(len(seeds), trials))
         study = _run_study(search, job, seeds, find_opts.jobs, storage, reporter, baselines)
         studies.append(study)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .spec import ArchSpec
 
 __all__ = ["attach_latency", "base_latency", "fastest", "latency_record", "measured_within",
-           "resolve_threads", "spec_ms"]
+           "resolve_threads", "spec_ms", "study_qualifier"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,18 @@ def resolve_threads(space: Space) -> Space:
         return space
     search = dataclasses.replace(space.search, latency_threads=torch.get_num_threads())
     return dataclasses.replace(space, search=search)
+
+
+def study_qualifier(space: Space, device: str) -> str:
+    """What a latency budget's milliseconds are of, as a study name's suffix: the device (its
+    CPU model or GPU name, hashed), threads, batch, format and torch. A search resumed or joined
+    with other settings opens its own study rather than mixing trials timed differently."""
+    import torch
+
+    s = space.search
+    threads = s.latency_threads or torch.get_num_threads()
+    key = latency_key(device, threads, s.latency_format, s.latency_batch)
+    return f"@{device}-{threads}t-b{s.latency_batch}-{s.latency_format}-{key.digest()[:6]}"
 
 
 def _timing(space: Space, device: str, fmt: str) -> dict[str, Any]:
