@@ -3,10 +3,10 @@
 For each model: build (or read from a fresh cache) its latency model in each memory format,
 then time ``--candidates`` random pruned networks (per-group keep ratios uniform in
 [min_ratio, 1]) as a latency budget times an exported spec (:func:`prunesearch.latency.measure`,
-3 rounds scaled to the machine's sustained speed by :mod:`prunesearch.speed`), the faster of
-``--passes`` passes through all of them, and compare with the prediction: median and worst
-relative error, the build time, and the prediction's own cost. Run it alone on the machine:
-timings of a loaded machine say nothing.
+3 rounds scaled to the machine's sustained speed by :mod:`prunesearch.speed`, their median),
+the median of ``--passes`` passes through all of them, and compare with the prediction:
+median and worst relative error, the build time, and the prediction's own cost. Run it alone
+on the machine: timings of a loaded machine say nothing.
 
     python benchmarks/latency_model.py --models resnet20 mobilenetv2 --candidates 50 \
         --threads 2 --out benchmarks/results/latency-model.json
@@ -43,7 +43,7 @@ def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict
                    for g in graph.groups} for _ in range(args.candidates)]
     nets = [model] + [graph.prune(w) for w in candidates]
     # the truth: each network timed as a latency budget times an exported spec (3 rounds scaled
-    # by the speed reference), the faster of --passes passes through all of them
+    # by the speed reference, their median), the median of --passes passes through all of them
     reference = speed_reference(lm.key)  # as latency budgets time an exported spec
     truth = [[] for _ in nets]
     for _ in range(args.passes):
@@ -53,7 +53,7 @@ def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict
                                     reference=reference).steady_ms)
     rows = []
     for widths, passes in zip(candidates, truth[1:], strict=True):
-        measured, predicted = min(passes), lm(widths) / 1e6
+        measured, predicted = statistics.median(passes), lm(widths) / 1e6
         rows.append({"measured_ms": measured, "passes_ms": passes, "predicted_ms": predicted,
                      "flops": graph.flops(widths),
                      "rel_error": (predicted - measured) / measured})
@@ -66,7 +66,7 @@ def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict
             "build_seconds": round(build, 1), "fit": lm.fit,
             "median_abs_error": statistics.median(errors), "worst_abs_error": max(errors),
             "prediction_us": round(per_call_us, 1),
-            "base_measured_ms": min(truth[0]), "base_predicted_ms": lm() / 1e6,
+            "base_measured_ms": statistics.median(truth[0]), "base_predicted_ms": lm() / 1e6,
             "candidates": rows}
 
 

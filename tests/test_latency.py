@@ -90,6 +90,17 @@ def test_rounds_keep_the_fastest_rounds_median():
         measure(nn.Linear(2, 2), (2,), rounds=0)
 
 
+def test_scaled_rounds_keep_their_median_not_an_outlier():
+    """Rounds scaled by a speed reference: the median of the scaled rounds, so that one noisy
+    reference reading (2.6x among 1.5s) does not make the model look 40% faster."""
+    lat = Latency(batch=1, samples=(0.0015,) * 5, warmup=0, threads=1, device="cpu",
+                  memory_format="nchw", round_medians=(0.00229, 0.00157, 0.00151, 0.00235, 0.00154),
+                  speed_factors=(1.53, 1.62, 2.56, 1.57, 1.47))
+    assert lat.steady_ms == pytest.approx(1.0476, abs=1e-3)  # 1.54 / 1.47, the middle ratio
+    fastest = min(m / f for m, f in zip(lat.round_medians, lat.speed_factors, strict=True))
+    assert 1e3 * fastest == pytest.approx(0.590, abs=1e-3)  # what the fastest ratio would say
+
+
 def test_measure_times_a_copy_in_the_format_and_threads_asked_for():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).train()

@@ -51,13 +51,15 @@ __all__ = ["LatencyKey", "LatencyModel", "cache_folder", "grid_axis", "latency_k
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3  # 3: scaled to the sustained speed by a warmed reference (speed.py)
+FORMAT_VERSION = 4  # 3: scaled to the sustained speed by a warmed reference (speed.py);
+#                    4: the median of the scaled passes, not the fastest
 CALIBRATION_MODELS = 16
 CELL_REPEATS = 20       # timed calls per grid cell (median taken), after a short warm-up
 MODEL_REPEATS = 30      # timed calls per calibration network
-# every cell and network is timed in PASSES passes over the whole table, and its fastest pass
-# kept: this machine's speed drops 1.5x for seconds at a time (BENCHMARKS.md), a pass lasts
-# seconds, so a cell slowed in one pass is seldom slowed in all
+# every cell and network is timed in PASSES passes over the whole table, each timing scaled to
+# the machine's sustained speed by the speed reference, and the median pass kept: this
+# machine's speed drops 1.5x for seconds at a time (BENCHMARKS.md), and a reference reading is
+# itself noisy, so the fastest of the scaled passes would keep the one whose factor was an outlier
 PASSES = 3
 
 
@@ -297,16 +299,16 @@ def _calibrate(model: LatencyModel, graph: ChannelGraph, key: LatencyKey, floors
     vectors = [base, floors] + [_random_widths(graph, rng, floors) for _ in range(n - 2)]
     names = [g.name for g in graph.groups]
     nets = [graph.prune(dict(zip(names, map(int, vec), strict=True))) for vec in vectors]
-    y = np.full(len(nets), np.inf)
-    for _ in range(PASSES):  # each network's fastest pass: passes lie seconds apart
+    y = np.zeros((PASSES, len(nets)))
+    for k in range(PASSES):  # each network's median pass: passes lie seconds apart
         for i, net in enumerate(nets):
             lat = measure_fn(net, tuple(_input_shape(graph)), batch=key.batch,
                              channels_last=key.memory_format == "channels-last",
                              repeats=MODEL_REPEATS, warmup=5, max_seconds=2.0)
-            y[i] = min(y[i], lat.steady_ms * key.batch * 1e6)
+            y[k, i] = lat.steady_ms * key.batch * 1e6
             step()
     rows = [(1.0, *model.parts(vec)) for vec in vectors]
-    return _fit(np.asarray(rows), y)
+    return _fit(np.asarray(rows), np.median(y, axis=0))
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -419,17 +421,16 @@ def _build(graph: ChannelGraph, key: LatencyKey, path: Path, min_ratio: float,
             reporter.work_step(done)
 
     tables = {name: {"spec": spec, "cin": cin_axis, "cout": cout_axis,
-                     "ns": np.full((len(cin_axis), len(cout_axis)), np.inf)}
+                     "ns": np.zeros((PASSES, len(cin_axis), len(cout_axis)))}
               for name, (spec, cin_axis, cout_axis) in plan.items()}
-    for _ in range(PASSES):  # each cell's fastest pass: passes lie seconds apart
+    for k in range(PASSES):  # each cell's median pass: passes lie seconds apart
         for t in tables.values():
             for i, cin in enumerate(t["cin"]):
                 for j, cout in enumerate(t["cout"]):
-                    t["ns"][i, j] = min(t["ns"][i, j], _time_layer(t["spec"], cin, cout, key,
-                                                                   measure_fn))
+                    t["ns"][k, i, j] = _time_layer(t["spec"], cin, cout, key, measure_fn)
                     step()
     for t in tables.values():
-        t["ns"] = t["ns"].tolist()
+        t["ns"] = np.median(t["ns"], axis=0).tolist()
     model = LatencyModel(graph, key, tables, {"intercept": 0.0, "layers": 1.0,
                                               "elements": 0.0}, 0.0)
     fit = _calibrate(model, graph, key, floors, measure_fn, max(3, calibration), seed, step)

@@ -37,8 +37,9 @@ logger = logging.getLogger(__name__)
 
 REPROJECTIONS = 4   # tries to bring a measured latency under the budget before giving up
 MARGIN = 0.98       # a re-projection aims this far under the budget: measurements jitter
-# a measurement is the fastest of ROUNDS medians taken GAP_SECONDS apart: this machine's speed
-# drops 1.5x for seconds at a time (BENCHMARKS.md), which one window cannot tell from the model
+# a measurement is the median of ROUNDS scaled medians taken GAP_SECONDS apart: this machine's
+# speed drops 1.5x for seconds at a time (BENCHMARKS.md), which one window cannot tell from the
+# model
 ROUNDS, GAP_SECONDS = 5, 0.5
 
 
