@@ -70,6 +70,15 @@ def test_a_latency_budget_exports_a_spec_measured_within_it(device, tiny_base, t
                for t in done)
     assert {t.params.get("round_to") for t in done} <= {1, 8, None}
 
+    def three_times_slower(model, *args, **kwargs):  # would re-project, if timed again
+        lat = device(model, *args, **kwargs)
+        return latency.Latency(**{**lat.__dict__, "samples": tuple(3 * t for t in lat.samples)})
+
+    latency_search.measure = three_times_slower
+    find(_space(), FindOptions("60%latency", base=str(tiny_base), trials=3), out=out)
+    again = ps.ArchSpec.load(out / member["spec"])  # a finished search run again: the same spec
+    assert again.widths == spec.widths and again.budget["latency"] == lat
+
 
 def test_a_latency_study_is_named_for_what_its_milliseconds_are_of():
     from prunesearch.budget import parse_budgets

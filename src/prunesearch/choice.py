@@ -67,9 +67,27 @@ def best(search: Candidates, study: optuna.Study, baselines: dict[str, dict[str,
 
 
 def measured(search: Candidates, job: Job, choice: dict[str, Any],
-              baselines: dict[str, dict[str, Any]]) -> dict[str, Any]:
+             baselines: dict[str, dict[str, Any]], memo_path: Path) -> dict[str, Any]:
     """A latency budget's choice, timed for real: re-projected (and scored again) until the
-    measured latency meets the budget; the baselines timed too (controls, never changed)."""
+    measured latency meets the budget; the baselines timed too (controls, never changed).
+
+    Done once per study and choice: ``memo_path`` (measured.json) keeps the outcome, so a
+    finished search run again (``compare`` resumed, a worker joining late) exports the same
+    spec rather than timing it again and perhaps re-projecting it."""
+    memo = read_json(memo_path, "latency measurements") if memo_path.is_file() else {}
+    key = json.dumps([job.study_name, choice["widths"],
+                      {k: b["widths"] for k, b in sorted(baselines.items())}], sort_keys=True)
+    if key not in memo:
+        memo[key] = _measure_choice(search, job, choice, baselines)
+        atomic_write_json(memo_path, memo)
+    done = memo[key]
+    for name, b in baselines.items():
+        b["latency"] = done["baselines"][name]
+    return choice | done["choice"]
+
+
+def _measure_choice(search: Candidates, job: Job, choice: dict[str, Any],
+                    baselines: dict[str, dict[str, Any]]) -> dict[str, Any]:
     graph, s, device = search.graph, job.space.search, search.device.type
     round_to = choice.get("round_to", s.round_to)
     ratios = {g.name: choice["widths"][g.name] / g.size for g in graph.groups}
@@ -79,14 +97,13 @@ def measured(search: Candidates, job: Job, choice: dict[str, Any],
 
     widths, record = measured_within(graph, search.latency_models, choice["widths"],
                                      job.target, job.space, device=device, reproject=reproject)
-    for b in baselines.values():
-        b["latency"] = latency_record(graph, search.latency_models, b["widths"], job.target,
-                                      job.space, device=device)
+    timed = {name: latency_record(graph, search.latency_models, b["widths"], job.target,
+                                  job.space, device=device) for name, b in baselines.items()}
     if widths == choice["widths"]:
-        return choice | {"latency": record}
+        return {"choice": {"latency": record}, "baselines": timed}
     logger.info("scoring the re-projected architecture")
-    return choice | {"widths": widths, "latency": record, "score": search.score(widths),
-                     "score_before_reprojection": choice["score"]}
+    return {"choice": {"widths": widths, "latency": record, "score": search.score(widths),
+                       "score_before_reprojection": choice["score"]}, "baselines": timed}
 
 
 def member_and_files(job: Job, choice: dict[str, Any], baselines: dict[str, dict[str, Any]], graph,

@@ -249,7 +249,7 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
         n_done = len(study.get_trials(deepcopy=False,
                                       states=(optuna.trial.TrialState.COMPLETE,)))
         if budget.kind == "latency":
-            choice = measured(search, job, choice, baselines)
+            choice = measured(search, job, choice, baselines, run_dir / "measured.json")
         member, member_files = member_and_files(job, choice, baselines, search.graph, sha, settings,
                                        n_done)
         members.append(member)
