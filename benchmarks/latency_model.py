@@ -44,7 +44,9 @@ def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict
     nets = [model] + [graph.prune(w) for w in candidates]
     # the truth: each network timed as a latency budget times an exported spec (3 rounds scaled
     # by the speed reference, their median), the median of --passes passes through all of them
-    reference = speed_reference(lm.key)  # as latency budgets time an exported spec
+    # as latency budgets time an exported spec: against the same speed record as the build
+    # (the record kept beside the tables; another folder's record scales by another base)
+    reference = speed_reference(lm.key, cache)
     truth = [[] for _ in nets]
     for _ in range(args.passes):
         for i, net in enumerate(nets):
