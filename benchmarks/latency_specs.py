@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from prunesearch.latency import FORMATS, measure
-from prunesearch.latency_model import latency_key, speed_reference
-from prunesearch.latency_search import GAP_SECONDS, ROUNDS
+from prunesearch.latency_search import timing
+from prunesearch.space import load_space
 from prunesearch.spec import ArchSpec, build
 
 
@@ -29,16 +29,13 @@ def time_specs(specs: dict[str, ArchSpec], threads: int, passes: int) -> dict[st
     out = {name: {"flops": s.flops, "params": s.params,
                   "steady": {f: [] for f in FORMATS}, "plain": {f: [] for f in FORMATS}}
            for name, s in specs.items()}
+    space = load_space(None).replace("search", latency_threads=threads, latency_batch=1)
     for _ in range(passes):
         for name, spec in specs.items():
-            for fmt in FORMATS:
-                cl = fmt == "channels-last"
-                ref = speed_reference(latency_key("cpu", threads, fmt, 1))
-                steady = measure(build(spec), tuple(spec.input_shape), n_threads=threads,
-                                 channels_last=cl, rounds=ROUNDS, gap_seconds=GAP_SECONDS,
-                                 reference=ref)
+            for fmt in FORMATS:  # as a latency budget times a spec, then as show --latency
+                steady = measure(build(spec), tuple(spec.input_shape), **timing(space, "cpu", fmt))
                 plain = measure(build(spec), tuple(spec.input_shape), n_threads=threads,
-                                channels_last=cl)
+                                channels_last=fmt == "channels-last")
                 out[name]["steady"][fmt].append(steady.steady_ms)
                 out[name]["plain"][fmt].append(plain.median_ms)
     for o in out.values():

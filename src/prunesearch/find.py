@@ -186,7 +186,6 @@ def _describe(study: optuna.Study, search: Candidates, job: Job,
         study.set_metric_names([f"{job.objective} score (validation accuracy)"])
 
 
-
 def study_name(prefix: str, budget: Budget, space: Space, device: str) -> str:
     """One study per budget; a latency budget's also names what its milliseconds are of."""
     name = f"{prefix}:{budget.slug}"

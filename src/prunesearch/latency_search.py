@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import PrunesearchError
 from .latency import FORMATS, measure
-from .latency_model import LatencyModel, latency_key, latency_model, speed_reference
+from .latency_model import LatencyKey, LatencyModel, latency_key, latency_model, speed_reference
 
 if TYPE_CHECKING:
     from .graph import ChannelGraph
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .spec import ArchSpec
 
 __all__ = ["attach_latency", "base_latency", "fastest", "latency_record", "measured_within",
-           "resolve_threads", "spec_ms", "study_qualifier"]
+           "resolve_threads", "spec_ms", "study_qualifier", "timing"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,23 +57,25 @@ def study_qualifier(space: Space, device: str) -> str:
     """What a latency budget's milliseconds are of, as a study name's suffix: the device (its
     CPU model or GPU name, hashed), threads, batch, format and torch. A search resumed or joined
     with other settings opens its own study rather than mixing trials timed differently."""
+    s = space.search
+    key = _key(space, device, s.latency_format)
+    return f"@{device}-{key.threads}t-b{s.latency_batch}-{s.latency_format}-{key.digest()[:6]}"
+
+
+def _key(space: Space, device: str, fmt: str) -> LatencyKey:
+    """The latency key of the space's settings (threads 0: torch's count now)."""
     import torch
 
     s = space.search
-    threads = s.latency_threads or torch.get_num_threads()
-    key = latency_key(device, threads, s.latency_format, s.latency_batch)
-    return f"@{device}-{threads}t-b{s.latency_batch}-{s.latency_format}-{key.digest()[:6]}"
+    return latency_key(device, s.latency_threads or torch.get_num_threads(), fmt, s.latency_batch)
 
 
-def _timing(space: Space, device: str, fmt: str) -> dict[str, Any]:
+def timing(space: Space, device: str, fmt: str) -> dict[str, Any]:
     """``measure`` settings of the space's latency: batch, threads, format, and the speed
     reference and rounds that scale a timing to the machine's sustained speed."""
-    import torch
-
     s = space.search
-    threads = s.latency_threads or torch.get_num_threads()
-    key = latency_key(device, threads, fmt, s.latency_batch)
-    return {"batch": s.latency_batch, "device": device, "n_threads": threads,
+    key = _key(space, device, fmt)
+    return {"batch": s.latency_batch, "device": device, "n_threads": key.threads,
             "channels_last": fmt == "channels-last", "rounds": ROUNDS,
             "gap_seconds": GAP_SECONDS, "reference": speed_reference(key)}
 
@@ -106,7 +108,7 @@ def base_latency(graph: ChannelGraph, space: Space, *, device: str = "cpu") -> i
     times = []
     for fmt in _formats(space):
         lat = measure(graph.model, tuple(graph.example_input.shape[1:]), max_seconds=1.0,
-                      **_timing(space, device, fmt))
+                      **timing(space, device, fmt))
         times.append(lat.steady_ms * 1e6)
     return round(min(times))
 
@@ -118,7 +120,7 @@ def spec_ms(spec: ArchSpec, space: Space, *, device: str = "cpu") -> dict[str, A
 
     best: dict[str, Any] = {}
     for fmt in _formats(space):
-        lat = measure(build(spec), tuple(spec.input_shape), **_timing(space, device, fmt))
+        lat = measure(build(spec), tuple(spec.input_shape), **timing(space, device, fmt))
         if not best or lat.steady_ms < best["ms"]:
             best = {"ms": lat.steady_ms, "iqr_ms": list(lat.iqr_ms), "memory_format": fmt,
                     "round_ms": [1e3 * m / lat.batch for m in lat.round_medians]}
@@ -139,7 +141,7 @@ def latency_record(graph: ChannelGraph, models: Mapping[str, LatencyModel],
     s = space.search
     fmt, predicted = fastest(models, widths)
     lat = measure(graph.prune(dict(widths)), tuple(graph.example_input.shape[1:]),
-                  **_timing(space, device, fmt))
+                  **timing(space, device, fmt))
     return {"memory_format": fmt, "batch": s.latency_batch, "threads": s.latency_threads,
             "device": device, "target_ms": target / 1e6, "predicted_ms": predicted / 1e6,
             "measured_ms": lat.steady_ms, "measured_iqr_ms": list(lat.iqr_ms),
