@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 import prunesearch as ps
-from prunesearch.budget import project
+from prunesearch.engine.budget import project
 
 RESULTS = Path(__file__).parent / "results"
 MODEL, ARGS, SHAPE = "resnet20", {"in_channels": 1, "num_classes": 10}, (1, 28, 28)

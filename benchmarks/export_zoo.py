@@ -4,7 +4,7 @@ The tests export one small instance of each architecture class (an export takes 
 script does the whole zoo at CIFAR's 3x32x32 with 10 classes: each model freshly initialised,
 its BatchNorm statistics gathered from random images (so that a mistake in how they are
 exported shows), then
-:func:`prunesearch.export.verified_export` in ONNX (opset 18, dynamic batch) and ``.pt2``,
+:func:`prunesearch.deploy.export.verified_export` in ONNX (opset 18, dynamic batch) and ``.pt2``,
 verified on 64 random images against the PyTorch model. Records pass/fail, the largest logit
 difference against the tolerance, the file size, and the seconds each export took.
 
@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 import prunesearch as ps
-from prunesearch.choices import EXPORT_FORMATS
-from prunesearch.export import verified_export
+from prunesearch.deploy.export import verified_export
+from prunesearch.vocab import EXPORT_FORMATS
 
 
 def calibrate_bn(model: torch.nn.Module) -> None:

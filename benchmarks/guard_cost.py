@@ -1,5 +1,5 @@
 """Training speed of pruned nets in NCHW against channels-last (with the oneDNN guard of
-``prunesearch.memory_format.to_device``: strided 1x1 convolutions on fewer than 16 channels in
+``prunesearch.device.to_device``: strided 1x1 convolutions on fewer than 16 channels in
 NCHW, the rest channels-last). Unguarded channels-last is not timed: it computes wrong
 gradients (or hangs) on the affected layers.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import prunesearch as ps
-from prunesearch.memory_format import at_risk, to_device
+from prunesearch.device import at_risk, to_device
 from train_throughput import hand_loop  # benchmarks/ is the script's path
 
 RUN = "outputs/compare-default"

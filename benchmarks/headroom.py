@@ -2,7 +2,8 @@
 
 Reads stored ``prunesearch compare --json`` and ``prunesearch fidelity --json`` results and
 estimates, from their paired seed tables (points of test accuracy), the standard deviation of
-the architectures' true accuracies and one run's seed noise (``prunesearch.stats.headroom``:
+the architectures' true accuracies and one run's seed noise
+(``prunesearch.experiments.stats.headroom``:
 two-way method of moments, bootstrap 95% interval over architectures). Compare rows that are
 the same cells as another row (``same_as``) count once; only Scratch-B rows are used.
 
@@ -16,7 +17,7 @@ import json
 import math
 from pathlib import Path
 
-from prunesearch.stats import headroom
+from prunesearch.experiments.stats import headroom
 
 
 def seed_table(result: dict) -> list[list[float]] | None:

@@ -2,7 +2,7 @@
 # Hostile input and faults (issue 13), tried as a user would, from an empty folder:
 #   mkdir probe && cd probe && bash ../benchmarks/hostile_input.sh
 # Each case prints its exit code, how many lines it wrote to stderr and the last two. Every case
-# should be rc=2 with one `error:` line (the tests in tests/test_cli.py etc. assert it).
+# should be rc=2 with one `error:` line (the tests in tests/cli/test_cli.py etc. assert it).
 T=$(cd "$(dirname "$0")/.." && pwd)/tests/spaces/tiny.yaml
 run() { name=$1; shift; timeout 120 "$@" > out.txt 2> err.txt; rc=$?; echo "== $name: rc=$rc lines=$(wc -l < err.txt)"; tail -2 err.txt | cut -c1-220; }
 [ -d base ] || prunesearch train-base --space $T --out base > /dev/null 2>&1

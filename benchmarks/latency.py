@@ -2,7 +2,7 @@
 
 The resnet20-fmnist specs of ``compare_specs.py`` (the base; the compare run's searched, uniform
 and Torch-Pruning architectures at 50% FLOPs; the uniform allocation rounded to multiples of 8;
-per-stage widths 8/24/48 and 9/25/49), each timed with :func:`prunesearch.latency.measure`
+per-stage widths 8/24/48 and 9/25/49), each timed with :func:`prunesearch.latency.measure.measure`
 (PyTorch eager inference, float32, ``torch.inference_mode``) at batch 1 and at a throughput
 batch, in NCHW and channels-last. Every (spec, format, batch) cell is measured in ``--rounds``
 interleaved rounds of ``--repeats`` timed calls (after 10 warm-up calls each), so that a drift
@@ -27,8 +27,8 @@ import torch
 
 import prunesearch as ps
 from compare_specs import resnet20_specs  # benchmarks/ is the script's path
-from prunesearch.latency import FORMATS, Latency, measure
-from prunesearch.stats import spearman_rho
+from prunesearch.experiments.stats import spearman_rho
+from prunesearch.latency.measure import FORMATS, Latency, measure
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 For each model: build (or read from a fresh cache) its latency model in each memory format,
 then time ``--candidates`` random pruned networks (per-group keep ratios uniform in
-[min_ratio, 1]) as a latency budget times an exported spec (:func:`prunesearch.latency.measure`,
-3 rounds scaled to the machine's sustained speed by :mod:`prunesearch.speed`, their median),
+[min_ratio, 1]) as a latency budget times an exported spec
+(:func:`prunesearch.latency.measure.measure`, 3 rounds scaled to the machine's sustained speed
+by :mod:`prunesearch.latency.reference`, their median),
 the median of ``--passes`` passes through all of them, and compare with the prediction:
 median and worst relative error, the build time, and the prediction's own cost. Run it alone
 on the machine: timings of a loaded machine say nothing.
@@ -26,8 +27,8 @@ import numpy as np
 import torch
 
 import prunesearch as ps
-from prunesearch.latency import measure
-from prunesearch.latency_model import latency_model, speed_reference
+from prunesearch.latency.measure import measure
+from prunesearch.latency.predictor import latency_model, speed_reference
 
 
 def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict:

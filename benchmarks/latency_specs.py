@@ -1,8 +1,8 @@
 """Specs timed as a latency budget times them, alone on the machine (issue 16).
 
 Each ``NAME=SPEC.json`` is timed in ``--passes`` interleaved passes, in each memory format:
-the steady latency (:func:`prunesearch.latency.measure` with the latency budgets' rounds and
-gap, scaled to the machine's sustained speed by :mod:`prunesearch.speed`: what a spec's
+the steady latency (:func:`prunesearch.latency.measure.measure` with the latency budgets' rounds and
+gap, scaled to the machine's sustained speed by :mod:`prunesearch.latency.reference`: what a spec's
 ``budget.latency.measured_ms`` records) and the plain median of one window (``show
 --latency``'s method). Reports the median over passes and the spread (max/min - 1).
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from prunesearch.latency import FORMATS, measure
-from prunesearch.latency_search import timing
+from prunesearch.latency.budgets import timing
+from prunesearch.latency.measure import FORMATS, measure
 from prunesearch.space import load_space
 from prunesearch.spec import ArchSpec, build
 

@@ -2,7 +2,8 @@
 against the format forced: channels-last (the default before) and NCHW.
 
 The base and the compare run's searched, uniform and Torch-Pruning specs of resnet20-fmnist
-(``compare_specs.py``), each trained with :func:`prunesearch.runs.train_arch` as the compare
+(``compare_specs.py``), each trained with
+:func:`prunesearch.training.runs.train_arch` as the compare
 setting trains them (Scratch-E for ``--epochs`` on the first ``--limit-train`` training images:
 4 epochs of 10,000 is the compare run's Scratch-B at 50% FLOPs), once per mode and round, the
 modes interleaved per spec and their order reversed every other round (a drift in the machine's
@@ -28,8 +29,8 @@ from pathlib import Path
 import torch
 
 from compare_specs import resnet20_specs  # benchmarks/ is the script's path
-from prunesearch.runs import DataOptions, train_arch
 from prunesearch.space import load_space
+from prunesearch.training.runs import DataOptions, train_arch
 
 MODES = {"auto": "auto", "channels-last": True, "nchw": False}
 SPECS = ["base", "searched (compare)", "uniform (compare)", "torch-pruning (compare)"]

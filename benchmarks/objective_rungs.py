@@ -21,11 +21,11 @@ import json
 import time
 from pathlib import Path
 
-from prunesearch.candidates import Candidates
-from prunesearch.runs import DataOptions
+from prunesearch.experiments.stats import bootstrap, kendall_tau, spearman_rho
+from prunesearch.find.candidates import Candidates
 from prunesearch.space import load_space
-from prunesearch.stats import bootstrap, kendall_tau, spearman_rho
-from prunesearch.train import RunOptions
+from prunesearch.training.loop import RunOptions
+from prunesearch.training.runs import DataOptions
 
 
 class _Recorder:

@@ -17,12 +17,12 @@ import json
 import statistics
 from pathlib import Path
 
-from prunesearch.cells import CellStore
-from prunesearch.runs import DataOptions
+from prunesearch.experiments.run_store import CellStore
+from prunesearch.experiments.stats import paired_difference
 from prunesearch.space import load_space
 from prunesearch.spec import ArchSpec
-from prunesearch.stats import paired_difference
-from prunesearch.train import RunOptions
+from prunesearch.training.loop import RunOptions
+from prunesearch.training.runs import DataOptions
 
 
 def main() -> None:

@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 
 import prunesearch as ps
-from prunesearch.budget import project
-from prunesearch.data import load_dataset, split_validation
-from prunesearch.objectives import InheritScorer
+from prunesearch.data.datasets import load_dataset, split_validation
+from prunesearch.engine.budget import project
+from prunesearch.find.objectives import InheritScorer
 
 RESULTS = Path("benchmarks/results")
 

@@ -28,8 +28,8 @@ import torch_pruning as tp
 from torch import nn
 
 import prunesearch as ps
-from prunesearch.budget import cost, parse_budgets
-from prunesearch.train import load_weights
+from prunesearch.engine.budget import cost, parse_budgets
+from prunesearch.training.loop import load_weights
 
 
 def torch_pruning_widths(graph: ps.ChannelGraph, model: nn.Module, example: torch.Tensor,

@@ -2,7 +2,7 @@
 
 Same model (default: resnet20 on Fashion-MNIST, 1x28x28, channels-last), same batch size, same
 images, in one process, interleaved (hand, ours, hand, ours, ...) so that machine noise hits both
-alike. "Ours" is :func:`prunesearch.train.fit` for one epoch: the GPU-resident loader with
+alike. "Ours" is :func:`prunesearch.training.loop.fit` for one epoch: the GPU-resident loader with
 batched crop+flip, network-slimming sparsity, progress reporting and the per-batch NaN guard.
 "Hand" is the least a user would write: pre-made float batches, forward, cross-entropy,
 backward, SGD step, nothing else. The ratio ours/hand is the cost of our conveniences.
@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 import prunesearch as ps
-from prunesearch.data import load_dataset
-from prunesearch.loader import BatchLoader
-from prunesearch.train import Recipe, RunOptions, Splits, fit
+from prunesearch.data.datasets import load_dataset
+from prunesearch.data.loader import BatchLoader
+from prunesearch.training.loop import Recipe, RunOptions, Splits, fit
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10) -> float:

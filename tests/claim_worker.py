@@ -1,5 +1,5 @@
 """Bodies of the worker processes of test_studies.py, in a module of their own: a spawned
-worker imports only this (optuna and prunesearch.studies, no torch), not the test module with
+worker imports only this (optuna and prunesearch.find.studies, no torch), not the test module with
 everything it imports."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import optuna
 
-from prunesearch.studies import claim_export, mark_exported, storage_for
+from prunesearch.find.studies import claim_export, mark_exported, storage_for
 
 
 def claim(url: str, run_dir: str, queue, mark: bool = True) -> None:

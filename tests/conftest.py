@@ -35,8 +35,8 @@ def tiny_base_dir(tmp_path_factory) -> Path:
     """The folder of the tiny space's base model (``train_base`` with the space's defaults:
     2 epochs, seed 0), trained once for the whole session. Tests only read it; one that
     writes into a base folder copies this one first."""
-    from prunesearch.runs import train_base
     from prunesearch.space import load_space
+    from prunesearch.training.runs import train_base
 
     out = tmp_path_factory.mktemp("tiny-base")
     train_base(load_space(TINY), out=out)

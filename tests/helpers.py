@@ -129,11 +129,11 @@ def assert_equivalent_after_pruning(model: torch.nn.Module, x: torch.Tensor, see
 
 
 def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    """``prunesearch ARGS`` in this process: :func:`prunesearch.cli.main`, the function
+    """``prunesearch ARGS`` in this process: :func:`prunesearch.cli.app.main`, the function
     ``python -m prunesearch`` runs (usage errors become its one ``error:`` line too), with
     stdout and stderr captured apart. Returns what ``subprocess.run`` would, less the import
     cost of a fresh interpreter. ``cwd``: a folder to run in (restored afterwards)."""
-    from prunesearch.cli import main
+    from prunesearch.cli.app import main
 
     out, err = io.StringIO(), io.StringIO()
     code: int | str | None = 0

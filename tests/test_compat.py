@@ -6,7 +6,7 @@ import pytest
 from optuna.trial import TrialState
 
 from prunesearch.compat import NoArgsIsHelpError, UsageError
-from prunesearch.studies import fail_trial
+from prunesearch.find.studies import fail_trial
 
 
 def _storages(tmp_path):
@@ -42,7 +42,7 @@ def test_fail_stale_trials_is_a_no_op_without_heartbeats(tmp_path):
 def test_click_exceptions_the_cli_relies_on():
     import typer
 
-    from prunesearch.cli import main
+    from prunesearch.cli.app import main
 
     assert issubclass(NoArgsIsHelpError, UsageError)
     app = typer.Typer(no_args_is_help=True)

@@ -1,68 +1,75 @@
-"""The package's layering, checked from the source: a module imports only from its own layer
-or those below it, and no two modules import each other (directly or in a cycle).
+"""The package's layering, checked from the source.
 
-Imports under ``if TYPE_CHECKING:`` do not count (they never run); imports inside functions do.
+A unit is a subpackage (``engine``, ``find``, ...) or a top-level module (``spec``, ``errors``).
+A module imports only from its own unit and the units of lower levels; ``experiments`` and
+``deploy`` share a level and never import each other; no import cycle between modules. Every
+import counts: at module level, inside functions, and under ``if TYPE_CHECKING:`` (a type-level
+cycle is still a cycle in the design).
 """
 
 import ast
 from pathlib import Path
 
 import networkx as nx
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "prunesearch"
 
-# lowest first; a module may import from its own layer and the ones before it
-LAYERS = [
-    ("base", {"errors", "choices", "compat", "fileio", "imports", "paths", "stats",
-              "progress"}),
-    ("engine", {"channels", "ops", "layer_rules", "dependency", "graph", "prune", "flops",
-                "importance", "models", "budget", "spec"}),
-    ("config", {"space", "data", "loader", "memory_format", "speed", "latency",
-                "latency_model"}),
-    ("training", {"train", "runs"}),
-    ("search", {"objectives", "granularity", "studies", "latency_search", "candidates",
-                "baselines", "choice", "find"}),
-    ("experiments", {"cells", "compare", "fidelity", "report", "figures", "transfer",
-                     "export"}),
-    ("cli", {"cli", "__main__", "__init__"}),
+# lowest first; a unit may import from its own unit and the levels before it
+LEVELS = [
+    {"errors", "vocab", "fileio", "allow_import", "paths", "progress", "compat", "device"},
+    {"engine", "models"},   # the engine knows nothing above it
+    {"spec", "space"},      # the contracts: an architecture, a search space
+    {"data"},
+    {"latency"},
+    {"training"},
+    {"find"},
+    {"experiments", "deploy"},
+    {"cli", "__main__", "__init__"},
 ]
-LAYER_OF = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}
+LEVEL_OF = {unit: i for i, units in enumerate(LEVELS) for unit in units}
+SIBLINGS_APART = {("experiments", "deploy"), ("deploy", "experiments")}
 
 
 def _module_name(path: Path) -> str:
-    rel = path.relative_to(PACKAGE)
-    return rel.parts[0].removesuffix(".py") if len(rel.parts) > 1 or rel.parts[0] != \
-        "__init__.py" else "__init__"
+    """``engine.graph``, ``spec``, ``models`` (a package's ``__init__``), ``__init__``."""
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
 
 
-def _type_checking_lines(tree: ast.AST) -> set[int]:
-    lines = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.body:
-                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
-    return lines
+def _unit(module: str) -> str:
+    return module.split(".")[0]
 
 
 def _imports(path: Path) -> set[str]:
-    """First-level prunesearch modules a file imports at run time."""
+    """The prunesearch modules a file imports (dotted, without ``prunesearch.``)."""
     tree = ast.parse(path.read_text())
-    skip = _type_checking_lines(tree)
-    inside_models = path.parent.name == "models"
+    here = _module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
     found = set()
     for node in ast.walk(tree):
-        if not isinstance(node, ast.ImportFrom) or node.lineno in skip:
-            continue
-        if node.level == 0:
-            if (node.module or "").startswith("prunesearch."):
-                found.add(node.module.split(".")[1])
-            continue
-        if node.level == 1 and inside_models:
-            continue  # within the models package
-        if node.module:
-            found.add(node.module.split(".")[0])
-        else:
-            found.update(a.name for a in node.names)
+        if isinstance(node, ast.Import):
+            found.update(a.name.removeprefix("prunesearch.") for a in node.names
+                         if a.name.startswith("prunesearch."))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                if not node.module:  # from . import graph: the names are modules
+                    found.update(".".join([*base, a.name]) for a in node.names)
+                    continue
+                module = ".".join([*base, node.module])
+            elif (node.module or "") == "prunesearch":
+                module = ""
+            elif (node.module or "").startswith("prunesearch."):
+                module = node.module.removeprefix("prunesearch.")
+            else:
+                continue
+            if module:
+                found.add(module)
+            else:  # from prunesearch import x: x is a module or a unit
+                found.update(a.name for a in node.names)
     return found
 
 
@@ -70,34 +77,62 @@ def _graph() -> nx.DiGraph:
     g = nx.DiGraph()
     for path in PACKAGE.rglob("*.py"):
         src = _module_name(path)
+        g.add_node(src)
         for dst in _imports(path):
             if dst != src:
                 g.add_edge(src, dst)
     return g
 
 
-def test_every_module_has_a_layer():
-    names = {_module_name(p) for p in PACKAGE.rglob("*.py")}
-    assert names - set(LAYER_OF) == set(), "add new modules to LAYERS"
+def test_every_unit_has_a_level():
+    units = {_unit(_module_name(p)) for p in PACKAGE.rglob("*.py")}
+    assert units - set(LEVEL_OF) == set(), "give new subpackages or modules a level in LEVELS"
 
 
-def test_imports_point_down_the_layers():
+def test_imports_point_down_the_levels():
     bad = [(a, b) for a, b in _graph().edges
-           if b in LAYER_OF and LAYER_OF[b] > LAYER_OF[a]]
+           if _unit(b) in LEVEL_OF and (LEVEL_OF[_unit(b)] > LEVEL_OF[_unit(a)]
+                                        or (_unit(a), _unit(b)) in SIBLINGS_APART)]
     assert bad == [], f"imports against the layering: {bad}"
 
 
 def test_no_import_cycles():
-    g = _graph().subgraph([n for n in _graph() if n != "__init__"])
+    g = _graph()
+    g = g.subgraph([n for n in g if n != "__init__"])
+    # a package's __init__ re-exporting its modules is not a cycle of the design
+    g = nx.DiGraph([(a, b) for a, b in g.edges if not b.startswith(f"{a}.")])
     cycles = list(nx.simple_cycles(g))
     assert cycles == [], f"import cycles: {cycles}"
 
 
-def test_the_checker_reads_imports_as_they_run(tmp_path):
-    """The checker itself: a run-time import inside a function counts, a TYPE_CHECKING one
-    does not, so an engine module importing the search would be reported."""
-    fake = tmp_path / "graph.py"
-    fake.write_text("def f():\n    from .find import find\n"
-                    "if TYPE_CHECKING:\n    from .cli import app\n")
-    assert _imports(fake) == {"find"}
-    assert LAYER_OF["find"] > LAYER_OF["graph"]
+def test_subpackage_inits_load_nothing():
+    """Subpackage ``__init__`` files are empty or docstrings: ``import prunesearch.engine``
+    must not load torch, so budget parsing and the CLI start fast."""
+    for init in PACKAGE.glob("*/__init__.py"):
+        if init.parent.name == "models":
+            continue  # the zoo registers its constructors on import (a registry)
+        body = ast.parse(init.read_text()).body
+        assert all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
+                   for n in body), f"{init.relative_to(PACKAGE)} should hold no code"
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("def f():\n    from prunesearch.find.find import find\n", {"find.find"}),
+    ("if TYPE_CHECKING:\n    from prunesearch.cli.app import app\n", {"cli.app"}),
+    ("from . import graph\nfrom .ops import x\n", {"engine.graph", "engine.ops"}),
+    ("from ..errors import E\nimport prunesearch.spec\n", {"errors", "spec"}),
+])
+def test_the_checker_reads_every_import(tmp_path, source, expected):
+    """The checker itself: imports inside functions and under TYPE_CHECKING count, relative
+    ones resolve against the file's package, so an engine module importing the search would be
+    reported."""
+    (tmp_path / "engine").mkdir()
+    fake = tmp_path / "engine" / "graph.py"
+    fake.write_text(source)
+    global PACKAGE
+    saved, PACKAGE = PACKAGE, tmp_path
+    try:
+        assert _imports(fake) == expected
+    finally:
+        PACKAGE = saved
+    assert LEVEL_OF["find"] > LEVEL_OF["engine"]

@@ -4,8 +4,8 @@ Find the channel widths of a CNN that fit a FLOP or parameter budget, export the
 train that architecture from scratch ("Rethinking the Value of Network Pruning", ICLR 2019).
 
 The public names are imported on first use (PEP 562): ``import prunesearch`` does not import
-torch, so the CLI starts fast; ``ps.trace`` etc. work as if imported here. Submodules
-(``ps.graph``, ``ps.spec``, ...) load on attribute access too.
+torch, so the CLI starts fast; ``ps.trace`` etc. work as if imported here. Subpackages and top-level
+modules (``ps.engine``, ``ps.spec``, ...) load on attribute access too.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import PrunesearchError, SpecError, TraceError
+from prunesearch.errors import PrunesearchError, SpecError, TraceError
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
-    from .budget import allocate
-    from .flops import count_flops, count_params
-    from .graph import ChannelGraph, ChannelGroup, trace
-    from .models import create_model, list_models, register_model
-    from .spec import ArchSpec, build
+    from prunesearch.engine.budget import allocate
+    from prunesearch.engine.flops import count_flops, count_params
+    from prunesearch.engine.graph import ChannelGraph, ChannelGroup, trace
+    from prunesearch.models import create_model, list_models, register_model
+    from prunesearch.spec import ArchSpec, build
 
 __all__ = [
     "ArchSpec",
@@ -40,10 +40,10 @@ __all__ = [
     "trace",
 ]
 
-_LAZY = {  # public name: the submodule that defines it
-    "allocate": "budget",
-    "count_flops": "flops", "count_params": "flops",
-    "ChannelGraph": "graph", "ChannelGroup": "graph", "trace": "graph",
+_LAZY = {  # public name: the module that defines it
+    "allocate": "engine.budget",
+    "count_flops": "engine.flops", "count_params": "engine.flops",
+    "ChannelGraph": "engine.graph", "ChannelGroup": "engine.graph", "trace": "engine.graph",
     "create_model": "models", "list_models": "models", "register_model": "models",
     "ArchSpec": "spec", "build": "spec",
 }
@@ -65,7 +65,7 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     elif name.startswith("__"):  # probed by inspect, pickle, pytest...: never a submodule
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    else:  # a submodule, e.g. ps.graph
+    else:  # a submodule, e.g. ps.spec or ps.engine
         try:
             return importlib.import_module(f".{name}", __name__)
         except ModuleNotFoundError as exc:

@@ -1,3 +1,3 @@
-from .cli import main
+from prunesearch.cli.app import main
 
 main()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import PrunesearchError
+from prunesearch.errors import PrunesearchError
 
 __all__ = ["MAX_READ_BYTES", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
            "file_digest", "held_lock", "read_json", "read_text"]

@@ -16,9 +16,9 @@ from typing import Any, Union
 
 import yaml
 
-from .choices import GRANULARITIES, LATENCY_FORMATS, LR_SCHEDULES, OBJECTIVES, SIGNALS
-from .errors import PrunesearchError, shown
-from .fileio import read_text
+from prunesearch.errors import PrunesearchError, shown
+from prunesearch.fileio import read_text
+from prunesearch.vocab import GRANULARITIES, LATENCY_FORMATS, LR_SCHEDULES, OBJECTIVES, SIGNALS
 
 __all__ = ["DataCfg", "ModelCfg", "Optimisation", "SearchCfg", "Space", "TrainCfg", "load_space",
            "space_dirs"]
@@ -107,7 +107,7 @@ class Space:
     def create_model(self):
         """The space's model, untrained. A space is the user's own file: a model it names by
         import path (``"pkg.module:callable"``) is imported without ``--allow-import``."""
-        from .models import create_model
+        from prunesearch.models import create_model
 
         return create_model(self.model.name, allow_import=True, **self.model.args)
 

@@ -15,14 +15,14 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import PrunesearchError, SpecError, shown
-from .fileio import atomic_write_json, read_json
-from .imports import AllowImport, import_permission
+from prunesearch.allow_import import AllowImport, import_permission
+from prunesearch.errors import PrunesearchError, SpecError, shown
+from prunesearch.fileio import atomic_write_json, read_json
 
 if TYPE_CHECKING:  # torch is imported where used: reading a spec needs none
     from torch import nn
 
-    from .graph import ChannelGraph
+    from prunesearch.engine.graph import ChannelGraph
 
 __all__ = ["FORMAT", "ArchSpec", "base_graph", "build", "package_versions", "reinitialize"]
 
@@ -47,8 +47,8 @@ def _cached_graph(model: str, args_json: str, input_shape: tuple[int, ...],
                   allow_import: bool | tuple[str, ...]) -> ChannelGraph:
     import torch
 
-    from .graph import trace
-    from .models import resolve_model
+    from prunesearch.engine.graph import trace
+    from prunesearch.models import resolve_model
 
     try:
         constructor = resolve_model(model, allow_import=allow_import)
@@ -277,6 +277,26 @@ class ArchSpec:
     def save(self, path: str | Path) -> Path:
         """Writes the spec as JSON, atomically."""
         return atomic_write_json(path, self.to_dict())
+
+    def summary(self) -> dict[str, Any]:
+        """Per-group widths against the base model, and the spec's costs, as plain data."""
+        rows = [
+            {"group": name, "base": base, "width": self.widths[name],
+             "keep_ratio": round(self.widths[name] / base, 4)}
+            for name, base in self.base_widths.items()
+        ]
+        return {
+            "model": self.model,
+            "input_shape": list(self.input_shape),
+            "groups": rows,
+            "flops": self.flops,
+            "base_flops": self.base_flops,
+            "flops_ratio": round(self.flops / self.base_flops, 4) if self.base_flops else None,
+            "params": self.params,
+            "base_params": self.graph().params(),
+            "flop_counter": self.flop_counter,
+            "budget": self.budget,
+        }
 
     @property
     def flops_ratio(self) -> float:

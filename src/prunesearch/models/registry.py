@@ -9,8 +9,8 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import PrunesearchError, shown
-from ..imports import AllowImport, import_permission, permits, stdlib
+from prunesearch.allow_import import AllowImport, import_permission, permits, stdlib
+from prunesearch.errors import PrunesearchError, shown
 
 __all__ = ["create_model", "is_import_ref", "list_models", "register_model", "resolve_model"]
 

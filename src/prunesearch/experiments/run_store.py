@@ -1,0 +1,180 @@
+"""Trained cells: one (architecture, training, seed) run each, stored under a folder named by
+what defines it, so that ``compare`` and ``fidelity`` never train the same cell twice.
+
+A cell's identity is everything that changes what it learns: the model and its widths, how it
+is trained (``base``, ``scratch-e``, ``scratch-b``, ``finetune`` and, for fine-tuning, the base
+checkpoint it inherits from), the space's training and data settings, the epochs it starts
+from, ``--limit-train`` and the seed. The folder is ``<kind>-s<seed>-<hash>`` with ``cell.json``
+holding those fields; it is an ordinary resumable run folder (``train-arch --resume``).
+
+The store's root is ``--cells DIR``; by default ``<run folder>/cells`` when ``--out`` is given,
+else ``outputs/<space>/cells``, which ``compare`` and ``fidelity`` runs of a space share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prunesearch.errors import PrunesearchError
+from prunesearch.fileio import atomic_write_json, file_digest
+from prunesearch.paths import run_folder
+from prunesearch.progress import Reporter
+from prunesearch.space import Space
+from prunesearch.spec import ArchSpec
+from prunesearch.training.loop import RunOptions
+from prunesearch.training.runs import DataOptions, base_metadata, train_arch, train_base
+
+__all__ = ["CellStore", "Experiment", "default_root", "start_experiment"]
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("base", "scratch-e", "scratch-b", "finetune")
+
+
+def default_root(space: Space, out: str | Path | None) -> Path:
+    return Path(out) / "cells" if out else run_folder(space.name, "cells")
+
+
+class CellStore:
+    """A folder of trained cells keyed by what defines them."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _identity(self, space: Space, kind: str, widths: dict[str, int] | None, seed: int,
+                  epochs: int | None, data: DataOptions, **extra: Any) -> dict[str, Any]:
+        d = space.to_dict()
+        if d["train"]["channels_last"] == "auto":  # keyed as True was, the default before it
+            d["train"]["channels_last"] = True     # (stores of earlier runs keep their cells)
+        return {"kind": kind, "model": d["model"], "widths": widths, "train": d["train"],
+                "data": d["data"], "epochs": epochs, "seed": seed,
+                "limit_train": data.limit_train} | extra
+
+    def folder(self, identity: dict[str, Any]) -> Path:
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        return self.root / f"{identity['kind']}-s{identity['seed']}-{digest[:12]}"
+
+    def _run(self, identity: dict[str, Any]) -> Path:
+        path = self.folder(identity)
+        path.mkdir(parents=True, exist_ok=True)
+        if not (path / "cell.json").is_file():
+            atomic_write_json(path / "cell.json", identity)
+        return path
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _owned(path: Path, wait: bool = True) -> Iterator[bool]:
+        """Holds the cell's lock while it trains: a second process wanting the same cell (a
+        compare and a fidelity run sharing a store) waits, then finds it trained. With
+        ``wait=False`` it yields False at once instead (the cell is busy: do another first)."""
+        with open(path / ".lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    yield False
+                    return
+                logger.info("waiting for another process training %s", path)
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield True
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def busy(self, path: Path) -> bool:
+        """Whether another process is training the cell in ``path`` right now."""
+        if not path.is_dir():
+            return False
+        with self._owned(path, wait=False) as free:
+            return not free
+
+    def base(self, space: Space, *, seed: int, epochs: int | None, data: DataOptions,
+             opts: RunOptions, reporter: Reporter | None = None) -> tuple[dict[str, Any], Path]:
+        """The space's base model trained with ``seed`` (reused when already trained):
+        (metrics, weights path)."""
+        identity = self._identity(space, "base", None, seed, epochs, data)
+        path = self._run(identity)
+        with self._owned(path):
+            metrics = train_base(space, out=path, epochs=epochs, data=data, reporter=reporter,
+                                 opts=dataclasses.replace(opts, seed=seed, resume=True))
+        return metrics | {"cell": str(path)}, path / "model.safetensors"
+
+    def _arch_identity(self, spec: ArchSpec, space: Space, kind: str, seed: int,
+                       epochs: int | None, data: DataOptions, base: Path | None,
+                       max_epoch_factor: float | None) -> dict[str, Any]:
+        extra: dict[str, Any] = {"max_epoch_factor": max_epoch_factor}
+        if kind == "finetune":
+            extra["base_sha256"] = file_digest(base) if base else None
+            extra["signal"] = (spec.search or {}).get("signal")
+        return self._identity(space, kind, spec.widths, seed, epochs, data, **extra)
+
+    def arch_folder(self, spec: ArchSpec, space: Space, *, kind: str, seed: int,
+                    epochs: int | None, data: DataOptions, base: Path | None = None,
+                    max_epoch_factor: float | None = None) -> Path:
+        """Where :meth:`arch` keeps that cell (trained or not)."""
+        return self.folder(self._arch_identity(spec, space, kind, seed, epochs, data, base,
+                                               max_epoch_factor))
+
+    def arch(self, spec: ArchSpec, space: Space, *, kind: str, seed: int, epochs: int | None,
+             data: DataOptions, opts: RunOptions, base: Path | None = None,
+             max_epoch_factor: float | None = None, name: str = "spec",
+             reporter: Reporter | None = None) -> dict[str, Any]:
+        """A spec trained as ``kind`` (``scratch-e``, ``scratch-b``, or ``finetune`` from
+        ``base``), reused when already trained; its metrics with ``cell`` (the folder)."""
+        if kind not in KINDS[1:]:
+            raise ValueError(f"unknown cell kind {kind!r}")
+        identity = self._arch_identity(spec, space, kind, seed, epochs, data, base,
+                                       max_epoch_factor)
+        path = self._run(identity)
+        with self._owned(path):
+            metrics = train_arch(
+                spec, space, schedule="scratch-e" if kind == "finetune" else kind,
+                init="inherit" if kind == "finetune" else "scratch",
+                base=base if kind == "finetune" else None, max_epoch_factor=max_epoch_factor,
+                out=path, epochs=None if kind == "finetune" else epochs, spec_name=name,
+                data=data, opts=dataclasses.replace(opts, seed=seed, resume=True),
+                reporter=reporter)
+        return metrics | {"cell": str(path)}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What a seeded experiment over cells (compare, fidelity) starts from."""
+
+    run_dir: Path
+    store: CellStore
+    seeds: list[int]
+    base_path: Path  # the base the search prunes (seed 0's)
+    base_meta: dict[str, Any]
+    base_epochs: int  # the epochs Scratch-E/B start from
+
+
+def start_experiment(space: Space, name: str, *, out: str | Path | None, cells: str | None,
+                     n_seeds: int, base: str | None, epochs: int | None, data: DataOptions,
+                     opts: RunOptions, reporter: Reporter | None) -> Experiment:
+    """The run folder (``out`` or ``outputs/<space>/<name>``), the cell store, the seeds
+    ``opts.seed ..``, and the base: ``base`` (a weights file or a run folder), or the store's
+    base cell of the first seed (trained when missing)."""
+    store = CellStore(cells or default_root(space, out))
+    seeds = [opts.seed + k for k in range(n_seeds)]
+    if base:
+        path = Path(base)
+        path = path / "model.safetensors" if path.is_dir() else path
+        if not path.is_file():
+            raise PrunesearchError(f"--base {base}: no such weights file")
+    else:
+        path = store.base(space, seed=seeds[0], epochs=epochs, data=data, opts=opts,
+                          reporter=reporter)[1]
+    meta = base_metadata(path, space)
+    base_epochs = epochs or int((meta.get("recipe") or {}).get("epochs") or space.train.epochs)
+    return Experiment(Path(out) if out else run_folder(space.name, name), store, seeds,
+                      path, meta, base_epochs)

@@ -1,0 +1,259 @@
+"""``prunesearch find``: from a trained base model to one spec per budget.
+
+1. Parse the budgets and check, before any work, that the space's minimum keep ratio can reach
+   each of them.
+2. Reuse the base (``--base``, or ``outputs/<space>/base/``), or train it (resuming a partial
+   run).
+3. Compute the signal once: per-channel importance from the base (BN |gamma| or filter L1).
+4. Per budget: score the baselines (uniform widths; network slimming's global threshold; L1
+   with a uniform per-layer ratio; ``global``: mean-normalised importance, one threshold) with
+   the search's objective, enqueue the signal's allocations, uniform ratios and perturbations
+   of the global allocation as the first trials, then let TPE search the parameterisation
+   (``granularity.py``). Each candidate is projected onto the budget and scored by the
+   objective (``objectives.py``): the pruned base after BN recalibration (``inherit``) or a
+   short from-scratch training with successive halving (``scratch``), on the held-out split.
+5. Export the best architecture (a baseline if none beats it) as a spec with provenance, and
+   ``family.json`` indexing the specs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from prunesearch.engine.budget import Budget, parse_budgets
+from prunesearch.errors import PrunesearchError, keep_interrupts
+from prunesearch.fileio import atomic_write_json, file_digest, held_lock, read_json
+from prunesearch.find.baselines import budget_targets, score_baselines, seed_trials
+from prunesearch.find.candidates import Candidates, Job, objective_settings, resolve_signal
+from prunesearch.find.selection import best, export_once, measured, member_and_files
+from prunesearch.find.studies import (
+    counts,
+    no_interrupt_tracebacks,
+    open_study,
+    redact,
+    run_trials,
+    storage_for,
+)
+from prunesearch.latency.budgets import resolve_threads, study_qualifier
+from prunesearch.paths import run_folder
+from prunesearch.progress import Reporter
+from prunesearch.space import Space
+from prunesearch.spec import package_versions
+from prunesearch.training.loop import RunOptions, resolve_device
+from prunesearch.training.runs import DataOptions, base_metadata, train_base
+from prunesearch.vocab import OBJECTIVES, require
+
+__all__ = ["FindOptions", "find"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FindOptions:
+    """What to search: the CLI's ``find`` flags (None: the space's value)."""
+
+    budgets: str
+    base: str | None = None
+    signal: str | None = None
+    trials: int | None = None
+    storage: str | None = None
+    study: str | None = None
+    jobs: int = 1
+    finetune_steps: int = 0
+    objective: str | None = None
+
+
+def _worker(job: Job, seed: int) -> None:
+    """Body of a ``--jobs`` worker process. A Ctrl-C (sent to the whole process group) ends it
+    quietly: the main process says once that the search was interrupted."""
+    torch.set_num_threads(1)
+    no_interrupt_tracebacks()
+    keep_interrupts()
+    try:
+        search = Candidates(job.space, job.base_path, job.signal, job.data, job.opts,
+                         job.objective, job.finetune_steps)
+        search.use_budgets([job.budget], search.device.type)  # the main process cached them
+        storage, _ = storage_for(job.storage_url, job.run_dir)
+        study, _ = open_study(storage, job.study_name, seed, job.n_startup, search.pruner())
+        run_trials(study, search.objective_fn(job.budget, job.target), job.n_trials)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _resolve_base(space: Space, find_opts: FindOptions, data: DataOptions, opts: RunOptions,
+                  reporter: Reporter | None, epochs: int | None) -> Path:
+    if find_opts.base:
+        path = Path(find_opts.base)
+        if path.is_dir():
+            path = path / "model.safetensors"
+        if not path.is_file():
+            raise PrunesearchError(f"--base {find_opts.base}: no such weights file")
+        return path
+    base_dir = run_folder(space.name, "base")
+    path = base_dir / "model.safetensors"
+    # several finds started together (`find & find &`) train the base once: the others wait
+    with held_lock(base_dir.parent / f".{base_dir.name}.lock",
+                   f"another process to finish training the base in {base_dir}"):
+        if not path.is_file():
+            logger.info("no trained base in %s: training it first", base_dir)
+            train_base(space, out=base_dir, data=data, reporter=reporter, epochs=epochs,
+                       opts=dataclasses.replace(opts, resume=True))
+    return path
+
+
+def _check_options(space: Space, find_opts: FindOptions) -> tuple[int, str]:
+    """(trials, objective), or the first bad option."""
+    trials = find_opts.trials if find_opts.trials is not None else space.search.trials
+    objective = find_opts.objective or space.search.objective
+    if trials < 1:
+        raise PrunesearchError(f"--trials must be >= 1, got {trials}")
+    if find_opts.jobs < 1:
+        raise PrunesearchError(f"--jobs must be >= 1, got {find_opts.jobs}")
+    if find_opts.finetune_steps < 0:
+        raise PrunesearchError(f"--finetune-steps must be >= 0, got {find_opts.finetune_steps}")
+    require("objective", objective, OBJECTIVES)
+    if find_opts.finetune_steps and objective != "inherit":
+        raise PrunesearchError("--finetune-steps fine-tunes inherited weights: it needs "
+                               "--objective inherit")
+    return trials, objective
+
+
+def _run_study(search: Candidates, job: Job, seeds: list[tuple[str, dict[str, float]]],
+               jobs: int, storage, reporter: Reporter,
+               baselines: dict[str, dict[str, Any]] | None = None) -> optuna.Study:
+    """Runs one budget's study to ``job.n_trials`` finished trials (``seeds`` first), with
+    ``jobs - 1`` local worker processes beside this one."""
+    study, created = open_study(storage, job.study_name, job.opts.seed, job.n_startup,
+                                search.pruner())
+    if created:  # only the worker that created the study seeds it and describes it
+        _describe(study, search, job, baselines or {})
+        for name, params in seeds[:job.n_trials]:
+            study.enqueue_trial(params, user_attrs={"seeded": True, "seeded_from": name},
+                                skip_if_exists=True)
+    finished, _ = counts(study)
+    reporter.search_start(f"find {job.budget.text} ({job.signal}, {job.objective})",
+                          job.n_trials, min(finished, job.n_trials))
+
+    def best_value() -> float | None:
+        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        return max((t.value for t in done), default=None)
+
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_worker, args=(job, job.opts.seed + k))
+               for k in range(1, jobs)]
+    for w in workers:
+        w.start()
+    try:
+        run_trials(study, search.objective_fn(job.budget, job.target), job.n_trials,
+                   on_trial=lambda n: reporter.search_trial(n, best_value()))
+    finally:
+        for w in workers:
+            w.join()
+        reporter.close()
+    failed = [w.exitcode for w in workers if w.exitcode]
+    if failed:  # their unfinished trials were failed and retried: the study is complete
+        logger.warning("%d local search worker(s) died (exit codes %s); their trials were "
+                       "retried and the study is complete", len(failed), failed)
+    return study
+
+
+def _describe(study: optuna.Study, search: Candidates, job: Job,
+              baselines: dict[str, dict[str, Any]]) -> None:
+    """What the study searches, as its user attributes and metric name (what optuna-dashboard
+    shows of a study): the budget, the space, signal and objective, the base, and the
+    baselines' scores at the budget for comparison with the trials."""
+    info = {"budget": job.budget.text, "budget_kind": job.budget.kind, "target": job.target,
+            "space": job.space.name, "model": job.space.model.name, "signal": job.signal,
+            "objective": job.objective, "granularity": job.space.search.granularity,
+            "base_flops": search.graph.flops(), "base_params": search.graph.params(),
+            "base_checkpoint": str(job.base_path),
+            "baselines": {name: {"score": b["score"], "flops": b["flops"],
+                                 "params": b["params"], "widths": b["widths"]}
+                          for name, b in baselines.items()}}
+    for key, value in info.items():
+        study.set_user_attr(key, value)
+    with warnings.catch_warnings():  # experimental in Optuna, stable in its storages
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([f"{job.objective} score (validation accuracy)"])
+
+
+def study_name(prefix: str, budget: Budget, space: Space, device: str) -> str:
+    """One study per budget; a latency budget's also names what its milliseconds are of."""
+    name = f"{prefix}:{budget.slug}"
+    return name + study_qualifier(space, device) if budget.kind == "latency" else name
+
+
+def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
+         epochs: int | None = None, data: DataOptions = DataOptions(),  # noqa: B008
+         opts: RunOptions = RunOptions(), reporter: Reporter | None = None  # noqa: B008
+         ) -> dict[str, Any]:
+    """Searches one architecture per budget; returns the summary also written to family.json.
+
+    ``epochs`` overrides the space's epochs when the base has to be trained first.
+    """
+    reporter = reporter or Reporter()
+    budgets = parse_budgets(find_opts.budgets)
+    trials, objective = _check_options(space, find_opts)
+    device = resolve_device(opts.device).type
+    if any(b.kind == "latency" for b in budgets):
+        space = resolve_threads(space)  # before anything changes torch's thread count
+    targets = budget_targets(space, budgets, device=device, reporter=reporter)
+    run_dir = Path(out) if out else run_folder(
+        space.name, "find-" + "_".join(b.slug for b in budgets))
+    storage, storage_url = None, ""
+    if find_opts.storage is not None:  # a storage that cannot be opened is refused before work
+        storage, storage_url = storage_for(find_opts.storage, run_dir)
+    base_path = _resolve_base(space, find_opts, data, opts, reporter, epochs)
+    base_meta = base_metadata(base_path, space)
+    signal = resolve_signal(space, find_opts.signal, base_meta)
+    sha = file_digest(base_path)
+    settings = objective_settings(space, objective, find_opts.finetune_steps)
+    study_prefix = find_opts.study or (f"{space.name}-{signal}-{objective}-"
+                                       f"{space.search.granularity}-{sha[:8]}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if storage is None:
+        storage, storage_url = storage_for(None, run_dir)
+    atomic_write_json(run_dir / "config.json", {
+        "space": space.to_dict(), "space_path": space.path, "find": dataclasses.asdict(find_opts)
+        # the default storage is the run folder's study.db, wherever the folder is moved
+        | {"storage": None if find_opts.storage is None else redact(storage_url),
+           "trials": trials, "signal": signal, "objective": objective},
+        "base": str(base_path.resolve()), "base_sha256": sha, "options": dataclasses.asdict(opts),
+        "data": dataclasses.asdict(data), "versions": package_versions()})
+    search = Candidates(space, base_path, signal, data, opts, objective, find_opts.finetune_steps)
+    search.use_budgets(budgets, device, reporter)
+    baselines_path = run_dir / "baselines.json"
+    cache = read_json(baselines_path, "baseline scores") if baselines_path.is_file() else {}
+    members, files, studies = [], [], []
+    for budget, target in zip(budgets, targets, strict=True):
+        baselines = score_baselines(search, budget, target, cache, settings)
+        atomic_write_json(baselines_path, cache)
+        seeds = seed_trials(search, budget, target, trials, opts.seed)
+        job = Job(space, base_path, signal, objective, find_opts.finetune_steps, data, opts,
+                   budget, target, storage_url, run_dir, study_name(study_prefix, budget, space,
+                                                                     device),
+                   trials, min(len(seeds), trials))
+        study = _run_study(search, job, seeds, find_opts.jobs, storage, reporter, baselines)
+        studies.append(study)
+        choice = best(search, study, baselines, job, run_dir / "confirm.json")
+        n_done = len(study.get_trials(deepcopy=False,
+                                      states=(optuna.trial.TrialState.COMPLETE,)))
+        if budget.kind == "latency":
+            choice = measured(search, job, choice, baselines, run_dir / "measured.json")
+        member, member_files = member_and_files(job, choice, baselines, search.graph, sha, settings,
+                                       n_done)
+        members.append(member)
+        files += member_files
+    family = {"space": space.name, "signal": signal, "objective": objective,
+              "base": str(base_path), "base_sha256": sha, "trials": trials, "members": members}
+    exported = export_once(studies[0], run_dir, family, files)
+    return family | {"run_dir": str(run_dir), "exported": exported}

@@ -1,0 +1,29 @@
+"""The closed vocabularies of spaces, flags and specs, one place each (no heavy imports, so the
+configuration layer and the CLI can check a value without loading torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prunesearch.errors import PrunesearchError
+
+__all__ = ["ARCH_INITS", "EPOCH_BUDGETS", "EXPORT_FORMATS", "GRANULARITIES", "LATENCY_FORMATS",
+           "LR_SCHEDULES", "OBJECTIVES", "SIGNALS", "require"]
+
+SIGNALS = ("slimming", "l1")               # importance signals (importance.py)
+GRANULARITIES = ("group", "stage", "profile")  # search parameterisations (granularity.py)
+OBJECTIVES = ("inherit", "scratch")        # what scores a candidate (objectives.py)
+LR_SCHEDULES = ("step", "cosine", "constant")  # learning-rate schedules (train.lr_factor)
+# how many epochs a pruned architecture trains (Liu et al.): Scratch-E the base's epochs,
+# Scratch-B the base's compute at the architecture's FLOPs (runs.scratch_b_epochs)
+EPOCH_BUDGETS = ("scratch-e", "scratch-b")
+ARCH_INITS = ("scratch", "inherit")        # train-arch from random init or the pruned base
+EXPORT_FORMATS = ("onnx", "pt2")           # prunesearch export: ONNX, torch.export (export.py)
+LATENCY_FORMATS = ("auto", "nchw", "channels-last")  # what a latency budget is timed in
+
+
+def require(what: str, value: str, allowed: Sequence[str]) -> str:
+    """``value`` if it is one of ``allowed``; else the one-line error every vocabulary shares."""
+    if value not in allowed:
+        raise PrunesearchError(f"unknown {what} {value!r}; choose {', '.join(allowed)}")
+    return value
