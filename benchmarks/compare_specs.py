@@ -20,9 +20,11 @@ from prunesearch.engine.budget import project
 
 RESULTS = Path(__file__).parent / "results"
 MODEL, ARGS, SHAPE = "resnet20", {"in_channels": 1, "num_classes": 10}, (1, 28, 28)
-RECORDED = {"searched": "outputs/compare-default/find/spec-50pct-flops.json",
-            "uniform": "outputs/compare-default/find/baselines/spec-50pct-flops-uniform.json",
-            "torch-pruning": "outputs/compare-default/extra/torch-pruning.json"}
+RECORDED = {
+    "searched": "outputs/compare-default/find/spec-50pct-flops.json",
+    "uniform": "outputs/compare-default/find/baselines/spec-50pct-flops-uniform.json",
+    "torch-pruning": "outputs/compare-default/extra/torch-pruning.json",
+}
 
 
 def graph() -> ps.ChannelGraph:
@@ -45,5 +47,6 @@ def resnet20_specs() -> dict[str, ps.ArchSpec]:
     stages = g.stages()
     for per_stage in ((8, 24, 48), (9, 25, 49)):
         out["stages " + "/".join(map(str, per_stage))] = spec(
-            {name: per_stage[stages[name]] for name in g.base_widths})
+            {name: per_stage[stages[name]] for name in g.base_widths}
+        )
     return out

@@ -52,10 +52,18 @@ def main() -> None:
             t = time.perf_counter()
             _, info = verified_export(model, [3, 32, 32], images, fmt, None)
             v = info["verification"]
-            rows.append({"model": name, "format": fmt, "seconds": round(time.perf_counter() - t, 2),
-                         "bytes": info["bytes"], "passed": v["passed"],
-                         "max_abs_logit_diff": v["max_abs_logit_diff"],
-                         "tolerance": v["tolerance"], "top1_agreement": v["top1_agreement"]})
+            rows.append(
+                {
+                    "model": name,
+                    "format": fmt,
+                    "seconds": round(time.perf_counter() - t, 2),
+                    "bytes": info["bytes"],
+                    "passed": v["passed"],
+                    "max_abs_logit_diff": v["max_abs_logit_diff"],
+                    "tolerance": v["tolerance"],
+                    "top1_agreement": v["top1_agreement"],
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     out = {"torch": torch.__version__, "load_average": os.getloadavg(), "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -63,9 +71,11 @@ def main() -> None:
     print("| model | format | verified | max abs logit diff (tolerance) | MB | export + verify s |")
     print("| --- | --- | --- | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['model']} | {r['format']} | {'yes' if r['passed'] else 'NO'} | "
-              f"{r['max_abs_logit_diff']:.1e} ({r['tolerance']:.1e}) | {r['bytes'] / 1e6:.1f} | "
-              f"{r['seconds']:.1f} |")
+        print(
+            f"| {r['model']} | {r['format']} | {'yes' if r['passed'] else 'NO'} | "
+            f"{r['max_abs_logit_diff']:.1e} ({r['tolerance']:.1e}) | {r['bytes'] / 1e6:.1f} | "
+            f"{r['seconds']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

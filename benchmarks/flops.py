@@ -48,9 +48,16 @@ def bench_model(name: str, settings: int, seed: int) -> dict:
         exact_flops += flops == ref
         exact_params += graph.params(widths) == ps.count_params(pruned)
     a, f = statistics.median(analytic_t), statistics.median(fvcore_t)
-    return {"model": name, "groups": len(graph.groups), "settings": settings,
-            "analytic_median_us": round(a * 1e6, 1), "fvcore_median_ms": round(f * 1e3, 2),
-            "speedup": round(f / a), "exact_flops": exact_flops, "exact_params": exact_params}
+    return {
+        "model": name,
+        "groups": len(graph.groups),
+        "settings": settings,
+        "analytic_median_us": round(a * 1e6, 1),
+        "fvcore_median_ms": round(f * 1e3, 2),
+        "speedup": round(f / a),
+        "exact_flops": exact_flops,
+        "exact_params": exact_params,
+    }
 
 
 def bench_trace_prune(name: str, repeats: int, seed: int) -> dict:
@@ -63,15 +70,19 @@ def bench_trace_prune(name: str, repeats: int, seed: int) -> dict:
     for _ in range(repeats * 4):
         widths = {g.name: rng.randint(1, g.size) for g in graph.groups}
         prune_t.append(timed(graph.prune, widths)[1])
-    return {"model": name, "trace_median_ms": round(statistics.median(trace_t) * 1e3, 1),
-            "prune_median_ms": round(statistics.median(prune_t) * 1e3, 2)}
+    return {
+        "model": name,
+        "trace_median_ms": round(statistics.median(trace_t) * 1e3, 1),
+        "prune_median_ms": round(statistics.median(prune_t) * 1e3, 2),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", type=int, default=100)
-    parser.add_argument("--models", default=",".join(
-        m for m in ps.list_models() if not m.startswith("tiny")))
+    parser.add_argument(
+        "--models", default=",".join(m for m in ps.list_models() if not m.startswith("tiny"))
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "flops.json"))
@@ -84,9 +95,14 @@ def main() -> None:
     tp = [bench_trace_prune(n, args.repeats, args.seed) for n in ("resnet56", "densenet40")]
     for row in tp:
         print(json.dumps(row), flush=True)
-    result = {"benchmark": "flops", "machine": f"{platform.machine()}, {torch.get_num_threads()} "
-              f"threads", "torch": torch.__version__, "prunesearch": ps.__version__,
-              "counting": rows, "trace_prune": tp}
+    result = {
+        "benchmark": "flops",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "prunesearch": ps.__version__,
+        "counting": rows,
+        "trace_prune": tp,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 

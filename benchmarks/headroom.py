@@ -25,8 +25,11 @@ def seed_table(result: dict) -> list[list[float]] | None:
     if "objectives" in result and "archs" in result:  # fidelity
         rows = [a["test_accuracy"] for a in result["archs"]]
     elif "paired" in result:  # compare
-        rows = [r["test_accuracy"] for r in result["rows"]
-                if r["training"] == "scratch-b" and not r.get("same_as")]
+        rows = [
+            r["test_accuracy"]
+            for r in result["rows"]
+            if r["training"] == "scratch-b" and not r.get("same_as")
+        ]
     else:
         return None
     return [[100 * v for v in acc] for acc in rows]
@@ -36,8 +39,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("results", nargs="+", type=Path)
     args = ap.parse_args()
-    print("| result | architectures x seeds | architecture sd [95%] | seed sd | "
-          "share of a mean's spread | seeds to resolve one arch sd |")
+    print(
+        "| result | architectures x seeds | architecture sd [95%] | seed sd | "
+        "share of a mean's spread | seeds to resolve one arch sd |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for path in args.results:
         result = json.loads(path.read_text())
@@ -46,9 +51,11 @@ def main() -> None:
             continue
         h = headroom(acc)
         n = "-" if math.isinf(h.seeds_to_resolve()) else f"{math.ceil(h.seeds_to_resolve())}"
-        print(f"| {path.stem} | {len(acc)} x {len(acc[0])} | {h.arch_sd.value:.2f} "
-              f"[{h.arch_sd.low:.2f}, {h.arch_sd.high:.2f}] | {h.seed_sd:.2f} | "
-              f"{100 * h.reliability:.0f}% | {n} |")
+        print(
+            f"| {path.stem} | {len(acc)} x {len(acc[0])} | {h.arch_sd.value:.2f} "
+            f"[{h.arch_sd.low:.2f}, {h.arch_sd.high:.2f}] | {h.seed_sd:.2f} | "
+            f"{100 * h.reliability:.0f}% | {n} |"
+        )
 
 
 if __name__ == "__main__":

@@ -48,9 +48,15 @@ def main() -> None:
         for fmt in FORMATS:
             for batch in (1, args.batch):
                 for name, model in models.items():
-                    lat = measure(model, specs[name].input_shape, batch=batch,
-                                  n_threads=args.threads, channels_last=fmt == "channels-last",
-                                  repeats=args.repeats, max_seconds=None)
+                    lat = measure(
+                        model,
+                        specs[name].input_shape,
+                        batch=batch,
+                        n_threads=args.threads,
+                        channels_last=fmt == "channels-last",
+                        repeats=args.repeats,
+                        max_seconds=None,
+                    )
                     samples.setdefault((name, fmt, batch), []).extend(lat.samples)
                     threads, warmup = lat.threads, lat.warmup
         print(f"round {r + 1}/{args.rounds} done", flush=True)
@@ -59,24 +65,45 @@ def main() -> None:
     rows = []
     for (name, fmt, batch), s in samples.items():
         lat = Latency(batch, tuple(s), warmup, threads, "cpu", fmt)
-        rows.append({"spec": name, "memory_format": fmt, "batch": batch,
-                     "flops": specs[name].flops, "params": specs[name].params,
-                     "flops_vs_base": round(specs[name].flops / base_flops, 4)}
-                    | lat.to_dict())
+        rows.append(
+            {
+                "spec": name,
+                "memory_format": fmt,
+                "batch": batch,
+                "flops": specs[name].flops,
+                "params": specs[name].params,
+                "flops_vs_base": round(specs[name].flops / base_flops, 4),
+            }
+            | lat.to_dict()
+        )
     for row in rows:
-        base = next(r for r in rows if r["spec"] == "base"
-                    and (r["memory_format"], r["batch"]) == (row["memory_format"], row["batch"]))
+        base = next(
+            r
+            for r in rows
+            if r["spec"] == "base"
+            and (r["memory_format"], r["batch"]) == (row["memory_format"], row["batch"])
+        )
         row["time_vs_base"] = round(row["median_ms_per_image"] / base["median_ms_per_image"], 3)
     correlation = {}
     for fmt in FORMATS:
         for batch in (1, args.batch):
             cell = [r for r in rows if (r["memory_format"], r["batch"]) == (fmt, batch)]
-            correlation[f"{fmt} batch {batch}"] = round(spearman_rho(
-                [r["flops"] for r in cell], [r["median_ms_per_image"] for r in cell]), 3)
-    out = {"threads": threads, "batch": args.batch, "rounds": args.rounds,
-           "repeats": args.repeats, "torch": torch.__version__, "cpu": platform.processor(),
-           "load_average": os.getloadavg(), "spearman_flops_vs_time": correlation,
-           "widths": {k: v.widths for k, v in specs.items()}, "rows": rows}
+            correlation[f"{fmt} batch {batch}"] = round(
+                spearman_rho([r["flops"] for r in cell], [r["median_ms_per_image"] for r in cell]),
+                3,
+            )
+    out = {
+        "threads": threads,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "cpu": platform.processor(),
+        "load_average": os.getloadavg(),
+        "spearman_flops_vs_time": correlation,
+        "widths": {k: v.widths for k, v in specs.items()},
+        "rows": rows,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(markdown(out))
@@ -90,17 +117,27 @@ def markdown(out: dict) -> str:
     for name in out["widths"]:
         cells = []
         for f, b in settings:
-            r = next(r for r in out["rows"] if (r["spec"], r["memory_format"], r["batch"])
-                     == (name, f, b))
+            r = next(
+                r
+                for r in out["rows"]
+                if (r["spec"], r["memory_format"], r["batch"]) == (name, f, b)
+            )
             q1, q3 = r["iqr_ms_per_image"]
-            cells.append(f"{r['median_ms_per_image']:.3f} [{q1:.3f}-{q3:.3f}] "
-                         f"({r['time_vs_base']:.2f})")
+            cells.append(
+                f"{r['median_ms_per_image']:.3f} [{q1:.3f}-{q3:.3f}] ({r['time_vs_base']:.2f})"
+            )
         flops = next(r["flops_vs_base"] for r in out["rows"] if r["spec"] == name)
         lines.append(f"| {name} | {flops:.1%} | " + " | ".join(cells) + " |")
     corr = ", ".join(f"{k} {v:+.2f}" for k, v in out["spearman_flops_vs_time"].items())
     load = ", ".join(f"{x:.2f}" for x in out["load_average"])
-    return "\n".join([*lines, "", f"Spearman rho of FLOPs and time over the specs: {corr}",
-                      f"threads {out['threads']}, load average (1, 5, 15 min) {load}"])
+    return "\n".join(
+        [
+            *lines,
+            "",
+            f"Spearman rho of FLOPs and time over the specs: {corr}",
+            f"threads {out['threads']}, load average (1, 5, 15 min) {load}",
+        ]
+    )
 
 
 if __name__ == "__main__":

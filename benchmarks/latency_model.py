@@ -36,12 +36,20 @@ def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict
     x = torch.zeros(1, 1, 28, 28)
     graph = ps.trace(model, x)
     start = time.perf_counter()
-    lm = latency_model(graph, batch=args.batch, threads=args.threads, memory_format=fmt,
-                       min_ratio=args.min_ratio, cache_dir=cache)
+    lm = latency_model(
+        graph,
+        batch=args.batch,
+        threads=args.threads,
+        memory_format=fmt,
+        min_ratio=args.min_ratio,
+        cache_dir=cache,
+    )
     build = time.perf_counter() - start
     rng = np.random.default_rng(args.seed)
-    candidates = [{g.name: max(1, round(g.size * rng.uniform(args.min_ratio, 1)))
-                   for g in graph.groups} for _ in range(args.candidates)]
+    candidates = [
+        {g.name: max(1, round(g.size * rng.uniform(args.min_ratio, 1))) for g in graph.groups}
+        for _ in range(args.candidates)
+    ]
     nets = [model] + [graph.prune(w) for w in candidates]
     # the truth: each network timed as a latency budget times an exported spec (3 rounds scaled
     # by the speed reference, their median), the median of --passes passes through all of them
@@ -51,26 +59,48 @@ def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict
     truth = [[] for _ in nets]
     for _ in range(args.passes):
         for i, net in enumerate(nets):
-            truth[i].append(measure(net, (1, 28, 28), batch=args.batch, n_threads=args.threads,
-                                    channels_last=fmt == "channels-last", rounds=3,
-                                    reference=reference).steady_ms)
+            truth[i].append(
+                measure(
+                    net,
+                    (1, 28, 28),
+                    batch=args.batch,
+                    n_threads=args.threads,
+                    channels_last=fmt == "channels-last",
+                    rounds=3,
+                    reference=reference,
+                ).steady_ms
+            )
     rows = []
     for widths, passes in zip(candidates, truth[1:], strict=True):
         measured, predicted = statistics.median(passes), lm(widths) / 1e6
-        rows.append({"measured_ms": measured, "passes_ms": passes, "predicted_ms": predicted,
-                     "flops": graph.flops(widths),
-                     "rel_error": (predicted - measured) / measured})
+        rows.append(
+            {
+                "measured_ms": measured,
+                "passes_ms": passes,
+                "predicted_ms": predicted,
+                "flops": graph.flops(widths),
+                "rel_error": (predicted - measured) / measured,
+            }
+        )
     errors = [abs(r["rel_error"]) for r in rows]
     t0 = time.perf_counter()
     for _ in range(1000):
         lm(widths)
     per_call_us = (time.perf_counter() - t0) * 1e3
-    return {"model": name, "memory_format": fmt, "batch": args.batch, "threads": lm.key.threads,
-            "build_seconds": round(build, 1), "fit": lm.fit,
-            "median_abs_error": statistics.median(errors), "worst_abs_error": max(errors),
-            "prediction_us": round(per_call_us, 1),
-            "base_measured_ms": statistics.median(truth[0]), "base_predicted_ms": lm() / 1e6,
-            "candidates": rows}
+    return {
+        "model": name,
+        "memory_format": fmt,
+        "batch": args.batch,
+        "threads": lm.key.threads,
+        "build_seconds": round(build, 1),
+        "fit": lm.fit,
+        "median_abs_error": statistics.median(errors),
+        "worst_abs_error": max(errors),
+        "prediction_us": round(per_call_us, 1),
+        "base_measured_ms": statistics.median(truth[0]),
+        "base_predicted_ms": lm() / 1e6,
+        "candidates": rows,
+    }
 
 
 def main() -> None:
@@ -91,12 +121,14 @@ def main() -> None:
             for fmt in args.formats:
                 r = evaluate(name, fmt, args, Path(cache))
                 results.append(r)
-                print(f"{name} {fmt}: base {r['base_measured_ms']:.3f} ms, median error "
-                      f"{100 * r['median_abs_error']:.1f}%, worst "
-                      f"{100 * r['worst_abs_error']:.1f}%, build {r['build_seconds']:.0f} s, "
-                      f"prediction {r['prediction_us']:.0f} us", flush=True)
-    summary = {"load_average_end": os.getloadavg(), "torch": torch.__version__,
-               "results": results}
+                print(
+                    f"{name} {fmt}: base {r['base_measured_ms']:.3f} ms, median error "
+                    f"{100 * r['median_abs_error']:.1f}%, worst "
+                    f"{100 * r['worst_abs_error']:.1f}%, build {r['build_seconds']:.0f} s, "
+                    f"prediction {r['prediction_us']:.0f} us",
+                    flush=True,
+                )
+    summary = {"load_average_end": os.getloadavg(), "torch": torch.__version__, "results": results}
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1))
 

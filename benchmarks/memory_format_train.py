@@ -53,11 +53,17 @@ def main() -> None:
     specs = resnet20_specs()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
+
         def train(name: str, mode: str, limit: int, epochs: int) -> tuple[dict, float]:
             sp = space.replace("train", channels_last=MODES[mode])
             t = time.perf_counter()
-            m = train_arch(specs[name], sp, out=Path(tmp) / f"{time.time_ns()}", epochs=epochs,
-                           data=DataOptions(limit_train=limit))
+            m = train_arch(
+                specs[name],
+                sp,
+                out=Path(tmp) / f"{time.time_ns()}",
+                epochs=epochs,
+                data=DataOptions(limit_train=limit),
+            )
             return m, time.perf_counter() - t
 
         for mode in args.modes:  # untimed: the data read, the kernels of both formats made
@@ -66,16 +72,29 @@ def main() -> None:
             for name in args.specs:
                 for mode in args.modes if r % 2 == 0 else args.modes[::-1]:
                     m, wall = train(name, mode, args.limit_train, args.epochs)
-                    runs.append({"spec": name, "mode": mode, "round": r,
-                                 "wall_s": round(wall, 2), "train_seconds": m["train_seconds"],
-                                 "images_per_s": m["images_per_s"],
-                                 "memory_format": m["memory_format"],
-                                 "test_accuracy": m["test_accuracy"],
-                                 "flops": specs[name].flops})
+                    runs.append(
+                        {
+                            "spec": name,
+                            "mode": mode,
+                            "round": r,
+                            "wall_s": round(wall, 2),
+                            "train_seconds": m["train_seconds"],
+                            "images_per_s": m["images_per_s"],
+                            "memory_format": m["memory_format"],
+                            "test_accuracy": m["test_accuracy"],
+                            "flops": specs[name].flops,
+                        }
+                    )
                     print(json.dumps(runs[-1]), flush=True)
-    result = {"limit_train": args.limit_train, "epochs": args.epochs, "rounds": args.rounds,
-              "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "load_average": os.getloadavg(), "runs": runs}
+    result = {
+        "limit_train": args.limit_train,
+        "epochs": args.epochs,
+        "rounds": args.rounds,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "load_average": os.getloadavg(),
+        "runs": runs,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))
@@ -85,28 +104,46 @@ def markdown(result: dict) -> str:
     """The BENCHMARKS.md table: per spec, what auto chose in each round (with the probe's ms
     per step), and each mode's median wall seconds (training epochs alone in brackets)."""
     modes = [m for m in MODES if any(r["mode"] == m for r in result["runs"])]
-    head = ["spec", "auto chose (probe ms/step nchw / channels-last)",
-            *(f"{m} s (train s)" for m in modes), "channels-last s / auto s"]
+    head = [
+        "spec",
+        "auto chose (probe ms/step nchw / channels-last)",
+        *(f"{m} s (train s)" for m in modes),
+        "channels-last s / auto s",
+    ]
     lines = ["| " + " | ".join(head) + " |", "| --- | --- |" + " ---: |" * (len(head) - 2)]
     for spec in dict.fromkeys(r["spec"] for r in result["runs"]):
         runs = [r for r in result["runs"] if r["spec"] == spec]
         wall = {m: statistics.median(r["wall_s"] for r in runs if r["mode"] == m) for m in modes}
-        train = {m: statistics.median(r["train_seconds"] for r in runs if r["mode"] == m)
-                 for m in modes}
+        train = {
+            m: statistics.median(r["train_seconds"] for r in runs if r["mode"] == m) for m in modes
+        }
         chose = "; ".join(
             f"{c['memory_format']} ({c['ms_per_step']['nchw']:.0f} / "
-            f"{c['ms_per_step']['channels-last']:.0f})" if "ms_per_step" in c
+            f"{c['ms_per_step']['channels-last']:.0f})"
+            if "ms_per_step" in c
             else c["memory_format"]
-            for c in (r["memory_format"] for r in runs if r["mode"] == "auto"))
-        ratio = f"{wall['channels-last'] / wall['auto']:.2f}" \
-            if {"auto", "channels-last"} <= set(wall) else ""
-        lines.append(f"| {spec} | {chose} | "
-                     + " | ".join(f"{wall[m]:.1f} ({train[m]:.1f})" for m in modes)
-                     + f" | {ratio} |")
+            for c in (r["memory_format"] for r in runs if r["mode"] == "auto")
+        )
+        ratio = (
+            f"{wall['channels-last'] / wall['auto']:.2f}"
+            if {"auto", "channels-last"} <= set(wall)
+            else ""
+        )
+        lines.append(
+            f"| {spec} | {chose} | "
+            + " | ".join(f"{wall[m]:.1f} ({train[m]:.1f})" for m in modes)
+            + f" | {ratio} |"
+        )
     load = ", ".join(f"{x:.2f}" for x in result["load_average"])
-    return "\n".join([*lines, "", f"{result['epochs']} epochs of {result['limit_train']:,} "
-                      f"images, median of {result['rounds']} round(s), {result['threads']} "
-                      f"thread(s), load average (1, 5, 15 min) {load}"])
+    return "\n".join(
+        [
+            *lines,
+            "",
+            f"{result['epochs']} epochs of {result['limit_train']:,} "
+            f"images, median of {result['rounds']} round(s), {result['threads']} "
+            f"thread(s), load average (1, 5, 15 min) {load}",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,11 @@ class _Recorder:
 def _stats(scores: list[float], truth: list[float]) -> dict:
     tau, rho = bootstrap(kendall_tau, scores, truth), bootstrap(spearman_rho, scores, truth)
     top = max(range(len(scores)), key=scores.__getitem__)
-    return {"kendall_tau": dataclasses.asdict(tau), "spearman_rho": dataclasses.asdict(rho),
-            "regret_points": round(100 * (max(truth) - truth[top]), 3)}
+    return {
+        "kendall_tau": dataclasses.asdict(tau),
+        "spearman_rho": dataclasses.asdict(rho),
+        "regret_points": round(100 * (max(truth) - truth[top]), 3),
+    }
 
 
 def main() -> None:
@@ -61,13 +64,25 @@ def main() -> None:
     a = ap.parse_args()
     result = json.loads(Path(a.fidelity_json).read_text())
     space = load_space(a.space or result["space"])
-    space = dataclasses.replace(space, search=dataclasses.replace(
-        space.search, scratch_images=a.images, scratch_reduction=a.reduction,
-        scratch_rungs=a.rungs))
+    space = dataclasses.replace(
+        space,
+        search=dataclasses.replace(
+            space.search,
+            scratch_images=a.images,
+            scratch_reduction=a.reduction,
+            scratch_rungs=a.rungs,
+        ),
+    )
     base = Path(a.base)
     base = base / "model.safetensors" if base.is_dir() else base
-    search = Candidates(space, base, space.search.signal, DataOptions(limit_train=a.limit_train),
-                     RunOptions(), "scratch")
+    search = Candidates(
+        space,
+        base,
+        space.search.signal,
+        DataOptions(limit_train=a.limit_train),
+        RunOptions(),
+        "scratch",
+    )
     out = Path(a.out)
     done = json.loads(out.read_text())["archs"] if out.is_file() else {}
     for arch in result["archs"]:
@@ -75,8 +90,10 @@ def main() -> None:
             continue
         rec, t0 = _Recorder(), time.perf_counter()
         search.scorer.score(arch["widths"], trial=rec)
-        done[arch["name"]] = {"rungs": {str(k): v for k, v in rec.reports.items()},
-                              "seconds": round(time.perf_counter() - t0, 1)}
+        done[arch["name"]] = {
+            "rungs": {str(k): v for k, v in rec.reports.items()},
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         out.write_text(json.dumps({"archs": done}, indent=1))
         print(arch["name"], done[arch["name"]], flush=True)
     truth = [arch["mean"] for arch in result["archs"]]
@@ -89,10 +106,21 @@ def main() -> None:
         summary[f"stored {name}"] = _stats(scores, truth)
     seconds = [v["seconds"] for v in done.values()]
     summary["seconds_per_arch"] = round(sum(seconds) / len(seconds), 1)
-    out.write_text(json.dumps({"archs": done, "summary": summary,
-                               "settings": {"images": a.images, "reduction": a.reduction,
-                                            "rungs": a.rungs, "limit_train": a.limit_train}},
-                              indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "archs": done,
+                "summary": summary,
+                "settings": {
+                    "images": a.images,
+                    "reduction": a.reduction,
+                    "rungs": a.rungs,
+                    "limit_train": a.limit_train,
+                },
+            },
+            indent=1,
+        )
+    )
     for k, v in summary.items():
         print(k, v)
 

@@ -41,8 +41,16 @@ def main() -> None:
     acc: dict[str, list[float]] = {n: [] for n in specs}
     for seed in range(args.seeds):  # seed by seed: a run cut short leaves paired seeds
         for name, spec in specs.items():
-            m = store.arch(spec, space, kind="scratch-e", seed=seed, epochs=args.epochs,
-                           data=data, opts=RunOptions(), name=name)
+            m = store.arch(
+                spec,
+                space,
+                kind="scratch-e",
+                seed=seed,
+                epochs=args.epochs,
+                data=data,
+                opts=RunOptions(),
+                name=name,
+            )
             acc[name].append(100 * m["test_accuracy"])
             print(f"{name} seed {seed}: {acc[name][-1]:.2f}", flush=True)
     first = next(iter(specs))
@@ -58,8 +66,9 @@ def main() -> None:
             cell = f"{d.value:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
         print(f"| {name} | {spec.flops / 1e6:.2f}M | {mean:.2f} ± {sd:.2f} | {cell} |")
     if args.out:
-        args.out.write_text(json.dumps({"epochs": args.epochs, "accuracy": acc,
-                                        "paired": diffs}, indent=1))
+        args.out.write_text(
+            json.dumps({"epochs": args.epochs, "accuracy": acc, "paired": diffs}, indent=1)
+        )
 
 
 if __name__ == "__main__":

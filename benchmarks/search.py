@@ -37,12 +37,23 @@ from prunesearch.find.objectives import InheritScorer
 RESULTS = Path("benchmarks/results")
 
 
-def _rate(model_name: str, in_channels: int, size: int, train, val, candidates: int,
-          seed: int = 0) -> dict:
-    graph = ps.trace(ps.create_model(model_name, num_classes=10, in_channels=in_channels),
-                     torch.zeros(1, in_channels, size, size))
-    scorer = InheritScorer(graph, train, val, importance="l1", calib_batches=20, batch_size=128,
-                         eval_batch_size=500, device=torch.device("cpu"))
+def _rate(
+    model_name: str, in_channels: int, size: int, train, val, candidates: int, seed: int = 0
+) -> dict:
+    graph = ps.trace(
+        ps.create_model(model_name, num_classes=10, in_channels=in_channels),
+        torch.zeros(1, in_channels, size, size),
+    )
+    scorer = InheritScorer(
+        graph,
+        train,
+        val,
+        importance="l1",
+        calib_batches=20,
+        batch_size=128,
+        eval_batch_size=500,
+        device=torch.device("cpu"),
+    )
     target = graph.flops() // 2
     rng = random.Random(seed)
 
@@ -56,25 +67,35 @@ def _rate(model_name: str, in_channels: int, size: int, train, val, candidates: 
     one()  # warm-up
     times = [one() for _ in range(candidates)]
     med = statistics.median(times)
-    return {"model": model_name, "input": [in_channels, size, size], "val_images": len(val),
-            "calib_batches": 20, "candidates": candidates, "median_s": round(med, 3),
-            "candidates_per_min": round(60 / statistics.mean(times), 1)}
+    return {
+        "model": model_name,
+        "input": [in_channels, size, size],
+        "val_images": len(val),
+        "calib_batches": 20,
+        "candidates": candidates,
+        "median_s": round(med, 3),
+        "candidates_per_min": round(60 / statistics.mean(times), 1),
+    }
 
 
 def speed(args) -> dict:
     fm_train, fm_val = split_validation(load_dataset("fashion-mnist", "train"), 5000)
-    syn_train = load_dataset("synthetic", "train", image_size=32, in_channels=3, num_classes=10,
-                             train_size=5000 + 2560)
+    syn_train = load_dataset(
+        "synthetic", "train", image_size=32, in_channels=3, num_classes=10, train_size=5000 + 2560
+    )
     syn_train, syn_val = split_validation(syn_train, 5000)
-    rows = [_rate("resnet20", 1, 28, fm_train, fm_val, args.candidates),
-            _rate("resnet56", 3, 32, syn_train, syn_val, args.candidates)]
+    rows = [
+        _rate("resnet20", 1, 28, fm_train, fm_val, args.candidates),
+        _rate("resnet56", 3, 32, syn_train, syn_val, args.candidates),
+    ]
     return {"speed": rows, "threads": torch.get_num_threads()}
 
 
 def _cli(*argv: str) -> tuple[dict, float]:
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "prunesearch", *argv, "--json"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "prunesearch", *argv, "--json"], capture_output=True, text=True
+    )
     if proc.returncode:
         raise SystemExit(proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1]), time.perf_counter() - t
@@ -86,8 +107,11 @@ def _trial_seconds(db: Path) -> list[float]:
     storage = f"sqlite:///{db}"
     name = optuna.get_all_study_summaries(storage)[0].study_name
     trials = optuna.load_study(study_name=name, storage=storage).trials
-    return [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
-            if t.state == optuna.trial.TrialState.COMPLETE]
+    return [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ]
 
 
 def gain(args) -> dict:
@@ -97,22 +121,39 @@ def gain(args) -> dict:
     base = json.loads((base_dir / "metrics.json").read_text())
     epoch_s = statistics.median(h["seconds"] for h in base["history"])
     out50 = Path("outputs/bench/find-50")
-    single, single_s = _cli("find", "--budget", "50%FLOPs", "--trials", str(args.trials),
-                            "--out", str(out50))
+    single, single_s = _cli(
+        "find", "--budget", "50%FLOPs", "--trials", str(args.trials), "--out", str(out50)
+    )
     durations = _trial_seconds(out50 / "study.db")
-    family, family_s = _cli("find", "--budget", "25%,50%,75%FLOPs", "--trials",
-                            str(args.trials), "--out", "outputs/bench/family")
-    rows = [{"budget": m["budget"], "flops": m["flops"], "best": m["score"],
-             "trial": m["trial"]} | {k: v["score"] for k, v in m["baselines"].items()}
-            for m in family["members"]]
-    return {"base_test_accuracy": base["test_accuracy"], "base_epoch_s": epoch_s,
-            "find_50pct_s": round(single_s, 1),
-            "find_50pct_in_base_epochs": round(single_s / epoch_s, 2),
-            "find_trial_median_s": round(statistics.median(durations), 2),
-            "find_candidates_per_min": round(60 * len(durations) / sum(durations), 1),
-            "trials": args.trials, "family_s": round(family_s, 1), "family": rows,
-            "single": {"score": single["members"][0]["score"],
-                       "baselines": single["members"][0]["baselines"]}}
+    family, family_s = _cli(
+        "find",
+        "--budget",
+        "25%,50%,75%FLOPs",
+        "--trials",
+        str(args.trials),
+        "--out",
+        "outputs/bench/family",
+    )
+    rows = [
+        {"budget": m["budget"], "flops": m["flops"], "best": m["score"], "trial": m["trial"]}
+        | {k: v["score"] for k, v in m["baselines"].items()}
+        for m in family["members"]
+    ]
+    return {
+        "base_test_accuracy": base["test_accuracy"],
+        "base_epoch_s": epoch_s,
+        "find_50pct_s": round(single_s, 1),
+        "find_50pct_in_base_epochs": round(single_s / epoch_s, 2),
+        "find_trial_median_s": round(statistics.median(durations), 2),
+        "find_candidates_per_min": round(60 * len(durations) / sum(durations), 1),
+        "trials": args.trials,
+        "family_s": round(family_s, 1),
+        "family": rows,
+        "single": {
+            "score": single["members"][0]["score"],
+            "baselines": single["members"][0]["baselines"],
+        },
+    }
 
 
 def main() -> None:

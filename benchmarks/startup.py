@@ -44,8 +44,10 @@ def wall(argv: list[str], expect: int, cwd: str, repeat: int) -> list[float]:
         proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
         dt = time.perf_counter() - t0
         if proc.returncode != expect:
-            raise SystemExit(f"{' '.join(argv)}: exit code {proc.returncode}, expected {expect}"
-                             f"\n{proc.stderr[-2000:]}")
+            raise SystemExit(
+                f"{' '.join(argv)}: exit code {proc.returncode}, expected {expect}"
+                f"\n{proc.stderr[-2000:]}"
+            )
         if i:  # the first run warms the page cache
             times.append(round(dt, 3))
     return times
@@ -62,17 +64,26 @@ def main() -> None:
         for name, (argv, expect) in CASES.items():
             runs[f"prunesearch {name}"] = wall(base + argv, expect, empty, args.repeat)
         runs["python -c 'import prunesearch'"] = wall(
-            [sys.executable, "-c", "import prunesearch"], 0, empty, args.repeat)
+            [sys.executable, "-c", "import prunesearch"], 0, empty, args.repeat
+        )
     medians = {k: round(statistics.median(v), 3) for k, v in runs.items()}
     for k, v in medians.items():
         print(f"{v:6.3f} s  {k}")
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results[args.label] = {
-        "command": " ".join(base), "repeat": args.repeat, "median_s": medians, "runs_s": runs,
-        "python": sys.version.split()[0], "cpus": os.cpu_count(),
+        "command": " ".join(base),
+        "repeat": args.repeat,
+        "median_s": medians,
+        "runs_s": runs,
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],  # 1, 5, 15 min
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True, cwd=Path(__file__).parent).stdout.strip(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip(),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

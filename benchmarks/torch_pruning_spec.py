@@ -32,14 +32,20 @@ from prunesearch.engine.budget import cost, parse_budgets
 from prunesearch.training.loop import load_weights
 
 
-def torch_pruning_widths(graph: ps.ChannelGraph, model: nn.Module, example: torch.Tensor,
-                         ratio: float) -> dict[str, int]:
+def torch_pruning_widths(
+    graph: ps.ChannelGraph, model: nn.Module, example: torch.Tensor, ratio: float
+) -> dict[str, int]:
     """Widths of ``model`` after Torch-Pruning's global BN-scale pruning at ``ratio``."""
     pruned = copy.deepcopy(model).eval()
     last = [m for m in pruned.modules() if isinstance(m, nn.Linear)][-1:]  # keep the classes
-    pruner = tp.pruner.BNScalePruner(pruned, example, importance=tp.importance.BNScaleImportance(),
-                                     global_pruning=True, pruning_ratio=ratio,
-                                     ignored_layers=last)
+    pruner = tp.pruner.BNScalePruner(
+        pruned,
+        example,
+        importance=tp.importance.BNScaleImportance(),
+        global_pruning=True,
+        pruning_ratio=ratio,
+        ignored_layers=last,
+    )
     pruner.step()
     return graph.widths_of(pruned)
 
@@ -73,14 +79,31 @@ def main() -> None:
         raise SystemExit(f"no pruning ratio reaches {args.budget}")
     ratio, widths = best
     spec = ps.ArchSpec.from_graph(
-        graph, widths, model=meta["model"], model_args=meta["model_args"],
+        graph,
+        widths,
+        model=meta["model"],
+        model_args=meta["model_args"],
         budget={"kind": budget.kind, "target": target, "text": budget.text},
-        search={"method": "torch-pruning BNScalePruner global", "pruning_ratio": round(ratio, 6),
-                "torch_pruning": tp.__version__, "base": args.base})
+        search={
+            "method": "torch-pruning BNScalePruner global",
+            "pruning_ratio": round(ratio, 6),
+            "torch_pruning": tp.__version__,
+            "base": args.base,
+        },
+    )
     spec.save(args.out)
-    print(json.dumps({"out": args.out, "pruning_ratio": round(ratio, 6), "flops": spec.flops,
-                      "flops_ratio": round(spec.flops_ratio, 4), "params": spec.params,
-                      "widths": spec.widths}))
+    print(
+        json.dumps(
+            {
+                "out": args.out,
+                "pruning_ratio": round(ratio, 6),
+                "flops": spec.flops,
+                "flops_ratio": round(spec.flops_ratio, 4),
+                "params": spec.params,
+                "widths": spec.widths,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def hand_loop(model, x_all: torch.Tensor, labels: torch.Tensor, batch: int) -> f
     n = len(labels) // batch * batch
     t = time.perf_counter()
     for i in range(0, n, batch):
-        loss = F.cross_entropy(model(x_all[i:i + batch]), labels[i:i + batch])
+        loss = F.cross_entropy(model(x_all[i : i + batch]), labels[i : i + batch])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -63,8 +63,9 @@ def hand_loop(model, x_all: torch.Tensor, labels: torch.Tensor, batch: int) -> f
 
 def loader_ms_per_batch(data, batch: int, epochs: int = 3) -> float:
     """Time per batch of the training loader alone (crop+flip+normalise, channels-last)."""
-    loader = BatchLoader(data, batch, train=True, augment=True, device=torch.device("cpu"),
-                         channels_last=True)
+    loader = BatchLoader(
+        data, batch, train=True, augment=True, device=torch.device("cpu"), channels_last=True
+    )
     n = 0
     t = time.perf_counter()
     for epoch in range(epochs):
@@ -93,7 +94,8 @@ def main() -> None:
     test = load_dataset("fashion-mnist", "test").subset(slice(0, 1000))
     splits = Splits(train, None, test)
     make = lambda: ps.create_model(args.model, num_classes=10, in_channels=1).to(  # noqa: E731
-        memory_format=torch.channels_last)
+        memory_format=torch.channels_last
+    )
     macs = ps.count_flops(make(), torch.zeros(1, 1, 28, 28))
     peak = matmul_peak()
     hand, mine = [], []
@@ -110,15 +112,24 @@ def main() -> None:
     step_ms = 1000 * args.batch / m
     achieved = m * 3 * 2 * macs
     result = {
-        "model": args.model, "dataset": "fashion-mnist", "images": args.images,
-        "batch": args.batch, "rounds": args.rounds, "threads": torch.get_num_threads(),
-        "hand_images_per_s": round(h, 1), "prunesearch_images_per_s": round(m, 1),
-        "ratio": round(m / h, 3), "macs_per_image": macs,
-        "loader_ms_per_batch": round(loader_ms, 3), "train_step_ms": round(step_ms, 1),
+        "model": args.model,
+        "dataset": "fashion-mnist",
+        "images": args.images,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "threads": torch.get_num_threads(),
+        "hand_images_per_s": round(h, 1),
+        "prunesearch_images_per_s": round(m, 1),
+        "ratio": round(m / h, 3),
+        "macs_per_image": macs,
+        "loader_ms_per_batch": round(loader_ms, 3),
+        "train_step_ms": round(step_ms, 1),
         "loader_fraction_of_step": round(loader_ms / step_ms, 4),
-        "achieved_gflops": round(achieved / 1e9, 2), "matmul_peak_gflops": round(peak / 1e9, 2),
+        "achieved_gflops": round(achieved / 1e9, 2),
+        "matmul_peak_gflops": round(peak / 1e9, 2),
         "fraction_of_peak": round(achieved / peak, 3),
-        "torch": torch.__version__, "machine": platform.machine(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
     }
     print(json.dumps(result, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

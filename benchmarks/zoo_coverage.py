@@ -48,10 +48,21 @@ from tests.helpers import (  # noqa: E402
 import prunesearch as ps  # noqa: E402
 
 MODELS = [
-    "tv:resnet18", "tv:resnet50", "tv:mobilenet_v2", "tv:mobilenet_v3_large",
-    "tv:densenet121", "tv:vgg16_bn", "tv:efficientnet_b0", "tv:convnext_tiny",
-    "tv:regnet_y_400mf", "tv:resnext50_32x4d", "tv:shufflenet_v2_x0_5",
-    "timm:efficientnet_lite0", "timm:repvgg_a0", "timm:cspresnet50", "timm:convnext_atto",
+    "tv:resnet18",
+    "tv:resnet50",
+    "tv:mobilenet_v2",
+    "tv:mobilenet_v3_large",
+    "tv:densenet121",
+    "tv:vgg16_bn",
+    "tv:efficientnet_b0",
+    "tv:convnext_tiny",
+    "tv:regnet_y_400mf",
+    "tv:resnext50_32x4d",
+    "tv:shufflenet_v2_x0_5",
+    "timm:efficientnet_lite0",
+    "timm:repvgg_a0",
+    "timm:cspresnet50",
+    "timm:convnext_atto",
 ]
 
 
@@ -91,11 +102,16 @@ def ours(model: nn.Module, x: torch.Tensor, seeds: int) -> dict:
     t = time.perf_counter()
     graph = ps.trace(model, x)
     modules = dict(model.named_modules())
-    row = {"groups": len(graph.groups), "conv_share": round(conv_share(model, graph), 4),
-           "trace_s": round(time.perf_counter() - t, 2), "fixed_ops": len(graph.fixed_ops),
-           "stepped_groups": sum(g.step > 1 for g in graph.groups),
-           "layer_norm_groups": sum(any(isinstance(modules.get(f), nn.LayerNorm)
-                                        for f in g.followers) for g in graph.groups)}
+    row = {
+        "groups": len(graph.groups),
+        "conv_share": round(conv_share(model, graph), 4),
+        "trace_s": round(time.perf_counter() - t, 2),
+        "fixed_ops": len(graph.fixed_ops),
+        "stepped_groups": sum(g.step > 1 for g in graph.groups),
+        "layer_norm_groups": sum(
+            any(isinstance(modules.get(f), nn.LayerNorm) for f in g.followers) for g in graph.groups
+        ),
+    }
     errors, flops_ok, params_ok = [], 0, 0
     for seed in range(seeds):
         widths = random_widths(graph, seed)
@@ -103,8 +119,11 @@ def ours(model: nn.Module, x: torch.Tensor, seeds: int) -> dict:
         flops_ok += graph.flops(widths) == ps.count_flops(pruned, x)
         params_ok += graph.params(widths) == ps.count_params(pruned)
         errors.append(equivalence_error(model, x, seed))
-    row |= {"max_rel_error": max(errors), "exact_flops": f"{flops_ok}/{seeds}",
-            "exact_params": f"{params_ok}/{seeds}"}
+    row |= {
+        "max_rel_error": max(errors),
+        "exact_flops": f"{flops_ok}/{seeds}",
+        "exact_params": f"{params_ok}/{seeds}",
+    }
     return row
 
 
@@ -135,15 +154,23 @@ def torch_pruning(model: nn.Module, x: torch.Tensor) -> dict:
     row: dict = {}
     try:
         dg = tp.DependencyGraph().build_dependency(model, example_inputs=x)
-        row["tp_groups"] = len(list(dg.get_all_groups(ignored_layers=[classifier(model)],
-                                                      root_module_types=[nn.Conv2d,
-                                                                         nn.Linear])))
+        row["tp_groups"] = len(
+            list(
+                dg.get_all_groups(
+                    ignored_layers=[classifier(model)], root_module_types=[nn.Conv2d, nn.Linear]
+                )
+            )
+        )
     except Exception as exc:
         return {"tp_groups": None, "tp_pruned": f"its dependency graph fails: {failure(exc)}"}
     try:
-        pruner = tp.pruner.MagnitudePruner(model, x, importance=tp.importance.
-                                           MagnitudeImportance(p=1), pruning_ratio=0.5,
-                                           ignored_layers=[classifier(model)])
+        pruner = tp.pruner.MagnitudePruner(
+            model,
+            x,
+            importance=tp.importance.MagnitudeImportance(p=1),
+            pruning_ratio=0.5,
+            ignored_layers=[classifier(model)],
+        )
         pruner.step()
         with torch.no_grad():
             out = model(x)
@@ -157,8 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" /
-                                             "zoo-coverage.json"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "zoo-coverage.json"))
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -170,10 +196,17 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     import torch_pruning as tp
 
-    result = {"benchmark": "zoo-coverage", "input": [1, 3, 64, 64], "num_classes": 10,
-              "seeds": args.seeds, "machine": f"{platform.machine()}, {torch.get_num_threads()} "
-              f"threads", "torch": torch.__version__, "prunesearch": ps.__version__,
-              "torch_pruning": tp.__version__, "models": rows}
+    result = {
+        "benchmark": "zoo-coverage",
+        "input": [1, 3, 64, 64],
+        "num_classes": 10,
+        "seeds": args.seeds,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "prunesearch": ps.__version__,
+        "torch_pruning": tp.__version__,
+        "models": rows,
+    }
     for lib in ("torchvision", "timm"):
         if lib in sys.modules:
             result[lib] = sys.modules[lib].__version__

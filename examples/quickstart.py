@@ -1,6 +1,6 @@
 """Trace a zoo model, halve its FLOPs with uniform widths, check against fvcore, save a spec.
 
-    python examples/quickstart.py [--model resnet56] [--out outputs/quickstart]
+python examples/quickstart.py [--model resnet56] [--out outputs/quickstart]
 """
 
 from __future__ import annotations
@@ -31,15 +31,19 @@ def main() -> None:
 
     x = torch.zeros(1, 3, 32, 32)
     graph = ps.trace(ps.create_model(args.model), x)
-    print(f"{args.model}: {len(graph.groups)} channel groups, {graph.flops():,} FLOPs, "
-          f"{graph.params():,} params")
+    print(
+        f"{args.model}: {len(graph.groups)} channel groups, {graph.flops():,} FLOPs, "
+        f"{graph.params():,} params"
+    )
     widths = uniform_widths(graph, graph.flops() // 2)
     pruned = graph.prune(widths, importance="l1")
     assert graph.flops(widths) == ps.count_flops(pruned, x)  # analytic == fvcore, exactly
     spec = ps.ArchSpec.from_graph(graph, widths, model=args.model)
     path = spec.save(Path(args.out) / f"{args.model}-uniform-50.json")
-    print(f"pruned: {spec.flops:,} FLOPs ({spec.flops / spec.base_flops:.1%}), "
-          f"{spec.params:,} params -> {path}")
+    print(
+        f"pruned: {spec.flops:,} FLOPs ({spec.flops / spec.base_flops:.1%}), "
+        f"{spec.params:,} params -> {path}"
+    )
     print(f"next: prunesearch show {path}")
 
 

@@ -68,8 +68,9 @@ def kill_removed_channels(graph: ps.ChannelGraph, widths: dict[str, int]) -> dic
                 if m.bias is not None:
                     m.bias[rows] = 0
             for bn, offset, inner in g.norms:
-                feat = (torch.nonzero(dead).flatten()[:, None] * inner
-                        + torch.arange(inner)).flatten() + offset
+                feat = (
+                    torch.nonzero(dead).flatten()[:, None] * inner + torch.arange(inner)
+                ).flatten() + offset
                 modules[bn].weight[feat] = 0
                 modules[bn].bias[feat] = 0
         for name, (in_idx, _) in graph.kept_slices(widths, scores).items():
@@ -86,9 +87,11 @@ def layer_norms_over_kept(graph: ps.ChannelGraph, widths: dict, importance) -> I
     pruning slices normalises the kept channels alone and outputs 0 on the others (its
     statistics are those of the kept channels: the pruned model's, by decision)."""
     modules = dict(graph.model.named_modules())
-    kept = {id(modules[n].weight): idx for n, (idx, _) in
-            graph.kept_slices(widths, importance).items()
-            if isinstance(modules.get(n), torch.nn.LayerNorm) and idx is not None}
+    kept = {
+        id(modules[n].weight): idx
+        for n, (idx, _) in graph.kept_slices(widths, importance).items()
+        if isinstance(modules.get(n), torch.nn.LayerNorm) and idx is not None
+    }
     layer_norm = F.layer_norm
 
     def over_kept(x, shape, weight=None, bias=None, eps=1e-5):
@@ -96,8 +99,9 @@ def layer_norms_over_kept(graph: ps.ChannelGraph, widths: dict, importance) -> I
         if idx is None:
             return layer_norm(x, shape, weight, bias, eps)
         out = torch.zeros_like(x)
-        out[..., idx] = layer_norm(x[..., idx], (len(idx),), weight[idx],
-                                   None if bias is None else bias[idx], eps)
+        out[..., idx] = layer_norm(
+            x[..., idx], (len(idx),), weight[idx], None if bias is None else bias[idx], eps
+        )
         return out
 
     F.layer_norm = over_kept
@@ -152,8 +156,9 @@ def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
     elif not isinstance(code, int):  # sys.exit("message"): printed, status 1
         err.write(f"{code}\n")
         code = 1
-    return subprocess.CompletedProcess(["prunesearch", *map(str, args)], code, out.getvalue(),
-                                       err.getvalue())
+    return subprocess.CompletedProcess(
+        ["prunesearch", *map(str, args)], code, out.getvalue(), err.getvalue()
+    )
 
 
 def run_script(path, *args, cwd=None) -> subprocess.CompletedProcess:

@@ -12,8 +12,10 @@ from prunesearch.find.studies import fail_trial
 def _storages(tmp_path):
     from optuna.storages.journal import JournalFileBackend
 
-    return {"sqlite": f"sqlite:///{tmp_path / 's.db'}",
-            "journal": optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "j")))}
+    return {
+        "sqlite": f"sqlite:///{tmp_path / 's.db'}",
+        "journal": optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "j"))),
+    }
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])

@@ -18,8 +18,9 @@ CPU = torch.device("cpu")
 
 
 def _run(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -74,9 +75,13 @@ def test_pruned_resnet_trains_the_same_in_both_formats():
 
 
 def test_only_strided_1x1_convs_on_few_channels_are_guarded():
-    model = nn.Sequential(nn.Conv2d(4, 8, 1, stride=2), nn.Conv2d(8, 8, 1, stride=1),
-                          nn.Conv2d(8, 8, 3, stride=2), nn.Conv2d(16, 8, 1, stride=2),
-                          nn.Conv2d(8, 8, 1, stride=2, groups=8))
+    model = nn.Sequential(
+        nn.Conv2d(4, 8, 1, stride=2),
+        nn.Conv2d(8, 8, 1, stride=1),
+        nn.Conv2d(8, 8, 3, stride=2),
+        nn.Conv2d(16, 8, 1, stride=2),
+        nn.Conv2d(8, 8, 1, stride=2, groups=8),
+    )
     assert [at_risk(m) for m in model] == [True, False, False, False, False]
     to_device(model, CPU, channels_last=True)
     to_device(model, CPU, channels_last=True)  # idempotent

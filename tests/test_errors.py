@@ -8,16 +8,20 @@ import pytest
 from prunesearch.errors import shown
 
 
-@pytest.mark.parametrize("value, text", [
-    ("abc", "'abc'"),
-    ("x" * 10**6, "'" + "x" * 60 + "'... (1,000,000 characters)"),
-    (10**5000, "an integer of about 5,000 digits"),
-    ([3, 2000, 2000], "[3, 2000, 2000]"),
-    ([[1]] * 3, "a list of 3 item(s)"),
-    (list(range(20)), "a list of 20 item(s)"),
-    ({"a": 1}, "{'a': 1}"),
-    (1.5, "1.5"),
-], ids=["short", "huge-str", "huge-int", "shape", "nested", "long", "dict", "float"])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        ("abc", "'abc'"),
+        ("x" * 10**6, "'" + "x" * 60 + "'... (1,000,000 characters)"),
+        (10**5000, "an integer of about 5,000 digits"),
+        ([3, 2000, 2000], "[3, 2000, 2000]"),
+        ([[1]] * 3, "a list of 3 item(s)"),
+        (list(range(20)), "a list of 20 item(s)"),
+        ({"a": 1}, "{'a': 1}"),
+        (1.5, "1.5"),
+    ],
+    ids=["short", "huge-str", "huge-int", "shape", "nested", "long", "dict", "float"],
+)
 def test_shown_is_bounded(value, text):
     assert shown(value) == text
 
@@ -51,8 +55,9 @@ sys.exit(1)
 def test_a_ctrl_c_inside_a_weakref_callback_is_raised_again_not_printed():
     """In a fresh interpreter: the interrupt goes to the main thread, which a test runner's
     worker may not be (an in-process version of this test failed once under pytest-xdist)."""
-    proc = subprocess.run([sys.executable, "-c", _WEAKREF_CTRL_C], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", _WEAKREF_CTRL_C], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "raised again True"
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr

@@ -12,8 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_quickstart_writes_a_half_flops_spec(tmp_path):
-    proc = run_script(ROOT / "examples" / "quickstart.py", "--model", "resnet20",
-                      "--out", tmp_path)
+    proc = run_script(ROOT / "examples" / "quickstart.py", "--model", "resnet20", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     spec = ps.ArchSpec.load(tmp_path / "resnet20-uniform-50.json")
     assert 0.45 * spec.base_flops <= spec.flops <= 0.5 * spec.base_flops
@@ -46,22 +45,56 @@ def test_library_example_runs():
 def test_custom_model_find_and_train(tmp_path):
     space = str(CUSTOM / "space.yaml")
     with custom_importable():
-        find = run_cli("find", "--space", space, "--budget", "50%FLOPs", "--trials", "3",
-                       "--epochs", "1", "--limit-train", "1024", "--out", "run", "--json",
-                       cwd=tmp_path)
+        find = run_cli(
+            "find",
+            "--space",
+            space,
+            "--budget",
+            "50%FLOPs",
+            "--trials",
+            "3",
+            "--epochs",
+            "1",
+            "--limit-train",
+            "1024",
+            "--out",
+            "run",
+            "--json",
+            cwd=tmp_path,
+        )
         assert find.returncode == 0, find.stderr
         spec_path = tmp_path / "run" / "spec-50pct-flops.json"
         assert json.loads(spec_path.read_text())["model"] == "custom_cnn.nets:branchy_se"
         # the spec names code: refused without --allow-import, with a message that says how
-        refused = run_cli("train-arch", spec_path, "--epochs", "1", "--limit-train", "512",
-                          "--out", "arch-refused", cwd=tmp_path)
+        refused = run_cli(
+            "train-arch",
+            spec_path,
+            "--epochs",
+            "1",
+            "--limit-train",
+            "512",
+            "--out",
+            "arch-refused",
+            cwd=tmp_path,
+        )
         assert refused.returncode == 2
         assert refused.stderr.startswith("error: ") and "--allow-import" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "arch-refused").exists()
-        trained = run_cli("train-arch", spec_path, "--epochs", "1", "--limit-train", "512",
-                          "--allow-import", "custom_cnn", "--out", "arch", "--json",
-                          cwd=tmp_path)
+        trained = run_cli(
+            "train-arch",
+            spec_path,
+            "--epochs",
+            "1",
+            "--limit-train",
+            "512",
+            "--allow-import",
+            "custom_cnn",
+            "--out",
+            "arch",
+            "--json",
+            cwd=tmp_path,
+        )
         assert trained.returncode == 0, trained.stderr
         summary = json.loads(trained.stdout.strip().splitlines()[-1])
         assert summary["model"] == "custom_cnn.nets:branchy_se" and summary["epochs"] == 1
@@ -75,14 +108,31 @@ def test_custom_model_find_and_train(tmp_path):
         refused = run_cli("export", "arch", "--format", "onnx", cwd=tmp_path)
         assert refused.returncode == 2 and "--allow-import" in refused.stderr
         assert not (tmp_path / "arch" / "export-onnx").exists()
-        exported = run_cli("export", "arch", "--format", "onnx", "--allow-import", "custom_cnn",
-                           "--verify-images", "128", "--repeats", "2", "--latency-batch", "4",
-                           "--threads", "1", "--json", cwd=tmp_path)
+        exported = run_cli(
+            "export",
+            "arch",
+            "--format",
+            "onnx",
+            "--allow-import",
+            "custom_cnn",
+            "--verify-images",
+            "128",
+            "--repeats",
+            "2",
+            "--latency-batch",
+            "4",
+            "--threads",
+            "1",
+            "--json",
+            cwd=tmp_path,
+        )
         assert exported.returncode == 0, exported.stderr
         card = json.loads(exported.stdout.strip().splitlines()[-1])
         assert card["model"] == "custom_cnn.nets:branchy_se" and card["verification"]["passed"]
-        assert card["verification"]["images_from"] == \
-            "128 images of the fashion-mnist validation split"
+        assert (
+            card["verification"]["images_from"]
+            == "128 images of the fashion-mnist validation split"
+        )
         assert (tmp_path / "arch" / "export-onnx" / "model.onnx").is_file()
         assert (tmp_path / "arch" / "export-onnx" / "MODEL.md").is_file()
 
@@ -92,9 +142,25 @@ def test_custom_model_report_and_compare(tmp_path):
     importing anything; compare builds the space's own model (the space is the user's file)."""
     space = str(CUSTOM / "space.yaml")
     with custom_importable():
-        proc = run_cli("compare", "--space", space, "--budget", "50%FLOPs", "--seeds", "1",
-                       "--trials", "2", "--epochs", "1", "--limit-train", "512", "--out", "cmp",
-                       "--json", cwd=tmp_path)
+        proc = run_cli(
+            "compare",
+            "--space",
+            space,
+            "--budget",
+            "50%FLOPs",
+            "--seeds",
+            "1",
+            "--trials",
+            "2",
+            "--epochs",
+            "1",
+            "--limit-train",
+            "512",
+            "--out",
+            "cmp",
+            "--json",
+            cwd=tmp_path,
+        )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {r["architecture"] for r in result["rows"]} >= {"base", "searched", "uniform"}

@@ -39,13 +39,17 @@ def test_an_uncontended_lock_says_nothing(tmp_path, caplog):
     assert caplog.records == []
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "is empty"),
-    ("[1, 2]", "must hold an object, not list"),
-    ("[" * 100_000, "nested too deeply"),
-    ('{"n": ' + "7" * 5000 + "}", "Exceeds the limit (4300 digits)"),
-    ('{"a": 1', "Expecting ',' delimiter at line 1 column 8"),
-], ids=["empty", "array", "deep", "digits", "truncated"])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "is empty"),
+        ("[1, 2]", "must hold an object, not list"),
+        ("[" * 100_000, "nested too deeply"),
+        ('{"n": ' + "7" * 5000 + "}", "Exceeds the limit (4300 digits)"),
+        ('{"a": 1', "Expecting ',' delimiter at line 1 column 8"),
+    ],
+    ids=["empty", "array", "deep", "digits", "truncated"],
+)
 def test_read_json_refuses_what_is_not_a_json_object(tmp_path, text, message):
     path = tmp_path / "f.json"
     path.write_text(text)

@@ -18,8 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "prunesearch"
 # lowest first; a unit may import from its own unit and the levels before it
 LEVELS = [
     {"errors", "vocab", "fileio", "allow_import", "paths", "progress", "compat", "device"},
-    {"engine", "models"},   # the engine knows nothing above it
-    {"spec", "space"},      # the contracts: an architecture, a search space
+    {"engine", "models"},  # the engine knows nothing above it
+    {"spec", "space"},  # the contracts: an architecture, a search space
     {"data"},
     {"latency"},
     {"training"},
@@ -51,11 +51,14 @@ def _imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(a.name.removeprefix("prunesearch.") for a in node.names
-                         if a.name.startswith("prunesearch."))
+            found.update(
+                a.name.removeprefix("prunesearch.")
+                for a in node.names
+                if a.name.startswith("prunesearch.")
+            )
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[:len(package) - node.level + 1]
+                base = package[: len(package) - node.level + 1]
                 if not node.module:  # from . import graph: the names are modules
                     found.update(".".join([*base, a.name]) for a in node.names)
                     continue
@@ -90,9 +93,12 @@ def test_every_unit_has_a_level():
 
 
 def test_imports_point_down_the_levels():
-    bad = [(a, b) for a, b in _graph().edges
-           if _unit(b) in LEVEL_OF and (LEVEL_OF[_unit(b)] > LEVEL_OF[_unit(a)]
-                                        or (_unit(a), _unit(b)) in SIBLINGS_APART)]
+    bad = [
+        (a, b)
+        for a, b in _graph().edges
+        if _unit(b) in LEVEL_OF
+        and (LEVEL_OF[_unit(b)] > LEVEL_OF[_unit(a)] or (_unit(a), _unit(b)) in SIBLINGS_APART)
+    ]
     assert bad == [], f"imports against the layering: {bad}"
 
 
@@ -112,16 +118,20 @@ def test_subpackage_inits_load_nothing():
         if init.parent.name == "models":
             continue  # the zoo registers its constructors on import (a registry)
         body = ast.parse(init.read_text()).body
-        assert all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
-                   for n in body), f"{init.relative_to(PACKAGE)} should hold no code"
+        assert all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body), (
+            f"{init.relative_to(PACKAGE)} should hold no code"
+        )
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("def f():\n    from prunesearch.find.find import find\n", {"find.find"}),
-    ("if TYPE_CHECKING:\n    from prunesearch.cli.app import app\n", {"cli.app"}),
-    ("from . import graph\nfrom .ops import x\n", {"engine.graph", "engine.ops"}),
-    ("from ..errors import E\nimport prunesearch.spec\n", {"errors", "spec"}),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("def f():\n    from prunesearch.find.find import find\n", {"find.find"}),
+        ("if TYPE_CHECKING:\n    from prunesearch.cli.app import app\n", {"cli.app"}),
+        ("from . import graph\nfrom .ops import x\n", {"engine.graph", "engine.ops"}),
+        ("from ..errors import E\nimport prunesearch.spec\n", {"errors", "spec"}),
+    ],
+)
 def test_the_checker_reads_every_import(tmp_path, source, expected):
     """The checker itself: imports inside functions and under TYPE_CHECKING count, relative
     ones resolve against the file's package, so an engine module importing the search would be

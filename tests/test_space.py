@@ -4,8 +4,11 @@ import yaml
 from prunesearch.errors import PrunesearchError
 from prunesearch.space import list_spaces, load_space
 
-PAPER = [f"{m}-{d}" for m in ("vgg16", "vgg19", "resnet56", "resnet110", "preresnet164",
-                              "densenet40") for d in ("cifar10", "cifar100")]
+PAPER = [
+    f"{m}-{d}"
+    for m in ("vgg16", "vgg19", "resnet56", "resnet110", "preresnet164", "densenet40")
+    for d in ("cifar10", "cifar100")
+]
 
 
 def test_default_and_paper_spaces_load():
@@ -26,25 +29,34 @@ def write(tmp_path, data):
     return path
 
 
-BASE = {"name": "x", "model": {"name": "resnet20", "args": {"in_channels": 1}},
-        "data": {"dataset": "fashion-mnist"}, "train": {"epochs": 1}}
+BASE = {
+    "name": "x",
+    "model": {"name": "resnet20", "args": {"in_channels": 1}},
+    "data": {"dataset": "fashion-mnist"},
+    "train": {"epochs": 1},
+}
 
 
-@pytest.mark.parametrize("patch, message", [
-    ({"colour": 1}, r"space s\.yaml\.colour: unknown key"),
-    ({"data": {"dataset": "fashion-mnist", "vals": 3}}, r"data\.vals: unknown key"),
-    ({"train": {}}, r"train\.epochs: missing"),
-    ({"train": {"epochs": "3"}}, r"train\.epochs: must be an integer"),
-    ({"train": {"epochs": True}}, r"train\.epochs: must be an integer"),
-    ({"train": {"epochs": 0}}, r"train\.epochs: must be >= 1"),
-    ({"train": {"epochs": 1, "schedule": "linear"}}, r"train\.schedule: must be one of"),
-    ({"train": {"epochs": 1, "milestones": [0.5, 2]}}, r"train\.milestones: must lie in"),
-    ({"search": {"signal": "taylor"}}, r"search\.signal: must be one of slimming, l1"),
-    ({"search": {"min_ratio": 0}}, r"search\.min_ratio: must be in \(0, 1\]"),
-    ({"model": "resnet20"}, r"model: must be a mapping"),
-    ({"train": {"epochs": 1, "channels_last": "fast"}},
-     r"train\.channels_last: must be true, false or auto, got 'fast'"),
-])
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"colour": 1}, r"space s\.yaml\.colour: unknown key"),
+        ({"data": {"dataset": "fashion-mnist", "vals": 3}}, r"data\.vals: unknown key"),
+        ({"train": {}}, r"train\.epochs: missing"),
+        ({"train": {"epochs": "3"}}, r"train\.epochs: must be an integer"),
+        ({"train": {"epochs": True}}, r"train\.epochs: must be an integer"),
+        ({"train": {"epochs": 0}}, r"train\.epochs: must be >= 1"),
+        ({"train": {"epochs": 1, "schedule": "linear"}}, r"train\.schedule: must be one of"),
+        ({"train": {"epochs": 1, "milestones": [0.5, 2]}}, r"train\.milestones: must lie in"),
+        ({"search": {"signal": "taylor"}}, r"search\.signal: must be one of slimming, l1"),
+        ({"search": {"min_ratio": 0}}, r"search\.min_ratio: must be in \(0, 1\]"),
+        ({"model": "resnet20"}, r"model: must be a mapping"),
+        (
+            {"train": {"epochs": 1, "channels_last": "fast"}},
+            r"train\.channels_last: must be true, false or auto, got 'fast'",
+        ),
+    ],
+)
 def test_invalid_space_names_the_key(tmp_path, patch, message):
     with pytest.raises(PrunesearchError, match=message):
         load_space(write(tmp_path, {**BASE, **patch}))

@@ -13,9 +13,12 @@ from .helpers import random_widths
 def spec():
     graph = ps.trace(ps.create_model("resnet20"), torch.zeros(1, 3, 32, 32))
     widths = random_widths(graph, seed=7)
-    return ps.ArchSpec.from_graph(graph, widths, model="resnet20",
-                                  budget={"kind": "flops", "target": graph.flops(widths),
-                                          "text": "test"})
+    return ps.ArchSpec.from_graph(
+        graph,
+        widths,
+        model="resnet20",
+        budget={"kind": "flops", "target": graph.flops(widths), "text": "test"},
+    )
 
 
 def test_round_trip(spec, tmp_path):
@@ -51,33 +54,36 @@ def _mutate(data, path, value):
         target[last] = value
 
 
-@pytest.mark.parametrize("path, value, message", [
-    (["format"], KeyError, r"\$\.format: missing"),
-    (["format"], "prunesearch.arch/v9", r"\$\.format: unsupported format"),
-    (["model"], "resnet57", r"\$\.model: unknown model 'resnet57'"),
-    (["model"], 5, r"\$\.model: must be a non-empty string"),
-    (["model"], "evil.module:boom", r"\$\.model: .*--allow-import"),
-    (["model_args"], [1], r"\$\.model_args: must be an object"),
-    (["model_args"], {"num_classes": "ten"}, r"\$\.model_args: cannot build"),
-    (["model_args"], {"depth": 3}, r"\$\.model_args: cannot build"),
-    (["input_shape"], [3, 32], r"\$\.input_shape: \[3, 32\] does not fit"),
-    (["input_shape"], [3, 0, 32], r"\$\.input_shape\[1\]: must be >= 1"),
-    (["widths"], KeyError, r"\$\.widths: missing"),
-    (["widths"], {}, r"\$\.widths: must name at least one group"),
-    (["widths", "conv1"], 0, r"\$\.widths\.conv1: must be >= 1, got 0"),
-    (["widths", "conv1"], -3, r"\$\.widths\.conv1: must be >= 1, got -3"),
-    (["widths", "conv1"], 2.5, r"\$\.widths\.conv1: must be an integer, got 2.5"),
-    (["widths", "conv1"], "8", r"\$\.widths\.conv1: must be an integer"),
-    (["widths", "conv1"], 17, r"\$\.widths\.conv1: 17 exceeds the base width 16"),
-    (["widths", "layer9.conv"], 3, r"\$\.widths\['layer9\.conv'\]: group missing from"),
-    (["base_widths", "conv1"], 20, r"\$\.base_widths\.conv1: model 'resnet20' has 16"),
-    (["base_widths", "ghost"], 4, r"\$\.base_widths\.ghost: no such group"),
-    (["widths", "layer1.0.conv1"], KeyError, r"\$\.widths\['layer1\.0\.conv1'\]: missing"),
-    (["flops"], 123, r"\$\.flops: 123 does not match the widths"),
-    (["params"], -1, r"\$\.params: must be >= 0"),
-    (["budget"], {"kind": "watts", "target": 3}, r"\$\.budget\.kind: must be one of"),
-    (["colour"], "blue", r"\$\.colour: unknown field"),
-])
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (["format"], KeyError, r"\$\.format: missing"),
+        (["format"], "prunesearch.arch/v9", r"\$\.format: unsupported format"),
+        (["model"], "resnet57", r"\$\.model: unknown model 'resnet57'"),
+        (["model"], 5, r"\$\.model: must be a non-empty string"),
+        (["model"], "evil.module:boom", r"\$\.model: .*--allow-import"),
+        (["model_args"], [1], r"\$\.model_args: must be an object"),
+        (["model_args"], {"num_classes": "ten"}, r"\$\.model_args: cannot build"),
+        (["model_args"], {"depth": 3}, r"\$\.model_args: cannot build"),
+        (["input_shape"], [3, 32], r"\$\.input_shape: \[3, 32\] does not fit"),
+        (["input_shape"], [3, 0, 32], r"\$\.input_shape\[1\]: must be >= 1"),
+        (["widths"], KeyError, r"\$\.widths: missing"),
+        (["widths"], {}, r"\$\.widths: must name at least one group"),
+        (["widths", "conv1"], 0, r"\$\.widths\.conv1: must be >= 1, got 0"),
+        (["widths", "conv1"], -3, r"\$\.widths\.conv1: must be >= 1, got -3"),
+        (["widths", "conv1"], 2.5, r"\$\.widths\.conv1: must be an integer, got 2.5"),
+        (["widths", "conv1"], "8", r"\$\.widths\.conv1: must be an integer"),
+        (["widths", "conv1"], 17, r"\$\.widths\.conv1: 17 exceeds the base width 16"),
+        (["widths", "layer9.conv"], 3, r"\$\.widths\['layer9\.conv'\]: group missing from"),
+        (["base_widths", "conv1"], 20, r"\$\.base_widths\.conv1: model 'resnet20' has 16"),
+        (["base_widths", "ghost"], 4, r"\$\.base_widths\.ghost: no such group"),
+        (["widths", "layer1.0.conv1"], KeyError, r"\$\.widths\['layer1\.0\.conv1'\]: missing"),
+        (["flops"], 123, r"\$\.flops: 123 does not match the widths"),
+        (["params"], -1, r"\$\.params: must be >= 0"),
+        (["budget"], {"kind": "watts", "target": 3}, r"\$\.budget\.kind: must be one of"),
+        (["colour"], "blue", r"\$\.colour: unknown field"),
+    ],
+)
 def test_invalid_specs_name_the_field(spec, tmp_path, path, value, message):
     data = spec.to_dict()
     _mutate(data, path, value)
@@ -89,13 +95,16 @@ def test_invalid_specs_name_the_field(spec, tmp_path, path, value, message):
         ps.ArchSpec.load(file)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "is empty"),
-    ("   \n", "is empty"),
-    ('{"format": "prunesearch.arch/v1", "model": ', "not valid JSON"),
-    ("[1, 2]", r"\$: must be an object"),
-    ("42", r"\$: must be an object"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "is empty"),
+        ("   \n", "is empty"),
+        ('{"format": "prunesearch.arch/v1", "model": ', "not valid JSON"),
+        ("[1, 2]", r"\$: must be an object"),
+        ("42", r"\$: must be an object"),
+    ],
+)
 def test_malformed_files(tmp_path, text, message):
     file = tmp_path / "bad.json"
     file.write_text(text)

@@ -23,30 +23,38 @@ print("LOADED", sorted(m for m in ("torch", "optuna") if m in sys.modules), "EXI
 
 
 def _python(code: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
 
 
 def test_import_loads_no_torch():
-    proc = _python("import prunesearch, sys; assert 'torch' not in sys.modules, 'torch'; "
-                   "assert 'optuna' not in sys.modules, 'optuna'")
+    proc = _python(
+        "import prunesearch, sys; assert 'torch' not in sys.modules, 'torch'; "
+        "assert 'optuna' not in sys.modules, 'optuna'"
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_import_leaves_optuna_logging_alone():
-    proc = _python("import optuna; v = optuna.logging.get_verbosity(); "
-                   "import prunesearch, prunesearch.find.studies, prunesearch.find.find; "
-                   "assert optuna.logging.get_verbosity() == v == optuna.logging.INFO")
+    proc = _python(
+        "import optuna; v = optuna.logging.get_verbosity(); "
+        "import prunesearch, prunesearch.find.studies, prunesearch.find.find; "
+        "assert optuna.logging.get_verbosity() == v == optuna.logging.INFO"
+    )
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize(("argv", "code", "stderr"), [
-    (["--help"], 0, ""),
-    (["find", "--help"], 0, ""),
-    (["find", "--budget", "50%bananas"], 2, "error: budget '50%bananas' not understood"),
-    (["show", "missing.json"], 2, "error: spec file not found: missing.json"),
-    (["export", "run", "--format", "tflite"], 2, "error: unknown format 'tflite'; choose onnx"),
-])
+@pytest.mark.parametrize(
+    ("argv", "code", "stderr"),
+    [
+        (["--help"], 0, ""),
+        (["find", "--help"], 0, ""),
+        (["find", "--budget", "50%bananas"], 2, "error: budget '50%bananas' not understood"),
+        (["show", "missing.json"], 2, "error: spec file not found: missing.json"),
+        (["export", "run", "--format", "tflite"], 2, "error: unknown format 'tflite'; choose onnx"),
+    ],
+)
 def test_cli_help_and_bad_input_load_no_torch(argv, code, stderr, tmp_path):
     proc = _python(PROBE, *argv, cwd=tmp_path)
     assert proc.stdout.splitlines()[-1] == f"LOADED [] EXIT {code}", proc.stderr

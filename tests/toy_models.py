@@ -8,8 +8,9 @@ from torch import nn
 
 
 def cbr(c_in: int, c_out: int, k: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
+    )
 
 
 class Plain(nn.Module):
@@ -26,9 +27,9 @@ class Plain(nn.Module):
         self.fc2 = nn.Linear(20, 5)
 
     def forward(self, x):
-        x = self.pool(self.c1(x))                       # (N, 8, 8, 8)
+        x = self.pool(self.c1(x))  # (N, 8, 8, 8)
         x = F.avg_pool2d(self.act(self.bn2(self.c2(x))), 2)  # (N, 12, 4, 4)
-        x = x.view(x.size(0), -1)                       # (N, 192): 16 features per channel
+        x = x.view(x.size(0), -1)  # (N, 192): 16 features per channel
         return self.fc2(F.relu(self.fc1(x)))
 
 
@@ -115,7 +116,7 @@ class SqueezeExcite(nn.Module):
     def forward(self, x):
         x = F.hardswish(self.bn1(self.expand(x)))
         x = F.relu6(self.bn2(self.dw(x)))
-        s = x.mean((2, 3), keepdim=True)                        # (N, 12, 1, 1)
+        s = x.mean((2, 3), keepdim=True)  # (N, 12, 1, 1)
         s = torch.sigmoid(self.se_expand(F.silu(self.se_reduce(s))))
         x = x * s
         x = self.bn3(self.project(x))
@@ -170,13 +171,10 @@ class Untraceable(nn.Module):
         return self.fc(self.gate(self.c1(x)).mean((2, 3)))
 
 
-
-
 def in_chans_net(in_chans: int = 3, n: int = 4) -> nn.Module:
     """A constructor that names its arguments as timm does (``in_chans``), not ``in_channels``:
     it must be checked against the data by running it, not by guessing argument names."""
-    return nn.Sequential(cbr(in_chans, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(8, n))
+    return nn.Sequential(cbr(in_chans, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, n))
 
 
 class StdConv2d(nn.Conv2d):
@@ -210,9 +208,16 @@ def weight_normed(legacy: bool) -> nn.Module:
     """A conv under weight normalisation (the parametrization, or the legacy pre-hook)."""
     from torch.nn.utils import parametrizations, weight_norm
 
-    model = nn.Sequential(cbr(3, 8), nn.Conv2d(8, 12, 3, padding=1), nn.BatchNorm2d(12),
-                          nn.ReLU(), cbr(12, 6), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(6, 4))
+    model = nn.Sequential(
+        cbr(3, 8),
+        nn.Conv2d(8, 12, 3, padding=1),
+        nn.BatchNorm2d(12),
+        nn.ReLU(),
+        cbr(12, 6),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 4),
+    )
     (weight_norm if legacy else parametrizations.weight_norm)(model[1])
     return model
 
@@ -278,9 +283,16 @@ class BatchNormAct2d(nn.BatchNorm2d):
     """BatchNorm and activation in one module, the BN written functionally (timm's)."""
 
     def forward(self, x):
-        x = F.batch_norm(x, self.running_mean if not self.training else None,
-                         self.running_var if not self.training else None, self.weight,
-                         self.bias, self.training, self.momentum, self.eps)
+        x = F.batch_norm(
+            x,
+            self.running_mean if not self.training else None,
+            self.running_var if not self.training else None,
+            self.weight,
+            self.bias,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
         return F.relu(x)
 
 
@@ -304,9 +316,9 @@ class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW map, by permutes (torchvision's and timm's)."""
 
     def forward(self, x):
-        x = x.permute(0, 2, 3, 1)                                        # (N, H, W, C)
+        x = x.permute(0, 2, 3, 1)  # (N, H, W, C)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)                                     # (N, C, H, W)
+        return x.permute(0, 3, 1, 2)  # (N, C, H, W)
 
 
 class ConvNeXtBlocks(nn.Module):
@@ -333,7 +345,7 @@ class ConvNeXtBlocks(nn.Module):
 
     def forward(self, x):
         x = self.stem_norm(self.stem(x))
-        y = self.dw(x).permute(0, 2, 3, 1)                               # (N, H, W, 8)
+        y = self.dw(x).permute(0, 2, 3, 1)  # (N, H, W, 8)
         y = self.pw2(self.act(self.pw1(self.norm(y)))).permute(0, 3, 1, 2)
         x = x + self.gamma * y
         x = self.down(self.down_norm(x))
@@ -425,11 +437,11 @@ class CrossStage(nn.Module):
         self.fc = nn.Linear(7, 4)
 
     def forward(self, x):
-        xs, xb = self.exp(self.stem(x)).split(6, dim=1)           # (N, 6, H, W) each
+        xs, xb = self.exp(self.stem(x)).split(6, dim=1)  # (N, 6, H, W) each
         xb = xb + self.block(xb)
         x = self.trans(torch.cat([xs, self.trans_b(xb)], dim=1))  # (N, 8, H, W)
-        p, q = self.halves(x).chunk(2, dim=1)                     # (N, 4, H, W) each
-        y = torch.cat([self.a(p) * q, x[:, 5:]], 1)               # (N, 4 + 3, H, W)
+        p, q = self.halves(x).chunk(2, dim=1)  # (N, 4, H, W) each
+        y = torch.cat([self.a(p) * q, x[:, 5:]], 1)  # (N, 4 + 3, H, W)
         return self.fc(y.mean((2, 3)))
 
 

@@ -26,7 +26,7 @@ x = torch.zeros(1, 1, 28, 28)
 graph = ps.trace(Net(), x)
 for g in graph.groups:
     print(f"{g.name:10} {g.size:3} channels, producers {g.producers}")
-widths = ps.allocate(graph, "50%FLOPs", signal="l1")   # one global L1 threshold, on budget
-small = graph.prune(widths, importance="l1")          # a smaller nn.Module, weights kept
+widths = ps.allocate(graph, "50%FLOPs", signal="l1")  # one global L1 threshold, on budget
+small = graph.prune(widths, importance="l1")  # a smaller nn.Module, weights kept
 print(widths, graph.flops(widths), ps.count_flops(small, x), graph.flops())
 assert graph.flops(widths) == ps.count_flops(small, x) <= graph.flops() // 2

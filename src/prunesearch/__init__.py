@@ -42,10 +42,16 @@ __all__ = [
 
 _LAZY = {  # public name: the module that defines it
     "allocate": "engine.budget",
-    "count_flops": "engine.flops", "count_params": "engine.flops",
-    "ChannelGraph": "engine.graph", "ChannelGroup": "engine.graph", "trace": "engine.graph",
-    "create_model": "models", "list_models": "models", "register_model": "models",
-    "ArchSpec": "spec", "build": "spec",
+    "count_flops": "engine.flops",
+    "count_params": "engine.flops",
+    "ChannelGraph": "engine.graph",
+    "ChannelGroup": "engine.graph",
+    "trace": "engine.graph",
+    "create_model": "models",
+    "list_models": "models",
+    "register_model": "models",
+    "ArchSpec": "spec",
+    "build": "spec",
 }
 
 

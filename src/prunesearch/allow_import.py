@@ -25,8 +25,7 @@ and builtins are never permitted: a model is not there, and ``os:system`` is."""
 OWN_PACKAGE = ""  # ``--allow-import`` given no package: the one the spec's reference names
 
 
-def import_permission(allow: AllowImport, reference: str | None = None
-                      ) -> bool | tuple[str, ...]:
+def import_permission(allow: AllowImport, reference: str | None = None) -> bool | tuple[str, ...]:
     """``allow`` in a canonical, hashable form: a bool, or a sorted tuple of package names.
 
     :data:`OWN_PACKAGE` among the names stands for the top-level package of ``reference`` (a
@@ -36,19 +35,22 @@ def import_permission(allow: AllowImport, reference: str | None = None
         return allow
     names = (allow,) if isinstance(allow, str) else tuple(allow)
     if OWN_PACKAGE in names:
-        own = reference.partition(":")[0].split(".", 1)[0] if reference and ":" in reference \
-            else None
+        own = (
+            reference.partition(":")[0].split(".", 1)[0] if reference and ":" in reference else None
+        )
         names = tuple(n for n in names if n != OWN_PACKAGE) + ((own,) if own else ())
         if own:
             logging.getLogger(__name__).info(
-                "--allow-import without a package: allowing %s, the package the spec names",
-                own)
+                "--allow-import without a package: allowing %s, the package the spec names", own
+            )
     for name in names:
         if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
             raise PrunesearchError(f"--allow-import {name!r}: give a package name, e.g. mypkg")
         if stdlib(name):
-            raise PrunesearchError(f"--allow-import {name!r}: a standard-library module; only "
-                                   "packages that hold models can be allowed")
+            raise PrunesearchError(
+                f"--allow-import {name!r}: a standard-library module; only "
+                "packages that hold models can be allowed"
+            )
     return tuple(sorted(set(names))) or False
 
 

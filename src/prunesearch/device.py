@@ -42,9 +42,13 @@ def resolve_device(name: str) -> torch.device:
 
 def at_risk(module: nn.Module) -> bool:
     """A convolution oneDNN's NHWC 1x1 backward-weights kernel can get wrong."""
-    return (isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1)
-            and max(module.stride) > 1 and module.groups == 1
-            and module.in_channels < GUARD_BELOW_CHANNELS)
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.kernel_size == (1, 1)
+        and max(module.stride) > 1
+        and module.groups == 1
+        and module.in_channels < GUARD_BELOW_CHANNELS
+    )
 
 
 def _nchw_input(module: nn.Module, args: tuple) -> tuple:

@@ -11,8 +11,7 @@ import _thread
 import sys
 import threading
 
-__all__ = ["PrunesearchError", "SpecError", "TraceError", "first_line", "keep_interrupts",
-           "shown"]
+__all__ = ["PrunesearchError", "SpecError", "TraceError", "first_line", "keep_interrupts", "shown"]
 
 
 class PrunesearchError(Exception):
@@ -35,10 +34,12 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
     shown by its start and its size, a container (perhaps built from YAML aliases) by its type
     and length, never walked whole."""
     if isinstance(value, (dict, list, tuple, set)):
-        flat = len(value) <= 8 and all(isinstance(v, (float, bool, type(None))) or (
-            isinstance(v, int) and v.bit_length() < 64) or (
-            isinstance(v, str) and len(v) <= 20) for v in (
-                [*value.keys(), *value.values()] if isinstance(value, dict) else value))
+        flat = len(value) <= 8 and all(
+            isinstance(v, (float, bool, type(None)))
+            or (isinstance(v, int) and v.bit_length() < 64)
+            or (isinstance(v, str) and len(v) <= 20)
+            for v in ([*value.keys(), *value.values()] if isinstance(value, dict) else value)
+        )
         if not flat:
             return f"a {type(value).__name__} of {len(value)} item(s)"
     if isinstance(value, str) and len(value) > limit:

@@ -17,8 +17,16 @@ from typing import Any
 
 from prunesearch.errors import PrunesearchError
 
-__all__ = ["MAX_READ_BYTES", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
-           "file_digest", "held_lock", "read_json", "read_text"]
+__all__ = [
+    "MAX_READ_BYTES",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "file_digest",
+    "held_lock",
+    "read_json",
+    "read_text",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +79,9 @@ def read_text(path: str | os.PathLike, what: str, limit: int = MAX_READ_BYTES) -
         if not path.is_file():
             raise PrunesearchError(f"{what} {path} is not a file")
         if size > limit:
-            raise PrunesearchError(f"{what} {path} is {size / 2**20:.1f} MiB; the most read is "
-                                   f"{limit / 2**20:.0f} MiB")
+            raise PrunesearchError(
+                f"{what} {path} is {size / 2**20:.1f} MiB; the most read is {limit / 2**20:.0f} MiB"
+            )
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PrunesearchError(f"{what} file not found: {path}") from None
@@ -85,8 +94,9 @@ def read_text(path: str | os.PathLike, what: str, limit: int = MAX_READ_BYTES) -
 _JSON_TYPES = {dict: "an object", list: "an array"}
 
 
-def read_json(path: str | os.PathLike, what: str, expect: type | None = dict,
-              limit: int = MAX_READ_BYTES) -> Any:
+def read_json(
+    path: str | os.PathLike, what: str, expect: type | None = dict, limit: int = MAX_READ_BYTES
+) -> Any:
     """The parsed JSON of ``path`` (see :func:`read_text`), which must hold ``expect`` (an
     object by default; None: anything)."""
     text = read_text(path, what, limit)
@@ -95,16 +105,19 @@ def read_json(path: str | os.PathLike, what: str, expect: type | None = dict,
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PrunesearchError(f"{what} {path} is not valid JSON: {exc.msg} at line "
-                               f"{exc.lineno} column {exc.colno}") from None
+        raise PrunesearchError(
+            f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except RecursionError:
         raise PrunesearchError(f"{what} {path} is not valid JSON: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer of more than 4,300 digits
-        raise PrunesearchError(f"{what} {path} is not valid JSON: "
-                               f"{str(exc).split(':')[0]}") from None
+        raise PrunesearchError(
+            f"{what} {path} is not valid JSON: {str(exc).split(':')[0]}"
+        ) from None
     if expect is not None and not isinstance(data, expect):
-        raise PrunesearchError(f"{what} {path} must hold {_JSON_TYPES.get(expect, expect)}, "
-                               f"not {type(data).__name__}")
+        raise PrunesearchError(
+            f"{what} {path} must hold {_JSON_TYPES.get(expect, expect)}, not {type(data).__name__}"
+        )
     return data
 
 

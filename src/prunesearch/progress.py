@@ -37,9 +37,11 @@ class Reporter:
 
 def _epoch_line(epoch: int, epochs: int, r: dict[str, Any]) -> str:
     val = f" val_acc {r['val_accuracy']:.4f}" if r.get("val_accuracy") is not None else ""
-    return (f"epoch {epoch + 1}/{epochs} loss {r['train_loss']:.4f} "
-            f"acc {r['train_accuracy']:.4f}{val} lr {r['lr']:.4g} {r['seconds']:.1f}s "
-            f"({r['images_per_s']:.0f} img/s)")
+    return (
+        f"epoch {epoch + 1}/{epochs} loss {r['train_loss']:.4f} "
+        f"acc {r['train_accuracy']:.4f}{val} lr {r['lr']:.4g} {r['seconds']:.1f}s "
+        f"({r['images_per_s']:.0f} img/s)"
+    )
 
 
 class LogReporter(Reporter):
@@ -47,8 +49,7 @@ class LogReporter(Reporter):
 
     def start(self, title: str, epochs: int, batches: int, first_epoch: int = 0) -> None:
         self.epochs = epochs
-        logger.info("%s: epochs %d..%d, %d batches each", title, first_epoch + 1, epochs,
-                    batches)
+        logger.info("%s: epochs %d..%d, %d batches each", title, first_epoch + 1, epochs, batches)
 
     def epoch(self, epoch: int, record: dict[str, Any]) -> None:
         logger.info(_epoch_line(epoch, self.epochs, record))
@@ -86,36 +87,48 @@ class RichReporter(Reporter):
         )
 
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
-            TimeRemainingColumn(), console=console, transient=False)
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
         self.console = self.progress.console
 
     def start(self, title: str, epochs: int, batches: int, first_epoch: int = 0) -> None:
         self.epochs = epochs
         self.progress.start()
-        self.epoch_task = self.progress.add_task(title, total=epochs, completed=first_epoch,
-                                                 info="")
+        self.epoch_task = self.progress.add_task(
+            title, total=epochs, completed=first_epoch, info=""
+        )
         self.batch_task = self.progress.add_task("  batches", total=batches, info="")
 
     def batch(self, epoch: int, index: int, loss: float, accuracy: float) -> None:
-        self.progress.update(self.batch_task, completed=index + 1,
-                             info=f"loss {loss:.3f} acc {accuracy:.3f}")
+        self.progress.update(
+            self.batch_task, completed=index + 1, info=f"loss {loss:.3f} acc {accuracy:.3f}"
+        )
 
     def epoch(self, epoch: int, record: dict[str, Any]) -> None:
-        self.progress.update(self.epoch_task, completed=epoch + 1,
-                             info=f"val {record.get('val_accuracy') or 0:.3f}")
+        self.progress.update(
+            self.epoch_task, completed=epoch + 1, info=f"val {record.get('val_accuracy') or 0:.3f}"
+        )
         self.progress.reset(self.batch_task)
         self.console.log(_epoch_line(epoch, self.epochs, record))
 
     def search_start(self, title: str, total: int, completed: int) -> None:
         self.progress.start()
-        self.search_task = self.progress.add_task(title, total=total, completed=completed,
-                                                  info="")
+        self.search_task = self.progress.add_task(title, total=total, completed=completed, info="")
 
     def search_trial(self, completed: int, best: float | None) -> None:
-        self.progress.update(self.search_task, completed=completed,
-                             info=f"best {best:.4f}" if best is not None else "")
+        self.progress.update(
+            self.search_task,
+            completed=completed,
+            info=f"best {best:.4f}" if best is not None else "",
+        )
 
     def work_start(self, title: str, total: int) -> None:
         self.progress.start()

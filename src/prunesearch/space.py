@@ -20,9 +20,16 @@ from prunesearch.errors import PrunesearchError, shown
 from prunesearch.fileio import read_text
 from prunesearch.vocab import GRANULARITIES, LATENCY_FORMATS, LR_SCHEDULES, OBJECTIVES, SIGNALS
 
-__all__ = ["DataCfg", "ModelCfg", "Optimisation", "SearchCfg", "Space", "TrainCfg", "load_space",
-           "space_dirs"]
-
+__all__ = [
+    "DataCfg",
+    "ModelCfg",
+    "Optimisation",
+    "SearchCfg",
+    "Space",
+    "TrainCfg",
+    "load_space",
+    "space_dirs",
+]
 
 
 @dataclass(frozen=True)
@@ -76,17 +83,17 @@ class SearchCfg:
     round_to: int = 1
     granularity: str = "group"
     calib_batches: int = 20
-    objective: str = "inherit"   # what scores a candidate: inherit | scratch (objectives.py)
-    scratch_images: int = 6000   # scratch objective: training images of the first rung
-    scratch_rungs: int = 2       # rungs of x scratch_reduction images; successive halving
+    objective: str = "inherit"  # what scores a candidate: inherit | scratch (objectives.py)
+    scratch_images: int = 6000  # scratch objective: training images of the first rung
+    scratch_rungs: int = 2  # rungs of x scratch_reduction images; successive halving
     scratch_reduction: int = 3
     scratch_cooldown: float = 0.25  # decay branch at each rung, a fraction of its images
-    scratch_confirm: int = 4     # finalists re-scored with a second seed before export (0: off)
+    scratch_confirm: int = 4  # finalists re-scored with a second seed before export (0: off)
     # latency budgets (4ms, 50%latency): what the latency is of (latency_model.py)
-    latency_batch: int = 1       # images per forward pass; a budget is ms per image at it
-    latency_threads: int = 0     # torch threads while timing (0: torch's default here)
+    latency_batch: int = 1  # images per forward pass; a budget is ms per image at it
+    latency_threads: int = 0  # torch threads while timing (0: torch's default here)
     latency_format: str = "auto"  # nchw | channels-last | auto: the faster one per candidate
-    latency_round_to: int = 8    # the search also tries widths in multiples of this
+    latency_round_to: int = 8  # the search also tries widths in multiples of this
 
 
 @dataclass(frozen=True)
@@ -115,17 +122,29 @@ class Space:
         """A copy with top-level fields, or those of one section, changed."""
         if section is None:
             return dataclasses.replace(self, **changes)
-        return dataclasses.replace(self, **{section: dataclasses.replace(
-            getattr(self, section), **changes)})
+        return dataclasses.replace(
+            self, **{section: dataclasses.replace(getattr(self, section), **changes)}
+        )
 
 
 # the synthetic data set's arguments (data.py's _synthetic) and the largest value of each
-SYNTHETIC_KEYS = {"image_size": 1024, "in_channels": 64, "num_classes": 1000,
-                  "train_size": 1_000_000, "test_size": 1_000_000, "seed": 2**31}
+SYNTHETIC_KEYS = {
+    "image_size": 1024,
+    "in_channels": 64,
+    "num_classes": 1000,
+    "train_size": 1_000_000,
+    "test_size": 1_000_000,
+    "seed": 2**31,
+}
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict[str, Any]": dict}
-_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-               dict: "a mapping"}
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    dict: "a mapping",
+}
 
 
 def _check(value: Any, type_name: str, where: str) -> Any:
@@ -136,7 +155,8 @@ def _check(value: Any, type_name: str, where: str) -> Any:
         raise PrunesearchError(f"{where}: must be true, false or auto, got {shown(value)}")
     if type_name == "tuple[float, ...]":
         if not isinstance(value, list | tuple) or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
             raise PrunesearchError(f"{where}: must be a list of numbers, got {shown(value)}")
         return tuple(float(v) for v in value)
     typ = _TYPES[type_name]
@@ -156,10 +176,16 @@ def _section(cls: type, raw: Any, where: str) -> Any:
     for key in raw:
         if key not in known:
             raise PrunesearchError(f"{where}.{key}: unknown key; known: {', '.join(known)}")
-    kwargs = {key: _check(value, str(known[key].type), f"{where}.{key}")
-              for key, value in raw.items()}
-    missing = [f.name for f in fields(cls) if f.name not in kwargs
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    kwargs = {
+        key: _check(value, str(known[key].type), f"{where}.{key}") for key, value in raw.items()
+    }
+    missing = [
+        f.name
+        for f in fields(cls)
+        if f.name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise PrunesearchError(f"{where}.{missing[0]}: missing")
     return cls(**kwargs)
@@ -170,8 +196,7 @@ def _validate(space: Space, where: str) -> None:
     checks = [
         (t.epochs >= 1, "train.epochs", "must be >= 1"),
         (t.lr > 0, "train.lr", "must be > 0"),
-        (t.schedule in LR_SCHEDULES, "train.schedule",
-         f"must be one of {', '.join(LR_SCHEDULES)}"),
+        (t.schedule in LR_SCHEDULES, "train.schedule", f"must be one of {', '.join(LR_SCHEDULES)}"),
         (all(0 < m < 1 for m in t.milestones), "train.milestones", "must lie in (0, 1)"),
         (0 <= t.momentum < 1, "train.momentum", "must be in [0, 1)"),
         (t.weight_decay >= 0, "train.weight_decay", "must be >= 0"),
@@ -183,11 +208,13 @@ def _validate(space: Space, where: str) -> None:
         (s.trials >= 1, "search.trials", "must be >= 1"),
         (0 < s.min_ratio <= 1, "search.min_ratio", "must be in (0, 1]"),
         (s.round_to >= 1, "search.round_to", "must be >= 1"),
-        (s.granularity in GRANULARITIES, "search.granularity",
-         f"must be one of {', '.join(GRANULARITIES)}"),
+        (
+            s.granularity in GRANULARITIES,
+            "search.granularity",
+            f"must be one of {', '.join(GRANULARITIES)}",
+        ),
         (s.calib_batches >= 0, "search.calib_batches", "must be >= 0"),
-        (s.objective in OBJECTIVES, "search.objective",
-         f"must be one of {', '.join(OBJECTIVES)}"),
+        (s.objective in OBJECTIVES, "search.objective", f"must be one of {', '.join(OBJECTIVES)}"),
         (s.scratch_images >= 1, "search.scratch_images", "must be >= 1"),
         (s.scratch_rungs >= 1, "search.scratch_rungs", "must be >= 1"),
         (s.scratch_reduction >= 2, "search.scratch_reduction", "must be >= 2"),
@@ -195,8 +222,11 @@ def _validate(space: Space, where: str) -> None:
         (s.scratch_confirm >= 0, "search.scratch_confirm", "must be >= 0"),
         (s.latency_batch >= 1, "search.latency_batch", "must be >= 1"),
         (s.latency_threads >= 0, "search.latency_threads", "must be >= 0 (0: torch's default)"),
-        (s.latency_format in LATENCY_FORMATS, "search.latency_format",
-         f"must be one of {', '.join(LATENCY_FORMATS)}"),
+        (
+            s.latency_format in LATENCY_FORMATS,
+            "search.latency_format",
+            f"must be one of {', '.join(LATENCY_FORMATS)}",
+        ),
         (s.latency_round_to >= 1, "search.latency_round_to", "must be >= 1"),
         (d.val_size >= 0, "data.val_size", "must be >= 0"),
         (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
@@ -209,13 +239,20 @@ def _validate(space: Space, where: str) -> None:
             raise PrunesearchError(f"{where}.{key}: {message}, got {shown(value)}")
     for key, value in d.synthetic.items():  # the synthetic set's arguments (data.py)
         if key not in SYNTHETIC_KEYS:
-            raise PrunesearchError(f"{where}.data.synthetic.{shown(key)}: unknown key; known: "
-                                   f"{', '.join(SYNTHETIC_KEYS)}")
+            raise PrunesearchError(
+                f"{where}.data.synthetic.{shown(key)}: unknown key; known: "
+                f"{', '.join(SYNTHETIC_KEYS)}"
+            )
         low = 0 if key == "seed" else 1
-        if isinstance(value, bool) or not isinstance(value, int) or not \
-                low <= value <= SYNTHETIC_KEYS[key]:
-            raise PrunesearchError(f"{where}.data.synthetic.{key}: must be an integer in "
-                                   f"[{low}, {SYNTHETIC_KEYS[key]}], got {shown(value)}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not low <= value <= SYNTHETIC_KEYS[key]
+        ):
+            raise PrunesearchError(
+                f"{where}.data.synthetic.{key}: must be an integer in "
+                f"[{low}, {SYNTHETIC_KEYS[key]}], got {shown(value)}"
+            )
 
 
 def space_from_dict(raw: Any, where: str = "space", path: str = "") -> Space:
@@ -273,8 +310,10 @@ class _NoAliasLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
-            raise yaml.YAMLError(f"aliases (*name) are not supported in a space, at line "
-                                 f"{mark.line + 1} column {mark.column + 1}")
+            raise yaml.YAMLError(
+                f"aliases (*name) are not supported in a space, at line "
+                f"{mark.line + 1} column {mark.column + 1}"
+            )
         return super().compose_node(parent, index)
 
 
@@ -285,8 +324,9 @@ def _read_yaml(path: Path) -> Any:
     except RecursionError:
         raise PrunesearchError(f"space {path} is not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
-        raise PrunesearchError(f"space {path} is not valid YAML: "
-                               f"{str(exc).splitlines()[0]}") from None
+        raise PrunesearchError(
+            f"space {path} is not valid YAML: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def list_spaces() -> list[str]:

@@ -43,8 +43,9 @@ def package_versions() -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_graph(model: str, args_json: str, input_shape: tuple[int, ...],
-                  allow_import: bool | tuple[str, ...]) -> ChannelGraph:
+def _cached_graph(
+    model: str, args_json: str, input_shape: tuple[int, ...], allow_import: bool | tuple[str, ...]
+) -> ChannelGraph:
     import torch
 
     from prunesearch.engine.graph import trace
@@ -61,8 +62,9 @@ def _cached_graph(model: str, args_json: str, input_shape: tuple[int, ...],
     try:
         return trace(m, torch.zeros(1, *input_shape))
     except PrunesearchError as exc:
-        raise SpecError(f"$.input_shape: {list(input_shape)} does not fit {model!r}: {exc}"
-                        ) from None
+        raise SpecError(
+            f"$.input_shape: {list(input_shape)} does not fit {model!r}: {exc}"
+        ) from None
 
 
 MAX_INPUT_VALUES = 3 * 1024 * 1024  # per image: a spec's model is traced on a real tensor
@@ -72,19 +74,30 @@ def check_input_shape(shape: list[int], where: str) -> None:
     """Refuses, before anything is built or traced, an input too large to trace here."""
     values = math.prod(shape)
     if len(shape) > 4 or values > MAX_INPUT_VALUES:
-        raise SpecError(f"{where}: {shown(shape)} is {values:,} values per image; the most "
-                        f"prunesearch traces is {MAX_INPUT_VALUES:,} (3x1024x1024)")
+        raise SpecError(
+            f"{where}: {shown(shape)} is {values:,} values per image; the most "
+            f"prunesearch traces is {MAX_INPUT_VALUES:,} (3x1024x1024)"
+        )
 
 
-def base_graph(model: str, model_args: dict[str, Any], input_shape: tuple[int, ...] | list[int],
-               *, allow_import: AllowImport = False) -> ChannelGraph:
+def base_graph(
+    model: str,
+    model_args: dict[str, Any],
+    input_shape: tuple[int, ...] | list[int],
+    *,
+    allow_import: AllowImport = False,
+) -> ChannelGraph:
     """The traced, unpruned model a spec refers to (cached: specs of one family share it).
 
     Raises:
         SpecError: naming the spec field (model, model_args, input_shape) that is wrong.
     """
-    return _cached_graph(model, json.dumps(model_args, sort_keys=True), tuple(input_shape),
-                         import_permission(allow_import))
+    return _cached_graph(
+        model,
+        json.dumps(model_args, sort_keys=True),
+        tuple(input_shape),
+        import_permission(allow_import),
+    )
 
 
 def _path(*keys: str | int) -> str:
@@ -144,21 +157,36 @@ class ArchSpec:
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def from_graph(cls, graph: ChannelGraph, widths: dict[str, int], *, model: str,
-                   model_args: dict[str, Any] | None = None, budget: dict | None = None,
-                   search: dict | None = None) -> ArchSpec:
+    def from_graph(
+        cls,
+        graph: ChannelGraph,
+        widths: dict[str, int],
+        *,
+        model: str,
+        model_args: dict[str, Any] | None = None,
+        budget: dict | None = None,
+        search: dict | None = None,
+    ) -> ArchSpec:
         """A spec for ``graph``'s model pruned to ``widths`` (missing groups keep all)."""
         full = graph.base_widths | {k: int(v) for k, v in widths.items()}
         graph.widths_vector(full)  # validates
-        return cls(model=model, model_args=dict(model_args or {}),
-                   input_shape=list(graph.example_input.shape[1:]), widths=full,
-                   base_widths=graph.base_widths, flops=graph.flops(full),
-                   params=graph.params(full), base_flops=graph.flops(), budget=budget,
-                   search=search)
+        return cls(
+            model=model,
+            model_args=dict(model_args or {}),
+            input_shape=list(graph.example_input.shape[1:]),
+            widths=full,
+            base_widths=graph.base_widths,
+            flops=graph.flops(full),
+            params=graph.params(full),
+            base_flops=graph.flops(),
+            budget=budget,
+            search=search,
+        )
 
     @classmethod
-    def from_dict(cls, data: Any, *, allow_import: AllowImport = False,
-                  check_model: bool = True) -> ArchSpec:
+    def from_dict(
+        cls, data: Any, *, allow_import: AllowImport = False, check_model: bool = True
+    ) -> ArchSpec:
         """Validates ``data`` (parsed JSON); with ``check_model``, also against the model.
 
         Raises:
@@ -168,14 +196,22 @@ class ArchSpec:
         if "format" not in d:
             raise SpecError("$.format: missing (expected 'prunesearch.arch/v1')")
         if d["format"] != FORMAT:
-            raise SpecError(f"$.format: unsupported format {shown(d['format'])}; "
-                            f"this version reads {FORMAT!r}")
+            raise SpecError(
+                f"$.format: unsupported format {shown(d['format'])}; this version reads {FORMAT!r}"
+            )
         known = {"format", *cls.__dataclass_fields__}
         for key in d:
             if key not in known:
                 raise SpecError(f"{_path(key)}: unknown field")
-        for key in ("model", "input_shape", "widths", "base_widths", "flops", "params",
-                    "base_flops"):
+        for key in (
+            "model",
+            "input_shape",
+            "widths",
+            "base_widths",
+            "flops",
+            "params",
+            "base_flops",
+        ):
             if key not in d:
                 raise SpecError(f"{_path(key)}: missing")
         model = _str(d["model"], "$.model")
@@ -191,28 +227,40 @@ class ArchSpec:
             if name not in base:
                 raise SpecError(f"{_path('widths', name)}: group missing from $.base_widths")
             if w > base[name]:
-                raise SpecError(f"{_path('widths', name)}: {w} exceeds the base width "
-                                f"{base[name]}")
+                raise SpecError(f"{_path('widths', name)}: {w} exceeds the base width {base[name]}")
         budget = _obj(d.get("budget"), "$.budget", optional=True)
         if budget is not None:
             if budget.get("kind") not in _BUDGET_KINDS:
-                raise SpecError(f"$.budget.kind: must be one of {', '.join(_BUDGET_KINDS)}, "
-                                f"got {shown(budget.get('kind'))}")
+                raise SpecError(
+                    f"$.budget.kind: must be one of {', '.join(_BUDGET_KINDS)}, "
+                    f"got {shown(budget.get('kind'))}"
+                )
             _int(budget.get("target"), "$.budget.target", minimum=1)
             latency = _obj(budget.get("latency"), "$.budget.latency", optional=True)
             for key in ("target_ms", "predicted_ms", "measured_ms"):
                 value = (latency or {}).get(key)
-                if latency is not None and (isinstance(value, bool) or not isinstance(
-                        value, int | float) or not 0 < value < 1e9):
-                    raise SpecError(f"$.budget.latency.{key}: must be a positive number of "
-                                    f"milliseconds, got {shown(value)}")
+                if latency is not None and (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or not 0 < value < 1e9
+                ):
+                    raise SpecError(
+                        f"$.budget.latency.{key}: must be a positive number of "
+                        f"milliseconds, got {shown(value)}"
+                    )
         versions = _obj(d.get("versions", {}), "$.versions")
         spec = cls(
-            model=model, model_args=model_args, input_shape=shape, widths=widths,
-            base_widths=base, flops=_int(d["flops"], "$.flops"),
-            params=_int(d["params"], "$.params"), base_flops=_int(d["base_flops"], "$.base_flops"),
+            model=model,
+            model_args=model_args,
+            input_shape=shape,
+            widths=widths,
+            base_widths=base,
+            flops=_int(d["flops"], "$.flops"),
+            params=_int(d["params"], "$.params"),
+            base_flops=_int(d["base_flops"], "$.base_flops"),
             flop_counter=_str(d.get("flop_counter", FLOP_COUNTER), "$.flop_counter"),
-            budget=budget, search=_obj(d.get("search"), "$.search", optional=True),
+            budget=budget,
+            search=_obj(d.get("search"), "$.search", optional=True),
             versions={str(k): str(v) for k, v in versions.items()},
         )
         spec.allow_import = import_permission(allow_import, model)
@@ -221,8 +269,9 @@ class ArchSpec:
         return spec
 
     @classmethod
-    def load(cls, path: str | Path, *, allow_import: AllowImport = False,
-             check_model: bool = True) -> ArchSpec:
+    def load(
+        cls, path: str | Path, *, allow_import: AllowImport = False, check_model: bool = True
+    ) -> ArchSpec:
         """Reads and validates a spec file; with ``check_model`` (the default), also against
         the model it names (building it)."""
         path = Path(path)
@@ -239,39 +288,61 @@ class ArchSpec:
     def graph(self, *, allow_import: AllowImport = False) -> ChannelGraph:
         """The traced base model this spec prunes (importing its code if the spec was loaded
         with ``allow_import`` or ``allow_import`` is given here)."""
-        return base_graph(self.model, self.model_args, self.input_shape,
-                          allow_import=allow_import or self.allow_import)
+        return base_graph(
+            self.model,
+            self.model_args,
+            self.input_shape,
+            allow_import=allow_import or self.allow_import,
+        )
 
     def check(self, graph: ChannelGraph) -> None:
         """Checks the widths and recorded costs against the traced base model."""
         groups = graph.base_widths
         for name, size in self.base_widths.items():
             if name not in groups:
-                raise SpecError(f"{_path('base_widths', name)}: no such group in model "
-                                f"{self.model!r}")
+                raise SpecError(
+                    f"{_path('base_widths', name)}: no such group in model {self.model!r}"
+                )
             if size != groups[name]:
-                raise SpecError(f"{_path('base_widths', name)}: model {self.model!r} has "
-                                f"{groups[name]} channels there, not {size}")
+                raise SpecError(
+                    f"{_path('base_widths', name)}: model {self.model!r} has "
+                    f"{groups[name]} channels there, not {size}"
+                )
         for g in graph.groups:
             if g.name not in self.widths:
                 raise SpecError(f"{_path('widths', g.name)}: missing (every group needs a width)")
             if self.widths[g.name] % g.step:
-                raise SpecError(f"{_path('widths', g.name)}: {self.widths[g.name]} is not a "
-                                f"multiple of {g.step} (the group keeps whole conv or norm "
-                                "groups)")
-        for key, actual in (("base_flops", graph.flops()), ("flops", graph.flops(self.widths)),
-                            ("params", graph.params(self.widths))):
+                raise SpecError(
+                    f"{_path('widths', g.name)}: {self.widths[g.name]} is not a "
+                    f"multiple of {g.step} (the group keeps whole conv or norm "
+                    "groups)"
+                )
+        for key, actual in (
+            ("base_flops", graph.flops()),
+            ("flops", graph.flops(self.widths)),
+            ("params", graph.params(self.widths)),
+        ):
             if getattr(self, key) != actual:
-                raise SpecError(f"{_path(key)}: {getattr(self, key)} does not match the "
-                                f"widths (counted {actual})")
+                raise SpecError(
+                    f"{_path(key)}: {getattr(self, key)} does not match the "
+                    f"widths (counted {actual})"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "model": self.model, "model_args": self.model_args,
-            "input_shape": list(self.input_shape), "widths": dict(self.widths),
-            "base_widths": dict(self.base_widths), "flops": self.flops, "params": self.params,
-            "base_flops": self.base_flops, "flop_counter": self.flop_counter,
-            "budget": self.budget, "search": self.search, "versions": dict(self.versions),
+            "format": FORMAT,
+            "model": self.model,
+            "model_args": self.model_args,
+            "input_shape": list(self.input_shape),
+            "widths": dict(self.widths),
+            "base_widths": dict(self.base_widths),
+            "flops": self.flops,
+            "params": self.params,
+            "base_flops": self.base_flops,
+            "flop_counter": self.flop_counter,
+            "budget": self.budget,
+            "search": self.search,
+            "versions": dict(self.versions),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -281,8 +352,12 @@ class ArchSpec:
     def summary(self) -> dict[str, Any]:
         """Per-group widths against the base model, and the spec's costs, as plain data."""
         rows = [
-            {"group": name, "base": base, "width": self.widths[name],
-             "keep_ratio": round(self.widths[name] / base, 4)}
+            {
+                "group": name,
+                "base": base,
+                "width": self.widths[name],
+                "keep_ratio": round(self.widths[name] / base, 4),
+            }
             for name, base in self.base_widths.items()
         ]
         return {

@@ -7,18 +7,27 @@ from collections.abc import Sequence
 
 from prunesearch.errors import PrunesearchError
 
-__all__ = ["ARCH_INITS", "EPOCH_BUDGETS", "EXPORT_FORMATS", "GRANULARITIES", "LATENCY_FORMATS",
-           "LR_SCHEDULES", "OBJECTIVES", "SIGNALS", "require"]
+__all__ = [
+    "ARCH_INITS",
+    "EPOCH_BUDGETS",
+    "EXPORT_FORMATS",
+    "GRANULARITIES",
+    "LATENCY_FORMATS",
+    "LR_SCHEDULES",
+    "OBJECTIVES",
+    "SIGNALS",
+    "require",
+]
 
-SIGNALS = ("slimming", "l1")               # importance signals (importance.py)
+SIGNALS = ("slimming", "l1")  # importance signals (importance.py)
 GRANULARITIES = ("group", "stage", "profile")  # search parameterisations (granularity.py)
-OBJECTIVES = ("inherit", "scratch")        # what scores a candidate (objectives.py)
+OBJECTIVES = ("inherit", "scratch")  # what scores a candidate (objectives.py)
 LR_SCHEDULES = ("step", "cosine", "constant")  # learning-rate schedules (train.lr_factor)
 # how many epochs a pruned architecture trains (Liu et al.): Scratch-E the base's epochs,
 # Scratch-B the base's compute at the architecture's FLOPs (runs.scratch_b_epochs)
 EPOCH_BUDGETS = ("scratch-e", "scratch-b")
-ARCH_INITS = ("scratch", "inherit")        # train-arch from random init or the pruned base
-EXPORT_FORMATS = ("onnx", "pt2")           # prunesearch export: ONNX, torch.export (export.py)
+ARCH_INITS = ("scratch", "inherit")  # train-arch from random init or the pruned base
+EXPORT_FORMATS = ("onnx", "pt2")  # prunesearch export: ONNX, torch.export (export.py)
 LATENCY_FORMATS = ("auto", "nchw", "channels-last")  # what a latency budget is timed in
 
 

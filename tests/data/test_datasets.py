@@ -23,7 +23,8 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> Path:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape)
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
     data = header + array.astype(np.uint8).tobytes()
     path.write_bytes(gzip.compress(data) if compress else data)
     return path
@@ -34,10 +35,12 @@ def fake_mnist(folder: Path, n: int = 20, compress: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     sfx = ".gz" if compress else ""
     for split, count in (("train", n), ("t10k", n // 2)):
-        write_idx(folder / f"{split}-images-idx3-ubyte{sfx}",
-                  rng.integers(0, 256, (count, 28, 28)), compress)
-        write_idx(folder / f"{split}-labels-idx1-ubyte{sfx}", rng.integers(0, 10, count),
-                  compress)
+        write_idx(
+            folder / f"{split}-images-idx3-ubyte{sfx}",
+            rng.integers(0, 256, (count, 28, 28)),
+            compress,
+        )
+        write_idx(folder / f"{split}-labels-idx1-ubyte{sfx}", rng.integers(0, 10, count), compress)
     return folder
 
 
@@ -46,8 +49,10 @@ def test_idx_gz_and_raw(tmp_path, compress):
     fake_mnist(tmp_path, compress=compress)
     data = load_dataset("mnist", "train", data_dir=tmp_path)
     assert data.images.shape == (20, 1, 28, 28) and data.images.dtype == torch.uint8
-    assert data.labels.dtype == torch.int64 and len(load_dataset("mnist", "test",
-                                                                  data_dir=tmp_path)) == 10
+    assert (
+        data.labels.dtype == torch.int64
+        and len(load_dataset("mnist", "test", data_dir=tmp_path)) == 10
+    )
 
 
 def test_truncated_idx_is_a_user_error(tmp_path):
@@ -61,8 +66,11 @@ def test_truncated_idx_is_a_user_error(tmp_path):
 
 
 def test_explicit_data_dir_without_files_lists_them(tmp_path):
-    with pytest.raises(PrunesearchError, match=r"fashion-mnist not found in .*"
-                       r"expected files train-images-idx3-ubyte"):
+    with pytest.raises(
+        PrunesearchError,
+        match=r"fashion-mnist not found in .*"
+        r"expected files train-images-idx3-ubyte",
+    ):
         load_dataset("fashion-mnist", "train", data_dir=tmp_path)
     with pytest.raises(PrunesearchError, match="unknown dataset 'imagenet'"):
         load_dataset("imagenet", "train")
@@ -85,9 +93,10 @@ def test_debian_fashion_mnist_found_without_flags(monkeypatch, tmp_path):
 
 def cifar_batch(path: Path, n: int, fine: bool = False) -> None:
     rng = np.random.default_rng(n)
-    obj = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-           b"fine_labels" if fine else b"labels": rng.integers(0, 100 if fine else 10,
-                                                               n).tolist()}
+    obj = {
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"fine_labels" if fine else b"labels": rng.integers(0, 100 if fine else 10, n).tolist(),
+    }
     path.write_bytes(pickle.dumps(obj, protocol=2))
 
 
@@ -118,8 +127,7 @@ def test_an_idx_file_without_images_is_a_user_error(tmp_path):
     folder = fake_mnist(tmp_path / "fm")
     write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((0, 28, 28)), True)
     write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(0), True)
-    with pytest.raises(PrunesearchError, match="the train split of fashion-mnist holds no "
-                                               "images"):
+    with pytest.raises(PrunesearchError, match="the train split of fashion-mnist holds no images"):
         load_dataset("fashion-mnist", "train", data_dir=folder)
     write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((3, 32, 32)), True)
     write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(3), True)
@@ -127,21 +135,25 @@ def test_an_idx_file_without_images_is_a_user_error(tmp_path):
         load_dataset("fashion-mnist", "train", data_dir=folder)
 
 
-@pytest.mark.parametrize("labels, message", [
-    (["cat", "dog"], "CIFAR labels are not a list of integers"),
-    ([[1, 2], [3]], "CIFAR labels are not a list of integers"),
-    (7, "not a CIFAR batch"),
-    ([1], "not a CIFAR batch"),  # one label for two images
-    ([3, 10], r"labels of cifar10 out of range \(they must be 0..9\)"),
-])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (["cat", "dog"], "CIFAR labels are not a list of integers"),
+        ([[1, 2], [3]], "CIFAR labels are not a list of integers"),
+        (7, "not a CIFAR batch"),
+        ([1], "not a CIFAR batch"),  # one label for two images
+        ([3, 10], r"labels of cifar10 out of range \(they must be 0..9\)"),
+    ],
+)
 def test_a_cifar_batch_with_malformed_labels_is_a_user_error(tmp_path, labels, message):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     for i in range(1, 6):
         cifar_batch(folder / f"data_batch_{i}", 2)
     cifar_batch(folder / "test_batch", 2)
-    (folder / "data_batch_3").write_bytes(pickle.dumps(
-        {b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": labels}, protocol=2))
+    (folder / "data_batch_3").write_bytes(
+        pickle.dumps({b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": labels}, protocol=2)
+    )
     with pytest.raises(PrunesearchError, match=message):
         load_dataset("cifar10", "train", data_dir=tmp_path)
 
@@ -149,6 +161,7 @@ def test_a_cifar_batch_with_malformed_labels_is_a_user_error(tmp_path, labels, m
 class Exploit:
     def __reduce__(self):
         import os
+
         return (os.system, ("echo pwned > /tmp/prunesearch-pwned",))
 
 

@@ -40,22 +40,27 @@ def test_random_crop_shifts_content_within_padding():
     d = data()
     plain = BatchLoader(d, 100, train=True, augment=False, seed=0)
     aug = BatchLoader(d, 100, train=True, augment=True, seed=0)
-    (x0, y0), = batches(plain, 0)
-    (x1, y1), = batches(aug, 0)
+    ((x0, y0),) = batches(plain, 0)
+    ((x1, y1),) = batches(aug, 0)
     assert torch.equal(y0, y1)  # same order: augmentation draws after the permutation
     assert not torch.equal(x0, x1)
     # each augmented image equals its plain image shifted by at most the padding (1 pixel)
     for i in range(5):
-        found = any(torch.equal(x1[i, :, 1:-1, 1:-1], x0[i, :, 1 + dy:7 + dy, 1 + dx:7 + dx])
-                    for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        found = any(
+            torch.equal(x1[i, :, 1:-1, 1:-1], x0[i, :, 1 + dy : 7 + dy, 1 + dx : 7 + dx])
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        )
         assert found
 
 
 def test_ranks_share_each_batch():
     d = data()
     full = batches(BatchLoader(d, 20, train=True, augment=False, seed=5), 0)
-    parts = [batches(BatchLoader(d, 20, train=True, augment=False, seed=5, rank=r,
-                                 world_size=2), 0) for r in range(2)]
+    parts = [
+        batches(BatchLoader(d, 20, train=True, augment=False, seed=5, rank=r, world_size=2), 0)
+        for r in range(2)
+    ]
     for i, (_, y) in enumerate(full):
         assert torch.equal(torch.cat([parts[0][i][1], parts[1][i][1]]), y)
 

@@ -42,14 +42,25 @@ def pruned_run(tmp_path_factory):
     (below oneDNN's channel block: the guarded case) and the rest to about half."""
     space = load_space(TINY)
     graph = ps.trace(space.create_model(), torch.zeros(1, 3, 16, 16))
-    widths = {g.name: 4 if g.name.startswith(("conv1", "layer1")) else g.size // 2
-              for g in graph.groups}
-    spec = ps.ArchSpec.from_graph(graph, widths, model="resnet20",
-                                  model_args=space.model.args,
-                                  search={"objective": "scratch", "signal": "l1", "trial": 3,
-                                          "score": 0.5, "trials": 6, "study": "s",
-                                          "granularity": "group"},
-                                  budget={"kind": "flops", "target": 10**6, "text": "10%FLOPs"})
+    widths = {
+        g.name: 4 if g.name.startswith(("conv1", "layer1")) else g.size // 2 for g in graph.groups
+    }
+    spec = ps.ArchSpec.from_graph(
+        graph,
+        widths,
+        model="resnet20",
+        model_args=space.model.args,
+        search={
+            "objective": "scratch",
+            "signal": "l1",
+            "trial": 3,
+            "score": 0.5,
+            "trials": 6,
+            "study": "s",
+            "granularity": "group",
+        },
+        budget={"kind": "flops", "target": 10**6, "text": "10%FLOPs"},
+    )
     run = tmp_path_factory.mktemp("pruned") / "run"
     train_arch(spec, space, out=run, epochs=1, data=DataOptions(limit_train=64))
     return run
@@ -62,10 +73,10 @@ def test_onnx_export_of_a_pruned_run_is_verified_and_has_a_card(pruned_run, tmp_
     proc = run_cli("export", pruned_run, "--format", "onnx", "--out", out, *FAST, "--json")
     assert proc.returncode == 0, proc.stderr
     card = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert _files(tmp_path) == ["deploy", "deploy/MODEL.md", "deploy/model.json",
-                                "deploy/net.onnx"]
-    assert json.loads((tmp_path / "deploy" / "model.json").read_text()) == \
-        {k: v for k, v in card.items() if k not in ("path", "card", "card_json")}
+    assert _files(tmp_path) == ["deploy", "deploy/MODEL.md", "deploy/model.json", "deploy/net.onnx"]
+    assert json.loads((tmp_path / "deploy" / "model.json").read_text()) == {
+        k: v for k, v in card.items() if k not in ("path", "card", "card_json")
+    }
     v = card["verification"]
     assert v["passed"] and v["images"] == 64 and v["batches"] == [1, 63]  # the tiny val split
     assert v["max_abs_logit_diff"] <= TOLERANCE * max(1, v["logit_scale"])
@@ -73,8 +84,12 @@ def test_onnx_export_of_a_pruned_run_is_verified_and_has_a_card(pruned_run, tmp_
     metrics = json.loads((pruned_run / "metrics.json").read_text())
     assert card["accuracy"]["test"] == metrics["test_accuracy"]
     assert card["search"]["budget"] == "10%FLOPs" and card["search"]["trial"] == 3
-    assert card["architecture"]["groups"][0] == {"group": "conv1", "base": 16, "width": 4,
-                                                 "keep_ratio": 0.25}
+    assert card["architecture"]["groups"][0] == {
+        "group": "conv1",
+        "base": 16,
+        "width": 4,
+        "keep_ratio": 0.25,
+    }
     assert card["export"]["opset"] == 18 and card["export"]["batch"] == "dynamic"
     assert {r["model"] for r in card["latency"]["rows"]} == {"spec", "base"}
     md = (tmp_path / "deploy" / "MODEL.md").read_text()
@@ -90,8 +105,18 @@ def test_onnx_export_of_a_pruned_run_is_verified_and_has_a_card(pruned_run, tmp_
 
 
 def test_pt2_export_with_a_fixed_batch(pruned_run, tmp_path):
-    proc = run_cli("export", pruned_run, "--format", "pt2", "--batch", "16", "--out",
-                   f"{tmp_path}/", *FAST, "--json")
+    proc = run_cli(
+        "export",
+        pruned_run,
+        "--format",
+        "pt2",
+        "--batch",
+        "16",
+        "--out",
+        f"{tmp_path}/",
+        *FAST,
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     card = json.loads(proc.stdout.strip().splitlines()[-1])
     assert card["path"] == str(tmp_path / "model.pt2")
@@ -104,8 +129,9 @@ def test_pt2_export_with_a_fixed_batch(pruned_run, tmp_path):
 
 
 def test_a_base_run_exports_without_a_search_or_a_second_model(tiny_base_dir, tmp_path):
-    proc = run_cli("export", tiny_base_dir, "--format", "pt2", "--out", tmp_path / "b.pt2",
-                   *FAST, "--json")
+    proc = run_cli(
+        "export", tiny_base_dir, "--format", "pt2", "--out", tmp_path / "b.pt2", *FAST, "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     card = json.loads(proc.stdout.strip().splitlines()[-1])
     assert card["search"] is None and card["run"]["kind"] == "base"
@@ -124,10 +150,17 @@ def _small(name):
         graph = ps.trace(ps.create_model(name, num_classes=4), torch.zeros(1, 3, 32, 32))
         return graph.prune({g.name: max(1, g.size // 4) for g in graph.groups}), 32
     if name == "mobilenetv2":
-        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
-                             InvertedResidual(8, 8, 6, 1), InvertedResidual(8, 12, 6, 1),
-                             InvertedResidual(12, 16, 6, 2), nn.AdaptiveAvgPool2d(1),
-                             nn.Flatten(), nn.Linear(16, 4)), 8
+        return nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU6(),
+            InvertedResidual(8, 8, 6, 1),
+            InvertedResidual(8, 12, 6, 1),
+            InvertedResidual(12, 16, 6, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, 4),
+        ), 8
     return {"preresnet": PreResNet(11, 4), "densenet": DenseNet(7, 4, 4)}[name], 8
 
 
@@ -156,8 +189,11 @@ class Drifting(nn.Module):
 
 
 def test_a_failed_verification_is_an_error():
-    with pytest.raises(PrunesearchError, match=r"verification of the pt2 export failed, "
-                                               r"nothing written: max \|logit diff\|"):
+    with pytest.raises(
+        PrunesearchError,
+        match=r"verification of the pt2 export failed, "
+        r"nothing written: max \|logit diff\|",
+    ):
         verified_export(Drifting(), [3, 2, 2], torch.randn(4, 3, 2, 2), "pt2", None)
 
 
@@ -172,8 +208,10 @@ def test_a_run_whose_export_fails_verification_writes_nothing(pruned_run, monkey
     before = _files(pruned_run)
     proc = run_cli("export", pruned_run, "--format", "pt2", *FAST)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("error: verification of the pt2 export failed, nothing "
-                                  "written: max |logit diff| 0.001 (tolerance 0.0001)")
+    assert proc.stderr.startswith(
+        "error: verification of the pt2 export failed, nothing "
+        "written: max |logit diff| 0.001 (tolerance 0.0001)"
+    )
     assert len(proc.stderr.strip().splitlines()) == 1
     assert _files(pruned_run) == before
 
@@ -181,6 +219,7 @@ def test_a_run_whose_export_fails_verification_writes_nothing(pruned_run, monkey
 def test_verify_counts_near_ties_apart():
     ref = torch.tensor([[1.0, 1.0 + 1e-6, 0.0], [3.0, 0.0, 0.0]])
     model = nn.Identity()
+
     def flip_ties(x):  # the export's logits: the near-tie's top two swapped (batch 1 each)
         return x[:, [1, 0, 2]] if abs(x[0, 1] - x[0, 0]) < 1e-5 else x
 
@@ -190,24 +229,38 @@ def test_verify_counts_near_ties_apart():
     assert not wrong["passed"] and wrong["unexplained_disagreements"] == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["export", "{empty}", "--format", "onnx"], "has no model.safetensors"),
-    (["export", "{missing}", "--format", "pt2"], "run folder not found"),
-    (["export", "{run}", "--format", "tflite"], "unknown format 'tflite'; choose onnx, pt2"),
-    (["export", "{run}", "--format", "pt2", "--batch", "0"], "--batch must be an integer in"),
-    (["export", "{run}", "--format", "pt2", "--batch", "10**9"], "--batch must be an integer in"),
-    (["export", "{run}", "--format", "pt2", "--latency-batch", "99999999"],
-     "--latency-batch must be in 1..1024, got 99999999"),
-    (["export", "{run}", "--format", "pt2", "--threads", "0"], "--threads must be >= 1, got 0"),
-    (["export", "{run}", "--format", "pt2", "--out", "{tmp}/m.onnx"], "a pt2 export is a .pt2"),
-    (["export", "{run}", "--format", "pt2", "--verify-images", "0"],
-     "--verify-images must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "{empty}", "--format", "onnx"], "has no model.safetensors"),
+        (["export", "{missing}", "--format", "pt2"], "run folder not found"),
+        (["export", "{run}", "--format", "tflite"], "unknown format 'tflite'; choose onnx, pt2"),
+        (["export", "{run}", "--format", "pt2", "--batch", "0"], "--batch must be an integer in"),
+        (
+            ["export", "{run}", "--format", "pt2", "--batch", "10**9"],
+            "--batch must be an integer in",
+        ),
+        (
+            ["export", "{run}", "--format", "pt2", "--latency-batch", "99999999"],
+            "--latency-batch must be in 1..1024, got 99999999",
+        ),
+        (["export", "{run}", "--format", "pt2", "--threads", "0"], "--threads must be >= 1, got 0"),
+        (["export", "{run}", "--format", "pt2", "--out", "{tmp}/m.onnx"], "a pt2 export is a .pt2"),
+        (
+            ["export", "{run}", "--format", "pt2", "--verify-images", "0"],
+            "--verify-images must be >= 1, got 0",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(pruned_run, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     before_run, before_tmp = _files(pruned_run), _files(tmp_path)
-    names = {"empty": tmp_path / "empty", "missing": tmp_path / "missing", "run": pruned_run,
-             "tmp": tmp_path}
+    names = {
+        "empty": tmp_path / "empty",
+        "missing": tmp_path / "missing",
+        "run": pruned_run,
+        "tmp": tmp_path,
+    }
     proc = run_cli(*[a.format(**names) for a in args])
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and message in proc.stderr
@@ -222,8 +275,10 @@ def test_damaged_run_files_are_one_error_naming_them(pruned_run, tmp_path):
     before = _files(tmp_path)
     proc = run_cli("export", run, "--format", "pt2")
     assert proc.returncode == 2
-    assert proc.stderr == f"error: {run}/metrics.json has no test_accuracy: not the metrics of " \
-                          "a finished training run\n"
+    assert (
+        proc.stderr == f"error: {run}/metrics.json has no test_accuracy: not the metrics of "
+        "a finished training run\n"
+    )
     (run / "metrics.json").write_bytes((pruned_run / "metrics.json").read_bytes())
     (run / "model.safetensors").write_bytes(b"\x00" * 20)
     proc = run_cli("export", run, "--format", "pt2")
@@ -237,6 +292,8 @@ def test_missing_extra_names_it_and_writes_nothing(pruned_run, monkeypatch):
     before = _files(pruned_run)
     proc = run_cli("export", pruned_run, "--format", "onnx")
     assert proc.returncode == 2
-    assert proc.stderr == ("error: --format onnx needs the export extra (missing: onnxruntime): "
-                           "pip install 'prunesearch[export]'\n")
+    assert proc.stderr == (
+        "error: --format onnx needs the export extra (missing: onnxruntime): "
+        "pip install 'prunesearch[export]'\n"
+    )
     assert _files(pruned_run) == before

@@ -21,28 +21,31 @@ def test_parse_forms():
     assert parse_budgets("20MFLOPs")[0].slug == "20M-flops"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("150%FLOPs", r"percentage must be in \(0, 100\]"),
-    ("0%FLOPs", r"percentage must be in \(0, 100\]"),
-    ("-5%FLOPs", r"percentage must be in \(0, 100\]"),
-    ("abc", "not understood"),
-    ("50%foo", "not understood"),
-    ("50%", "names no unit"),
-    ("", "budget is empty"),
-    ("50%FLOPs,30%params", "mixes FLOPs and params"),
-    ("50%,50%FLOPs", "same budget twice"),
-    ("50%,50.00001%FLOPs", "too close to tell apart: both would be 50pct-flops"),
-    ("20M,20.000001MFLOPs", "both would be 20M-flops"),
-    ("5%MFLOPs", "percentage takes no K/M/G"),
-    ("0.5FLOPs", "must be positive"),
-    ("0ms", "a latency must be positive"),
-    ("-3ms", "a latency must be positive"),
-    ("4min", "not understood"),
-    ("4 parsecs", "not understood"),
-    ("50%ms", "a percentage takes no K/M/G or time unit"),
-    ("4ms,50%FLOPs", "mixes FLOPs and latency"),
-    ("4Mlatency", "a latency is a percentage .* or a time"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("150%FLOPs", r"percentage must be in \(0, 100\]"),
+        ("0%FLOPs", r"percentage must be in \(0, 100\]"),
+        ("-5%FLOPs", r"percentage must be in \(0, 100\]"),
+        ("abc", "not understood"),
+        ("50%foo", "not understood"),
+        ("50%", "names no unit"),
+        ("", "budget is empty"),
+        ("50%FLOPs,30%params", "mixes FLOPs and params"),
+        ("50%,50%FLOPs", "same budget twice"),
+        ("50%,50.00001%FLOPs", "too close to tell apart: both would be 50pct-flops"),
+        ("20M,20.000001MFLOPs", "both would be 20M-flops"),
+        ("5%MFLOPs", "percentage takes no K/M/G"),
+        ("0.5FLOPs", "must be positive"),
+        ("0ms", "a latency must be positive"),
+        ("-3ms", "a latency must be positive"),
+        ("4min", "not understood"),
+        ("4 parsecs", "not understood"),
+        ("50%ms", "a percentage takes no K/M/G or time unit"),
+        ("4ms,50%FLOPs", "mixes FLOPs and latency"),
+        ("4Mlatency", "a latency is a percentage .* or a time"),
+    ],
+)
 def test_parse_errors(text, message):
     with pytest.raises(ps.PrunesearchError, match=message):
         parse_budgets(text)
@@ -95,8 +98,9 @@ def test_global_threshold_normalises_each_group_by_its_mean():
 
     graph = ps.trace(ps.create_model("vgg11", num_classes=4), torch.zeros(1, 3, 32, 32))
     gen = torch.Generator().manual_seed(0)
-    scores = {g.name: torch.rand(g.size, generator=gen, dtype=torch.float64) + 0.5
-                      for g in graph.groups}
+    scores = {
+        g.name: torch.rand(g.size, generator=gen, dtype=torch.float64) + 0.5 for g in graph.groups
+    }
     small = graph.groups[3].name
     scores[small] = scores[small] / 100
     target = graph.flops() // 2
@@ -117,8 +121,7 @@ def test_latency_budgets_parse():
     family = parse_budgets("2,4ms")
     assert [b.value for b in family] == [2e6, 4e6] and [b.text for b in family] == ["2ms", "4ms"]
     assert [b.slug for b in family] == ["2ms-latency", "4ms-latency"]
-    assert [b.slug for b in parse_budgets("25%,50%latency")] == ["25pct-latency",
-                                                                 "50pct-latency"]
+    assert [b.slug for b in parse_budgets("25%,50%latency")] == ["25pct-latency", "50pct-latency"]
     assert parse_budgets("250us")[0].slug == "250us-latency"
 
 

@@ -73,10 +73,13 @@ def test_squeeze_excite_gate_and_depthwise():
     assert pruned.se_expand.out_channels == 5 and pruned.se_reduce.in_channels == 5
 
 
-@pytest.mark.parametrize("construct, fixed_group, op_text", [
-    ("unknown_op", "c1", "roll"),
-    ("chunk_shuffle", "stem.0", "view()"),
-])
+@pytest.mark.parametrize(
+    "construct, fixed_group, op_text",
+    [
+        ("unknown_op", "c1", "roll"),
+        ("chunk_shuffle", "stem.0", "view()"),
+    ],
+)
 def test_unsupported_ops_fix_channels_and_warn_once(construct, fixed_group, op_text, caplog):
     with caplog.at_level(logging.WARNING, logger="prunesearch.engine.graph"):
         graph, groups = groups_of(CONSTRUCTS[construct]())
@@ -110,8 +113,9 @@ def test_prune_keeps_names_classes_and_leaves_original_untouched():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     graph = ps.trace(model, X[:1])
     pruned = graph.prune(random_widths(graph, 3))
-    assert [(n, type(m)) for n, m in pruned.named_modules()] == \
-        [(n, type(m)) for n, m in model.named_modules()]
+    assert [(n, type(m)) for n, m in pruned.named_modules()] == [
+        (n, type(m)) for n, m in model.named_modules()
+    ]
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert model.training  # trace restores modes
@@ -143,14 +147,17 @@ def test_slimming_and_explicit_importance():
         graph.prune({"c2": 2}, "taylor")
 
 
-@pytest.mark.parametrize("widths, message", [
-    ({"nope": 2}, "unknown group 'nope'"),
-    ({"c2": 0}, r"must be in 1\.\.12, got 0"),
-    ({"c2": 13}, r"must be in 1\.\.12, got 13"),
-    ({"c2": 2.5}, "must be an integer"),
-    ({"c2": True}, "must be an integer"),
-    ([("c2", 3)], "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "widths, message",
+    [
+        ({"nope": 2}, "unknown group 'nope'"),
+        ({"c2": 0}, r"must be in 1\.\.12, got 0"),
+        ({"c2": 13}, r"must be in 1\.\.12, got 13"),
+        ({"c2": 2.5}, "must be an integer"),
+        ({"c2": True}, "must be an integer"),
+        ([("c2", 3)], "must be a mapping"),
+    ],
+)
 def test_bad_widths_are_user_errors(widths, message):
     graph = ps.trace(CONSTRUCTS["plain"](), X[:1])
     with pytest.raises(ps.PrunesearchError, match=message):
@@ -203,9 +210,18 @@ def test_widths_of_refuses_shapes_the_groups_cannot_give():
     other = name.producers[1]
     conv = pruned.get_submodule(other)
     parent, _, attr = other.rpartition(".")
-    setattr(pruned.get_submodule(parent) if parent else pruned, attr, torch.nn.Conv2d(
-        conv.in_channels, name.size - 1, conv.kernel_size, conv.stride, conv.padding,
-        bias=conv.bias is not None))
+    setattr(
+        pruned.get_submodule(parent) if parent else pruned,
+        attr,
+        torch.nn.Conv2d(
+            conv.in_channels,
+            name.size - 1,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            bias=conv.bias is not None,
+        ),
+    )
     with pytest.raises(ps.PrunesearchError, match=f"{other}.weight has shape"):
         graph.widths_of(pruned)
 
@@ -230,8 +246,7 @@ def test_a_conv_subclass_with_its_own_forward_keeps_its_channels(leaf, caplog):
     assert "c1.0" not in groups and "ws" not in groups  # its input and output stay whole
     assert "c3.0" in groups  # the plain convs after it are still prunable
     if leaf:  # a leaf is named with why: its forward is its own
-        assert "module 'ws' (StdConv2d, groups=1): its own forward (StdConv2d)" in \
-            graph.fixed_ops
+        assert "module 'ws' (StdConv2d, groups=1): its own forward (StdConv2d)" in graph.fixed_ops
     assert "kept whole" in caplog.text
     _exact_everywhere(graph, X[:1])
     torch.manual_seed(0)
@@ -243,11 +258,16 @@ def test_treat_as_prunes_a_vouched_subclass_like_its_base():
         def forward(self, x):
             return super().forward(x)
 
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), CountingConv(8, 6, 1),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        CountingConv(8, 6, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 4),
+    ).eval()
     assert {g.name for g in ps.trace(model, X[:1], leaf_modules=[CountingConv]).groups} == set()
-    graph = ps.trace(model, X[:1], leaf_modules=[CountingConv], treat_as={CountingConv:
-                                                                          nn.Conv2d})
+    graph = ps.trace(model, X[:1], leaf_modules=[CountingConv], treat_as={CountingConv: nn.Conv2d})
     assert {g.name for g in graph.groups} == {"0", "2"}
     _exact_everywhere(graph, X[:1])
 
@@ -322,10 +342,11 @@ def test_splits_slices_and_chunks_inside_one_convs_output():
     assert graph.fixed_ops == []
     assert {n: (g.size, g.rows) for n, g in groups.items()} == {
         "stem.0": (8, [("stem.0", 0)]),
-        "exp.0": (6, [("exp.0", 6), ("block.0", 0)]),    # split(6): the part after the cut
+        "exp.0": (6, [("exp.0", 6), ("block.0", 0)]),  # split(6): the part after the cut
         "trans_b.0": (6, [("trans_b.0", 0)]),
-        "trans.0": (3, [("trans.0", 5)]),                # x[:, 5:]: channels 5.. prune
-        "halves.0": (4, [("halves.0", 0), ("halves.0", 4), ("a", 0)])}  # chunk(2): alike
+        "trans.0": (3, [("trans.0", 5)]),  # x[:, 5:]: channels 5.. prune
+        "halves.0": (4, [("halves.0", 0), ("halves.0", 4), ("a", 0)]),
+    }  # chunk(2): alike
     assert groups["exp.0"].norms == [("exp.1", 6, 1), ("block.1", 0, 1)]
     widths = {"exp.0": 2, "trans.0": 1, "halves.0": 3}
     pruned = graph.prune(widths)

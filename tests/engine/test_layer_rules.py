@@ -112,13 +112,16 @@ def test_grouped_convolutions_prune_whole_conv_groups():
     graph, groups = _groups(GroupedBottleneck())
     # was: the grouped convs' inputs and outputs (and the stream feeding grouped2) fixed
     assert {n: (g.size, g.step, g.interleaved) for n, g in groups.items()} == {
-        "stem.0": (8, 2, True), "reduce.0": (12, 3, True), "grouped": (12, 3, True),
-        "se_reduce": (4, 1, False), "grouped2": (16, 2, True)}
+        "stem.0": (8, 2, True),
+        "reduce.0": (12, 3, True),
+        "grouped": (12, 3, True),
+        "se_reduce": (4, 1, False),
+        "grouped2": (16, 2, True),
+    }
     assert groups["grouped"].producers == ["grouped", "se_expand"]
     pruned = graph.prune({"reduce.0": 6, "grouped": 9, "stem.0": 4})
     g = pruned.grouped
-    assert (g.in_channels, g.out_channels, g.groups, tuple(g.weight.shape[:2])) == (6, 9, 3,
-                                                                                   (9, 2))
+    assert (g.in_channels, g.out_channels, g.groups, tuple(g.weight.shape[:2])) == (6, 9, 3, (9, 2))
     assert (pruned.grouped2.in_channels, pruned.grouped2.weight.shape[1]) == (4, 2)
     with pytest.raises(ps.PrunesearchError, match=r"multiple of 3 \(whole conv groups\)"):
         graph.flops({"grouped": 10})
@@ -156,7 +159,9 @@ def test_group_norms_lose_whole_groups():
     graph, groups = _groups(GroupNorms())
     # gn0 has groups of 2 channels, gn2 of 4: the stream keeps whole runs of 4
     assert {n: (g.step, g.interleaved) for n, g in groups.items()} == {
-        "stem": (4, False), "c1": (4, False)}
+        "stem": (4, False),
+        "c1": (4, False),
+    }
     assert groups["stem"].followers == ["gn0", "gn2"]
     pruned = graph.prune({"stem": 4, "c1": 8})
     assert (pruned.gn0.num_groups, pruned.gn0.num_channels) == (2, 4)
@@ -166,10 +171,18 @@ def test_group_norms_lose_whole_groups():
 
 
 def test_a_group_norm_of_one_group_or_uneven_cuts_keeps_channels_whole():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(1, 8), nn.ReLU(),  # one group
-                          nn.Conv2d(8, 6, 3), nn.GroupNorm(3, 6), nn.ReLU(),
-                          nn.Conv2d(6, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(4, 2))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.GroupNorm(1, 8),
+        nn.ReLU(),  # one group
+        nn.Conv2d(8, 6, 3),
+        nn.GroupNorm(3, 6),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
     _, groups = _groups(model)
     assert set(groups) == {"3", "6"}  # GroupNorm(3, 6) prunes by pairs, GroupNorm(1, 8) not
     assert groups["3"].step == 2

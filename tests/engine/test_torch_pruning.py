@@ -23,9 +23,16 @@ def _base(tmp_path):
     for m in model.modules():  # spread BN scales as a trained, sparsified base has them
         if isinstance(m, torch.nn.BatchNorm2d):
             m.weight.data.uniform_(0.01, 1.0)
-    path = save_weights(model, tmp_path / "model.safetensors", {
-        "model": "resnet20", "model_args": {"num_classes": 4, "in_channels": 3},
-        "input_shape": [3, 16, 16], "kind": "base"})
+    path = save_weights(
+        model,
+        tmp_path / "model.safetensors",
+        {
+            "model": "resnet20",
+            "model_args": {"num_classes": 4, "in_channels": 3},
+            "input_shape": [3, 16, 16],
+            "kind": "base",
+        },
+    )
     return model, path
 
 

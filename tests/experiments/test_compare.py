@@ -19,8 +19,13 @@ DATA = DataOptions(limit_train=64)
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    result = compare(load_space(TINY), CompareOptions("50%FLOPs", seeds=2, trials=3), out=out,
-                     epochs=1, data=DATA)
+    result = compare(
+        load_space(TINY),
+        CompareOptions("50%FLOPs", seeds=2, trials=3),
+        out=out,
+        epochs=1,
+        data=DATA,
+    )
     return out, result
 
 
@@ -34,8 +39,10 @@ def test_every_row_with_every_seed(run):
     rows = {r["row"]: r for r in result["rows"]}
     base, searched = rows["base"], rows["searched / Scratch-B"]
     assert base["flops"] > searched["flops"]
-    assert searched["flops"] <= json.loads((out / "find" / "family.json").read_text())[
-        "members"][0]["target"]
+    assert (
+        searched["flops"]
+        <= json.loads((out / "find" / "family.json").read_text())["members"][0]["target"]
+    )
     # Scratch-B trains the pruned net for the base's compute: more epochs, same budget
     assert rows["searched / Scratch-E"]["epochs"] == 1
     assert searched["epochs"] == round(base["flops"] / searched["flops"])
@@ -55,11 +62,17 @@ def test_every_row_with_every_seed(run):
 def test_rerun_reuses_every_cell(run):
     out, first = run
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
-    again = compare(load_space(TINY), CompareOptions("50%FLOPs", seeds=2, trials=3), out=out,
-                    epochs=1, data=DATA)
+    again = compare(
+        load_space(TINY),
+        CompareOptions("50%FLOPs", seeds=2, trials=3),
+        out=out,
+        epochs=1,
+        data=DATA,
+    )
     assert {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")} == stamps
-    assert [r["test_accuracy"] for r in again["rows"]] == \
-        [r["test_accuracy"] for r in first["rows"]]
+    assert [r["test_accuracy"] for r in again["rows"]] == [
+        r["test_accuracy"] for r in first["rows"]
+    ]
 
 
 def test_compare_report_figure(run):
@@ -71,15 +84,18 @@ def test_compare_report_figure(run):
     assert "searched / Scratch-E" in Path(result["markdown"]).read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--budget", "25%,50%FLOPs"], "compare takes one budget"),
-    (["--budget", "50%FLOPs", "--seeds", "0"], "--seeds must be >= 1"),
-    (["--budget", "50%FLOPs", "--base", "/nonexistent"], "--base /nonexistent"),
-    (["--budget", "50%FLOPs", "--extra", "no-equals-sign"], "expected NAME=SPEC.json"),
-    (["--budget", "50%FLOPs", "--extra", "x=/nonexistent.json"], "spec file not found"),
-    (["--budget", "50%FLOPs", "--rows", "scratch-z"], "--rows scratch-z: choose from"),
-    (["--budget", "50%FLOPs", "--rows", "base,finetune"], "--rows must include scratch-b"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--budget", "25%,50%FLOPs"], "compare takes one budget"),
+        (["--budget", "50%FLOPs", "--seeds", "0"], "--seeds must be >= 1"),
+        (["--budget", "50%FLOPs", "--base", "/nonexistent"], "--base /nonexistent"),
+        (["--budget", "50%FLOPs", "--extra", "no-equals-sign"], "expected NAME=SPEC.json"),
+        (["--budget", "50%FLOPs", "--extra", "x=/nonexistent.json"], "spec file not found"),
+        (["--budget", "50%FLOPs", "--rows", "scratch-z"], "--rows scratch-z: choose from"),
+        (["--budget", "50%FLOPs", "--rows", "base,finetune"], "--rows must include scratch-b"),
+    ],
+)
 def test_bad_compare_input(tmp_path, args, message):
     proc = run_cli("compare", "--space", TINY, *args, "--out", tmp_path / "c")
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
@@ -105,16 +121,22 @@ def test_extra_spec_is_one_more_row(run, tmp_path):
     out, first = run
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
     extra = _extra_spec(out, tmp_path / "other.json")
-    result = compare(load_space(TINY), CompareOptions("50%FLOPs", seeds=2, trials=3,
-                                                      extra=(("other tool", str(extra)),)),
-                     out=out, epochs=1, data=DATA)
+    result = compare(
+        load_space(TINY),
+        CompareOptions("50%FLOPs", seeds=2, trials=3, extra=(("other tool", str(extra)),)),
+        out=out,
+        epochs=1,
+        data=DATA,
+    )
     rows = {r["row"]: r for r in result["rows"]}
     row = rows["other tool / Scratch-B"]
     assert row["seeds"] == 2 and row["flops"] == ArchSpec.load(extra).flops
     assert row["epochs"] == rows["searched / Scratch-B"]["epochs"]
     assert row["score"] is None and row["same_as"] is None
-    assert [Path(c).name.rsplit("-", 1)[0] for c in row["cells"]] == \
-        ["scratch-b-s0", "scratch-b-s1"]
+    assert [Path(c).name.rsplit("-", 1)[0] for c in row["cells"]] == [
+        "scratch-b-s0",
+        "scratch-b-s1",
+    ]
     assert all(Path(c).parent == out / "cells" for c in row["cells"])
     # every other cell was reused, untouched
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
@@ -122,15 +144,27 @@ def test_extra_spec_is_one_more_row(run, tmp_path):
     assert "| other tool / Scratch-B |" in (out / "compare.md").read_text()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"model_args": {"num_classes": 5, "in_channels": 3}}, "not the space's resnet20"),
-    ({"input_shape": [3, 32, 32]}, "the spec is for inputs [3, 32, 32]"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model_args": {"num_classes": 5, "in_channels": 3}}, "not the space's resnet20"),
+        ({"input_shape": [3, 32, 32]}, "the spec is for inputs [3, 32, 32]"),
+    ],
+)
 def test_extra_spec_of_another_model_is_refused(run, tmp_path, change, message):
     out, _ = run
     extra = _extra_spec(out, tmp_path / "other.json", **change)
-    proc = run_cli("compare", "--space", TINY, "--budget", "50%FLOPs", "--extra", f"x={extra}",
-                   "--out", tmp_path / "c")
+    proc = run_cli(
+        "compare",
+        "--space",
+        TINY,
+        "--budget",
+        "50%FLOPs",
+        "--extra",
+        f"x={extra}",
+        "--out",
+        tmp_path / "c",
+    )
     assert proc.returncode == 2 and message in proc.stderr
     assert not (tmp_path / "c").exists()
 
@@ -157,11 +191,23 @@ def test_fidelity_reuses_the_cells_compare_trained(run, tmp_path):
     out, result = run
     base = next((out / "cells").glob("base-s0-*")) / "model.safetensors"
     stamps = {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("model.safetensors")}
-    fid = fidelity(load_space(TINY), FidelityOptions(
-        "50%FLOPs", archs=3, seeds=2, objectives=("inherit",), base=str(base),
-        cells=str(out / "cells")), out=tmp_path / "fid", epochs=1, data=DATA)
-    assert {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("model.safetensors")} == \
-        stamps  # nothing trained, nothing overwritten
+    fid = fidelity(
+        load_space(TINY),
+        FidelityOptions(
+            "50%FLOPs",
+            archs=3,
+            seeds=2,
+            objectives=("inherit",),
+            base=str(base),
+            cells=str(out / "cells"),
+        ),
+        out=tmp_path / "fid",
+        epochs=1,
+        data=DATA,
+    )
+    assert {
+        p: p.stat().st_mtime_ns for p in (out / "cells").rglob("model.safetensors")
+    } == stamps  # nothing trained, nothing overwritten
     rows = {r["architecture"]: r for r in result["rows"] if r["training"] == "scratch-b"}
     for a in fid["archs"]:
         assert a["cells"] == rows[a["name"]]["cells"]
@@ -171,9 +217,13 @@ def test_fidelity_reuses_the_cells_compare_trained(run, tmp_path):
 def test_rows_select_what_is_trained(run):
     out, first = run
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
-    result = compare(load_space(TINY), CompareOptions("50%FLOPs", seeds=2, trials=3,
-                                                      trainings=("scratch-b",)),
-                     out=out, epochs=1, data=DATA)
+    result = compare(
+        load_space(TINY),
+        CompareOptions("50%FLOPs", seeds=2, trials=3, trainings=("scratch-b",)),
+        out=out,
+        epochs=1,
+        data=DATA,
+    )
     assert {r["training"] for r in result["rows"]} == {"scratch-b"}
     assert {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")} == stamps
     assert result["paired"]["minus"] == first["paired"]["minus"]

@@ -25,9 +25,16 @@ DATA = DataOptions(limit_train=64)
 
 
 def _archs(truth, scores, seeds=((0.0, 0.0),)):
-    return [{"name": f"a{i}", "origin": "spread:group", "mean": t, "scores": {"x": s},
-             "test_accuracy": [t + d for d in seeds[i % len(seeds)]]}
-            for i, (t, s) in enumerate(zip(truth, scores, strict=True))]
+    return [
+        {
+            "name": f"a{i}",
+            "origin": "spread:group",
+            "mean": t,
+            "scores": {"x": s},
+            "test_accuracy": [t + d for d in seeds[i % len(seeds)]],
+        }
+        for i, (t, s) in enumerate(zip(truth, scores, strict=True))
+    ]
 
 
 def test_a_perfect_objective_and_a_reversed_one():
@@ -71,8 +78,9 @@ def test_halton_points_fill_the_cube():
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("fidelity")
     space = load_space(TINY).replace("search", scratch_images=64, scratch_rungs=1)
-    result = fidelity(space, FidelityOptions("50%FLOPs", archs=5, seeds=2), out=out, epochs=1,
-                      data=DATA)
+    result = fidelity(
+        space, FidelityOptions("50%FLOPs", archs=5, seeds=2), out=out, epochs=1, data=DATA
+    )
     return space, out, result
 
 
@@ -103,23 +111,30 @@ def test_rerun_trains_and_scores_nothing_again(run):
     space, out, first = run
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
     scores = (out / "scores.json").stat().st_mtime_ns
-    again = fidelity(space, FidelityOptions("50%FLOPs", archs=5, seeds=2), out=out, epochs=1,
-                     data=DATA)
+    again = fidelity(
+        space, FidelityOptions("50%FLOPs", archs=5, seeds=2), out=out, epochs=1, data=DATA
+    )
     assert {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")} == stamps
     assert (out / "scores.json").stat().st_mtime_ns == scores
-    assert [a["test_accuracy"] for a in again["archs"]] == \
-        [a["test_accuracy"] for a in first["archs"]]
+    assert [a["test_accuracy"] for a in again["archs"]] == [
+        a["test_accuracy"] for a in first["archs"]
+    ]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--archs", "2"], "--archs must be >= 3"),
-    (["--seeds", "0"], "--seeds must be >= 1"),
-    (["--objective", "oracle"], "unknown objective 'oracle'"),
-    (["--schedule", "scratch-z"], "unknown schedule 'scratch-z'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--archs", "2"], "--archs must be >= 3"),
+        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--objective", "oracle"], "unknown objective 'oracle'"),
+        (["--schedule", "scratch-z"], "unknown schedule 'scratch-z'"),
+    ],
+)
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
-    res = CliRunner().invoke(app, ["fidelity", "--space", TINY, "--budget", "50%FLOPs", *args,
-                                   "--out", str(tmp_path / "f")])
+    res = CliRunner().invoke(
+        app,
+        ["fidelity", "--space", TINY, "--budget", "50%FLOPs", *args, "--out", str(tmp_path / "f")],
+    )
     assert res.exit_code == 2, res.output
     assert res.stderr.startswith("error: ") and message in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
@@ -127,7 +142,8 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
 
 
 def test_unreachable_budget_exits_2_before_training(tmp_path):
-    res = CliRunner().invoke(app, ["fidelity", "--space", TINY, "--budget", "2%FLOPs",
-                                   "--out", str(tmp_path / "f")])
+    res = CliRunner().invoke(
+        app, ["fidelity", "--space", TINY, "--budget", "2%FLOPs", "--out", str(tmp_path / "f")]
+    )
     assert res.exit_code == 2 and "budget unreachable" in res.stderr
     assert not (tmp_path / "f").exists()

@@ -25,8 +25,11 @@ def runs(tmp_path_factory, tiny_base_dir):
     root = tmp_path_factory.mktemp("report")
     # the session's tiny base (2 epochs); copied: the report below writes into its folder
     shutil.copytree(tiny_base_dir, root / "base")
-    find(load_space(TINY), FindOptions("40%,70%FLOPs", base=str(root / "base"), trials=4),
-         out=root / "find")
+    find(
+        load_space(TINY),
+        FindOptions("40%,70%FLOPs", base=str(root / "base"), trials=4),
+        out=root / "find",
+    )
     return root
 
 
@@ -48,8 +51,7 @@ def test_search_data(runs):
         assert not any(t["flops"] < f["flops"] and t["value"] >= f["value"] for t in everyone)
 
 
-def test_a_copied_run_folder_reports_from_anywhere_on_its_own_study(runs, tmp_path,
-                                                                    monkeypatch):
+def test_a_copied_run_folder_reports_from_anywhere_on_its_own_study(runs, tmp_path, monkeypatch):
     copy = tmp_path / "moved" / "find"
     shutil.copytree(runs / "find", copy)
     elsewhere = tmp_path / "elsewhere"
@@ -69,8 +71,10 @@ def test_training_data(runs):
     assert all(v is not None for v in data["val_accuracy"])
 
 
-@pytest.mark.parametrize("folder, names", [("find", {"trials.png", "history.png", "widths.png"}),
-                                           ("base", {"curves.png"})])
+@pytest.mark.parametrize(
+    "folder, names",
+    [("find", {"trials.png", "history.png", "widths.png"}), ("base", {"curves.png"})],
+)
 def test_render_report(runs, folder, names):
     result = render_report(runs / folder)
     assert {Path(f).name for f in result["figures"]} == names

@@ -13,8 +13,9 @@ def make_spec(model: str, ratios: dict[int, float], shape=(3, 32, 32)) -> ps.Arc
     graph = ps.trace(ps.create_model(model), torch.zeros(1, *shape))
     stages = graph.stages()
     widths = {g.name: max(1, round(ratios[stages[g.name]] * g.size)) for g in graph.groups}
-    return ps.ArchSpec.from_graph(graph, widths, model=model,
-                                  model_args={"num_classes": 10, "in_channels": 3})
+    return ps.ArchSpec.from_graph(
+        graph, widths, model=model, model_args={"num_classes": 10, "in_channels": 3}
+    )
 
 
 def test_stages_follow_resolution():
@@ -25,8 +26,9 @@ def test_stages_follow_resolution():
     assert set(stages.values()) == {0, 1, 2}
 
 
-@pytest.mark.parametrize("source, target", [("resnet56", "resnet110"), ("vgg16", "vgg19"),
-                                            ("resnet20", "resnet56")])
+@pytest.mark.parametrize(
+    "source, target", [("resnet56", "resnet110"), ("vgg16", "vgg19"), ("resnet20", "resnet56")]
+)
 def test_transfer_keeps_stage_ratios(source, target):
     ratios = {0: 0.75, 1: 0.5, 2: 0.25, 3: 0.5, 4: 0.25}
     spec = make_spec(source, ratios)
@@ -43,8 +45,9 @@ def test_transfer_keeps_stage_ratios(source, target):
 
 def test_transfer_to_another_dataset_and_width():
     spec = make_spec("resnet20", {0: 0.5, 1: 0.5, 2: 0.5})
-    new = transfer(spec, "resnet32", model_args={"num_classes": 100, "in_channels": 1},
-                   input_shape=[1, 28, 28])
+    new = transfer(
+        spec, "resnet32", model_args={"num_classes": 100, "in_channels": 1}, input_shape=[1, 28, 28]
+    )
     assert new.model_args["num_classes"] == 100 and new.input_shape == [1, 28, 28]
     assert all(abs(r - 0.5) < 0.05 for r in stage_ratios(new).values())
 
@@ -56,10 +59,13 @@ def test_transfer_cli(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     spec = ps.ArchSpec.load(out["spec"])
     assert spec.model == "resnet110" and spec.search["transferred_from"]["model"] == "resnet56"
-    for args, message in [(["--to", "nonet"], "nonet"),
-                          (["--to", "resnet110", "--model-args", "[1]"], "JSON object"),
-                          (["--to", "resnet110", "--input-shape", "3,32"], "C,H,W")]:
+    for args, message in [
+        (["--to", "nonet"], "nonet"),
+        (["--to", "resnet110", "--model-args", "[1]"], "JSON object"),
+        (["--to", "resnet110", "--input-shape", "3,32"], "C,H,W"),
+    ]:
         proc = run_cli("transfer", path, *args, "--out", tmp_path / "bad.json")
-        assert proc.returncode == 2 and proc.stderr.startswith("error: ") and \
-            message in proc.stderr, proc.stderr
+        assert (
+            proc.returncode == 2 and proc.stderr.startswith("error: ") and message in proc.stderr
+        ), proc.stderr
         assert not (tmp_path / "bad.json").exists()

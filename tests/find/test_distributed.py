@@ -50,25 +50,51 @@ def base(tiny_base):
 
 def _find(base, url, out, trials, *extra, study="shared"):
     return subprocess.Popen(
-        [sys.executable, "-m", "prunesearch", "find", "--space", TINY, "--budget", "50%FLOPs",
-         "--base", str(base), "--trials", str(trials), "--storage", url, "--study", study,
-         "--out", str(out), "--json", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "prunesearch",
+            "find",
+            "--space",
+            TINY,
+            "--budget",
+            "50%FLOPs",
+            "--base",
+            str(base),
+            "--trials",
+            str(trials),
+            "--storage",
+            url,
+            "--study",
+            study,
+            "--out",
+            str(out),
+            "--json",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_two_workers_share_one_postgresql_study(pg_url, base, tmp_path):
     # two "machines": separate run folders, one study; fine-tuned scoring keeps trials long
     # enough that both workers take part
-    procs = [_find(base, pg_url, tmp_path / f"worker{k}", 8, "--finetune-steps", "15")
-             for k in range(2)]
+    procs = [
+        _find(base, pg_url, tmp_path / f"worker{k}", 8, "--finetune-steps", "15") for k in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     study = optuna.load_study(study_name="shared:50pct-flops", storage=pg_url)
     trials = [t for t in study.trials if "export_token" not in t.user_attrs]
-    done = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE,
-                                             optuna.trial.TrialState.PRUNED)]
+    done = [
+        t
+        for t in trials
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
     assert len(done) == 8
     assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 8  # none duplicated
     assert len({t.user_attrs["pid"] for t in done}) == 2  # both workers evaluated trials

@@ -32,13 +32,17 @@ def trials_of(run_dir: Path, budget_slug: str) -> list:
     storage = f"sqlite:///{run_dir / 'study.db'}"
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     name = next(n for n in names if n.endswith(budget_slug))
-    return [t for t in optuna.load_study(study_name=name, storage=storage).trials
-            if "export_token" not in t.user_attrs]  # the export claim's token
+    return [
+        t
+        for t in optuna.load_study(study_name=name, storage=storage).trials
+        if "export_token" not in t.user_attrs
+    ]  # the export claim's token
 
 
 def test_family_of_three_budgets(base, tmp_path, caplog):
-    result = find(load_space(TINY), FindOptions("25%,50%,75%FLOPs", base=str(base), trials=5),
-                  out=tmp_path)
+    result = find(
+        load_space(TINY), FindOptions("25%,50%,75%FLOPs", base=str(base), trials=5), out=tmp_path
+    )
     assert len(result["members"]) == 3
     family = json.loads((tmp_path / "family.json").read_text())
     assert [m["budget"] for m in family["members"]] == ["25%FLOPs", "50%FLOPs", "75%FLOPs"]
@@ -59,18 +63,25 @@ def test_family_of_three_budgets(base, tmp_path, caplog):
             baseline = ps.ArchSpec.load(tmp_path / path)
             assert baseline.search["baseline"] == name
             assert 0.99 * spec.budget["target"] <= baseline.flops <= spec.budget["target"]
-        finished = [t for t in trials_of(tmp_path, m["budget"].replace("%FLOPs", "pct-flops"))
-                    if t.state == optuna.trial.TrialState.COMPLETE]
+        finished = [
+            t
+            for t in trials_of(tmp_path, m["budget"].replace("%FLOPs", "pct-flops"))
+            if t.state == optuna.trial.TrialState.COMPLETE
+        ]
         assert len(finished) == 5
         assert finished[0].user_attrs["seeded"]  # the signal's allocation came first
     # rerunning the same command resumes: no new trials, same specs
     before = {m["spec"]: (tmp_path / m["spec"]).read_text() for m in family["members"]}
     with caplog.at_level(logging.INFO, logger="prunesearch"):
-        again = find(load_space(TINY), FindOptions("25%,50%,75%FLOPs", base=str(base),
-                                                   trials=5), out=tmp_path)
+        again = find(
+            load_space(TINY),
+            FindOptions("25%,50%,75%FLOPs", base=str(base), trials=5),
+            out=tmp_path,
+        )
     assert again["exported"] is False
-    assert f"nothing new to export: the specs of these trials are already in {tmp_path}" \
-        in caplog.text
+    assert (
+        f"nothing new to export: the specs of these trials are already in {tmp_path}" in caplog.text
+    )
     assert "fingerprint" not in caplog.text  # said in words, not as a raw dict
     assert len(trials_of(tmp_path, "25pct-flops")) == 5
     after = {p: (tmp_path / p).read_text() for p in before}
@@ -103,19 +114,33 @@ def test_a_study_reads_in_optuna_as_a_dashboard_shows_it(base, tmp_path):
         assert a["flops_ratio"] == round(a["flops"] / graph.flops(), 4)
         assert a["objective"] == "inherit" and a["signal"] == "slimming"
         assert t.params and t.value is not None
-    assert [t.user_attrs.get("seeded_from") for t in trials] == \
-        ["slimming threshold", "global", "uniform", "global, perturbed (1)"]
+    assert [t.user_attrs.get("seeded_from") for t in trials] == [
+        "slimming threshold",
+        "global",
+        "uniform",
+        "global, perturbed (1)",
+    ]
     spec = ps.ArchSpec.load(tmp_path / "spec-50pct-flops.json")
     won = spec.search["trial"]  # a trial's number, or "baseline:NAME": both are in the study
-    widths = (study.trials[won].user_attrs["widths"] if isinstance(won, int)
-              else attrs["baselines"][won.split(":")[1]]["widths"])
+    widths = (
+        study.trials[won].user_attrs["widths"]
+        if isinstance(won, int)
+        else attrs["baselines"][won.split(":")[1]]["widths"]
+    )
     assert widths == spec.widths
 
 
 def test_specs_train_from_scratch(base, tmp_path):
     find(load_space(TINY), FindOptions("50%FLOPs", base=str(base), trials=2), out=tmp_path)
-    proc = run_cli("train-arch", tmp_path / "spec-50pct-flops.json", "--epochs", "1", "--out",
-                   tmp_path / "train", "--json")
+    proc = run_cli(
+        "train-arch",
+        tmp_path / "spec-50pct-flops.json",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "train",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["space"] == "tiny"
 
@@ -127,14 +152,17 @@ def test_unreachable_budget_fails_before_any_work(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--budget", "150%FLOPs"], "percentage must be in"),
-    (["--budget", "abc"], "not understood"),
-    (["--budget", "50%FLOPs", "--signal", "taylor"], "unknown signal 'taylor'"),
-    (["--budget", "50%FLOPs", "--trials", "0"], "--trials must be >= 1"),
-    (["--budget", "50%FLOPs", "--storage", "redis://x"], "--storage 'redis://x': use"),
-    (["--budget", "50%FLOPs", "--base", "/nonexistent.safetensors"], "--base"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--budget", "150%FLOPs"], "percentage must be in"),
+        (["--budget", "abc"], "not understood"),
+        (["--budget", "50%FLOPs", "--signal", "taylor"], "unknown signal 'taylor'"),
+        (["--budget", "50%FLOPs", "--trials", "0"], "--trials must be >= 1"),
+        (["--budget", "50%FLOPs", "--storage", "redis://x"], "--storage 'redis://x': use"),
+        (["--budget", "50%FLOPs", "--base", "/nonexistent.safetensors"], "--base"),
+    ],
+)
 def test_bad_find_input(base, tmp_path, args, message):
     extra = [] if "--base" in args else ["--base", str(base)]
     proc = run_cli("find", "--space", TINY, *args, *extra, "--out", tmp_path / "run")
@@ -144,15 +172,17 @@ def test_bad_find_input(base, tmp_path, args, message):
 
 
 def test_a_storage_that_cannot_be_opened_is_refused_before_the_base_is_trained(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     pytest.importorskip("psycopg")
     monkeypatch.setattr(studies, "CONNECT_TIMEOUT_S", 1)
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         url = f"postgresql://ann:pw@127.0.0.1:{silent.getsockname()[1]}/ps"
-        proc = run_cli("find", "--space", TINY, "--budget", "50%FLOPs", "--storage", url,
-                       cwd=tmp_path)
+        proc = run_cli(
+            "find", "--space", TINY, "--budget", "50%FLOPs", "--storage", url, cwd=tmp_path
+        )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: cannot open storage postgresql://ann:***@")
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -162,16 +192,28 @@ def test_a_storage_that_cannot_be_opened_is_refused_before_the_base_is_trained(
 def test_local_workers_share_a_journal_study(base, tmp_path):
     journal = tmp_path / "study.log"
     # fine-tuned scoring makes trials slow enough for the spawned worker to join in
-    result = find(load_space(TINY), FindOptions("50%FLOPs", base=str(base), trials=7, jobs=2,
-                                                storage=f"journal:{journal}",
-                                                finetune_steps=60), out=tmp_path)
+    result = find(
+        load_space(TINY),
+        FindOptions(
+            "50%FLOPs",
+            base=str(base),
+            trials=7,
+            jobs=2,
+            storage=f"journal:{journal}",
+            finetune_steps=60,
+        ),
+        out=tmp_path,
+    )
     from optuna.storages.journal import JournalFileBackend
 
     storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
     name = optuna.get_all_study_summaries(storage)[0].study_name
     trials = optuna.load_study(study_name=name, storage=storage).trials
-    done = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE,
-                                             optuna.trial.TrialState.PRUNED)]
+    done = [
+        t
+        for t in trials
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
     assert len(done) == 7
     assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 7  # none duplicated
     assert {t.user_attrs["pid"] for t in done} != {os.getpid()}  # a worker process took part
@@ -179,9 +221,24 @@ def test_local_workers_share_a_journal_study(base, tmp_path):
 
 
 def test_kill_during_a_trial_then_resume(base, tmp_path):
-    args = [sys.executable, "-m", "prunesearch", "find", "--space", TINY, "--budget",
-            "50%FLOPs", "--base", str(base), "--trials", "4", "--finetune-steps", "20",
-            "--out", str(tmp_path)]
+    args = [
+        sys.executable,
+        "-m",
+        "prunesearch",
+        "find",
+        "--space",
+        TINY,
+        "--budget",
+        "50%FLOPs",
+        "--base",
+        str(base),
+        "--trials",
+        "4",
+        "--finetune-steps",
+        "20",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while True:
@@ -194,24 +251,37 @@ def test_kill_during_a_trial_then_resume(base, tmp_path):
             except Exception:
                 trials = []
             states = [t.state for t in trials]
-            scoring = [t for t in trials  # every parameter sampled (its widths recorded):
-                       if t.state == optuna.trial.TrialState.RUNNING  # killed while scored
-                       and "widths" in t.user_attrs]
-            if states.count(optuna.trial.TrialState.COMPLETE) + \
-                    states.count(optuna.trial.TrialState.PRUNED) >= 2 and scoring:
+            scoring = [
+                t
+                for t in trials  # every parameter sampled (its widths recorded):
+                if t.state == optuna.trial.TrialState.RUNNING  # killed while scored
+                and "widths" in t.user_attrs
+            ]
+            if (
+                states.count(optuna.trial.TrialState.COMPLETE)
+                + states.count(optuna.trial.TrialState.PRUNED)
+                >= 2
+                and scoring
+            ):
                 break
             os.kill(proc.pid, signal.SIGCONT)
         time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    stale = [t.number for t in trials_of(tmp_path, "50pct-flops")
-             if t.state == optuna.trial.TrialState.RUNNING]
+    stale = [
+        t.number
+        for t in trials_of(tmp_path, "50pct-flops")
+        if t.state == optuna.trial.TrialState.RUNNING
+    ]
     assert len(stale) == 1
     rerun = run_cli(*args[3:])  # the same command, resumed (in-process: no kill needed)
     assert rerun.returncode == 0, rerun.stderr
     trials = trials_of(tmp_path, "50pct-flops")
-    finished = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE,
-                                                 optuna.trial.TrialState.PRUNED)]
+    finished = [
+        t
+        for t in trials
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
     assert len(finished) == 4
     assert trials[stale[0]].state == optuna.trial.TrialState.FAIL
     retried = [t for t in trials if t.user_attrs.get("retry_of") == stale[0]]
@@ -220,8 +290,14 @@ def test_kill_during_a_trial_then_resume(base, tmp_path):
 
 
 def test_scratch_objective_with_successive_halving_and_profile(base, tmp_path):
-    space = load_space(TINY).replace("search", objective="scratch", granularity="profile",
-                                     scratch_images=64, scratch_rungs=2, scratch_reduction=2)
+    space = load_space(TINY).replace(
+        "search",
+        objective="scratch",
+        granularity="profile",
+        scratch_images=64,
+        scratch_rungs=2,
+        scratch_reduction=2,
+    )
     result = find(space, FindOptions("50%FLOPs", base=str(base), trials=6), out=tmp_path)
     assert result["objective"] == "scratch"
     spec = ps.ArchSpec.load(result["members"][0]["spec"])
@@ -236,8 +312,11 @@ def test_scratch_objective_with_successive_halving_and_profile(base, tmp_path):
     assert means[str(search["trial"])] == pytest.approx(search["score"])
     trials = trials_of(tmp_path, "50pct-flops")
     states = [t.state for t in trials]
-    assert states.count(optuna.trial.TrialState.COMPLETE) + \
-        states.count(optuna.trial.TrialState.PRUNED) == 6
+    assert (
+        states.count(optuna.trial.TrialState.COMPLETE)
+        + states.count(optuna.trial.TrialState.PRUNED)
+        == 6
+    )
     assert all(set(t.params) == {"p:start", "p:end", "p:shape", "p:inner"} for t in trials)
     # every rung was reported at its image count; stopped trials stopped at the first rung
     for t in trials:
@@ -250,17 +329,33 @@ def test_scratch_objective_with_successive_halving_and_profile(base, tmp_path):
     assert again["members"][0]["baselines"] == result["members"][0]["baselines"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--objective", "zero-shot"], "unknown objective 'zero-shot'"),
-    (["--objective", "scratch", "--finetune-steps", "5"], "needs --objective inherit"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--objective", "zero-shot"], "unknown objective 'zero-shot'"),
+        (["--objective", "scratch", "--finetune-steps", "5"], "needs --objective inherit"),
+    ],
+)
 def test_bad_objective_is_refused_before_any_work(base, tmp_path, args, message):
     from typer.testing import CliRunner
 
     from prunesearch.cli.app import app
 
-    res = CliRunner().invoke(app, ["find", "--space", TINY, "--budget", "50%FLOPs", "--base",
-                                   str(base), *args, "--out", str(tmp_path / "run")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "find",
+            "--space",
+            TINY,
+            "--budget",
+            "50%FLOPs",
+            "--base",
+            str(base),
+            *args,
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert res.exit_code == 2
     assert res.stderr.startswith("error: ") and message in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
@@ -271,17 +366,41 @@ def test_a_worker_that_did_not_export_says_who_did(tmp_path):
     from prunesearch.find.selection import already_exported
 
     said = already_exported({"host": "node7", "run_dir": "/shared/run"}, tmp_path)
-    assert said == "nothing to export here: another worker on node7 wrote these specs into " \
-        "/shared/run"
+    assert (
+        said == "nothing to export here: another worker on node7 wrote these specs into /shared/run"
+    )
 
 
 def test_ctrl_c_during_a_trial_is_one_line_not_a_traceback(base, tmp_path):
     # --jobs 2: the terminal's SIGINT reaches the worker process too
-    args = [sys.executable, "-m", "prunesearch", "find", "--space", TINY, "--budget",
-            "50%FLOPs", "--base", str(base), "--trials", "6", "--finetune-steps", "20",
-            "--jobs", "2", "--out", str(tmp_path)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=interruptible)
+    args = [
+        sys.executable,
+        "-m",
+        "prunesearch",
+        "find",
+        "--space",
+        TINY,
+        "--budget",
+        "50%FLOPs",
+        "--base",
+        str(base),
+        "--trials",
+        "6",
+        "--finetune-steps",
+        "20",
+        "--jobs",
+        "2",
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=interruptible,
+    )
     deadline = time.time() + 240
     while True:
         assert proc.poll() is None, proc.communicate()[1]
@@ -298,5 +417,7 @@ def test_ctrl_c_during_a_trial_is_one_line_not_a_traceback(base, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    assert err.strip().splitlines()[-1] == ("error: interrupted; the finished trials are kept "
-                                            "in the study: run the same command to go on")
+    assert err.strip().splitlines()[-1] == (
+        "error: interrupted; the finished trials are kept "
+        "in the study: run the same command to go on"
+    )

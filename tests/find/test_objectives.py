@@ -20,9 +20,18 @@ def setup():
 
 def scorer(setup, **rungs) -> ScratchScorer:
     graph, train, val = setup
-    return ScratchScorer(graph, train, val, rungs=Rungs(**({"images": 64, "count": 2} | rungs)),
-                         sgd=SGD(lr=0.05), batch_size=32, eval_batch_size=128, augment=True,
-                         device=torch.device("cpu"), channels_last=False)
+    return ScratchScorer(
+        graph,
+        train,
+        val,
+        rungs=Rungs(**({"images": 64, "count": 2} | rungs)),
+        sgd=SGD(lr=0.05),
+        batch_size=32,
+        eval_batch_size=128,
+        augment=True,
+        device=torch.device("cpu"),
+        channels_last=False,
+    )
 
 
 class Recorder:
@@ -83,8 +92,17 @@ def test_a_weak_candidate_stops_at_the_first_rung(setup):
 
 def test_divergence_is_an_error(setup):
     graph, train, val = setup
-    s = ScratchScorer(graph, train, val, rungs=Rungs(images=64, count=1), sgd=SGD(lr=1e6),
-                      batch_size=32, eval_batch_size=128, augment=False,
-                      device=torch.device("cpu"), channels_last=False)
+    s = ScratchScorer(
+        graph,
+        train,
+        val,
+        rungs=Rungs(images=64, count=1),
+        sgd=SGD(lr=1e6),
+        batch_size=32,
+        eval_batch_size=128,
+        augment=False,
+        device=torch.device("cpu"),
+        channels_last=False,
+    )
     with pytest.raises(PrunesearchError, match="candidate diverged"):
         s.score({g.name: g.size for g in graph.groups})

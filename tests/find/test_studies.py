@@ -76,14 +76,15 @@ def test_stale_trial_of_a_dead_worker_is_failed_and_retried(tmp_path):
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_exactly_one_worker_claims_the_export(tmp_path, kind):
-    url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else \
-        f"journal:{tmp_path / 's.log'}"
+    url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else f"journal:{tmp_path / 's.log'}"
     storage, _ = storage_for(url, tmp_path)
     study, _ = open_study(storage, "s", seed=0, n_startup=1)
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=claim_worker.claim, args=(url, str(tmp_path / f"w{k}"), queue))
-             for k in range(3)]
+    procs = [
+        ctx.Process(target=claim_worker.claim, args=(url, str(tmp_path / f"w{k}"), queue))
+        for k in range(3)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -113,8 +114,16 @@ def test_diverged_candidate_raises():
     with torch.no_grad():
         model.conv1.weight.fill_(float("nan"))
     graph = ps.trace(model, torch.zeros(1, 3, 16, 16))
-    scorer = InheritScorer(graph, data, data, importance="l1", calib_batches=1, batch_size=32,
-                           eval_batch_size=64, device=torch.device("cpu"))
+    scorer = InheritScorer(
+        graph,
+        data,
+        data,
+        importance="l1",
+        calib_batches=1,
+        batch_size=32,
+        eval_batch_size=64,
+        device=torch.device("cpu"),
+    )
     with pytest.raises(PrunesearchError, match="candidate diverged"):
         scorer.score(graph.base_widths)
 
@@ -127,8 +136,10 @@ def test_claim_reopens_when_a_live_winner_never_marks_it(tmp_path, monkeypatch, 
     with caplog.at_level(logging.INFO, logger="prunesearch"):
         assert claim_export(study, tmp_path / "b", "f1", poll_s=0.05, patience_s=0.5)
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting")]
-    assert said == ["waiting for another worker to finish writing the specs (claimed as trial "
-                    f"0 by {HOST} pid {os.getpid()}; taken over when it is gone, or after 0 s)"]
+    assert said == [
+        "waiting for another worker to finish writing the specs (claimed as trial "
+        f"0 by {HOST} pid {os.getpid()}; taken over when it is gone, or after 0 s)"
+    ]
     # said once, though it polled about ten times
 
 
@@ -145,40 +156,47 @@ def test_a_wait_for_other_workers_says_what_it_waits_for_once(tmp_path, monkeypa
         run_trials(study, lambda t: 0.0, n_trials=1, poll_s=0.05)
     finisher.join()
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting")]
-    assert said == [f"waiting for 1 trial(s) running in other workers to finish: 0 ({HOST} "
-                    f"pid {os.getpid()})"]
+    assert said == [
+        f"waiting for 1 trial(s) running in other workers to finish: 0 ({HOST} pid {os.getpid()})"
+    ]
     assert len(study.trials) == 1  # it waited instead of running a surplus trial
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("postgresql://ann:s3cret@db.lan:5432/ps", "postgresql://ann:***@db.lan:5432/ps"),
-    ("postgresql://ann@db.lan/ps?password=s3cret&sslmode=require",
-     "postgresql://ann@db.lan/ps?password=redacted&sslmode=require"),
-    ("postgresql://db.lan/ps?sslpassword=s3cret&application_name=a",
-     "postgresql://db.lan/ps?application_name=a&sslpassword=redacted"),
-    ("mysql+pymysql://ann:s3%40cret@db.lan/ps", "mysql+pymysql://ann:***@db.lan/ps"),
-    ("sqlite:////tmp/run/study.db", "sqlite:////tmp/run/study.db"),
-    ("journal:/tmp/run/study.log", "journal:/tmp/run/study.log"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://ann:s3cret@db.lan:5432/ps", "postgresql://ann:***@db.lan:5432/ps"),
+        (
+            "postgresql://ann@db.lan/ps?password=s3cret&sslmode=require",
+            "postgresql://ann@db.lan/ps?password=redacted&sslmode=require",
+        ),
+        (
+            "postgresql://db.lan/ps?sslpassword=s3cret&application_name=a",
+            "postgresql://db.lan/ps?application_name=a&sslpassword=redacted",
+        ),
+        ("mysql+pymysql://ann:s3%40cret@db.lan/ps", "mysql+pymysql://ann:***@db.lan/ps"),
+        ("sqlite:////tmp/run/study.db", "sqlite:////tmp/run/study.db"),
+        ("journal:/tmp/run/study.log", "journal:/tmp/run/study.log"),
+    ],
+)
 def test_storage_urls_are_shown_without_their_secrets(url, shown):
     assert redact(url) == shown
     assert "s3" not in redact(url).replace("sqlite", "")
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_a_trial_whose_worker_died_before_naming_itself_is_retried(tmp_path, monkeypatch,
-                                                                   kind):
+def test_a_trial_whose_worker_died_before_naming_itself_is_retried(tmp_path, monkeypatch, kind):
     """A worker killed between Optuna's write that starts a trial and ours that names its
     host and pid leaves a RUNNING trial with no owner: after the grace period it is failed and
     its fixed parameters run again, instead of every worker waiting for it forever."""
     monkeypatch.setattr(studies, "GRACE_S", 1)
-    url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else \
-        f"journal:{tmp_path / 's.log'}"
+    url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else f"journal:{tmp_path / 's.log'}"
     storage, _ = storage_for(url, tmp_path)
     study, _ = open_study(storage, "s", seed=0, n_startup=1)
     study.enqueue_trial({"x": 0.25})
     proc = multiprocessing.get_context("spawn").Process(
-        target=claim_worker.start_trial_and_die, args=(url,))
+        target=claim_worker.start_trial_and_die, args=(url,)
+    )
     proc.start()
     proc.join(60)
     assert proc.exitcode == 9
@@ -191,8 +209,9 @@ def test_a_trial_whose_worker_died_before_naming_itself_is_retried(tmp_path, mon
         return seen[-1]
 
     done = threading.Event()
-    runner = threading.Thread(target=lambda: (run_trials(study, objective, 2, poll_s=0.05),
-                                              done.set()), daemon=True)
+    runner = threading.Thread(
+        target=lambda: (run_trials(study, objective, 2, poll_s=0.05), done.set()), daemon=True
+    )
     runner.start()
     runner.join(30)
     assert done.is_set(), "the search waited for the ownerless trial"
@@ -256,7 +275,10 @@ def test_a_database_server_that_never_answers_is_an_error_not_a_hang(monkeypatch
         listener.listen(8)
         port = listener.getsockname()[1]
         started = time.monotonic()
-        with pytest.raises(PrunesearchError, match=r"cannot open storage postgresql://ann:\*\*\*"
-                           r"@127\.0\.0\.1.*no answer within 1 s"):
+        with pytest.raises(
+            PrunesearchError,
+            match=r"cannot open storage postgresql://ann:\*\*\*"
+            r"@127\.0\.0\.1.*no answer within 1 s",
+        ):
             storage_for(f"postgresql://ann:pw@127.0.0.1:{port}/ps", Path("."))
         assert time.monotonic() - started < 30

@@ -44,8 +44,9 @@ def test_a_latency_budget_exports_a_spec_measured_within_it(device, tiny_base, t
         lat = device(model, *args, **kwargs)
         slow["calls"] += 1
         factor = 1.25 if slow["calls"] == 1 else 1.0
-        return latency.Latency(**{**lat.__dict__,
-                                  "samples": tuple(t * factor for t in lat.samples)})
+        return latency.Latency(
+            **{**lat.__dict__, "samples": tuple(t * factor for t in lat.samples)}
+        )
 
     latency_search.measure = slower_once  # monkeypatch restores the module attribute
     out = tmp_path / "run"
@@ -65,10 +66,14 @@ def test_a_latency_budget_exports_a_spec_measured_within_it(device, tiny_base, t
     storage = f"sqlite:///{out / 'study.db'}"
     name = optuna.get_all_study_summaries(storage)[0].study_name
     assert ":60pct-latency@cpu-1t-b1-nchw-" in name  # what its milliseconds are of
-    done = [t for t in optuna.load_study(study_name=name, storage=storage).trials
-            if t.state == optuna.trial.TrialState.COMPLETE]
-    assert all(t.user_attrs["latency_ms"] > 0 and t.user_attrs["memory_format"] == "nchw"
-               for t in done)
+    done = [
+        t
+        for t in optuna.load_study(study_name=name, storage=storage).trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ]
+    assert all(
+        t.user_attrs["latency_ms"] > 0 and t.user_attrs["memory_format"] == "nchw" for t in done
+    )
     assert {t.params.get("round_to") for t in done} <= {1, 8, None}
 
     def three_times_slower(model, *args, **kwargs):  # would re-project, if timed again
@@ -90,20 +95,29 @@ def test_a_latency_study_is_named_for_what_its_milliseconds_are_of():
     name = study_name("p", lat, space, "cpu")
     assert name.startswith("p:4ms-latency@cpu-1t-b1-nchw-")
     assert study_name("p", lat, space, "cpu") == name  # resumable: the same settings
-    others = {study_name("p", lat, space.replace("search", **change), "cpu") for change in (
-        {"latency_threads": 2}, {"latency_batch": 8}, {"latency_format": "channels-last"})}
+    others = {
+        study_name("p", lat, space.replace("search", **change), "cpu")
+        for change in (
+            {"latency_threads": 2},
+            {"latency_batch": 8},
+            {"latency_format": "channels-last"},
+        )
+    }
     assert name not in others and len(others) == 3  # a resumed search never mixes timings
     assert study_name("p", flops, space, "cpu") == "p:50pct-flops"
 
 
 def test_latency_budget_errors_exit_2(device, tiny_base, tmp_path):
-    for budget, message in (("0ms", "a latency must be positive"),
-                            ("-3ms", "a latency must be positive"),
-                            ("4min", "not understood"),
-                            ("10s", "is not below the base model's")):
+    for budget, message in (
+        ("0ms", "a latency must be positive"),
+        ("-3ms", "a latency must be positive"),
+        ("4min", "not understood"),
+        ("10s", "is not below the base model's"),
+    ):
         out = tmp_path / budget
-        proc = run_cli("find", "--space", TINY, "--budget", budget, "--base", tiny_base,
-                       "--out", out)
+        proc = run_cli(
+            "find", "--space", TINY, "--budget", budget, "--base", tiny_base, "--out", out
+        )
         err = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, proc.stderr
         assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
@@ -111,14 +125,24 @@ def test_latency_budget_errors_exit_2(device, tiny_base, tmp_path):
 
 
 def test_a_budget_within_the_timings_noise_of_the_base_is_judged_by_the_prediction(
-        device, tiny_base, tmp_path):
+    device, tiny_base, tmp_path
+):
     """5% above one quick measurement of the base is not refused before the tables (a second
     measurement may fall either side); the prediction then finds it not below the base."""
     space = _space()
     base_ms = device.seconds(space.create_model(), (1, 3, 16, 16)) * 1e3
     out = tmp_path / "run"
-    proc = run_cli("find", "--space", TINY, "--budget", f"{1.05 * base_ms:.4f}ms", "--base",
-                   tiny_base, "--out", out)
+    proc = run_cli(
+        "find",
+        "--space",
+        TINY,
+        "--budget",
+        f"{1.05 * base_ms:.4f}ms",
+        "--base",
+        tiny_base,
+        "--out",
+        out,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "(predicted); nothing to prune" in proc.stderr.strip().splitlines()[-1]
     assert device.calls > 10  # the tables were built: the quick check let it through
@@ -126,9 +150,12 @@ def test_a_budget_within_the_timings_noise_of_the_base_is_judged_by_the_predicti
 
 
 def test_the_spec_format_checks_latency_records(tmp_path):
-    spec = ps.ArchSpec.from_graph(ps.trace(ps.create_model("resnet20"), _zeros()), {},
-                                  model="resnet20", budget={"kind": "latency", "target": 10,
-                                                            "latency": {"measured_ms": -1}})
+    spec = ps.ArchSpec.from_graph(
+        ps.trace(ps.create_model("resnet20"), _zeros()),
+        {},
+        model="resnet20",
+        budget={"kind": "latency", "target": 10, "latency": {"measured_ms": -1}},
+    )
     path = tmp_path / "s.json"
     path.write_text(json.dumps(spec.to_dict()))
     with pytest.raises(ps.PrunesearchError, match=r"\$\.budget\.latency\.target_ms"):
@@ -143,20 +170,47 @@ def _zeros():
 
 def test_a_family_of_latency_budgets_from_the_cli(device, tiny_base, tmp_path):
     space = tmp_path / "tiny-latency.yaml"
-    text = Path(TINY).read_text().replace(
-        "search: {", "search: {latency_format: nchw, latency_threads: 1, ")
+    text = (
+        Path(TINY)
+        .read_text()
+        .replace("search: {", "search: {latency_format: nchw, latency_threads: 1, ")
+    )
     space.write_text(text)
     out = tmp_path / "run"
-    proc = run_cli("find", "--space", space, "--budget", "40%,60%latency", "--base", tiny_base,
-                   "--trials", "2", "--out", out, "--json")
+    proc = run_cli(
+        "find",
+        "--space",
+        space,
+        "--budget",
+        "40%,60%latency",
+        "--base",
+        tiny_base,
+        "--trials",
+        "2",
+        "--out",
+        out,
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     targets = [m["target"] for m in summary["members"]]
     assert targets[0] < targets[1]
     for m in summary["members"]:
         assert m["latency_ms"] * 1e6 <= m["target"]
-    bad = run_cli("find", "--space", space, "--budget", "50%latency", "--latency-batch", "0",
-                  "--base", tiny_base, "--out", tmp_path / "bad")
-    assert bad.returncode == 2 and bad.stderr.strip() == \
-        "error: --latency-batch must be >= 1, got 0"
+    bad = run_cli(
+        "find",
+        "--space",
+        space,
+        "--budget",
+        "50%latency",
+        "--latency-batch",
+        "0",
+        "--base",
+        tiny_base,
+        "--out",
+        tmp_path / "bad",
+    )
+    assert (
+        bad.returncode == 2 and bad.stderr.strip() == "error: --latency-batch must be >= 1, got 0"
+    )
     assert not (tmp_path / "bad").exists()

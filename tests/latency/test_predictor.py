@@ -46,8 +46,13 @@ class FakeDevice:
     """Seconds = per-call overhead + MACs at a fixed speed (+ a surcharge on whole networks,
     which the fit must absorb); counts its calls."""
 
-    def __init__(self, overhead: float = 20e-6, per_mac: float = 1e-12,
-                 network_surcharge: float = 1.3, network_constant: float = 50e-6) -> None:
+    def __init__(
+        self,
+        overhead: float = 20e-6,
+        per_mac: float = 1e-12,
+        network_surcharge: float = 1.3,
+        network_constant: float = 50e-6,
+    ) -> None:
         self.overhead, self.per_mac, self.surcharge = overhead, per_mac, network_surcharge
         self.constant = network_constant
         self.calls = 0
@@ -57,19 +62,40 @@ class FakeDevice:
         t = self.overhead + self.per_mac * _macs(model, shape)
         return t * self.surcharge + self.constant if whole else t
 
-    def __call__(self, model, input_shape, *, batch=1, device="cpu", n_threads=None,
-                 channels_last=False, warmup=0, repeats=1, max_seconds=None, clock=None,
-                 rounds=1, gap_seconds=0.0, reference=None):
+    def __call__(
+        self,
+        model,
+        input_shape,
+        *,
+        batch=1,
+        device="cpu",
+        n_threads=None,
+        channels_last=False,
+        warmup=0,
+        repeats=1,
+        max_seconds=None,
+        clock=None,
+        rounds=1,
+        gap_seconds=0.0,
+        reference=None,
+    ):
         self.calls += 1
         t = self.seconds(model, (batch, *input_shape))
-        return Latency(batch=batch, samples=(t, t), warmup=warmup, threads=1, device="cpu",
-                       memory_format="channels-last" if channels_last else "nchw")
+        return Latency(
+            batch=batch,
+            samples=(t, t),
+            warmup=warmup,
+            threads=1,
+            device="cpu",
+            memory_format="channels-last" if channels_last else "nchw",
+        )
 
 
 @pytest.fixture(scope="module")
 def graph():
-    return ps.trace(ps.create_model("resnet20", num_classes=4, in_channels=3),
-                    torch.zeros(1, 3, 16, 16))
+    return ps.trace(
+        ps.create_model("resnet20", num_classes=4, in_channels=3), torch.zeros(1, 3, 16, 16)
+    )
 
 
 def test_grid_axis_holds_both_sides_of_each_block_edge():
@@ -114,8 +140,9 @@ def test_the_cache_is_reused_and_rebuilt_when_its_key_changes(graph, tmp_path):
     cached = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert cached["key"]["threads"] == torch.get_num_threads()
     assert cached["key"]["torch"] == torch.__version__
-    other = latency_model(graph, cache_dir=tmp_path, measure_fn=fake, calibration=4,
-                          memory_format="channels-last")
+    other = latency_model(
+        graph, cache_dir=tmp_path, measure_fn=fake, calibration=4, memory_format="channels-last"
+    )
     assert fake.calls > built and other.key.memory_format == "channels-last"
     assert len(list(tmp_path.glob("*.json"))) == 2
 

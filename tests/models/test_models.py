@@ -5,8 +5,19 @@ import prunesearch as ps
 
 from ..helpers import random_widths
 
-ZOO = ["densenet40", "mobilenetv2", "preresnet164", "resnet110", "resnet20", "resnet32",
-       "resnet56", "vgg11", "vgg13", "vgg16", "vgg19"]
+ZOO = [
+    "densenet40",
+    "mobilenetv2",
+    "preresnet164",
+    "resnet110",
+    "resnet20",
+    "resnet32",
+    "resnet56",
+    "vgg11",
+    "vgg13",
+    "vgg16",
+    "vgg19",
+]
 
 # (params, fvcore MACs) of the CIFAR-10 models at 32x32, batch 1. Published figures: ResNet-56
 # 0.85M / 125M, ResNet-110 1.7M / 253M (Li et al. 2017, option-A shortcuts: ours add 1x1
@@ -66,8 +77,9 @@ def test_costs_match_published_figures(name):
 def test_register_model_and_import_refs():
     @ps.register_model
     def tiny_test_net(num_classes: int = 10, in_channels: int = 3):
-        return torch.nn.Sequential(torch.nn.Conv2d(in_channels, 4, 3), torch.nn.Flatten(),
-                                   torch.nn.LazyLinear(num_classes))
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(in_channels, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(num_classes)
+        )
 
     assert "tiny_test_net" in ps.list_models()
     assert isinstance(ps.create_model("tiny_test_net"), torch.nn.Sequential)

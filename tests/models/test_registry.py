@@ -35,8 +35,11 @@ def tiny_registered(num_classes: int = 3) -> nn.Module:
 def spec_for(ref: str, tmp_path, allow) -> str:
     model = ps.create_model(ref, allow_import=allow, num_classes=3)
     graph = ps.trace(model, torch.zeros(1, 3, 8, 8))
-    return str(ps.ArchSpec.from_graph(graph, {"conv": 4}, model=ref,
-                                      model_args={"num_classes": 3}).save(tmp_path / "s.json"))
+    return str(
+        ps.ArchSpec.from_graph(graph, {"conv": 4}, model=ref, model_args={"num_classes": 3}).save(
+            tmp_path / "s.json"
+        )
+    )
 
 
 def test_unregistered_code_needs_allow_import(tmp_path):
@@ -69,9 +72,16 @@ def test_the_permission_names_the_packages_it_covers(tmp_path, caplog):
     assert f"importing model code {ref}" in caplog.text  # said before it is called
 
 
-@pytest.mark.parametrize("ref", ["os:system", "subprocess:run", "builtins:eval",
-                                 "tests.models.test_registry:torch.nn.Conv2d",  # torch, via here
-                                 f"{__name__}:os.system"])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "os:system",
+        "subprocess:run",
+        "builtins:eval",
+        "tests.models.test_registry:torch.nn.Conv2d",  # torch, via here
+        f"{__name__}:os.system",
+    ],
+)
 def test_code_outside_the_allowed_packages_is_never_called(ref):
     allow = "tests"
     with pytest.raises(ps.PrunesearchError, match=r"refused|not registered"):
@@ -103,5 +113,7 @@ def test_show_refuses_to_allow_the_standard_library(tmp_path):
     path = spec_for(f"{__name__}:tiny_unregistered", tmp_path, allow=True)
     proc = run_cli("show", path, "--allow-import", "os")
     assert proc.returncode == 2
-    assert proc.stderr == "error: --allow-import 'os': a standard-library module; only " \
-                          "packages that hold models can be allowed\n"
+    assert (
+        proc.stderr == "error: --allow-import 'os': a standard-library module; only "
+        "packages that hold models can be allowed\n"
+    )

@@ -26,8 +26,9 @@ SPACES = Path(__file__).parents[1] / "spaces"
 
 def test_lr_schedules():
     step = Recipe(epochs=10)
-    assert [lr_factor(step, p) for p in (0, 0.49, 0.5, 0.74, 0.75, 0.99)] == \
-        pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert [lr_factor(step, p) for p in (0, 0.49, 0.5, 0.74, 0.75, 0.99)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01]
+    )
     cos = Recipe(epochs=10, schedule="cosine")
     assert lr_factor(cos, 0) == 1 and lr_factor(cos, 0.5) == pytest.approx(0.5)
     assert lr_factor(cos, 1) == pytest.approx(0)
@@ -59,13 +60,17 @@ def train_tiny(tiny, run_dir, **recipe_changes):
 
 def test_fit_writes_run_files(tiny, tmp_path):
     model, _ = train_tiny(tiny, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == \
-        ["checkpoint.pt", "metrics.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint.pt",
+        "metrics.json",
+        "model.safetensors",
+    ]
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["epochs"] == 2 and len(saved["history"]) == 2
     assert 0 <= saved["test_accuracy"] <= 1 and saved["images_per_s"] > 0
-    assert {"train_loss", "train_accuracy", "val_accuracy", "lr", "seconds"} <= \
-        set(saved["history"][0])
+    assert {"train_loss", "train_accuracy", "val_accuracy", "lr", "seconds"} <= set(
+        saved["history"][0]
+    )
     state, meta = load_weights(tmp_path / "model.safetensors")
     assert meta["spec"] == {"x": 1}
     assert torch.equal(state["conv1.weight"], model.conv1.weight.detach().contiguous())
@@ -78,8 +83,11 @@ def test_sparsity_shrinks_bn_scales(tiny, tmp_path):
     sparse, _ = train_tiny(tiny, tmp_path / "b", sparsity=0.5)
 
     def gamma(m):
-        return torch.cat([b.weight.abs() for b in m.modules()
-                          if isinstance(b, torch.nn.BatchNorm2d)]).mean().item()
+        return (
+            torch.cat([b.weight.abs() for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)])
+            .mean()
+            .item()
+        )
 
     assert gamma(sparse) < 0.8 * gamma(dense)
 
@@ -94,33 +102,40 @@ def test_foreign_checkpoint_and_weights_are_refused(tiny, tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     splits = load_splits(tiny, DataOptions())
     with pytest.raises(PrunesearchError, match="corrupt or not a prunesearch checkpoint"):
-        fit(ps.create_model("resnet20", num_classes=4), splits, recipe_from_space(tiny),
-            RunOptions(resume=True), tmp_path)
+        fit(
+            ps.create_model("resnet20", num_classes=4),
+            splits,
+            recipe_from_space(tiny),
+            RunOptions(resume=True),
+            tmp_path,
+        )
     (tmp_path / "w.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(PrunesearchError, match="not a readable safetensors"):
         load_weights(tmp_path / "w.safetensors")
 
 
 def test_auto_memory_format_is_measured_recorded_and_leaves_the_run_as_forced(
-        tiny, tmp_path, monkeypatch):
+    tiny, tmp_path, monkeypatch
+):
     monkeypatch.setattr(train, "PROBE_MIN_STEPS", 0)  # the tiny run is too short to probe
     model, metrics = train_tiny(tiny, tmp_path / "auto", channels_last="auto")
     choice = metrics["memory_format"]
     ms = choice["ms_per_step"]
     assert choice["how"] == "probe" and set(ms) == {"nchw", "channels-last"}
     assert choice["memory_format"] == min(ms, key=ms.get) and min(ms.values()) > 0
-    assert json.loads((tmp_path / "auto" / "metrics.json").read_text())["memory_format"] == \
-        choice
+    assert json.loads((tmp_path / "auto" / "metrics.json").read_text())["memory_format"] == choice
     # the probe ran on copies and left the RNG streams alone: the same run, format forced
-    forced, forced_metrics = train_tiny(tiny, tmp_path / "forced",
-                                        channels_last=choice["memory_format"] == "channels-last")
+    forced, forced_metrics = train_tiny(
+        tiny, tmp_path / "forced", channels_last=choice["memory_format"] == "channels-last"
+    )
     assert forced_metrics["memory_format"]["how"] == "train.channels_last"
     for a, b in zip(model.state_dict().values(), forced.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
 def test_a_short_run_keeps_channels_last_and_a_resumed_run_its_first_choice(
-        tiny, tmp_path, monkeypatch):
+    tiny, tmp_path, monkeypatch
+):
     _, metrics = train_tiny(tiny, tmp_path / "short")
     assert metrics["memory_format"]["memory_format"] == "channels-last"
     assert metrics["memory_format"]["how"].startswith("default: 16 steps are too few")
@@ -134,8 +149,14 @@ def test_a_short_run_keeps_channels_last_and_a_resumed_run_its_first_choice(
     monkeypatch.setattr(train, "_probe_formats", lambda *a: {"nchw": 1.0, "channels-last": 2.0})
     splits, recipe = load_splits(tiny, DataOptions()), recipe_from_space(tiny)
     with pytest.raises(KeyboardInterrupt):
-        fit(ps.create_model("resnet20", num_classes=4), splits, recipe, RunOptions(),
-            tmp_path / "run", reporter=StopInEpoch2())
+        fit(
+            ps.create_model("resnet20", num_classes=4),
+            splits,
+            recipe,
+            RunOptions(),
+            tmp_path / "run",
+            reporter=StopInEpoch2(),
+        )
 
     def probed_again(*args):
         raise AssertionError("a resumed run must not probe again")
@@ -143,16 +164,23 @@ def test_a_short_run_keeps_channels_last_and_a_resumed_run_its_first_choice(
     monkeypatch.setattr(train, "_probe_formats", probed_again)
     model = ps.create_model("resnet20", num_classes=4)
     metrics = fit(model, splits, recipe, RunOptions(resume=True), tmp_path / "run")
-    assert metrics["memory_format"] == {"memory_format": "nchw", "how": "probe",
-                                        "ms_per_step": {"nchw": 1.0, "channels-last": 2.0},
-                                        "probe_steps": 9}
+    assert metrics["memory_format"] == {
+        "memory_format": "nchw",
+        "how": "probe",
+        "ms_per_step": {"nchw": 1.0, "channels-last": 2.0},
+        "probe_steps": 9,
+    }
     assert model.conv1.weight.is_contiguous()  # trained in NCHW to the end
 
 
 def cli(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "prunesearch", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "prunesearch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
 
 
 def checkpoint_epoch(run_dir: Path) -> int:
@@ -186,9 +214,12 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, command):
     args = ["train-base", "--space", space]
     if command == "train-arch":
         graph = ps.trace(ps.create_model("resnet20", num_classes=4), torch.zeros(1, 3, 16, 16))
-        spec = ps.ArchSpec.from_graph(graph, {g.name: math.ceil(g.size * 0.6)
-                                              for g in graph.groups}, model="resnet20",
-                                      model_args={"num_classes": 4, "in_channels": 3})
+        spec = ps.ArchSpec.from_graph(
+            graph,
+            {g.name: math.ceil(g.size * 0.6) for g in graph.groups},
+            model="resnet20",
+            model_args={"num_classes": 4, "in_channels": 3},
+        )
         spec.save(tmp_path / "spec.json")
         args = ["train-arch", str(tmp_path / "spec.json"), "--space", space]
     ref = cli(*args, "--out", str(tmp_path / "ref"))
@@ -225,11 +256,23 @@ def test_identical_weights_are_identical_bytes(tmp_path):
 
 def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "prunesearch", "train-base", "--space",
-                             str(SPACES / "resume.yaml"), "--out", str(run_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            preexec_fn=interruptible)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prunesearch",
+            "train-base",
+            "--space",
+            str(SPACES / "resume.yaml"),
+            "--out",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=interruptible,
+    )
     deadline = time.time() + 240
     while checkpoint_epoch(run_dir) < 1:
         assert proc.poll() is None, proc.communicate()[1]
@@ -241,15 +284,19 @@ def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(tmp_path):
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
         f"error: interrupted; {run_dir} holds the last finished epoch: run the same command "
-        "with --resume to go on from it")
+        "with --resume to go on from it"
+    )
     assert not (run_dir / "model.safetensors").exists()
 
 
-@pytest.mark.parametrize("args, error", [
-    ({"in_chans": 3, "n": 4}, None),  # right, though it has no in_channels argument
-    ({"in_chans": 1, "n": 4}, "does not take synthetic images (3x16x16): Given groups=1"),
-    ({"in_chans": 3, "n": 2}, "gives 2 logits but synthetic has 4 classes"),
-])
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        ({"in_chans": 3, "n": 4}, None),  # right, though it has no in_channels argument
+        ({"in_chans": 1, "n": 4}, "does not take synthetic images (3x16x16): Given groups=1"),
+        ({"in_chans": 3, "n": 2}, "gives 2 logits but synthetic has 4 classes"),
+    ],
+)
 def test_the_model_is_checked_against_the_data_by_running_it(tiny, args, error):
     space = tiny.replace("model", name="tests.toy_models:in_chans_net", args=args)
     if error is None:
@@ -264,8 +311,12 @@ def small_tmpfs(tmp_path):
     """A 1 MiB tmpfs (a disk that fills up), where the test may mount one (root)."""
     mount = tmp_path / "small"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -22,15 +22,23 @@ class SEGate(nn.Module):
 class BranchySE(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU())
-        self.branch3 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1, bias=False),
-                                     nn.BatchNorm2d(width), nn.ReLU())
-        self.branch1 = nn.Sequential(nn.Conv2d(width, width, 1, bias=False),
-                                     nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+        )
+        self.branch3 = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.branch1 = nn.Sequential(
+            nn.Conv2d(width, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
         self.se = SEGate(2 * width)
-        self.down = nn.Sequential(nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1,
-                                            bias=False), nn.BatchNorm2d(4 * width), nn.ReLU())
+        self.down = nn.Sequential(
+            nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(4 * width),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(4 * width, num_classes)
 
     def forward(self, x):
@@ -42,4 +50,3 @@ class BranchySE(nn.Module):
 
 def branchy_se(num_classes: int = 10, in_channels: int = 1, width: int = 16) -> BranchySE:
     return BranchySE(num_classes, in_channels, width)
-

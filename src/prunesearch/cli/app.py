@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -36,34 +36,66 @@ app = typer.Typer(
 console = Console()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary as the last line.")]
-SpaceOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer needs Optional)
-    "--space", help="Search space name or YAML path (default: search_spaces/default.yaml).")]
-OutOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045
-    "--out", help="Run folder (default: outputs/<space>/...).")]
-DataDirOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--data-dir", help="Folder holding the dataset files (the only place looked in).")]
+SpaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--space", help="Search space name or YAML path (default: search_spaces/default.yaml)."
+    ),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Run folder (default: outputs/<space>/...)."),
+]
+DataDirOpt = Annotated[
+    str | None,
+    typer.Option("--data-dir", help="Folder holding the dataset files (the only place looked in)."),
+]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Download a missing dataset.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
-EpochsOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
-    "--epochs", help="Override the space's epochs.")]
-LimitOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
-    "--limit-train", help="Use only the first N training examples.")]
+EpochsOpt = Annotated[
+    int | None,
+    typer.Option("--epochs", help="Override the space's epochs."),
+]
+LimitOpt = Annotated[
+    int | None,
+    typer.Option("--limit-train", help="Use only the first N training examples."),
+]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")]
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (bf16/fp16) on CUDA.")]
 
-SignalOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--signal", help="slimming (BN |gamma|) or l1 (filter norm) (default: the space's).")]
-ObjectiveOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--objective", help="What scores a candidate: inherit (pruned base, BN recalibrated) or "
-    "scratch (short from-scratch training) (default: the space's).")]
-CellsOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--cells", help="Store of trained cells shared by compare and fidelity runs (default: "
-    "<out>/cells with --out, else outputs/<space>/cells).")]
-AllowImportOpt = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-    "--allow-import", metavar="PKG", help="Import the model code a spec names "
-    "('PKG.module:callable') from package PKG (repeatable; with no PKG, the package the spec "
-    "names; never the standard library).")]
+SignalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--signal", help="slimming (BN |gamma|) or l1 (filter norm) (default: the space's)."
+    ),
+]
+ObjectiveOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--objective",
+        help="What scores a candidate: inherit (pruned base, BN recalibrated) or "
+        "scratch (short from-scratch training) (default: the space's).",
+    ),
+]
+CellsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cells",
+        help="Store of trained cells shared by compare and fidelity runs (default: "
+        "<out>/cells with --out, else outputs/<space>/cells).",
+    ),
+]
+AllowImportOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-import",
+        metavar="PKG",
+        help="Import the model code a spec names "
+        "('PKG.module:callable') from package PKG (repeatable; with no PKG, the package the spec "
+        "names; never the standard library).",
+    ),
+]
 
 
 def _user_errors(fn):
@@ -95,8 +127,10 @@ def _os_error(exc: OSError) -> str:
     where = f" {exc.filename}" if exc.filename else ""
     text = f"cannot write or read{where}: {exc.strerror or exc}"
     if exc.errno == errno.ENOSPC:
-        text += (" (files are written whole or not at all: a run folder holds its last "
-                 "complete checkpoint; free space and rerun with --resume)")
+        text += (
+            " (files are written whole or not at all: a run folder holds its last "
+            "complete checkpoint; free space and rerun with --resume)"
+        )
     return text
 
 
@@ -168,14 +202,27 @@ def _interruptible(what: Callable[[], str]):
 def _resume_hint(run_dir: Path) -> str:
     """What a training run interrupted at ``run_dir`` keeps."""
     if (Path(run_dir) / "checkpoint.pt").is_file():
-        return (f"{run_dir} holds the last finished epoch: run the same command with --resume "
-                "to go on from it")
+        return (
+            f"{run_dir} holds the last finished epoch: run the same command with --resume "
+            "to go on from it"
+        )
     return f"no epoch had finished, nothing to resume in {run_dir}"
 
 
 def _run_summary(metrics: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    keys = ("kind", "space", "model", "epochs", "flops", "test_accuracy", "val_accuracy",
-            "train_seconds", "images_per_s", "world_size", "device")
+    keys = (
+        "kind",
+        "space",
+        "model",
+        "epochs",
+        "flops",
+        "test_accuracy",
+        "val_accuracy",
+        "train_seconds",
+        "images_per_s",
+        "world_size",
+        "device",
+    )
     return {"run_dir": str(run_dir)} | {k: metrics.get(k) for k in keys}
 
 
@@ -184,11 +231,13 @@ def _print_run(metrics: dict[str, Any], run_dir: Path, json_out: bool) -> None:
         return
     summary = _run_summary(metrics, run_dir)
     val = summary["val_accuracy"]
-    console.print(f"[bold]{summary['kind']}[/] {summary['model']} on {summary['space']}: "
-                  f"test accuracy {summary['test_accuracy']:.4f}"
-                  + (f", val {val:.4f}" if val is not None else "")
-                  + f" after {summary['epochs']} epochs ({summary['train_seconds']:.0f}s "
-                  f"training, {summary['images_per_s']} img/s) -> {run_dir}")
+    console.print(
+        f"[bold]{summary['kind']}[/] {summary['model']} on {summary['space']}: "
+        f"test accuracy {summary['test_accuracy']:.4f}"
+        + (f", val {val:.4f}" if val is not None else "")
+        + f" after {summary['epochs']} epochs ({summary['train_seconds']:.0f}s "
+        f"training, {summary['images_per_s']} img/s) -> {run_dir}"
+    )
     if json_out:
         _emit_json(summary)
 
@@ -196,13 +245,21 @@ def _print_run(metrics: dict[str, Any], run_dir: Path, json_out: bool) -> None:
 @app.command("train-base")
 @_user_errors
 def train_base_cmd(
-    sparsity: Annotated[Optional[float], typer.Option(  # noqa: UP045
-        "--sparsity", help="Network-slimming L1 on BN gamma (default: the space's).")] = None,
-    space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
-    download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
-    epochs: EpochsOpt = None, limit_train: LimitOpt = None, resume: ResumeOpt = False,
-    amp: AmpOpt = False, compile_: Annotated[bool, typer.Option(
-        "--compile", help="torch.compile the model.")] = False,
+    sparsity: Annotated[
+        float | None,
+        typer.Option("--sparsity", help="Network-slimming L1 on BN gamma (default: the space's)."),
+    ] = None,
+    space: SpaceOpt = None,
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+    download: DownloadOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    epochs: EpochsOpt = None,
+    limit_train: LimitOpt = None,
+    resume: ResumeOpt = False,
+    amp: AmpOpt = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train the space's base model; writes outputs/<space>/base/."""
@@ -216,9 +273,14 @@ def train_base_cmd(
     run_dir = out or run_folder(sp.name, "base")
     with _interruptible(lambda: _resume_hint(run_dir)):
         metrics = train_base(
-            sp, out=run_dir, epochs=epochs, sparsity=sparsity,
+            sp,
+            out=run_dir,
+            epochs=epochs,
+            sparsity=sparsity,
             data=DataOptions(data_dir, limit_train, download),
-            opts=RunOptions(seed, device, amp, compile_, resume), reporter=make_reporter(_rank()))
+            opts=RunOptions(seed, device, amp, compile_, resume),
+            reporter=make_reporter(_rank()),
+        )
     _print_run(metrics, run_dir, json_out)
 
 
@@ -230,24 +292,41 @@ def _rank() -> int:
 @_user_errors
 def train_arch_cmd(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.json", help="Architecture spec.")],
-    schedule: Annotated[str, typer.Option(
-        "--schedule", help="scratch-e: the base's epochs; scratch-b: the base's compute.")
+    schedule: Annotated[
+        str,
+        typer.Option(
+            "--schedule", help="scratch-e: the base's epochs; scratch-b: the base's compute."
+        ),
     ] = "scratch-e",
-    init: Annotated[str, typer.Option(
-        "--init", help="scratch: fresh weights; inherit: fine-tune the pruned base.")
+    init: Annotated[
+        str,
+        typer.Option("--init", help="scratch: fresh weights; inherit: fine-tune the pruned base."),
     ] = "scratch",
-    base: Annotated[Optional[Path], typer.Option(  # noqa: UP045
-        "--base", help="Base weights for --init inherit (default: outputs/<space>/base/).")
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            "--base", help="Base weights for --init inherit (default: outputs/<space>/base/)."
+        ),
     ] = None,
-    max_epoch_factor: Annotated[Optional[float], typer.Option(  # noqa: UP045
-        "--max-epoch-factor", help="Cap Scratch-B at this many times the base epochs.")
+    max_epoch_factor: Annotated[
+        float | None,
+        typer.Option(
+            "--max-epoch-factor", help="Cap Scratch-B at this many times the base epochs."
+        ),
     ] = None,
-    space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
-    download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
-    epochs: EpochsOpt = None, limit_train: LimitOpt = None, resume: ResumeOpt = False,
-    amp: AmpOpt = False, compile_: Annotated[bool, typer.Option(
-        "--compile", help="torch.compile the model.")] = False,
-    allow_import: AllowImportOpt = None, json_out: JsonOpt = False,
+    space: SpaceOpt = None,
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+    download: DownloadOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    epochs: EpochsOpt = None,
+    limit_train: LimitOpt = None,
+    resume: ResumeOpt = False,
+    amp: AmpOpt = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    allow_import: AllowImportOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Train a spec from scratch (Scratch-E/B) or fine-tune inherited weights."""
     from prunesearch.progress import make_reporter
@@ -259,23 +338,42 @@ def train_arch_cmd(
     _setup_logging()
     spec = ArchSpec.load(spec_path, allow_import=allow_import or False)
     search_info = spec.search or {}
-    sp = load_space(space or (search_info.get("space_path") if search_info.get("space_path")
-                              and Path(search_info["space_path"]).is_file()
-                              else search_info.get("space")))
+    sp = load_space(
+        space
+        or (
+            search_info.get("space_path")
+            if search_info.get("space_path") and Path(search_info["space_path"]).is_file()
+            else search_info.get("space")
+        )
+    )
     kind = "finetune" if init == "inherit" else schedule
     run_dir = out or run_folder(sp.name, "arch", spec_path.stem, f"{kind}-s{seed}")
     with _interruptible(lambda: _resume_hint(run_dir)):
         metrics = train_arch(
-            spec, sp, schedule=schedule, init=init, base=base,
-            max_epoch_factor=max_epoch_factor, out=run_dir, epochs=epochs,
-            spec_name=spec_path.stem, data=DataOptions(data_dir, limit_train, download),
-            opts=RunOptions(seed, device, amp, compile_, resume), reporter=make_reporter(_rank()))
+            spec,
+            sp,
+            schedule=schedule,
+            init=init,
+            base=base,
+            max_epoch_factor=max_epoch_factor,
+            out=run_dir,
+            epochs=epochs,
+            spec_name=spec_path.stem,
+            data=DataOptions(data_dir, limit_train, download),
+            opts=RunOptions(seed, device, amp, compile_, resume),
+            reporter=make_reporter(_rank()),
+        )
     _print_run(metrics, run_dir, json_out)
 
 
-BudgetBatchOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
-    "--latency-batch", help="Images per forward pass that a latency budget (4ms, 50%latency) "
-    "is per image at (default: the space's search.latency_batch, 1).")]
+BudgetBatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--latency-batch",
+        help="Images per forward pass that a latency budget (4ms, 50%latency) "
+        "is per image at (default: the space's search.latency_batch, 1).",
+    ),
+]
 
 
 def _with_latency_batch(sp, latency_batch: int | None):
@@ -290,28 +388,57 @@ def _with_latency_batch(sp, latency_batch: int | None):
 @app.command()
 @_user_errors
 def find(
-    budget: Annotated[str, typer.Option(
-        "--budget", help="50%FLOPs, 30%params, 20MFLOPs, 2.2Mparams, 4ms (latency per image), "
-        "50%latency; a family: 25%,50%,75%FLOPs.")],
-    base: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--base", help="Trained base weights (default: outputs/<space>/base/, trained if absent).")
+    budget: Annotated[
+        str,
+        typer.Option(
+            "--budget",
+            help="50%FLOPs, 30%params, 20MFLOPs, 2.2Mparams, 4ms (latency per image), "
+            "50%latency; a family: 25%,50%,75%FLOPs.",
+        ),
+    ],
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            help="Trained base weights (default: outputs/<space>/base/, trained if absent).",
+        ),
     ] = None,
     signal: SignalOpt = None,
-    trials: Annotated[Optional[int], typer.Option(  # noqa: UP045
-        "--trials", help="Trials per budget, counted across restarts and workers.")] = None,
-    storage: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--storage", help="sqlite:///F, postgresql://..., mysql://..., journal:FILE "
-        "(default: SQLite in the run folder).")] = None,
-    study: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--study", help="Study name prefix (one study per budget).")] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option("--trials", help="Trials per budget, counted across restarts and workers."),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="sqlite:///F, postgresql://..., mysql://..., journal:FILE "
+            "(default: SQLite in the run folder).",
+        ),
+    ] = None,
+    study: Annotated[
+        str | None,
+        typer.Option("--study", help="Study name prefix (one study per budget)."),
+    ] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Local worker processes.")] = 1,
-    finetune_steps: Annotated[int, typer.Option(
-        "--finetune-steps", help="Score candidates after N fine-tuning steps, stopping poor "
-        "trials early.")] = 0,
-    objective: ObjectiveOpt = None, latency_batch: BudgetBatchOpt = None,
-    space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
-    download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
-    epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
+    finetune_steps: Annotated[
+        int,
+        typer.Option(
+            "--finetune-steps",
+            help="Score candidates after N fine-tuning steps, stopping poor trials early.",
+        ),
+    ] = 0,
+    objective: ObjectiveOpt = None,
+    latency_batch: BudgetBatchOpt = None,
+    space: SpaceOpt = None,
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+    download: DownloadOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    epochs: EpochsOpt = None,
+    limit_train: LimitOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Search the architecture(s) that fit a budget; export one spec per budget."""
     from prunesearch.engine.budget import parse_budgets
@@ -327,56 +454,97 @@ def find(
     from prunesearch.training.loop import RunOptions
     from prunesearch.training.runs import DataOptions
 
-    with _interruptible(lambda: "the finished trials are kept in the study: run the same "
-                        "command to go on"):
+    with _interruptible(
+        lambda: "the finished trials are kept in the study: run the same command to go on"
+    ):
         result = run_find(
-            sp, FindOptions(budget, base, signal, trials, storage, study, jobs, finetune_steps,
-                            objective),
-            out=out, epochs=epochs, data=DataOptions(data_dir, limit_train, download),
-            opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
-    table = Table(title=f"find on {sp.name}: signal {result['signal']}, objective "
-                        f"{result['objective']}, {result['trials']} trials per budget")
+            sp,
+            FindOptions(
+                budget, base, signal, trials, storage, study, jobs, finetune_steps, objective
+            ),
+            out=out,
+            epochs=epochs,
+            data=DataOptions(data_dir, limit_train, download),
+            opts=RunOptions(seed, device),
+            reporter=make_reporter(_rank()),
+        )
+    table = Table(
+        title=f"find on {sp.name}: signal {result['signal']}, objective "
+        f"{result['objective']}, {result['trials']} trials per budget"
+    )
     timed = any("latency_ms" in m for m in result["members"])
     for col in ("budget", "architecture", "FLOPs", "params", "score (val)") + (
-            ("ms/image (measured)",) if timed else ()):
+        ("ms/image (measured)",) if timed else ()
+    ):
         table.add_column(col, justify="left" if col in ("budget", "architecture") else "right")
 
     def ms(row: dict) -> tuple[str, ...]:
         return (f"{row['latency_ms']:.3f}" if "latency_ms" in row else "",) if timed else ()
 
     for m in result["members"]:
-        table.add_row(m["budget"], f"searched ({m['trial']})", _human(m["flops"]),
-                      _human(m["params"]), f"{m['score']:.4f}", *ms(m))
+        table.add_row(
+            m["budget"],
+            f"searched ({m['trial']})",
+            _human(m["flops"]),
+            _human(m["params"]),
+            f"{m['score']:.4f}",
+            *ms(m),
+        )
         for name, b in m["baselines"].items():
-            table.add_row("", f"baseline {name}", _human(b["flops"]), _human(b["params"]),
-                          f"{b['score']:.4f}", *ms(b))
+            table.add_row(
+                "",
+                f"baseline {name}",
+                _human(b["flops"]),
+                _human(b["params"]),
+                f"{b['score']:.4f}",
+                *ms(b),
+            )
     console.print(table)
     if result["exported"]:
         for m in result["members"]:
             console.print(f"spec: {m['spec']}")
     else:
-        console.print("specs: written by another worker of this study, or by an earlier run "
-                      f"into {result['run_dir']}")
+        console.print(
+            "specs: written by another worker of this study, or by an earlier run "
+            f"into {result['run_dir']}"
+        )
     if json_out:
         _emit_json(result)
 
 
-ThreadsOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
-    "--threads", help="torch threads for the latency measurement (default: torch's).")]
-RepeatsOpt = Annotated[int, typer.Option(
-    "--repeats", help="Timed repeats per latency measurement (after 10 warm-up calls).")]
-LatencyBatchOpt = Annotated[int, typer.Option(
-    "--latency-batch", help="The throughput batch latency is also measured at (beside 1).")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", help="torch threads for the latency measurement (default: torch's)."),
+]
+RepeatsOpt = Annotated[
+    int,
+    typer.Option(
+        "--repeats", help="Timed repeats per latency measurement (after 10 warm-up calls)."
+    ),
+]
+LatencyBatchOpt = Annotated[
+    int,
+    typer.Option(
+        "--latency-batch", help="The throughput batch latency is also measured at (beside 1)."
+    ),
+]
 
 
 @app.command()
 @_user_errors
 def show(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.json", help="Architecture spec.")],
-    latency: Annotated[bool, typer.Option(
-        "--latency", help="Also measure the spec's and the base's latency (ms per image at "
-        "batch 1 and a throughput batch, both memory formats).")] = False,
-    latency_batch: LatencyBatchOpt = 64, threads: ThreadsOpt = None, repeats: RepeatsOpt = 30,
+    latency: Annotated[
+        bool,
+        typer.Option(
+            "--latency",
+            help="Also measure the spec's and the base's latency (ms per image at "
+            "batch 1 and a throughput batch, both memory formats).",
+        ),
+    ] = False,
+    latency_batch: LatencyBatchOpt = 64,
+    threads: ThreadsOpt = None,
+    repeats: RepeatsOpt = 30,
     device: DeviceOpt = "auto",
     allow_import: AllowImportOpt = None,
     json_out: JsonOpt = False,
@@ -391,8 +559,7 @@ def show(
     for col in ("group", "base", "width", "keep"):
         table.add_column(col, justify="left" if col == "group" else "right")
     for row in summary["groups"]:
-        table.add_row(row["group"], str(row["base"]), str(row["width"]),
-                      f"{row['keep_ratio']:.0%}")
+        table.add_row(row["group"], str(row["base"]), str(row["width"]), f"{row['keep_ratio']:.0%}")
     console.print(table)
     console.print(
         f"FLOPs {_human(summary['flops'])} of {_human(summary['base_flops'])} "
@@ -402,8 +569,9 @@ def show(
     if latency:
         from prunesearch.latency.measure import spec_latency
 
-        summary["latency"] = spec_latency(spec, batches=(1, latency_batch), device=device,
-                                          n_threads=threads, repeats=repeats)
+        summary["latency"] = spec_latency(
+            spec, batches=(1, latency_batch), device=device, n_threads=threads, repeats=repeats
+        )
         _print_latency(summary["latency"])
     if json_out:
         _emit_json(summary)
@@ -412,20 +580,28 @@ def show(
 def _print_latency(latency: dict[str, Any]) -> None:
     from prunesearch.latency.measure import latency_table
 
-    table = Table(title=f"latency on {latency['device']}, {latency['threads']} thread(s): "
-                        "median ms per image (25th-75th percentile)")
+    table = Table(
+        title=f"latency on {latency['device']}, {latency['threads']} thread(s): "
+        "median ms per image (25th-75th percentile)"
+    )
     for col in ("model", "memory format", *(f"batch {b}" for b in latency["batches"])):
         table.add_column(col, justify="left" if not col.startswith("batch") else "right")
     for row in latency_table(latency):
         table.add_row(*row)
     console.print(table)
-    speed = ", ".join(f"{fmt} batch {b}: {x:.2f}x" for fmt, per in latency["speedup"].items()
-                      for b, x in per.items())
+    speed = ", ".join(
+        f"{fmt} batch {b}: {x:.2f}x"
+        for fmt, per in latency["speedup"].items()
+        for b, x in per.items()
+    )
     if speed:
-        console.print(f"base / spec time: {speed} (FLOPs: "
-                      f"{latency['base_flops'] / latency['flops']:.2f}x)")
-    console.print(f"{latency['repeats']} repeats after {latency['warmup']} warm-up calls, "
-                  f"torch {latency['torch']}")
+        console.print(
+            f"base / spec time: {speed} (FLOPs: {latency['base_flops'] / latency['flops']:.2f}x)"
+        )
+    console.print(
+        f"{latency['repeats']} repeats after {latency['warmup']} warm-up calls, "
+        f"torch {latency['torch']}"
+    )
 
 
 @app.command()
@@ -433,26 +609,52 @@ def _print_latency(latency: dict[str, Any]) -> None:
 def compare(
     budget: Annotated[str, typer.Option("--budget", help="One budget, e.g. 50%FLOPs.")],
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per row.")] = 3,
-    trials: Annotated[Optional[int], typer.Option(  # noqa: UP045
-        "--trials", help="Search trials (default: the space's).")] = None,
-    base: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--base", help="Reuse this trained base (with metrics.json beside it) as seed 0's.")
+    trials: Annotated[
+        int | None,
+        typer.Option("--trials", help="Search trials (default: the space's)."),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base", help="Reuse this trained base (with metrics.json beside it) as seed 0's."
+        ),
     ] = None,
     signal: SignalOpt = None,
-    max_epoch_factor: Annotated[Optional[float], typer.Option(  # noqa: UP045
-        "--max-epoch-factor", help="Cap Scratch-B at this many times the base epochs.")
+    max_epoch_factor: Annotated[
+        float | None,
+        typer.Option(
+            "--max-epoch-factor", help="Cap Scratch-B at this many times the base epochs."
+        ),
     ] = None,
-    extra: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-        "--extra", metavar="NAME=SPEC", help="Also train this spec (e.g. another tool's "
-        "architecture) from scratch as row NAME; repeatable.")] = None,
-    objective: ObjectiveOpt = None, cells: CellsOpt = None,
-    rows: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--rows", help="Train only these kinds of rows, comma-separated: base, finetune, "
-        "scratch-e, scratch-b (default: all).")] = None,
+    extra: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--extra",
+            metavar="NAME=SPEC",
+            help="Also train this spec (e.g. another tool's "
+            "architecture) from scratch as row NAME; repeatable.",
+        ),
+    ] = None,
+    objective: ObjectiveOpt = None,
+    cells: CellsOpt = None,
+    rows: Annotated[
+        str | None,
+        typer.Option(
+            "--rows",
+            help="Train only these kinds of rows, comma-separated: base, finetune, "
+            "scratch-e, scratch-b (default: all).",
+        ),
+    ] = None,
     latency_batch: BudgetBatchOpt = None,
-    space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
-    download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
-    epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
+    space: SpaceOpt = None,
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+    download: DownloadOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    epochs: EpochsOpt = None,
+    limit_train: LimitOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """The paper's experiment: searched spec fine-tuned / Scratch-E / Scratch-B vs uniform,
     slimming and L1 architectures at equal FLOPs, and the base, over several seeds."""
@@ -477,22 +679,45 @@ def compare(
     from prunesearch.training.loop import RunOptions
     from prunesearch.training.runs import DataOptions
 
-    with _interruptible(lambda: "the finished cells and trials are kept: run the same "
-                        "command to go on"):
+    with _interruptible(
+        lambda: "the finished cells and trials are kept: run the same command to go on"
+    ):
         result = run_compare(
-            sp, CompareOptions(budget, seeds, trials, base, signal, max_epoch_factor,
-                               tuple(pairs), objective, cells, trainings),
-            out=out, epochs=epochs, data=DataOptions(data_dir, limit_train, download),
-            opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
-    table = Table(title=f"compare on {sp.name} at {result['budget']}: test accuracy over "
-                        f"seeds {result['seeds']}")
+            sp,
+            CompareOptions(
+                budget,
+                seeds,
+                trials,
+                base,
+                signal,
+                max_epoch_factor,
+                tuple(pairs),
+                objective,
+                cells,
+                trainings,
+            ),
+            out=out,
+            epochs=epochs,
+            data=DataOptions(data_dir, limit_train, download),
+            opts=RunOptions(seed, device),
+            reporter=make_reporter(_rank()),
+        )
+    table = Table(
+        title=f"compare on {sp.name} at {result['budget']}: test accuracy over "
+        f"seeds {result['seeds']}"
+    )
     for col in ("row", "test acc (%)", "FLOPs", "params", "epochs", "compute", "score"):
         table.add_column(col, justify="left" if col == "row" else "right")
     for r in result["rows"]:
-        table.add_row(r["row"] + (f" (= {r['same_as']})" if r["same_as"] else ""),
-                      f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}", _human(r["flops"]),
-                      _human(r["params"]), str(r["epochs"]), f"{r['compute_vs_base']:.2f}x",
-                      "" if r["score"] is None else f"{r['score']:.4f}")
+        table.add_row(
+            r["row"] + (f" (= {r['same_as']})" if r["same_as"] else ""),
+            f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}",
+            _human(r["flops"]),
+            _human(r["params"]),
+            str(r["epochs"]),
+            f"{r['compute_vs_base']:.2f}x",
+            "" if r["score"] is None else f"{r['score']:.4f}",
+        )
     console.print(table)
     console.print(f"-> {result['run_dir']}/compare.json, compare.md")
     if json_out:
@@ -504,21 +729,34 @@ def compare(
 def fidelity(
     budget: Annotated[str, typer.Option("--budget", help="One budget, e.g. 50%FLOPs.")],
     archs: Annotated[int, typer.Option("--archs", help="Architectures to rank (>= 3).")] = 30,
-    seeds: Annotated[int, typer.Option("--seeds", help="From-scratch seeds per "
-                                       "architecture.")] = 2,
-    objective: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-        "--objective", help="Objective to measure; repeatable (default: all).")] = None,
-    base: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--base", help="Trained base weights (default: the cell store's, trained if absent).")
+    seeds: Annotated[int, typer.Option("--seeds", help="From-scratch seeds per architecture.")] = 2,
+    objective: Annotated[
+        list[str] | None,
+        typer.Option("--objective", help="Objective to measure; repeatable (default: all)."),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base", help="Trained base weights (default: the cell store's, trained if absent)."
+        ),
     ] = None,
     signal: SignalOpt = None,
-    schedule: Annotated[str, typer.Option(
-        "--schedule", help="How each architecture is trained: scratch-b or scratch-e.")
+    schedule: Annotated[
+        str,
+        typer.Option(
+            "--schedule", help="How each architecture is trained: scratch-b or scratch-e."
+        ),
     ] = "scratch-b",
     cells: CellsOpt = None,
-    space: SpaceOpt = None, out: OutOpt = None, data_dir: DataDirOpt = None,
-    download: DownloadOpt = False, device: DeviceOpt = "auto", seed: SeedOpt = 0,
-    epochs: EpochsOpt = None, limit_train: LimitOpt = None, json_out: JsonOpt = False,
+    space: SpaceOpt = None,
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+    download: DownloadOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    epochs: EpochsOpt = None,
+    limit_train: LimitOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """How well each search objective ranks architectures by their from-scratch accuracy."""
     from prunesearch.space import load_space
@@ -538,27 +776,48 @@ def fidelity(
     from prunesearch.training.runs import DataOptions
     from prunesearch.vocab import OBJECTIVES
 
-    options = FidelityOptions(budget, archs, seeds, tuple(objective or OBJECTIVES), base,
-                              signal, schedule, cells=cells)
+    options = FidelityOptions(
+        budget, archs, seeds, tuple(objective or OBJECTIVES), base, signal, schedule, cells=cells
+    )
     check_options(options)
-    with _interruptible(lambda: "the finished cells and scores are kept: run the same "
-                        "command to go on"):
-        result = run_fidelity(sp, options, out=out, epochs=epochs,
-                              data=DataOptions(data_dir, limit_train, download),
-                              opts=RunOptions(seed, device), reporter=make_reporter(_rank()))
+    with _interruptible(
+        lambda: "the finished cells and scores are kept: run the same command to go on"
+    ):
+        result = run_fidelity(
+            sp,
+            options,
+            out=out,
+            epochs=epochs,
+            data=DataOptions(data_dir, limit_train, download),
+            opts=RunOptions(seed, device),
+            reporter=make_reporter(_rank()),
+        )
     k = result["top_k"]
-    table = Table(title=f"fidelity on {sp.name} at {result['budget']}: "
-                        f"{len(result['archs'])} architectures x seeds {result['seeds']}")
-    for col in ("objective", "Kendall tau [95%]", "Spearman rho [95%]", "regret",
-                f"top-{k} precision"):
+    table = Table(
+        title=f"fidelity on {sp.name} at {result['budget']}: "
+        f"{len(result['archs'])} architectures x seeds {result['seeds']}"
+    )
+    for col in (
+        "objective",
+        "Kendall tau [95%]",
+        "Spearman rho [95%]",
+        "regret",
+        f"top-{k} precision",
+    ):
         table.add_column(col, justify="left" if col == "objective" else "right")
     for name, r in result["objectives"].items():
-        table.add_row(name, ci_text(r["kendall_tau"]), ci_text(r["spearman_rho"]),
-                      f"{100 * r['regret']:.2f} pts", f"{r[f'top{k}_precision']:.2f}")
+        table.add_row(
+            name,
+            ci_text(r["kendall_tau"]),
+            ci_text(r["spearman_rho"]),
+            f"{100 * r['regret']:.2f} pts",
+            f"{r[f'top{k}_precision']:.2f}",
+        )
     if result.get("noise_ceiling"):
         c = result["noise_ceiling"]
-        table.add_row("noise ceiling", ci_text(c["kendall_tau"]), ci_text(c["spearman_rho"]),
-                      "", "")
+        table.add_row(
+            "noise ceiling", ci_text(c["kendall_tau"]), ci_text(c["spearman_rho"]), "", ""
+        )
     console.print(table)
     if result.get("headroom"):
         console.print(headroom_text(result["headroom"]))
@@ -570,9 +829,11 @@ def fidelity(
 @app.command()
 @_user_errors
 def report(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A find, compare or "
-                                            "training run folder.")],
-    out: OutOpt = None, json_out: JsonOpt = False,
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A find, compare or training run folder.")
+    ],
+    out: OutOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Figures (PNG) and a markdown summary of a search, compare or training run."""
     from prunesearch.experiments.report import render_report
@@ -590,11 +851,17 @@ def report(
 def transfer(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.json", help="A found spec.")],
     to: Annotated[str, typer.Option("--to", help="Target model (zoo name).")],
-    model_args: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--model-args", help="Target model arguments as JSON (default: the spec's).")] = None,
-    input_shape: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--input-shape", help="C,H,W (default: the spec's).")] = None,
-    out: OutOpt = None, allow_import: AllowImportOpt = None, json_out: JsonOpt = False,
+    model_args: Annotated[
+        str | None,
+        typer.Option("--model-args", help="Target model arguments as JSON (default: the spec's)."),
+    ] = None,
+    input_shape: Annotated[
+        str | None,
+        typer.Option("--input-shape", help="C,H,W (default: the spec's)."),
+    ] = None,
+    out: OutOpt = None,
+    allow_import: AllowImportOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Apply a spec's per-stage keep ratios to another model (the paper's guided pruning)."""
     from prunesearch.experiments.transfer import transfer as run_transfer
@@ -615,43 +882,72 @@ def transfer(
         except ValueError:
             shape = []
         if len(shape) != 3 or min(shape) < 1:
-            raise PrunesearchError(f"--input-shape {input_shape!r}: expected C,H,W "
-                                   "(three positive integers)")
+            raise PrunesearchError(
+                f"--input-shape {input_shape!r}: expected C,H,W (three positive integers)"
+            )
     _setup_logging()  # an import the spec asks for is said before it runs
     spec = ArchSpec.load(spec_path, allow_import=allow_import or False)
-    new = run_transfer(spec, to, model_args=args, input_shape=shape,
-                       allow_import=spec.allow_import)
+    new = run_transfer(spec, to, model_args=args, input_shape=shape, allow_import=spec.allow_import)
     path = Path(out) if out else spec_path.with_name(f"{spec_path.stem}-to-{to}.json")
     new.save(path)
     ratios = new.search["stage_ratios"]
-    console.print(f"{to}: stage keep ratios {ratios} -> FLOPs {_human(new.flops)} of "
-                  f"{_human(new.base_flops)} ({new.flops / new.base_flops:.1%}), params "
-                  f"{_human(new.params)} -> {path}")
+    console.print(
+        f"{to}: stage keep ratios {ratios} -> FLOPs {_human(new.flops)} of "
+        f"{_human(new.base_flops)} ({new.flops / new.base_flops:.1%}), params "
+        f"{_human(new.params)} -> {path}"
+    )
     if json_out:
-        _emit_json({"spec": str(path), "model": to, "flops": new.flops,
-                    "base_flops": new.base_flops, "params": new.params,
-                    "stage_ratios": ratios})
+        _emit_json(
+            {
+                "spec": str(path),
+                "model": to,
+                "flops": new.flops,
+                "base_flops": new.base_flops,
+                "params": new.params,
+                "stage_ratios": ratios,
+            }
+        )
 
 
 @app.command("export")
 @_user_errors
 def export_cmd(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The folder of a finished "
-                                            "train-arch or train-base run.")],
-    format_: Annotated[str, typer.Option(
-        "--format", help="onnx (torch's exporter, opset 18; needs prunesearch[export]) or pt2 "
-        "(torch.export).")],
-    out_file: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--out", metavar="FILE", help="The file to write, or a folder for model.<ext> "
-        "(default: RUN_DIR/export-<format>/model.<ext>); the model card goes beside it.")
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR", help="The folder of a finished train-arch or train-base run."
+        ),
+    ],
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="onnx (torch's exporter, opset 18; needs prunesearch[export]) or pt2 "
+            "(torch.export).",
+        ),
+    ],
+    out_file: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="The file to write, or a folder for model.<ext> "
+            "(default: RUN_DIR/export-<format>/model.<ext>); the model card goes beside it.",
+        ),
     ] = None,
-    batch: Annotated[str, typer.Option(
-        "--batch", help="The batch size the export takes: N, or dynamic.")] = "dynamic",
-    verify_images: Annotated[int, typer.Option(
-        "--verify-images", help="Validation images the export is verified on.")] = 256,
-    data_dir: DataDirOpt = None, device: DeviceOpt = "auto",
-    latency_batch: LatencyBatchOpt = 64, threads: ThreadsOpt = None, repeats: RepeatsOpt = 30,
-    allow_import: AllowImportOpt = None, json_out: JsonOpt = False,
+    batch: Annotated[
+        str, typer.Option("--batch", help="The batch size the export takes: N, or dynamic.")
+    ] = "dynamic",
+    verify_images: Annotated[
+        int, typer.Option("--verify-images", help="Validation images the export is verified on.")
+    ] = 256,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+    latency_batch: LatencyBatchOpt = 64,
+    threads: ThreadsOpt = None,
+    repeats: RepeatsOpt = 30,
+    allow_import: AllowImportOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Export a trained model (ONNX or torch.export), verify it against PyTorch on validation
     images, and write its model card (MODEL.md, model.json) beside it."""
@@ -661,15 +957,31 @@ def export_cmd(
     from prunesearch.deploy.export import ExportOptions, export_run
 
     _setup_logging()
-    card = export_run(run_dir, ExportOptions(
-        format_, out_file, batch, data_dir, verify_images, device, threads, repeats,
-        latency_batch, allow_import or False))
+    card = export_run(
+        run_dir,
+        ExportOptions(
+            format_,
+            out_file,
+            batch,
+            data_dir,
+            verify_images,
+            device,
+            threads,
+            repeats,
+            latency_batch,
+            allow_import or False,
+        ),
+    )
     v, e, flops = card["verification"], card["export"], card["architecture"]["flops"]
-    console.print(f"{e['format']} export of {card['model']} ({_human(flops)} FLOPs, test "
-                  f"accuracy {card['accuracy']['test']:.4f}) -> {card['path']}")
-    console.print(f"verified with {v['runtime']} on {v['images_from']}: max |logit diff| "
-                  f"{v['max_abs_logit_diff']:.2e} (tolerance {v['tolerance']:.1e}), top-1 "
-                  f"agreement {v['top1_agreement']:.2%}")
+    console.print(
+        f"{e['format']} export of {card['model']} ({_human(flops)} FLOPs, test "
+        f"accuracy {card['accuracy']['test']:.4f}) -> {card['path']}"
+    )
+    console.print(
+        f"verified with {v['runtime']} on {v['images_from']}: max |logit diff| "
+        f"{v['max_abs_logit_diff']:.2e} (tolerance {v['tolerance']:.1e}), top-1 "
+        f"agreement {v['top1_agreement']:.2%}"
+    )
     _print_latency(card["latency"])
     console.print(f"model card: {card['card']}, {card['card_json']}")
     if json_out:
@@ -709,8 +1021,9 @@ def _bare_allow_import(argv: list[str]) -> list[str]:
     for i, arg in enumerate(argv):
         if arg == "--allow-import":
             following = argv[i + 1] if i + 1 < len(argv) else ""
-            if not all(p.isidentifier() for p in following.split(".")) or \
-                    following.endswith((".json", ".yaml", ".yml")):
+            if not all(p.isidentifier() for p in following.split(".")) or following.endswith(
+                (".json", ".yaml", ".yml")
+            ):
                 arg = "--allow-import="
         out.append(arg)
     return out

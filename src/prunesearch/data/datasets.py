@@ -61,35 +61,73 @@ _FMNIST_FILES = {
 
 DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo(
-        "fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,), flip=True, crop_padding=2,
-        subdirs=("fashion-mnist", "FashionMNIST/raw"), files=_FMNIST_FILES,
+        "fashion-mnist",
+        10,
+        1,
+        28,
+        (0.2860,),
+        (0.3530,),
+        flip=True,
+        crop_padding=2,
+        subdirs=("fashion-mnist", "FashionMNIST/raw"),
+        files=_FMNIST_FILES,
         url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        md5={"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-             "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-             "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-             "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"}),
+        md5={
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+    ),
     "mnist": DatasetInfo(
-        "mnist", 10, 1, 28, (0.1307,), (0.3081,), flip=False, crop_padding=2,
-        subdirs=("mnist", "MNIST/raw"), files=_FMNIST_FILES,
+        "mnist",
+        10,
+        1,
+        28,
+        (0.1307,),
+        (0.3081,),
+        flip=False,
+        crop_padding=2,
+        subdirs=("mnist", "MNIST/raw"),
+        files=_FMNIST_FILES,
         url="https://ossci-datasets.s3.amazonaws.com/mnist/",
-        md5={"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-             "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-             "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-             "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}),
+        md5={
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+    ),
     "cifar10": DatasetInfo(
-        "cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), flip=True,
-        crop_padding=4, subdirs=("cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
+        "cifar10",
+        10,
+        3,
+        32,
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+        flip=True,
+        crop_padding=4,
+        subdirs=("cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
         files={"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)},
         url="https://www.cs.toronto.edu/~kriz/",
         md5={"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
-        archive="cifar-10-python.tar.gz"),
+        archive="cifar-10-python.tar.gz",
+    ),
     "cifar100": DatasetInfo(
-        "cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), flip=True,
-        crop_padding=4, subdirs=("cifar-100-python", "cifar100/cifar-100-python"),
+        "cifar100",
+        100,
+        3,
+        32,
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
+        flip=True,
+        crop_padding=4,
+        subdirs=("cifar-100-python", "cifar100/cifar-100-python"),
         files={"train": ("train",), "test": ("test",)},
         url="https://www.cs.toronto.edu/~kriz/",
         md5={"cifar-100-python.tar.gz": "eb9058c3a382ffc7106e4002c42a8d85"},
-        archive="cifar-100-python.tar.gz"),
+        archive="cifar-100-python.tar.gz",
+    ),
 }
 SYNTHETIC = "synthetic"
 SYSTEM_DIRS = (Path("/usr/share/datasets"),)
@@ -112,6 +150,7 @@ class ImageData:
 
 # -- readers ----------------------------------------------------------------------------------
 
+
 def _open_maybe_gz(path: Path) -> bytes:
     data = path.read_bytes()
     return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
@@ -127,7 +166,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise PrunesearchError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]
     header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if len(raw) != header + int(np.prod(shape)):
         raise PrunesearchError(f"{path} is truncated or corrupt: header says {shape}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
@@ -136,10 +175,15 @@ def read_idx(path: Path) -> np.ndarray:
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Admits the few globals a pickled numpy array needs, and nothing else."""
 
-    _ALLOWED: frozenset[tuple[str, str]] = frozenset({
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    })
+    _ALLOWED: frozenset[tuple[str, str]] = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+        }
+    )
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
@@ -154,8 +198,14 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             obj = _NumpyOnlyUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            OSError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        OSError,
+    ) as exc:
         raise PrunesearchError(f"cannot read CIFAR batch {path}: {exc}") from None
     if not isinstance(obj, dict):
         raise PrunesearchError(f"{path} is not a CIFAR batch (not a dict)")
@@ -167,8 +217,9 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except (ValueError, TypeError, OverflowError):
         raise PrunesearchError(f"{path}: CIFAR labels are not a list of integers") from None
     if not isinstance(data, np.ndarray) or labels.ndim != 1 or len(data) != len(labels):
-        raise PrunesearchError(f"{path} is not a CIFAR batch (no data, or labels that do not "
-                               "match it)")
+        raise PrunesearchError(
+            f"{path} is not a CIFAR batch (no data, or labels that do not match it)"
+        )
     try:
         images = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
     except ValueError as exc:
@@ -177,6 +228,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- look-up and download ---------------------------------------------------------------------
+
 
 def _candidates(info: DatasetInfo, root: Path) -> list[Path]:
     return [root] + [root / s for s in info.subdirs]
@@ -219,7 +271,6 @@ def _expected(info: DatasetInfo) -> str:
     return ", ".join(n for names in info.files.values() for n in names)
 
 
-
 def download(info: DatasetInfo, root: Path, base_url: str | None = None) -> Path:
     """Downloads the dataset into ``root`` (md5-checked, atomic); returns its folder."""
     assert info.md5 is not None
@@ -251,8 +302,16 @@ def download(info: DatasetInfo, root: Path, base_url: str | None = None) -> Path
 
 # -- public -----------------------------------------------------------------------------------
 
-def _synthetic(split: str, image_size: int = 16, in_channels: int = 3, num_classes: int = 4,
-               train_size: int = 512, test_size: int = 256, seed: int = 0) -> ImageData:
+
+def _synthetic(
+    split: str,
+    image_size: int = 16,
+    in_channels: int = 3,
+    num_classes: int = 4,
+    train_size: int = 512,
+    test_size: int = 256,
+    seed: int = 0,
+) -> ImageData:
     """Learnable random data: each class is a fixed random pattern plus noise."""
     gen = torch.Generator().manual_seed(seed)
     shape = (num_classes, in_channels, image_size, image_size)
@@ -262,8 +321,16 @@ def _synthetic(split: str, image_size: int = 16, in_channels: int = 3, num_class
     labels = torch.randint(num_classes, (n,), generator=gen)
     noise = torch.randn((n, *shape[1:]), generator=gen) * 40
     images = (patterns[labels] + noise).clamp(0, 255).to(torch.uint8)
-    info = DatasetInfo(SYNTHETIC, num_classes, in_channels, image_size, (0.5,) * in_channels,
-                       (0.25,) * in_channels, flip=False, crop_padding=1)
+    info = DatasetInfo(
+        SYNTHETIC,
+        num_classes,
+        in_channels,
+        image_size,
+        (0.5,) * in_channels,
+        (0.25,) * in_channels,
+        flip=False,
+        crop_padding=1,
+    )
     return ImageData(images, labels, info)
 
 
@@ -275,8 +342,14 @@ def dataset_info(name: str) -> DatasetInfo:
         raise PrunesearchError(f"unknown dataset {name!r}; known: {known}") from None
 
 
-def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = None,
-                 download_missing: bool = False, **synthetic_args) -> ImageData:
+def load_dataset(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download_missing: bool = False,
+    **synthetic_args,
+) -> ImageData:
     """Loads ``split`` ("train" or "test") of a dataset into memory.
 
     Raises:
@@ -295,8 +368,9 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
     if folder is None:
         where = ", ".join(str(r) for r in search_roots(data_dir))
         hint = "" if data_dir is not None else " (pass --data-dir, or --download)"
-        raise PrunesearchError(f"{name} not found in {where}: expected files {_expected(info)}"
-                               f"{hint}")
+        raise PrunesearchError(
+            f"{name} not found in {where}: expected files {_expected(info)}{hint}"
+        )
     assert info.files is not None
     paths = [_find_file(folder, n) for n in info.files[split]]
     if info.name.startswith("cifar"):
@@ -311,17 +385,22 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
     if len(labels) == 0:
         raise PrunesearchError(f"{folder}: the {split} split of {name} holds no images")
     if images.shape[1:] != (info.in_channels, info.image_size, info.image_size):
-        raise PrunesearchError(f"{folder}: {name} images are {list(images.shape[1:])}, not "
-                               f"{[info.in_channels, info.image_size, info.image_size]}")
+        raise PrunesearchError(
+            f"{folder}: {name} images are {list(images.shape[1:])}, not "
+            f"{[info.in_channels, info.image_size, info.image_size]}"
+        )
     if labels.min() < 0 or labels.max() >= info.num_classes:
-        raise PrunesearchError(f"{folder}: labels of {name} out of range (they must be 0.."
-                               f"{info.num_classes - 1})")
-    return ImageData(torch.from_numpy(np.array(images, dtype=np.uint8)),
-                     torch.from_numpy(labels.astype(np.int64)), info)
+        raise PrunesearchError(
+            f"{folder}: labels of {name} out of range (they must be 0..{info.num_classes - 1})"
+        )
+    return ImageData(
+        torch.from_numpy(np.array(images, dtype=np.uint8)),
+        torch.from_numpy(labels.astype(np.int64)),
+        info,
+    )
 
 
-def split_validation(train: ImageData, val_size: int, seed: int = 0
-                     ) -> tuple[ImageData, ImageData]:
+def split_validation(train: ImageData, val_size: int, seed: int = 0) -> tuple[ImageData, ImageData]:
     """Carves a held-out validation split from the training set, deterministically.
 
     The split depends only on ``seed`` (fixed at 0 by default, independent of the run's seed)
@@ -333,4 +412,3 @@ def split_validation(train: ImageData, val_size: int, seed: int = 0
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
     return train.subset(train_idx), train.subset(val_idx)
-

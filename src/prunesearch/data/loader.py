@@ -29,9 +29,19 @@ class BatchLoader:
         rank, world_size: this process's shard of every batch (DDP).
     """
 
-    def __init__(self, data: ImageData, batch_size: int, *, train: bool, augment: bool = True,
-                 device: torch.device | str = "cpu", seed: int = 0, channels_last: bool = False,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        data: ImageData,
+        batch_size: int,
+        *,
+        train: bool,
+        augment: bool = True,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by {world_size} ranks")
         self.device = torch.device(device)
@@ -69,8 +79,10 @@ class BatchLoader:
             oy = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(self.device)
             ox = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(self.device)
             # flat offsets of each crop's pixels in the padded (H+2p)*(W+2p) plane: (B, H*W)
-            pixel = (torch.arange(h, device=self.device)[:, None] * w2
-                     + torch.arange(w, device=self.device)[None, :]).flatten()
+            pixel = (
+                torch.arange(h, device=self.device)[:, None] * w2
+                + torch.arange(w, device=self.device)[None, :]
+            ).flatten()
             idx = (oy * w2 + ox)[:, None] + pixel[None, :]
             flat = padded.flatten(2)  # (B, C, (H+2p)*(W+2p))
             x = flat.gather(2, idx[:, None, :].expand(b, flat.shape[1], h * w)).view(b, -1, h, w)
@@ -86,14 +98,16 @@ class BatchLoader:
         share = self.batch_size // self.world_size
         for i in range(len(self)):
             lo = i * self.batch_size
-            idx = (order[lo: lo + self.batch_size] if order is not None
-                   else torch.arange(lo, min(lo + self.batch_size, n), device=self.device))
+            idx = (
+                order[lo : lo + self.batch_size]
+                if order is not None
+                else torch.arange(lo, min(lo + self.batch_size, n), device=self.device)
+            )
             if self.world_size > 1:
-                idx = idx[self.rank * share: (self.rank + 1) * share]
+                idx = idx[self.rank * share : (self.rank + 1) * share]
             x = self.images[idx]
             if self.augment:
                 x = self._crop_flip(x, gen)
             memory = torch.channels_last if self.channels_last else torch.contiguous_format
-            x = torch.addcmul(self._shift, x.float(), self._scale).contiguous(
-                memory_format=memory)
+            x = torch.addcmul(self._shift, x.float(), self._scale).contiguous(memory_format=memory)
             yield x, self.labels[idx]

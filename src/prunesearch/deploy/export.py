@@ -49,9 +49,21 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["EXPORT_FORMATS", "OPSET", "TOLERANCE", "ExportOptions", "TrainedRun", "card_data",
-           "export_run", "load_run", "render_card", "require_extra", "validation_images",
-           "verified_export", "verify"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "OPSET",
+    "TOLERANCE",
+    "ExportOptions",
+    "TrainedRun",
+    "card_data",
+    "export_run",
+    "load_run",
+    "render_card",
+    "require_extra",
+    "validation_images",
+    "verified_export",
+    "verify",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +82,11 @@ class ExportOptions:
     """What ``prunesearch export`` was asked for."""
 
     format: str
-    out: str | None = None           # the file (or a folder for model.<ext>); default below
-    batch: str = "dynamic"           # "dynamic" or a positive integer, as text
-    data_dir: str | None = None      # where the run's dataset is (default: the run's)
+    out: str | None = None  # the file (or a folder for model.<ext>); default below
+    batch: str = "dynamic"  # "dynamic" or a positive integer, as text
+    data_dir: str | None = None  # where the run's dataset is (default: the run's)
     verify_images: int = VERIFY_IMAGES
-    device: str = "cpu"              # where latency is measured (export and checks: CPU)
+    device: str = "cpu"  # where latency is measured (export and checks: CPU)
     threads: int | None = None
     repeats: int = REPEATS
     latency_batch: int = THROUGHPUT_BATCH
@@ -91,8 +103,10 @@ def require_extra(fmt: str) -> None:
         except ImportError:
             missing.append(name)
     if missing:
-        raise PrunesearchError(f"--format {fmt} needs the export extra (missing: "
-                               f"{', '.join(missing)}): pip install 'prunesearch[export]'")
+        raise PrunesearchError(
+            f"--format {fmt} needs the export extra (missing: "
+            f"{', '.join(missing)}): pip install 'prunesearch[export]'"
+        )
 
 
 def _check_options(options: ExportOptions) -> int | None:
@@ -105,12 +119,16 @@ def _check_options(options: ExportOptions) -> int | None:
         except ValueError:
             batch = 0
         if not 1 <= batch <= MAX_BATCH:
-            raise PrunesearchError(f"--batch must be an integer in 1..{MAX_BATCH} or 'dynamic', "
-                                   f"got {shown(options.batch)}")
-    for flag, value, low, high in (("--verify-images", options.verify_images, 1, None),
-                                   ("--latency-batch", options.latency_batch, 1, MAX_BATCH),
-                                   ("--repeats", options.repeats, 1, None),
-                                   ("--threads", options.threads, 1, None)):
+            raise PrunesearchError(
+                f"--batch must be an integer in 1..{MAX_BATCH} or 'dynamic', "
+                f"got {shown(options.batch)}"
+            )
+    for flag, value, low, high in (
+        ("--verify-images", options.verify_images, 1, None),
+        ("--latency-batch", options.latency_batch, 1, MAX_BATCH),
+        ("--repeats", options.repeats, 1, None),
+        ("--threads", options.threads, 1, None),
+    ):
         if value is not None and (value < low or (high is not None and value > high)):
             bounds = f"in {low}..{high}" if high else f">= {low}"
             raise PrunesearchError(f"{flag} must be {bounds}, got {value}")
@@ -130,6 +148,7 @@ def _out_path(run_dir: Path, options: ExportOptions) -> Path:
 
 
 # -- the trained run ---------------------------------------------------------------------------
+
 
 @dataclass
 class TrainedRun:
@@ -160,8 +179,10 @@ def load_run(run_dir: str | Path, allow_import: AllowImport = False) -> TrainedR
         raise PrunesearchError(f"run folder not found: {run_dir}")
     weights = run_dir / "model.safetensors"
     if not weights.is_file():
-        raise PrunesearchError(f"{run_dir} has no model.safetensors: export takes the folder "
-                               "of a finished train-arch or train-base run")
+        raise PrunesearchError(
+            f"{run_dir} has no model.safetensors: export takes the folder "
+            "of a finished train-arch or train-base run"
+        )
     for name in ("metrics.json", "config.json"):
         if not (run_dir / name).is_file():
             raise PrunesearchError(f"{run_dir} has no {name}: not a finished training run")
@@ -169,14 +190,15 @@ def load_run(run_dir: str | Path, allow_import: AllowImport = False) -> TrainedR
     metrics = read_json(run_dir / "metrics.json", "metrics")
     config = read_json(run_dir / "config.json", "run config")
     if not isinstance(metrics.get("test_accuracy"), float | int):
-        raise PrunesearchError(f"{run_dir}/metrics.json has no test_accuracy: not the metrics of "
-                               "a finished training run")
+        raise PrunesearchError(
+            f"{run_dir}/metrics.json has no test_accuracy: not the metrics of "
+            "a finished training run"
+        )
     if meta.get("spec") is not None:
         spec = ArchSpec.from_dict(meta["spec"], allow_import=allow_import)
         model = build(spec)
     else:
-        if not isinstance(meta.get("model"), str) or not isinstance(meta.get("model_args"),
-                                                                     dict):
+        if not isinstance(meta.get("model"), str) or not isinstance(meta.get("model_args"), dict):
             raise PrunesearchError(f"{weights}: its metadata names no model")
         permission = import_permission(allow_import, meta["model"])
         model = create_model(meta["model"], allow_import=permission, **meta["model_args"])
@@ -186,8 +208,9 @@ def load_run(run_dir: str | Path, allow_import: AllowImport = False) -> TrainedR
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise PrunesearchError(f"{weights} does not fit {spec.model}: "
-                               f"{first_line(exc)[:200]}") from None
+        raise PrunesearchError(
+            f"{weights} does not fit {spec.model}: {first_line(exc)[:200]}"
+        ) from None
     model = model.to(torch.float32).eval()
     return TrainedRun(run_dir, model, spec, meta, metrics, config)
 
@@ -222,13 +245,16 @@ def validation_images(run: TrainedRun, data_dir: str | None, n: int) -> tuple[An
         source = "test split (the space holds out no validation split)"
     images = images.subset(slice(0, n))
     if list(images.images.shape[1:]) != list(run.spec.input_shape):
-        raise PrunesearchError(f"{d.dataset} images are {list(images.images.shape[1:])}, the "
-                               f"model takes {run.spec.input_shape}")
+        raise PrunesearchError(
+            f"{d.dataset} images are {list(images.images.shape[1:])}, the "
+            f"model takes {run.spec.input_shape}"
+        )
     x = next(iter(BatchLoader(images, len(images), train=False)))[0]
     return x, f"{len(x)} images of the {d.dataset} {source}"
 
 
 # -- export and verification -------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
@@ -245,8 +271,7 @@ def _quiet_exporter() -> Iterator[None]:
         logging.disable(disabled)
 
 
-def _export_bytes(model: nn.Module, input_shape: list[int], fmt: str, batch: int | None
-                  ) -> bytes:
+def _export_bytes(model: nn.Module, input_shape: list[int], fmt: str, batch: int | None) -> bytes:
     """The serialised export, in memory (nothing is written before it is verified)."""
     import torch
 
@@ -257,9 +282,16 @@ def _export_bytes(model: nn.Module, input_shape: list[int], fmt: str, batch: int
         with _quiet_exporter(), torch.no_grad():
             if fmt == "onnx":
                 program = torch.onnx.export(
-                    model, example, dynamo=True, opset_version=OPSET, input_names=["images"],
-                    output_names=["logits"], dynamic_shapes=dynamic, external_data=False,
-                    verbose=False)
+                    model,
+                    example,
+                    dynamo=True,
+                    opset_version=OPSET,
+                    input_names=["images"],
+                    output_names=["logits"],
+                    dynamic_shapes=dynamic,
+                    external_data=False,
+                    verbose=False,
+                )
                 return program.model_proto.SerializeToString()
             exported = torch.export.export(model, example, dynamic_shapes=dynamic)
             buf = io.BytesIO()
@@ -267,8 +299,9 @@ def _export_bytes(model: nn.Module, input_shape: list[int], fmt: str, batch: int
             return buf.getvalue()
     except Exception as exc:  # the exporter's refusal, in its words
         text = re.sub(r"\x1b\[[0-9;]*m", "", first_line(exc))  # the exporter's colours
-        raise PrunesearchError(f"{fmt} export of {type(model).__name__} failed: "
-                               f"{text[:300]}") from None
+        raise PrunesearchError(
+            f"{fmt} export of {type(model).__name__} failed: {text[:300]}"
+        ) from None
 
 
 def _runner(blob: bytes, fmt: str):
@@ -280,8 +313,10 @@ def _runner(blob: bytes, fmt: str):
 
         session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        return (lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0]),
-                f"onnxruntime {ort.__version__} (CPUExecutionProvider)")
+        return (
+            lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0]),
+            f"onnxruntime {ort.__version__} (CPUExecutionProvider)",
+        )
     with _quiet_exporter():
         module = torch.export.load(io.BytesIO(blob)).module()
     return module, f"torch.export.load (torch {torch.__version__})"
@@ -295,8 +330,7 @@ def _chunks(n: int, batch: int | None) -> list[slice]:
     return [slice(0, 1)] + [slice(i, min(i + VERIFY_CHUNK, n)) for i in range(1, n, VERIFY_CHUNK)]
 
 
-def verify(model: nn.Module, run_export, images: torch.Tensor, batch: int | None
-           ) -> dict[str, Any]:
+def verify(model: nn.Module, run_export, images: torch.Tensor, batch: int | None) -> dict[str, Any]:
     """Compares an export (``run_export``: a CPU tensor -> logits) with ``model`` on ``images``.
 
     Returns the numbers and ``passed``: the largest |logit difference| is within
@@ -316,8 +350,11 @@ def verify(model: nn.Module, run_export, images: torch.Tensor, batch: int | None
             outs.append(torch.as_tensor(out).float())
     ref, out = torch.cat(refs), torch.cat(outs)
     if out.shape != ref.shape:
-        return {"passed": False, "images": len(ref), "problem": f"the export returns "
-                f"{list(out.shape)} for {list(ref.shape)} logits"}
+        return {
+            "passed": False,
+            "images": len(ref),
+            "problem": f"the export returns {list(out.shape)} for {list(ref.shape)} logits",
+        }
     diff = float((out - ref).abs().max())
     scale = float(ref.abs().max())
     tol = TOLERANCE * max(1.0, scale)
@@ -327,16 +364,24 @@ def verify(model: nn.Module, run_export, images: torch.Tensor, batch: int | None
     near_tie = margin <= tol
     unexplained = int((~agree & ~near_tie).sum())
     passed = math.isfinite(diff) and diff <= tol and unexplained == 0
-    return {"passed": passed, "images": len(ref), "batches": sorted({len(r) for r in refs}),
-            "max_abs_logit_diff": diff, "logit_scale": scale, "tolerance": tol,
-            "tolerance_rule": f"{TOLERANCE:.0e} x max(1, largest |logit|)",
-            "top1_agreement": float(agree.float().mean()),
-            "top1_disagreements": int((~agree).sum()),
-            "near_ties": int(near_tie.sum()), "unexplained_disagreements": unexplained}
+    return {
+        "passed": passed,
+        "images": len(ref),
+        "batches": sorted({len(r) for r in refs}),
+        "max_abs_logit_diff": diff,
+        "logit_scale": scale,
+        "tolerance": tol,
+        "tolerance_rule": f"{TOLERANCE:.0e} x max(1, largest |logit|)",
+        "top1_agreement": float(agree.float().mean()),
+        "top1_disagreements": int((~agree).sum()),
+        "near_ties": int(near_tie.sum()),
+        "unexplained_disagreements": unexplained,
+    }
 
 
-def verified_export(model: nn.Module, input_shape: list[int], images: torch.Tensor, fmt: str,
-                    batch: int | None) -> tuple[bytes, dict[str, Any]]:
+def verified_export(
+    model: nn.Module, input_shape: list[int], images: torch.Tensor, fmt: str, batch: int | None
+) -> tuple[bytes, dict[str, Any]]:
     """``model`` exported in ``fmt`` and verified on ``images``, in memory: (the file's bytes,
     its description with the verification). A failed verification raises; nothing is written
     here either way."""
@@ -347,17 +392,25 @@ def verified_export(model: nn.Module, input_shape: list[int], images: torch.Tens
     run_export, runtime = _runner(blob, fmt)
     check = verify(model, run_export, images, batch) | {"runtime": runtime}
     if not check["passed"]:
-        raise PrunesearchError(f"verification of the {fmt} export failed, nothing written: "
-                               + _failure(check))
-    info = {"format": fmt, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
-            "batch": "dynamic" if batch is None else batch,
-            "input": {"name": "images" if fmt == "onnx" else "x", "dtype": "float32",
-                      "shape": ["batch" if batch is None else batch, *input_shape],
-                      "memory_format": "NCHW"},
-            "output": {"name": "logits", "dtype": "float32"},
-            "exporter": f"torch.onnx.export(dynamo=True), opset {OPSET}, torch "
-                        f"{torch.__version__}" if fmt == "onnx" else
-                        f"torch.export, torch {torch.__version__}"}
+        raise PrunesearchError(
+            f"verification of the {fmt} export failed, nothing written: " + _failure(check)
+        )
+    info = {
+        "format": fmt,
+        "bytes": len(blob),
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "batch": "dynamic" if batch is None else batch,
+        "input": {
+            "name": "images" if fmt == "onnx" else "x",
+            "dtype": "float32",
+            "shape": ["batch" if batch is None else batch, *input_shape],
+            "memory_format": "NCHW",
+        },
+        "output": {"name": "logits", "dtype": "float32"},
+        "exporter": f"torch.onnx.export(dynamo=True), opset {OPSET}, torch {torch.__version__}"
+        if fmt == "onnx"
+        else f"torch.export, torch {torch.__version__}",
+    }
     if fmt == "onnx":
         info["opset"] = OPSET
     return blob, info | {"verification": check}
@@ -366,10 +419,12 @@ def verified_export(model: nn.Module, input_shape: list[int], images: torch.Tens
 def _failure(check: dict[str, Any]) -> str:
     if "problem" in check:
         return check["problem"]
-    return (f"max |logit diff| {check['max_abs_logit_diff']:.3g} (tolerance "
-            f"{check['tolerance']:.3g}), top-1 agreement {check['top1_agreement']:.2%} with "
-            f"{check['unexplained_disagreements']} disagreement(s) that are not near-ties, on "
-            f"{check['images']} images")
+    return (
+        f"max |logit diff| {check['max_abs_logit_diff']:.3g} (tolerance "
+        f"{check['tolerance']:.3g}), top-1 agreement {check['top1_agreement']:.2%} with "
+        f"{check['unexplained_disagreements']} disagreement(s) that are not near-ties, on "
+        f"{check['images']} images"
+    )
 
 
 def export_run(run_dir: str | Path, options: ExportOptions) -> dict[str, Any]:
@@ -389,12 +444,21 @@ def export_run(run_dir: str | Path, options: ExportOptions) -> dict[str, Any]:
     blob, exported = verified_export(run.model, list(run.spec.input_shape), images, fmt, batch)
     exported["verification"]["images_from"] = source
     exported["file"] = path.name
-    logger.info("verified the %s export: max |logit diff| %.2e, top-1 agreement %.2f%%; "
-                "measuring latency", fmt, exported["verification"]["max_abs_logit_diff"],
-                100 * exported["verification"]["top1_agreement"])
-    latency = spec_latency(run.spec, batches=(1, options.latency_batch), device=options.device,
-                           n_threads=options.threads, repeats=options.repeats, model=run.model,
-                           with_base=run.spec.flops < run.spec.base_flops)
+    logger.info(
+        "verified the %s export: max |logit diff| %.2e, top-1 agreement %.2f%%; measuring latency",
+        fmt,
+        exported["verification"]["max_abs_logit_diff"],
+        100 * exported["verification"]["top1_agreement"],
+    )
+    latency = spec_latency(
+        run.spec,
+        batches=(1, options.latency_batch),
+        device=options.device,
+        n_threads=options.threads,
+        repeats=options.repeats,
+        model=run.model,
+        with_base=run.spec.flops < run.spec.base_flops,
+    )
     card = card_data(run, exported, latency)
     atomic_write_bytes(path, blob)  # the card last: a card always describes a file beside it
     card_json = atomic_write_json(path.parent / "model.json", card)
@@ -404,6 +468,7 @@ def export_run(run_dir: str | Path, options: ExportOptions) -> dict[str, Any]:
 
 # -- the model card ----------------------------------------------------------------------------
 
+
 def _versions() -> dict[str, str]:
     out = package_versions()
     for pkg in ("onnx", "onnxruntime", "onnxscript"):
@@ -412,8 +477,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def card_data(run: TrainedRun, exported: dict[str, Any], latency: dict[str, Any]
-              ) -> dict[str, Any]:
+def card_data(run: TrainedRun, exported: dict[str, Any], latency: dict[str, Any]) -> dict[str, Any]:
     """The model card's content as plain data (``model.json``)."""
     summary = run.spec.summary()
     m, meta = run.metrics, run.meta
@@ -421,21 +485,54 @@ def card_data(run: TrainedRun, exported: dict[str, Any], latency: dict[str, Any]
     budget = run.spec.budget if meta.get("spec") is not None else None
     return {
         "format": CARD_FORMAT,
-        "model": run.spec.model, "model_args": run.spec.model_args,
+        "model": run.spec.model,
+        "model_args": run.spec.model_args,
         "input_shape": list(run.spec.input_shape),
-        "run": {"folder": str(run.run_dir), "kind": meta.get("kind"), "space": meta.get("space"),
-                "dataset": ((run.config.get("space") or {}).get("data") or {}).get("dataset"),
-                "limit_train": (run.config.get("data") or {}).get("limit_train"),
-                "seed": m.get("seed"), "epochs": m.get("epochs"), "recipe": m.get("recipe"),
-                "memory_format": m.get("memory_format"), "train_seconds": m.get("train_seconds"),
-                "device": m.get("device")},
+        "run": {
+            "folder": str(run.run_dir),
+            "kind": meta.get("kind"),
+            "space": meta.get("space"),
+            "dataset": ((run.config.get("space") or {}).get("data") or {}).get("dataset"),
+            "limit_train": (run.config.get("data") or {}).get("limit_train"),
+            "seed": m.get("seed"),
+            "epochs": m.get("epochs"),
+            "recipe": m.get("recipe"),
+            "memory_format": m.get("memory_format"),
+            "train_seconds": m.get("train_seconds"),
+            "device": m.get("device"),
+        },
         "accuracy": {"test": m.get("test_accuracy"), "val": m.get("val_accuracy")},
-        "architecture": {k: summary[k] for k in ("flops", "base_flops", "flops_ratio", "params",
-                                                 "base_params", "flop_counter", "groups")},
-        "search": {"budget": (budget or {}).get("text"),
-                   **{k: search.get(k) for k in ("objective", "signal", "trial", "score",
-                                                 "trials", "study", "granularity", "baseline",
-                                                 "base_checkpoint_sha256")}} if search else None,
+        "architecture": {
+            k: summary[k]
+            for k in (
+                "flops",
+                "base_flops",
+                "flops_ratio",
+                "params",
+                "base_params",
+                "flop_counter",
+                "groups",
+            )
+        },
+        "search": {
+            "budget": (budget or {}).get("text"),
+            **{
+                k: search.get(k)
+                for k in (
+                    "objective",
+                    "signal",
+                    "trial",
+                    "score",
+                    "trials",
+                    "study",
+                    "granularity",
+                    "baseline",
+                    "base_checkpoint_sha256",
+                )
+            },
+        }
+        if search
+        else None,
         "export": {k: v for k, v in exported.items() if k != "verification"},
         "verification": exported["verification"],
         "latency": latency,
@@ -450,53 +547,79 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def render_card(card: dict[str, Any]) -> str:
     """``MODEL.md``: the card as Markdown."""
-    a, r, e, v, lat = (card["architecture"], card["run"], card["export"], card["verification"],
-                       card["latency"])
+    a, r, e, v, lat = (
+        card["architecture"],
+        card["run"],
+        card["export"],
+        card["verification"],
+        card["latency"],
+    )
     acc = card["accuracy"]
-    lines = [f"# {card['model']} ({r['kind']} run of {r['space']})", "",
-             f"- **File**: `{e['file']}` ({e['format']}, {e['bytes']:,} bytes, sha256 "
-             f"`{e['sha256'][:16]}...`), input `{e['input']['name']}` float32 "
-             f"{' x '.join(map(str, e['input']['shape']))} (NCHW), output `logits`; "
-             f"{e['exporter']}.",
-             f"- **Test accuracy**: {_pct(acc['test'])} (validation {_pct(acc['val'])}) on "
-             f"{r['dataset']}" + (f", trained on the first {r['limit_train']:,} training images"
-                                  if r.get("limit_train") else "") + ".",
-             f"- **Cost**: {a['flops']:,} FLOPs ({a['flops_ratio']:.1%} of the base's "
-             f"{a['base_flops']:,}; fvcore: 1 multiply-add = 1), {a['params']:,} params (base "
-             f"{a['base_params']:,}).",
-             f"- **Training**: {r['epochs']} epoch(s), seed {r['seed']}, "
-             + _recipe(r.get("recipe") or {}) + _format_text(r.get("memory_format")) + ".",
-             ""]
+    lines = [
+        f"# {card['model']} ({r['kind']} run of {r['space']})",
+        "",
+        f"- **File**: `{e['file']}` ({e['format']}, {e['bytes']:,} bytes, sha256 "
+        f"`{e['sha256'][:16]}...`), input `{e['input']['name']}` float32 "
+        f"{' x '.join(map(str, e['input']['shape']))} (NCHW), output `logits`; "
+        f"{e['exporter']}.",
+        f"- **Test accuracy**: {_pct(acc['test'])} (validation {_pct(acc['val'])}) on "
+        f"{r['dataset']}"
+        + (
+            f", trained on the first {r['limit_train']:,} training images"
+            if r.get("limit_train")
+            else ""
+        )
+        + ".",
+        f"- **Cost**: {a['flops']:,} FLOPs ({a['flops_ratio']:.1%} of the base's "
+        f"{a['base_flops']:,}; fvcore: 1 multiply-add = 1), {a['params']:,} params (base "
+        f"{a['base_params']:,}).",
+        f"- **Training**: {r['epochs']} epoch(s), seed {r['seed']}, "
+        + _recipe(r.get("recipe") or {})
+        + _format_text(r.get("memory_format"))
+        + ".",
+        "",
+    ]
     s = card.get("search")
     if s:
-        lines += ["## Search provenance", "",
-                  f"Budget {s['budget']}, objective `{s['objective']}`, signal `{s['signal']}`, "
-                  f"trial {s['trial']} of {s['trials']} (score {_num(s['score'])}), study "
-                  f"`{s['study']}`, granularity {s['granularity']}"
-                  + (f"; the `{s['baseline']}` baseline's architecture" if s.get("baseline")
-                     else "")
-                  + f"; base checkpoint sha256 `{str(s['base_checkpoint_sha256'])[:16]}...`.",
-                  ""]
-    lines += ["## Verification", "",
-              f"{v['runtime']} against the PyTorch model on {v['images_from']}, in batches of "
-              f"{', '.join(map(str, v['batches']))}: max |logit difference| "
-              f"{v['max_abs_logit_diff']:.3g} (tolerance {v['tolerance']:.3g}: "
-              f"{v['tolerance_rule']}), top-1 agreement {v['top1_agreement']:.2%} "
-              f"({v['near_ties']} near-ties). **{'Passed' if v['passed'] else 'FAILED'}.**", ""]
-    lines += ["## Latency", "",
-              f"PyTorch eager inference on {lat['device']}, {lat['threads']} thread(s), torch "
-              f"{lat['torch']}: median ms per image (25th-75th percentile over "
-              f"{lat['repeats']} repeats after {lat['warmup']} warm-up calls), for this model "
-              "(`spec`)" + (" and its unpruned base." if lat["speedup"] else "."), ""]
-    lines += _md_table(["model", "memory format",
-                        *(f"batch {b}" for b in lat["batches"])], latency_table(lat))
+        lines += [
+            "## Search provenance",
+            "",
+            f"Budget {s['budget']}, objective `{s['objective']}`, signal `{s['signal']}`, "
+            f"trial {s['trial']} of {s['trials']} (score {_num(s['score'])}), study "
+            f"`{s['study']}`, granularity {s['granularity']}"
+            + (f"; the `{s['baseline']}` baseline's architecture" if s.get("baseline") else "")
+            + f"; base checkpoint sha256 `{str(s['base_checkpoint_sha256'])[:16]}...`.",
+            "",
+        ]
+    lines += [
+        "## Verification",
+        "",
+        f"{v['runtime']} against the PyTorch model on {v['images_from']}, in batches of "
+        f"{', '.join(map(str, v['batches']))}: max |logit difference| "
+        f"{v['max_abs_logit_diff']:.3g} (tolerance {v['tolerance']:.3g}: "
+        f"{v['tolerance_rule']}), top-1 agreement {v['top1_agreement']:.2%} "
+        f"({v['near_ties']} near-ties). **{'Passed' if v['passed'] else 'FAILED'}.**",
+        "",
+    ]
+    lines += [
+        "## Latency",
+        "",
+        f"PyTorch eager inference on {lat['device']}, {lat['threads']} thread(s), torch "
+        f"{lat['torch']}: median ms per image (25th-75th percentile over "
+        f"{lat['repeats']} repeats after {lat['warmup']} warm-up calls), for this model "
+        "(`spec`)" + (" and its unpruned base." if lat["speedup"] else "."),
+        "",
+    ]
+    lines += _md_table(
+        ["model", "memory format", *(f"batch {b}" for b in lat["batches"])], latency_table(lat)
+    )
     if a["flops"] < a["base_flops"]:
         lines += ["", "## Widths against the base", ""]
-        lines += _md_table(["group", "base", "width", "keep"],
-                           [[g["group"], g["base"], g["width"], f"{g['keep_ratio']:.0%}"]
-                            for g in a["groups"]])
-    lines += ["", "Versions: " + ", ".join(f"{k} {val}" for k, val in card["versions"].items()),
-              ""]
+        lines += _md_table(
+            ["group", "base", "width", "keep"],
+            [[g["group"], g["base"], g["width"], f"{g['keep_ratio']:.0%}"] for g in a["groups"]],
+        )
+    lines += ["", "Versions: " + ", ".join(f"{k} {val}" for k, val in card["versions"].items()), ""]
     return "\n".join(lines)
 
 

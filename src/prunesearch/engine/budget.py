@@ -24,16 +24,27 @@ if TYPE_CHECKING:  # torch is imported where used: parse_budgets runs before the
 
     from prunesearch.engine.graph import ChannelGraph, ChannelGroup
 
-__all__ = ["Budget", "allocate", "amount", "cost", "global_ratios", "parse_budgets", "project",
-           "threshold_ratios"]
+__all__ = [
+    "Budget",
+    "allocate",
+    "amount",
+    "cost",
+    "global_ratios",
+    "parse_budgets",
+    "project",
+    "threshold_ratios",
+]
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _TIME_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "µs": 10**3}  # to nanoseconds
 _KINDS = {"flops": "flops", "params": "params", "latency": "latency"}
 _SUFFIX = {"flops": "FLOPs", "params": "params", "latency": "latency"}
-_ITEM = re.compile(r"^\s*(?P<num>[+-]?\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*(?P<pct>%)?"
-                   r"\s*(?:(?P<time>ms|us|µs|s)|(?P<unit>[kmgt])?\s*(?P<kind>flops|params|latency)?)"
-                   r"\s*$", re.IGNORECASE)
+_ITEM = re.compile(
+    r"^\s*(?P<num>[+-]?\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*(?P<pct>%)?"
+    r"\s*(?:(?P<time>ms|us|µs|s)|(?P<unit>[kmgt])?\s*(?P<kind>flops|params|latency)?)"
+    r"\s*$",
+    re.IGNORECASE,
+)
 ON_BUDGET = 0.99  # a candidate's cost lies in [ON_BUDGET * target, target]
 EXAMPLES = "50%FLOPs, 30%params, 20MFLOPs, 1.5GFLOPs, 2.2Mparams, 4ms, 50%latency"
 
@@ -59,12 +70,17 @@ class Budget:
         if self.relative:
             num = f"{self.value * 100:g}pct"
         elif self.kind == "latency":
-            num = next(f"{self.value / s:g}{u}" for u, s in (("s", 1e9), ("ms", 1e6),
-                                                            ("us", 1e3), ("ns", 1))
-                       if self.value >= s or u == "ns")
+            num = next(
+                f"{self.value / s:g}{u}"
+                for u, s in (("s", 1e9), ("ms", 1e6), ("us", 1e3), ("ns", 1))
+                if self.value >= s or u == "ns"
+            )
         else:
-            num = next(f"{self.value / s:g}{u.upper()}" for u, s in
-                       sorted(_UNITS.items(), key=lambda kv: -kv[1]) if self.value >= s or not u)
+            num = next(
+                f"{self.value / s:g}{u.upper()}"
+                for u, s in sorted(_UNITS.items(), key=lambda kv: -kv[1])
+                if self.value >= s or not u
+            )
         return f"{num}-{self.kind}"
 
 
@@ -87,24 +103,29 @@ def parse_budgets(text: str) -> list[Budget]:
     for item in items:
         m = _ITEM.match(item)
         if not m:
-            raise PrunesearchError(f"budget {shown(item.strip())} not understood; use e.g. "
-                                   f"{EXAMPLES}")
+            raise PrunesearchError(
+                f"budget {shown(item.strip())} not understood; use e.g. {EXAMPLES}"
+            )
         parsed.append(m)
     kinds = {_kind_of(m) for m in parsed} - {None}
     if not kinds:
-        raise PrunesearchError(f"budget {shown(text)} names no unit: end it with FLOPs, "
-                               "params, latency or a time (ms)")
+        raise PrunesearchError(
+            f"budget {shown(text)} names no unit: end it with FLOPs, params, latency or a time (ms)"
+        )
     if len(kinds) > 1:
-        raise PrunesearchError(f"budget {shown(text)} mixes "
-                               f"{' and '.join(_SUFFIX[k] for k in sorted(kinds))}")
+        raise PrunesearchError(
+            f"budget {shown(text)} mixes {' and '.join(_SUFFIX[k] for k in sorted(kinds))}"
+        )
     kind = _KINDS[kinds.pop()]
     last_time = next((m["time"] for m in reversed(parsed) if m["time"]), None)
     budgets = [_budget(item, m, kind, last_time) for item, m in zip(items, parsed, strict=True)]
     slugs = [b.slug for b in budgets]
     twice = next((s for s in slugs if slugs.count(s) > 1), None)
     if twice is not None:  # one study and one spec file per slug: they must differ
-        raise PrunesearchError(f"budget {text!r} lists the same budget twice (or two too close "
-                               f"to tell apart: both would be {twice})")
+        raise PrunesearchError(
+            f"budget {text!r} lists the same budget twice (or two too close "
+            f"to tell apart: both would be {twice})"
+        )
     return budgets
 
 
@@ -116,15 +137,18 @@ def _budget(item: str, m: re.Match, kind: str, last_time: str | None) -> Budget:
         item += last_time if (kind == "latency" and not m["pct"]) else _SUFFIX[kind]
     if m["pct"]:
         if m["unit"] or m["time"]:
-            raise PrunesearchError(f"budget {shown(item)}: a percentage takes no K/M/G or "
-                                   f"time unit: write 50%{_SUFFIX[kind]}")
+            raise PrunesearchError(
+                f"budget {shown(item)}: a percentage takes no K/M/G or "
+                f"time unit: write 50%{_SUFFIX[kind]}"
+            )
         if not 0 < value <= 100:
             raise PrunesearchError(f"budget {shown(item)}: a percentage must be in (0, 100]")
         return Budget(kind, value / 100, True, item)
     if kind == "latency":
         if not m["time"] and not last_time:
-            raise PrunesearchError(f"budget {shown(item)}: a latency is a percentage "
-                                   "(50%latency) or a time (4ms)")
+            raise PrunesearchError(
+                f"budget {shown(item)}: a latency is a percentage (50%latency) or a time (4ms)"
+            )
         value *= _TIME_UNITS[(m["time"] or last_time).lower()]
         if value < 1:
             raise PrunesearchError(f"budget {shown(item)}: a latency must be positive")
@@ -167,8 +191,10 @@ def cost(graph: ChannelGraph, kind: str, widths: Mapping[str, int] | None = None
         return graph.params(widths)
     model = graph.cost_models.get(kind)
     if model is None:
-        raise PrunesearchError(f"a {kind} budget needs a {kind} model of this graph "
-                               "(prunesearch builds one for find; see latency_model)")
+        raise PrunesearchError(
+            f"a {kind} budget needs a {kind} model of this graph "
+            "(prunesearch builds one for find; see latency_model)"
+        )
     return model(widths)
 
 
@@ -183,8 +209,15 @@ def min_widths(graph: ChannelGraph, min_ratio: float, round_to: int) -> dict[str
     return out
 
 
-def project(graph: ChannelGraph, ratios: Mapping[str, float], kind: str, target: int, *,
-            min_ratio: float = 0.1, round_to: int = 1) -> dict[str, int]:
+def project(
+    graph: ChannelGraph,
+    ratios: Mapping[str, float],
+    kind: str,
+    target: int,
+    *,
+    min_ratio: float = 0.1,
+    round_to: int = 1,
+) -> dict[str, int]:
     """Widths shaped like ``ratios`` (keep ratio per group) whose cost is at most ``target`` and
     as close to it as the ``round_to`` granularity allows.
 
@@ -196,13 +229,21 @@ def project(graph: ChannelGraph, ratios: Mapping[str, float], kind: str, target:
         raise PrunesearchError(
             f"budget unreachable: the narrowest widths the space allows (min_ratio {min_ratio}) "
             f"cost {amount(cost(graph, kind, floors), kind)}, above the target "
-            f"{amount(target, kind)}")
+            f"{amount(target, kind)}"
+        )
     groups = graph.groups
     r = {g.name: max(min_ratio, min(1.0, float(ratios.get(g.name, 1.0)))) for g in groups}
 
     def widths_at(s: float) -> dict[str, int]:
-        return {g.name: _round_width(min(1.0, max(min_ratio, r[g.name] * s)) * g.size, g.size,
-                                     quantum(g, round_to), floors[g.name]) for g in groups}
+        return {
+            g.name: _round_width(
+                min(1.0, max(min_ratio, r[g.name] * s)) * g.size,
+                g.size,
+                quantum(g, round_to),
+                floors[g.name],
+            )
+            for g in groups
+        }
 
     lo, hi = 0.0, max(1.0 / v for v in r.values())
     if cost(graph, kind, widths_at(hi)) <= target:
@@ -230,8 +271,9 @@ def project(graph: ChannelGraph, ratios: Mapping[str, float], kind: str, target:
             blocked.add(g.name)
 
 
-def threshold_ratios(graph: ChannelGraph, scores: dict[str, torch.Tensor], kind: str,
-                              target: int, min_ratio: float) -> dict[str, float]:
+def threshold_ratios(
+    graph: ChannelGraph, scores: dict[str, torch.Tensor], kind: str, target: int, min_ratio: float
+) -> dict[str, float]:
     """Network slimming's single global threshold on comparable scores, set at the budget:
     keep ratios of the channels above the highest threshold whose widths fit ``target``."""
     import torch
@@ -257,8 +299,9 @@ def threshold_ratios(graph: ChannelGraph, scores: dict[str, torch.Tensor], kind:
     return ratios_at(values[lo].item())
 
 
-def global_ratios(graph: ChannelGraph, scores: dict[str, torch.Tensor], kind: str,
-                  target: int, min_ratio: float) -> dict[str, float]:
+def global_ratios(
+    graph: ChannelGraph, scores: dict[str, torch.Tensor], kind: str, target: int, min_ratio: float
+) -> dict[str, float]:
     """The ``global`` baseline: each group's scores divided by the group's mean, then one
     global threshold set at the budget (Torch-Pruning's global pruning with mean
     normalisation). A channel survives when it matters more than its group's average by a
@@ -267,8 +310,14 @@ def global_ratios(graph: ChannelGraph, scores: dict[str, torch.Tensor], kind: st
     return threshold_ratios(graph, normalized, kind, target, min_ratio)
 
 
-def allocate(graph: ChannelGraph, budget: str, signal: str = "l1", *, min_ratio: float = 0.1,
-             round_to: int = 1) -> dict[str, int]:
+def allocate(
+    graph: ChannelGraph,
+    budget: str,
+    signal: str = "l1",
+    *,
+    min_ratio: float = 0.1,
+    round_to: int = 1,
+) -> dict[str, int]:
     """Widths that fit ``budget`` (e.g. ``"50%FLOPs"``), allocated by a signal: one global
     threshold on the signal's comparable scores (network slimming's rule), projected onto the
     budget. A quick architecture without a search; ``prunesearch find`` searches around it.

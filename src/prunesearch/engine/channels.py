@@ -133,8 +133,7 @@ class Analysis:
             if parts is None:
                 out.append(seg)
             else:
-                out.extend(self.expand(tuple(Segment(p, self.size[p], seg.inner)
-                                             for p in parts)))
+                out.extend(self.expand(tuple(Segment(p, self.size[p], seg.inner) for p in parts)))
         return tuple(out)
 
     def constrain(self, space: int, step: int, interleaved: bool) -> None:

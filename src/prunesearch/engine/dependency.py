@@ -68,8 +68,12 @@ __all__ = ["Analysis", "Layout", "ModuleRole", "Segment", "Term", "analyze"]
 
 
 class _Walker(LayerRules):
-    def __init__(self, gm: fx.GraphModule, treat_as: dict[type, type] | None = None,
-                 root: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        gm: fx.GraphModule,
+        treat_as: dict[type, type] | None = None,
+        root: nn.Module | None = None,
+    ) -> None:
         self.gm = gm
         self.modules = dict(gm.named_modules())
         # the traced model's own modules: the GraphModule holds only those it calls (a module
@@ -112,8 +116,9 @@ class _Walker(LayerRules):
         first = layouts[0]
         shapes_match = all(
             len(lay) == len(first)
-            and all((s.length, s.inner) == (t.length, t.inner)
-                    for s, t in zip(lay, first, strict=True))
+            and all(
+                (s.length, s.inner) == (t.length, t.inner) for s, t in zip(lay, first, strict=True)
+            )
             for lay in layouts
         )
         if not shapes_match:
@@ -124,8 +129,7 @@ class _Walker(LayerRules):
                 self.a.union(s.space, t.space)
         if prunable and all(self.a.is_fixed(s.space) for s in first):
             # e.g. a tensor we do not understand (a literal view) scales or is added to them
-            self.a.unknown_ops.append(f"{describe(node, self.modules)}: joins channels kept "
-                                      "whole")
+            self.a.unknown_ops.append(f"{describe(node, self.modules)}: joins channels kept whole")
         return first
 
     def term(self, terms: list[Term], coef: int, *layouts: Layout, div: int = 1) -> None:
@@ -149,8 +153,9 @@ class _Walker(LayerRules):
         else:
             lay = self.call_op(node, shape, order)
         dim = self.a.dim(node.name)
-        if lay is not None and (shape is None or dim >= len(shape)
-                                or layout_size(lay) != shape[dim]):
+        if lay is not None and (
+            shape is None or dim >= len(shape) or layout_size(lay) != shape[dim]
+        ):
             lay = self.unknown(node)  # a rule's assumption did not hold: keep it safe
         if lay is not None:
             self.a.layouts[node.name] = lay
@@ -173,8 +178,13 @@ class _Walker(LayerRules):
         lay = self.layout_of(src)
         in_shape = tensor_shape(src)
         dim = self.a.dim(src.name) if isinstance(src, fx.Node) else 1
-        if lay is None or in_shape is None or len(shape) <= dim or shape[dim] != in_shape[dim] \
-                or (dim != 1 and len(shape) != len(in_shape)):
+        if (
+            lay is None
+            or in_shape is None
+            or len(shape) <= dim
+            or shape[dim] != in_shape[dim]
+            or (dim != 1 and len(shape) != len(in_shape))
+        ):
             return self.unknown(node)
         if dim != 1:
             self.a.dims[node.name] = dim
@@ -183,7 +193,8 @@ class _Walker(LayerRules):
     def call_op(self, node: fx.Node, shape: tuple[int, ...], order: int) -> Layout | None:
         src = node.args[0] if node.args else None
         elementwise = is_op(node, ELEMENTWISE_FUNCTIONS, PASS_METHODS) or (
-            node.op == "call_function" and eval_identity(node))
+            node.op == "call_function" and eval_identity(node)
+        )
         if elementwise:
             return self.pass_through(node, src, shape)
         if is_op(node, BINARY_FUNCTIONS, BINARY_METHODS):
@@ -192,8 +203,11 @@ class _Walker(LayerRules):
             return self.permute(node, src, shape)
         if node.target is F.layer_norm:
             return self.functional_norm(node, src, order)
-        if any(self.a.dim(n.name) != 1 for n in nodes_in((node.args, node.kwargs))
-               if n.name in self.a.layouts):
+        if any(
+            self.a.dim(n.name) != 1
+            for n in nodes_in((node.args, node.kwargs))
+            if n.name in self.a.layouts
+        ):
             return self.unknown(node)  # the other rules read channels on dim 1
         return self.channels_first_op(node, src, shape, order)
 
@@ -235,8 +249,11 @@ class _Walker(LayerRules):
         if node.target is F.batch_norm:
             return self.batchnorm(node, owner, m, lay_in, in_shape, order)
         shape_arg = node.args[1] if len(node.args) > 1 else node.kwargs.get("normalized_shape")
-        if self.a.dim(src.name) != len(in_shape) - 1 or shape_arg is None or \
-                tuple(shape_arg) != tuple(m.normalized_shape):
+        if (
+            self.a.dim(src.name) != len(in_shape) - 1
+            or shape_arg is None
+            or tuple(shape_arg) != tuple(m.normalized_shape)
+        ):
             return self.unknown(node)
         return self.layernorm(node, owner, m, lay_in, in_shape, order)
 
@@ -244,12 +261,16 @@ class _Walker(LayerRules):
         """``a + b``, ``a * b``: operands that are not broadcast along the channels must hold
         the same channels (on the same dim of the result); a module's parameter broadcast
         against them (a layer scale) is sliced with them."""
-        operands = [(arg, s, len(shape) - len(s)) for arg in
-                    list(node.args[:2]) + list(node.kwargs.values())
-                    if (s := tensor_shape(arg)) is not None]
-        dims = {self.a.dim(a.name) + off for a, s, off in operands
-                if a.op != "get_attr" and self.layout_of(a) is not None
-                and s[self.a.dim(a.name)] != 1}
+        operands = [
+            (arg, s, len(shape) - len(s))
+            for arg in list(node.args[:2]) + list(node.kwargs.values())
+            if (s := tensor_shape(arg)) is not None
+        ]
+        dims = {
+            self.a.dim(a.name) + off
+            for a, s, off in operands
+            if a.op != "get_attr" and self.layout_of(a) is not None and s[self.a.dim(a.name)] != 1
+        }
         if len(dims) != 1:
             return self.unknown(node)
         dim = dims.pop()
@@ -313,15 +334,21 @@ class _Walker(LayerRules):
         sections (a list) included, keeps them whole."""
         src = node.args[0]
         lay, in_shape = self.layout_of(src), tensor_shape(src)
-        arg = node.args[1] if len(node.args) > 1 else \
-            next((v for k, v in node.kwargs.items() if k != "dim"), None)
+        arg = (
+            node.args[1]
+            if len(node.args) > 1
+            else next((v for k, v in node.kwargs.items() if k != "dim"), None)
+        )
         chunk = node.target in ("chunk", torch.chunk)
         dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
         sizes = None
-        if lay is not None and in_shape is not None and isinstance(dim, int) and \
-                dim % len(in_shape) == 1 == self.a.dim(src.name) and all(
-                    u.op == "call_function" and u.target is operator.getitem
-                    for u in node.users):
+        if (
+            lay is not None
+            and in_shape is not None
+            and isinstance(dim, int)
+            and dim % len(in_shape) == 1 == self.a.dim(src.name)
+            and all(u.op == "call_function" and u.target is operator.getitem for u in node.users)
+        ):
             sizes = _part_sizes(in_shape[1], arg, chunk)
         parts = None if sizes is None else self.cut(lay, sizes)
         if parts is None:
@@ -351,9 +378,14 @@ class _Walker(LayerRules):
                     if self.a.cut(seg.space, k):
                         layout = self.a.expand(layout)
                     else:
-                        layout = (*layout[:i], *(Segment(self.a.new_space(n, fixed=True), n,
-                                                         seg.inner) for n in
-                                                 (k, seg.length - k)), *layout[i + 1:])
+                        layout = (
+                            *layout[:i],
+                            *(
+                                Segment(self.a.new_space(n, fixed=True), n, seg.inner)
+                                for n in (k, seg.length - k)
+                            ),
+                            *layout[i + 1 :],
+                        )
                     break
                 offset = end
         parts: list[Layout] = []
@@ -373,8 +405,13 @@ class _Walker(LayerRules):
             return self.unknown(node)
         if literal_channels:
             # view/reshape: a hard-coded channel count would break once channels are removed
-            sizes = node.args[1:] if len(node.args) > 2 else node.args[1] if len(node.args) > 1 \
+            sizes = (
+                node.args[1:]
+                if len(node.args) > 2
+                else node.args[1]
+                if len(node.args) > 1
                 else node.kwargs.get("shape", ())
+            )
             dims = list(sizes) if isinstance(sizes, list | tuple) else [sizes]
             if len(dims) < 2 or (isinstance(dims[1], int) and dims[1] != -1):
                 return self.unknown(node)
@@ -402,8 +439,12 @@ class _Walker(LayerRules):
             return self.a.layouts[node.name]  # a part of a chunk or split (set by split)
         idx = node.args[1]
         full = slice(None, None, None)
-        if not (isinstance(idx, tuple) and len(idx) >= 2 and idx[0] == full
-                and all(isinstance(i, slice | int) for i in idx[1:])):
+        if not (
+            isinstance(idx, tuple)
+            and len(idx) >= 2
+            and idx[0] == full
+            and all(isinstance(i, slice | int) for i in idx[1:])
+        ):
             return self.unknown(node)
         lay, in_shape = self.layout_of(src), tensor_shape(src)
         if idx[1] == full or lay is None or in_shape is None:
@@ -413,8 +454,13 @@ class _Walker(LayerRules):
     def channel_slice(self, node, lay: Layout, channels: int, index: Any) -> Layout | None:
         """``x[:, a:b]`` with literal bounds: the pruned model slices at the same places, so the
         channels before ``b`` (before ``a`` when the slice runs to the end) stay whole."""
-        if not isinstance(index, slice) or index.step not in (None, 1) or not all(
-                v is None or (isinstance(v, int) and v >= 0) for v in (index.start, index.stop)):
+        if (
+            not isinstance(index, slice)
+            or index.step not in (None, 1)
+            or not all(
+                v is None or (isinstance(v, int) and v >= 0) for v in (index.start, index.stop)
+            )
+        ):
             return self.unknown(node)  # a negative bound counts from the pruned model's end
         start, stop, _ = index.indices(channels)
         if stop <= start:
@@ -424,8 +470,9 @@ class _Walker(LayerRules):
         if parts is None:
             return self.unknown(node)
         middle = 1 if start else 0
-        self.a.fix_layout(tuple(seg for part in parts[:middle + (stop < channels)]
-                                for seg in part))
+        self.a.fix_layout(
+            tuple(seg for part in parts[: middle + (stop < channels)] for seg in part)
+        )
         return parts[middle]
 
 
@@ -441,8 +488,9 @@ def _part_sizes(total: int, arg: Any, chunk: bool) -> list[int] | None:
     return None  # sections: the pruned model's fewer channels would not add up to them
 
 
-def analyze(gm: fx.GraphModule, treat_as: dict[type, type] | None = None,
-            root: nn.Module | None = None) -> Analysis:
+def analyze(
+    gm: fx.GraphModule, treat_as: dict[type, type] | None = None, root: nn.Module | None = None
+) -> Analysis:
     """Runs the analysis on a GraphModule whose nodes carry ``tensor_meta`` (ShapeProp).
 
     ``treat_as``: module classes the user vouches compute as the torch layer they subclass
@@ -452,4 +500,3 @@ def analyze(gm: fx.GraphModule, treat_as: dict[type, type] | None = None,
     for order, node in enumerate(gm.graph.nodes):
         walker.visit(node, order)
     return walker.a
-

@@ -129,7 +129,11 @@ class CostModel:
         """Sets the constant so that the base count equals ``reference``; False if impossible."""
         self.constant = reference - self.variable(base_widths)
         if self.constant < 0:
-            logger.warning("analytic %s model over-counts the base model by %d; "
-                           "falling back to exact counting", what, -self.constant)
+            logger.warning(
+                "analytic %s model over-counts the base model by %d; "
+                "falling back to exact counting",
+                what,
+                -self.constant,
+            )
             return False
         return True

@@ -78,9 +78,9 @@ class OpChannels:
     its output and of each tensor input as a linear function of the group widths:
     ``const + coef @ widths_vector`` (see :meth:`ChannelGraph.ops`)."""
 
-    name: str                     # the fx node
-    module: nn.Module | None      # what a call_module node runs
-    shape: tuple[int, ...]        # output shape at the base widths
+    name: str  # the fx node
+    module: nn.Module | None  # what a call_module node runs
+    shape: tuple[int, ...]  # output shape at the base widths
     out: tuple[int, np.ndarray]
     inputs: tuple[tuple[int, np.ndarray], ...]
     in_shapes: tuple[tuple[int, ...], ...]
@@ -142,8 +142,9 @@ def trace(
     if not isinstance(model, nn.Module):
         raise PrunesearchError(f"trace() needs an nn.Module, got {type(model).__name__}")
     leaves = list(leaf_modules)
-    tracer = _Tracer(tuple(t for t in leaves if isinstance(t, type)),
-                     {t for t in leaves if isinstance(t, str)})
+    tracer = _Tracer(
+        tuple(t for t in leaves if isinstance(t, type)), {t for t in leaves if isinstance(t, str)}
+    )
     try:
         with eval_mode(model):
             fx_graph = tracer.trace(model)
@@ -164,8 +165,9 @@ def trace(
         with eval_mode(model), torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(*inputs)
     except Exception as exc:
-        raise TraceError("the example input does not run through the model: "
-                         f"{first_line(exc.__cause__ or exc)}") from None
+        raise TraceError(
+            f"the example input does not run through the model: {first_line(exc.__cause__ or exc)}"
+        ) from None
     return ChannelGraph(model, inputs, gm, analyze(gm, dict(treat_as or {}), tracer.root))
 
 
@@ -184,16 +186,19 @@ class ChannelGraph:
         self._a = a
         self.fixed_ops: list[str] = list(dict.fromkeys(a.unknown_ops))
         if self.fixed_ops:
-            logger.warning("channels kept whole (ops not understood): %s",
-                           "; ".join(self.fixed_ops))
+            logger.warning(
+                "channels kept whole (ops not understood): %s", "; ".join(self.fixed_ops)
+            )
         self.groups: list[ChannelGroup] = []
         self._group_of_root: dict[int, int] = {}
         self._build_groups()
         if not self.groups:
             seen = list(dict.fromkeys(a.opaque_ops))
-            logger.warning("no prunable channels in %s: no convolution or linear layer was "
-                           "understood%s", type(model).__name__,
-                           f" (ops not understood: {'; '.join(seen[:8])})" if seen else "")
+            logger.warning(
+                "no prunable channels in %s: no convolution or linear layer was understood%s",
+                type(model).__name__,
+                f" (ops not understood: {'; '.join(seen[:8])})" if seen else "",
+            )
         self._by_name = {g.name: i for i, g in enumerate(self.groups)}
         # costs other than FLOPs and params, by budget kind: widths -> int (``budget.cost``)
         self.cost_models: dict[str, Callable[[Widths | None], int]] = {}
@@ -201,9 +206,11 @@ class ChannelGraph:
         self._flops = CostModel(a.flop_terms, self._resolve, len(self.groups))
         self._params = CostModel(a.param_terms, self._resolve, len(self.groups))
         self._fvcore_flops = not self._flops.calibrate(
-            self._base, count_flops(model, self.example_input), "FLOP")
+            self._base, count_flops(model, self.example_input), "FLOP"
+        )
         self._fvcore_params = not self._params.calibrate(
-            self._base, count_params(model), "parameter")
+            self._base, count_params(model), "parameter"
+        )
 
     # -- structure ----------------------------------------------------------------------------
     def _group_of(self, space: int) -> int | None:
@@ -235,11 +242,15 @@ class ChannelGraph:
                     root = a.find(seg.space)
                     if root not in self._group_of_root:
                         self._group_of_root[root] = len(self.groups)
-                        self.groups.append(ChannelGroup(role.name, a.size[root],
-                                                        step=a.step[root],
-                                                        interleaved=a.interleaved[root]))
-                    self._add_producer(self.groups[self._group_of_root[root]], role.name,
-                                       offset)
+                        self.groups.append(
+                            ChannelGroup(
+                                role.name,
+                                a.size[root],
+                                step=a.step[root],
+                                interleaved=a.interleaved[root],
+                            )
+                        )
+                    self._add_producer(self.groups[self._group_of_root[root]], role.name, offset)
                 offset += seg.length
         for role in roles:
             offset = 0
@@ -275,10 +286,14 @@ class ChannelGraph:
         for node in self._gm.graph.nodes:
             lay = self._a.layouts.get(node.name)
             lay = None if lay is None else self._a.expand(lay)
-            names = None if lay is None else [
-                self.groups[i].name if (i := self._group_of(s.space)) is not None else None
-                for s in lay
-            ]
+            names = (
+                None
+                if lay is None
+                else [
+                    self.groups[i].name if (i := self._group_of(s.space)) is not None else None
+                    for s in lay
+                ]
+            )
             g.add_node(node.name, op=node.op, target=str(node.target), groups=names)
             for inp in node.all_input_nodes:
                 g.add_edge(inp.name, node.name)
@@ -299,17 +314,28 @@ class ChannelGraph:
         for node in self._gm.graph.nodes:
             lay = self._a.layouts.get(node.name)
             meta = node.meta.get("tensor_meta")
-            if lay is None or node.op in ("placeholder", "get_attr", "output") or \
-                    not hasattr(meta, "shape"):
+            if (
+                lay is None
+                or node.op in ("placeholder", "get_attr", "output")
+                or not hasattr(meta, "shape")
+            ):
                 continue
-            args = [n for n in node.all_input_nodes if n.name in self._a.layouts
-                    and hasattr(n.meta.get("tensor_meta"), "shape")]
-            module = self._gm.get_submodule(str(node.target)) if node.op == "call_module" \
-                else None
-            out.append(OpChannels(
-                node.name, module, tuple(meta.shape), self._linear(lay),
-                tuple(self._linear(self._a.layouts[n.name]) for n in args),
-                tuple(tuple(n.meta["tensor_meta"].shape) for n in args)))
+            args = [
+                n
+                for n in node.all_input_nodes
+                if n.name in self._a.layouts and hasattr(n.meta.get("tensor_meta"), "shape")
+            ]
+            module = self._gm.get_submodule(str(node.target)) if node.op == "call_module" else None
+            out.append(
+                OpChannels(
+                    node.name,
+                    module,
+                    tuple(meta.shape),
+                    self._linear(lay),
+                    tuple(self._linear(self._a.layouts[n.name]) for n in args),
+                    tuple(tuple(n.meta["tensor_meta"].shape) for n in args),
+                )
+            )
         return out
 
     def group(self, name: str) -> ChannelGroup:
@@ -330,8 +356,9 @@ class ChannelGraph:
         if widths is None:
             return vec
         if not isinstance(widths, Mapping):
-            raise PrunesearchError(f"widths must be a mapping of group name to channels, "
-                                   f"got {type(widths).__name__}")
+            raise PrunesearchError(
+                f"widths must be a mapping of group name to channels, got {type(widths).__name__}"
+            )
         for name, w in widths.items():
             i = self._by_name.get(name)
             if i is None:
@@ -342,9 +369,11 @@ class ChannelGraph:
             if not 1 <= w <= g.size:
                 raise PrunesearchError(f"widths[{name!r}] must be in 1..{g.size}, got {w}")
             if w % g.step:
-                raise PrunesearchError(f"widths[{name!r}] must be a multiple of {g.step} "
-                                       f"(whole {'conv' if g.interleaved else 'norm'} groups), "
-                                       f"got {w}")
+                raise PrunesearchError(
+                    f"widths[{name!r}] must be a multiple of {g.step} "
+                    f"(whole {'conv' if g.interleaved else 'norm'} groups), "
+                    f"got {w}"
+                )
             vec[i] = int(w)
         return vec
 
@@ -352,8 +381,11 @@ class ChannelGraph:
         """Group -> stage index: stages are the distinct spatial sizes of the groups' first
         producers' outputs, largest first (0 = the stem's resolution); groups on flat features
         (linear layers) form the last stage."""
-        shapes = {n.target: tuple(n.meta["tensor_meta"].shape[2:]) for n in self._gm.graph.nodes
-                  if n.op == "call_module" and "tensor_meta" in n.meta}
+        shapes = {
+            n.target: tuple(n.meta["tensor_meta"].shape[2:])
+            for n in self._gm.graph.nodes
+            if n.op == "call_module" and "tensor_meta" in n.meta
+        }
         sizes = {g.name: shapes.get(g.name, ()) for g in self.groups}
         spatial = sorted({s for s in sizes.values() if s}, key=lambda s: -math.prod(s))
         index = {s: i for i, s in enumerate(spatial)}
@@ -374,15 +406,18 @@ class ChannelGraph:
         return self._params(vec)
 
     # -- pruning --------------------------------------------------------------------------------
-    def keep_indices(self, widths: Widths, importance: Importance = "l1"
-                     ) -> dict[str, torch.Tensor]:
+    def keep_indices(
+        self, widths: Widths, importance: Importance = "l1"
+    ) -> dict[str, torch.Tensor]:
         """Sorted channel indices kept in each group that ``widths`` shrinks."""
         vec = self.widths_vector(widths)
         shrunk = [i for i, g in enumerate(self.groups) if vec[i] < g.size]
         scores = group_scores(self.model, [self.groups[i] for i in shrunk], importance)
         groups = [self.groups[i] for i in shrunk]
-        return {g.name: top_channels(scores[g.name], int(vec[i]), g.step, g.interleaved)
-                for i, g in zip(shrunk, groups, strict=True)}
+        return {
+            g.name: top_channels(scores[g.name], int(vec[i]), g.step, g.interleaved)
+            for i, g in zip(shrunk, groups, strict=True)
+        }
 
     def prune(self, widths: Widths, importance: Importance = "l1") -> nn.Module:
         """A new, physically smaller copy of the model keeping ``widths[g]`` channels per group.
@@ -398,8 +433,9 @@ class ChannelGraph:
         slices = self.kept_slices(widths, importance)
         return prune_copy(self.model, self._a.roles, lambda role: slices[role.name])
 
-    def kept_slices(self, widths: Widths, importance: Importance = "l1"
-                    ) -> dict[str, tuple[torch.Tensor | None, torch.Tensor | None]]:
+    def kept_slices(
+        self, widths: Widths, importance: Importance = "l1"
+    ) -> dict[str, tuple[torch.Tensor | None, torch.Tensor | None]]:
         """What :meth:`prune` keeps of each sliced module (or tensor, ``module.attr``):
         ``(input indices, output indices)`` along its channel dims, None where all are kept.
         Input indices count features (channels x ``inner`` after a flatten)."""
@@ -407,10 +443,15 @@ class ChannelGraph:
         kept = {self._by_name[n]: idx for n, idx in kept_by_name.items()}
         out = {}
         for name, role in self._a.roles.items():
-            out_idx = None if role.out_space is None else \
-                layout_indices(self._out_layout(role), self._group_of, kept)
-            out[name] = (layout_indices(self._a.expand(role.in_layout), self._group_of, kept),
-                         out_idx)
+            out_idx = (
+                None
+                if role.out_space is None
+                else layout_indices(self._out_layout(role), self._group_of, kept)
+            )
+            out[name] = (
+                layout_indices(self._a.expand(role.in_layout), self._group_of, kept),
+                out_idx,
+            )
         return out
 
     def widths_of(self, pruned: nn.Module) -> dict[str, int]:
@@ -430,12 +471,15 @@ class ChannelGraph:
         actual = {k: tuple(v.shape) for k, v in pruned.state_dict().items()}
         if expected.keys() != actual.keys():
             missing = sorted(expected.keys() ^ actual.keys())
-            raise PrunesearchError(f"pruned model's state does not match the model's: "
-                                   f"{', '.join(missing[:3])} differ")
+            raise PrunesearchError(
+                f"pruned model's state does not match the model's: {', '.join(missing[:3])} differ"
+            )
         for key, shape in expected.items():
             if actual[key] != shape:
-                raise PrunesearchError(f"pruned model's {key} has shape {list(actual[key])}; "
-                                       f"these groups at those widths give {list(shape)}")
+                raise PrunesearchError(
+                    f"pruned model's {key} has shape {list(actual[key])}; "
+                    f"these groups at those widths give {list(shape)}"
+                )
         return widths
 
     def _width_in(self, pruned: nn.Module, index: int) -> int:
@@ -444,8 +488,11 @@ class ChannelGraph:
         group = self.groups[index]
         for name in group.producers:
             role = self._a.roles[name]
-            layout = self._out_layout(role) if role.out_space is not None else \
-                self._a.expand(role.in_layout)
+            layout = (
+                self._out_layout(role)
+                if role.out_space is not None
+                else self._a.expand(role.in_layout)
+            )
             groups = [self._group_of(s.space) for s in layout]
             fixed = sum(s.length for s, g in zip(layout, groups, strict=True) if g is None)
             places = [g for g in groups if g is not None]
@@ -454,11 +501,14 @@ class ChannelGraph:
             try:
                 rows = int(pruned.get_submodule(name).weight.shape[0])
             except AttributeError:
-                raise PrunesearchError(f"pruned model has no module {name!r} with a weight "
-                                       "(was it renamed?)") from None
+                raise PrunesearchError(
+                    f"pruned model has no module {name!r} with a weight (was it renamed?)"
+                ) from None
             return (rows - fixed) // len(places)
         raise PrunesearchError(f"group {group.name!r}: no producer holds it alone")
 
     def __repr__(self) -> str:
-        return (f"ChannelGraph({type(self.model).__name__}, {len(self.groups)} groups, "
-                f"{self.flops():,} FLOPs, {self.params():,} params)")
+        return (
+            f"ChannelGraph({type(self.model).__name__}, {len(self.groups)} groups, "
+            f"{self.flops():,} FLOPs, {self.params():,} params)"
+        )

@@ -40,7 +40,7 @@ def _filter_l1(modules: Mapping[str, nn.Module], group: Group, per_weight: bool)
     divided by its fan-in, averaged over producers)."""
     score = torch.zeros(group.size, dtype=torch.float64)
     for p, offset in group.rows:
-        w = modules[p].weight.detach()[offset: offset + group.size]
+        w = modules[p].weight.detach()[offset : offset + group.size]
         if per_weight:  # (as measured since the first release: the sum in float64)
             w = w.to(torch.float64).cpu()
         l1 = w.abs().flatten(1).sum(1).to(torch.float64).cpu()  # (size,)
@@ -55,13 +55,14 @@ def _slimming(modules: Mapping[str, nn.Module], group: Group) -> Tensor | None:
         if gamma is None:
             continue
         g = gamma.detach().abs().to(torch.float64).cpu()
-        score += g[offset: offset + group.size * inner].view(group.size, inner).mean(1)
+        score += g[offset : offset + group.size * inner].view(group.size, inner).mean(1)
         found = True
     return score if found else None
 
 
-def group_scores(model: nn.Module, groups: Sequence[Group], importance: Importance
-                 ) -> dict[str, Tensor]:
+def group_scores(
+    model: nn.Module, groups: Sequence[Group], importance: Importance
+) -> dict[str, Tensor]:
     """Per-channel scores of ``groups`` of ``model`` (higher = more important)."""
     if isinstance(importance, Mapping):
         out = {}
@@ -71,13 +72,16 @@ def group_scores(model: nn.Module, groups: Sequence[Group], importance: Importan
                 raise PrunesearchError(f"importance has no scores for group {group.name!r}")
             score = torch.as_tensor(score).detach().flatten().to(torch.float64).cpu()
             if score.numel() != group.size:
-                raise PrunesearchError(f"importance[{group.name!r}] has {score.numel()} "
-                                       f"scores; the group has {group.size} channels")
+                raise PrunesearchError(
+                    f"importance[{group.name!r}] has {score.numel()} "
+                    f"scores; the group has {group.size} channels"
+                )
             out[group.name] = score
         return out
     if importance not in SIGNALS:
-        raise PrunesearchError(f"unknown importance signal {importance!r}; "
-                               f"choose one of: {', '.join(SIGNALS)}")
+        raise PrunesearchError(
+            f"unknown importance signal {importance!r}; choose one of: {', '.join(SIGNALS)}"
+        )
     modules = dict(model.named_modules())
     out = {}
     for group in groups:
@@ -90,8 +94,7 @@ def group_scores(model: nn.Module, groups: Sequence[Group], importance: Importan
     return out
 
 
-def top_channels(scores: Tensor, width: int, step: int = 1, interleaved: bool = False
-                 ) -> Tensor:
+def top_channels(scores: Tensor, width: int, step: int = 1, interleaved: bool = False) -> Tensor:
     """Indices of the ``width`` highest scores, in ascending channel order (ties: lower index).
 
     With ``step`` > 1 (``width`` a multiple of it), whole units are kept by their summed
@@ -108,8 +111,7 @@ def top_channels(scores: Tensor, width: int, step: int = 1, interleaved: bool = 
     return order[:width].sort().values
 
 
-def comparable_scores(model: nn.Module, groups: Sequence[Group], signal: str
-                      ) -> dict[str, Tensor]:
+def comparable_scores(model: nn.Module, groups: Sequence[Group], signal: str) -> dict[str, Tensor]:
     """Per-channel scores on one scale across groups, for global (cross-layer) decisions.
 
     ``slimming``: mean |gamma| over the BNs normalising each channel (a residual group has one
@@ -125,6 +127,5 @@ def comparable_scores(model: nn.Module, groups: Sequence[Group], signal: str
             continue
         score = _slimming(modules, g)
         if score is not None:
-            out[g.name] = score / sum(1 for bn, _, _ in g.norms
-                                      if modules[bn].weight is not None)
+            out[g.name] = score / sum(1 for bn, _, _ in g.norms if modules[bn].weight is not None)
     return out

@@ -47,8 +47,9 @@ class LayerRules:
                 self.why[node.name] = why
                 return self.unknown(node)
         last = self.a.dim(src.name) == len(in_shape) - 1
-        if isinstance(m, ELEMENTWISE_MODULES) or (isinstance(m, nn.PReLU)
-                                                   and m.num_parameters == 1):
+        if isinstance(m, ELEMENTWISE_MODULES) or (
+            isinstance(m, nn.PReLU) and m.num_parameters == 1
+        ):
             return self.pass_through(node, src, shape)
         if isinstance(m, nn.Linear) and last:
             return self.producer(node, name, m, lay_in, shape, order, math.prod(shape[:-1]))
@@ -94,8 +95,9 @@ class LayerRules:
             if len(lay_in) == 1 and lay_in[0].inner == 1:
                 self.a.constrain(lay_in[0].space, m.groups, interleaved=True)
             elif self.a.fix_layout(lay_in):  # its conv groups would straddle spaces
-                self.a.unknown_ops.append(f"{describe(node, self.modules)}: its input joins "
-                                          "several channel spaces")
+                self.a.unknown_ops.append(
+                    f"{describe(node, self.modules)}: its input joins several channel spaces"
+                )
         return self.producer(node, name, m, lay_in, shape, order, spatial * k)
 
     def shared(self, node: fx.Node, name: str, lay_in: Layout) -> None:
@@ -184,8 +186,11 @@ class LayerRules:
         target = str(arg.target)
         owner, _, attr = target.rpartition(".")
         m = self.root_modules.get(owner)
-        if m is None or (attr not in m._parameters and attr not in m._buffers) or \
-                isinstance(m, KNOWN_BASES):  # a layer's own tensors are sliced by its role
+        if (
+            m is None
+            or (attr not in m._parameters and attr not in m._buffers)
+            or isinstance(m, KNOWN_BASES)
+        ):  # a layer's own tensors are sliced by its role
             return None
         if not _elementwise_uses(arg):
             return None
@@ -203,14 +208,25 @@ def _channel_view(node: fx.Node) -> bool:
     """``t.view(1, -1, 1, 1)`` / ``t.reshape(...)`` of a 1-D tensor: one dim holds all of it
     (the shape is the traced one, so it follows the pruned tensor's length)."""
     shape, src = tensor_shape(node), tensor_shape(node.args[0] if node.args else None)
-    return (is_op(node, RESHAPE_FUNCTIONS, {"view", "reshape"}) and shape is not None
-            and src is not None and len(src) == 1 and sum(d != 1 for d in shape) <= 1
-            and sum(1 for a in node.args[1:] if a == -1 or a == [-1] or -1 in
-                    (a if isinstance(a, list | tuple) else ())) == 1)
+    return (
+        is_op(node, RESHAPE_FUNCTIONS, {"view", "reshape"})
+        and shape is not None
+        and src is not None
+        and len(src) == 1
+        and sum(d != 1 for d in shape) <= 1
+        and sum(
+            1
+            for a in node.args[1:]
+            if a == -1 or a == [-1] or -1 in (a if isinstance(a, list | tuple) else ())
+        )
+        == 1
+    )
 
 
 def _elementwise_uses(node: fx.Node) -> bool:
     """Whether every use of ``node`` is an elementwise binary op, directly or through a view
     along one dim."""
-    return all(is_op(u, BINARY_FUNCTIONS, BINARY_METHODS)
-               or (_channel_view(u) and _elementwise_uses(u)) for u in node.users)
+    return all(
+        is_op(u, BINARY_FUNCTIONS, BINARY_METHODS) or (_channel_view(u) and _elementwise_uses(u))
+        for u in node.users
+    )

@@ -16,40 +16,135 @@ from prunesearch.engine.channels import Layout
 
 # Elementwise modules and functions: they keep every dim, the channel dim wherever it is.
 ELEMENTWISE_MODULES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Identity,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.Softplus,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
 )
 # Spatial modules: per-channel over the dims after the channel dim (dim 1).
 SPATIAL_MODULES: tuple[type[nn.Module], ...] = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-    nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d,
-    nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
-    nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.ZeroPad1d,
+    nn.ZeroPad2d,
+    nn.ZeroPad3d,
+    nn.ConstantPad1d,
+    nn.ConstantPad2d,
+    nn.ConstantPad3d,
+    nn.ReflectionPad1d,
+    nn.ReflectionPad2d,
+    nn.ReflectionPad3d,
+    nn.ReplicationPad1d,
+    nn.ReplicationPad2d,
+    nn.ReplicationPad3d,
 )
 PASS_MODULES = ELEMENTWISE_MODULES + SPATIAL_MODULES
 
 ELEMENTWISE_FUNCTIONS = {
-    F.relu, F.relu_, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish,
-    F.hardswish, F.hardsigmoid, F.hardtanh, F.softplus, F.sigmoid, F.tanh,
-    torch.relu, torch.relu_, torch.sigmoid, torch.tanh, torch.clamp, torch.clip,
-    F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
+    F.relu,
+    F.relu_,
+    F.relu6,
+    F.leaky_relu,
+    F.elu,
+    F.selu,
+    F.celu,
+    F.gelu,
+    F.silu,
+    F.mish,
+    F.hardswish,
+    F.hardsigmoid,
+    F.hardtanh,
+    F.softplus,
+    F.sigmoid,
+    F.tanh,
+    torch.relu,
+    torch.relu_,
+    torch.sigmoid,
+    torch.tanh,
+    torch.clamp,
+    torch.clip,
+    F.dropout,
+    F.dropout1d,
+    F.dropout2d,
+    F.dropout3d,
+    F.alpha_dropout,
 }
 PASS_FUNCTIONS = ELEMENTWISE_FUNCTIONS | {
-    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-    F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
+    F.max_pool1d,
+    F.max_pool2d,
+    F.max_pool3d,
+    F.avg_pool1d,
+    F.avg_pool2d,
+    F.avg_pool3d,
+    F.adaptive_max_pool1d,
+    F.adaptive_max_pool2d,
+    F.adaptive_max_pool3d,
+    F.adaptive_avg_pool1d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_avg_pool3d,
 }
 PASS_METHODS = {  # all elementwise
-    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clamp_min",
-    "clamp_min_", "clip", "clip_", "contiguous", "clone", "detach", "float", "abs", "neg",
+    "relu",
+    "relu_",
+    "sigmoid",
+    "sigmoid_",
+    "tanh",
+    "tanh_",
+    "clamp",
+    "clamp_",
+    "clamp_min",
+    "clamp_min_",
+    "clip",
+    "clip_",
+    "contiguous",
+    "clone",
+    "detach",
+    "float",
+    "abs",
+    "neg",
 }
 BINARY_FUNCTIONS = {
-    operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.isub,
-    operator.truediv, operator.itruediv, torch.add, torch.mul, torch.sub, torch.div,
-    torch.maximum, torch.minimum,
+    operator.add,
+    operator.iadd,
+    operator.mul,
+    operator.imul,
+    operator.sub,
+    operator.isub,
+    operator.truediv,
+    operator.itruediv,
+    torch.add,
+    torch.mul,
+    torch.sub,
+    torch.div,
+    torch.maximum,
+    torch.minimum,
 }
 BINARY_METHODS = {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_"}
 CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate}
@@ -63,8 +158,17 @@ PERMUTE_METHODS = {"permute", "transpose", "swapaxes"}
 SHAPE_METHODS = {"size", "dim", "numel"}
 
 KNOWN_BASES: tuple[type[nn.Module], ...] = (
-    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.LayerNorm,
-    nn.GroupNorm, nn.Flatten, nn.PReLU, *PASS_MODULES)
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.Linear,
+    nn.modules.batchnorm._BatchNorm,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.Flatten,
+    nn.PReLU,
+    *PASS_MODULES,
+)
 
 # Functions that are the identity when their ``training`` argument is False (traced in eval
 # mode, it is the constant False): name -> its position. torchvision's
@@ -101,15 +205,19 @@ def not_plain(m: nn.Module) -> str | None:
     """Why a torch layer (or subclass) cannot be sliced as torch's own layer, or None: a
     subclass with its own ``forward`` computes something else (a weight-standardised conv), a
     parametrization or weight-norm hook rewrites its weight, hooks may change what it returns."""
-    torch_forwards = {c.__dict__["forward"] for c in type(m).__mro__
-                      if c.__module__.startswith("torch.") and "forward" in c.__dict__}
+    torch_forwards = {
+        c.__dict__["forward"]
+        for c in type(m).__mro__
+        if c.__module__.startswith("torch.") and "forward" in c.__dict__
+    }
     if type(m).forward not in torch_forwards:
         return f"its own forward ({type(m).__qualname__})"
     if parametrize.is_parametrized(m):
         return "a parametrized weight"
     if m._forward_pre_hooks or m._forward_hooks:
-        hooks = [type(h).__name__ for h in (*m._forward_pre_hooks.values(),
-                                              *m._forward_hooks.values())]
+        hooks = [
+            type(h).__name__ for h in (*m._forward_pre_hooks.values(), *m._forward_hooks.values())
+        ]
         return f"forward hooks ({', '.join(hooks)})"
     return None
 
@@ -118,8 +226,9 @@ def eval_identity(node: fx.Node) -> bool:
     position = _EVAL_IDENTITIES.get(getattr(node.target, "__name__", ""))
     if position is None:
         return False
-    training = node.args[position] if len(node.args) > position else \
-        node.kwargs.get("training", True)
+    training = (
+        node.args[position] if len(node.args) > position else node.kwargs.get("training", True)
+    )
     return training is False
 
 
@@ -136,8 +245,10 @@ def describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
 
 # functional norm -> (its module class, the names of the module tensors it takes, from arg 1)
 NORM_FUNCTIONS: dict[Any, tuple[type[nn.Module], tuple[str | None, ...]]] = {
-    F.batch_norm: (nn.modules.batchnorm._BatchNorm,
-                   ("running_mean", "running_var", "weight", "bias")),
+    F.batch_norm: (
+        nn.modules.batchnorm._BatchNorm,
+        ("running_mean", "running_var", "weight", "bias"),
+    ),
     F.layer_norm: (nn.LayerNorm, (None, "weight", "bias")),
 }  # not F.group_norm: a literal num_groups would not follow a pruned module's
 
@@ -165,7 +276,8 @@ def norm_owner(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
     owner = owners.pop()
     m = modules.get(owner)
     if not isinstance(m, cls) or {k for k, v in given.items() if v is not None} != {
-            k for k in names if k is not None and getattr(m, k, None) is not None}:
+        k for k in names if k is not None and getattr(m, k, None) is not None
+    }:
         return None
     return owner
 

@@ -103,8 +103,9 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
-def _load_extra(space: Space, extra: tuple[tuple[str, str], ...]
-                ) -> dict[str, tuple[str, ArchSpec]]:
+def _load_extra(
+    space: Space, extra: tuple[tuple[str, str], ...]
+) -> dict[str, tuple[str, ArchSpec]]:
     """The extra specs as ``{arch: (row name, spec)}`` (``arch`` names the run folder), each
     checked to prune the space's model, before anything is trained or written."""
     specs: dict[str, tuple[str, ArchSpec]] = {}
@@ -113,8 +114,10 @@ def _load_extra(space: Space, extra: tuple[tuple[str, str], ...]
         slug = _slug(name)
         arch = f"extra-{slug}"
         if not slug or arch in taken:
-            raise PrunesearchError(f"--extra {name}={path}: the row name must be non-empty "
-                                   "and differ from the other rows'")
+            raise PrunesearchError(
+                f"--extra {name}={path}: the row name must be non-empty "
+                "and differ from the other rows'"
+            )
         taken.add(arch)
         try:
             specs[arch] = (name, _load_spec(space, path))
@@ -129,11 +132,14 @@ def _load_spec(space: Space, path: str | Path) -> ArchSpec:
     model is refused."""
     spec = ArchSpec.load(path, check_model=False)
     if spec.model != space.model.name or spec.model_args != space.model.args:
-        raise PrunesearchError(f"the spec prunes {spec.model} {spec.model_args}, not the "
-                               f"space's {space.model.name} {space.model.args}")
+        raise PrunesearchError(
+            f"the spec prunes {spec.model} {spec.model_args}, not the "
+            f"space's {space.model.name} {space.model.args}"
+        )
     if spec.input_shape != input_shape(space):
-        raise PrunesearchError(f"the spec is for inputs {spec.input_shape}, the space's are "
-                               f"{input_shape(space)}")
+        raise PrunesearchError(
+            f"the spec is for inputs {spec.input_shape}, the space's are {input_shape(space)}"
+        )
     spec.allow_import = True
     spec.check(spec.graph())
     return spec
@@ -144,11 +150,13 @@ def _check(options: CompareOptions, epochs: int | None) -> None:
         raise PrunesearchError(f"--seeds must be >= 1, got {options.seeds}")
     unknown = [t for t in options.trainings if t not in TRAININGS]
     if unknown or not options.trainings:
-        raise PrunesearchError(f"--rows {','.join(options.trainings)}: choose from "
-                               f"{', '.join(TRAININGS)}")
+        raise PrunesearchError(
+            f"--rows {','.join(options.trainings)}: choose from {', '.join(TRAININGS)}"
+        )
     if "scratch-b" not in options.trainings:
-        raise PrunesearchError("--rows must include scratch-b (the rows the searched spec is "
-                               "compared with)")
+        raise PrunesearchError(
+            "--rows must include scratch-b (the rows the searched spec is compared with)"
+        )
     if epochs is not None and epochs < 1:
         raise PrunesearchError(f"--epochs must be >= 1, got {epochs}")
 
@@ -156,32 +164,45 @@ def _check(options: CompareOptions, epochs: int | None) -> None:
 def _given_base_metrics(base_path: Path) -> dict[str, Any]:
     metrics = base_path.parent / "metrics.json"
     if not metrics.is_file():
-        raise PrunesearchError(f"--base {base_path}: no metrics.json beside it (its test "
-                               "accuracy is a row of the table)")
+        raise PrunesearchError(
+            f"--base {base_path}: no metrics.json beside it (its test "
+            "accuracy is a row of the table)"
+        )
     return read_json(metrics, "metrics")
 
 
-def _rows_and_specs(space: Space, member: dict[str, Any],
-                    extra: dict[str, tuple[str, ArchSpec]]
-                    ) -> tuple[list[tuple[str, str, str]], dict[str, ArchSpec]]:
+def _rows_and_specs(
+    space: Space, member: dict[str, Any], extra: dict[str, tuple[str, ArchSpec]]
+) -> tuple[list[tuple[str, str, str]], dict[str, ArchSpec]]:
     """The rows to train and the spec of every architecture they name."""
     specs = {"searched": _load_spec(space, member["spec"])} | {
-        name: _load_spec(space, path) for name, path in member["baseline_specs"].items()}
+        name: _load_spec(space, path) for name, path in member["baseline_specs"].items()
+    }
     rows = [r for r in ROWS if r[1] == "base" or r[1] in specs]
     for arch, (name, spec) in extra.items():
         if abs(spec.flops / specs["searched"].flops - 1) > 0.02:
-            logger.warning("--extra %s: %.2fM FLOPs, the searched spec has %.2fM: not an "
-                           "equal-FLOPs comparison", name, spec.flops / 1e6,
-                           specs["searched"].flops / 1e6)
+            logger.warning(
+                "--extra %s: %.2fM FLOPs, the searched spec has %.2fM: not an "
+                "equal-FLOPs comparison",
+                name,
+                spec.flops / 1e6,
+                specs["searched"].flops / 1e6,
+            )
         specs[arch] = spec
         rows.append((f"{name} / Scratch-B", arch, "scratch-b"))
     return rows, specs
 
 
-def compare(space: Space, options: CompareOptions, *, out: str | Path | None = None,
-            epochs: int | None = None, data: DataOptions = DataOptions(),  # noqa: B008
-            opts: RunOptions = RunOptions(), reporter: Reporter | None = None  # noqa: B008
-            ) -> dict[str, Any]:
+def compare(
+    space: Space,
+    options: CompareOptions,
+    *,
+    out: str | Path | None = None,
+    epochs: int | None = None,
+    data: DataOptions = DataOptions(),  # noqa: B008
+    opts: RunOptions = RunOptions(),  # noqa: B008
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
     """Runs (or reuses) every cell and writes compare.json / compare.md; returns the summary.
 
     Seeds are ``opts.seed`` .. ``opts.seed + seeds - 1``. The base of the first seed is the one
@@ -189,29 +210,55 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
     """
     budgets = parse_budgets(options.budget)
     if len(budgets) != 1:
-        raise PrunesearchError(f"--budget {options.budget}: compare takes one budget, not a "
-                               "family")
+        raise PrunesearchError(f"--budget {options.budget}: compare takes one budget, not a family")
     _check(options, epochs)
     budget = budgets[0]
     extra = _load_extra(space, options.extra)
-    exp = start_experiment(space, f"compare-{budget.slug}", out=out, cells=options.cells,
-                           n_seeds=options.seeds, base=options.base, epochs=epochs, data=data,
-                           opts=opts, reporter=reporter)
+    exp = start_experiment(
+        space,
+        f"compare-{budget.slug}",
+        out=out,
+        cells=options.cells,
+        n_seeds=options.seeds,
+        base=options.base,
+        epochs=epochs,
+        data=data,
+        opts=opts,
+        reporter=reporter,
+    )
     run_dir, store, seeds = exp.run_dir, exp.store, exp.seeds
     base_path, base_epochs = exp.base_path, exp.base_epochs
     # the search: its specs are the architectures compared
-    family = find(space, FindOptions(options.budget, base=str(base_path), signal=options.signal,
-                                     trials=options.trials, objective=options.objective),
-                  out=run_dir / "find", data=data,
-                  opts=dataclasses.replace(opts, resume=False), reporter=reporter)
+    family = find(
+        space,
+        FindOptions(
+            options.budget,
+            base=str(base_path),
+            signal=options.signal,
+            trials=options.trials,
+            objective=options.objective,
+        ),
+        out=run_dir / "find",
+        data=data,
+        opts=dataclasses.replace(opts, resume=False),
+        reporter=reporter,
+    )
     rows_def, specs = _rows_and_specs(space, family["members"][0], extra)
     rows_def = [r for r in rows_def if r[2] in options.trainings]
     cells = _train_cells(exp, rows_def, specs, space, options, epochs, data, opts, reporter)
-    result = {"space": space.name, "budget": budget.text, "seeds": seeds,
-              "base_epochs": base_epochs, "n_train": len(load_splits(space, data).train),
-              "signal": family["signal"], "objective": family["objective"],
-              "trials": family["trials"], "base": str(base_path), "cells": str(store.root),
-              "run_dir": str(run_dir)}
+    result = {
+        "space": space.name,
+        "budget": budget.text,
+        "seeds": seeds,
+        "base_epochs": base_epochs,
+        "n_train": len(load_splits(space, data).train),
+        "signal": family["signal"],
+        "objective": family["objective"],
+        "trials": family["trials"],
+        "base": str(base_path),
+        "cells": str(store.root),
+        "run_dir": str(run_dir),
+    }
     result["rows"] = _summarise(rows_def, specs, cells, seeds, result, base_epochs)
     if budget.kind == "latency":  # every architecture timed alike, with the space's settings
         timed = resolve_threads(space)
@@ -226,10 +273,17 @@ def compare(space: Space, options: CompareOptions, *, out: str | Path | None = N
     return result
 
 
-def _train_cells(exp: Experiment, rows_def, specs: dict[str, ArchSpec], space: Space,
-                 options: CompareOptions, epochs: int | None, data: DataOptions,
-                 opts: RunOptions, reporter: Reporter | None
-                 ) -> dict[tuple[str, str, int], dict[str, Any]]:
+def _train_cells(
+    exp: Experiment,
+    rows_def,
+    specs: dict[str, ArchSpec],
+    space: Space,
+    options: CompareOptions,
+    epochs: int | None,
+    data: DataOptions,
+    opts: RunOptions,
+    reporter: Reporter | None,
+) -> dict[tuple[str, str, int], dict[str, Any]]:
     """Every (row, architecture, seed) cell's metrics; a cell another row already trained is
     marked ``same_as`` that row. ``epochs``: the command's override of the base's."""
     store, seeds, base_path, base_epochs = exp.store, exp.seeds, exp.base_path, exp.base_epochs
@@ -245,21 +299,41 @@ def _train_cells(exp: Experiment, rows_def, specs: dict[str, ArchSpec], space: S
             if seed == seeds[0] and options.base:
                 cells[(row, arch, seed)] = _given_base_metrics(base_path)
             else:
-                cells[(row, arch, seed)] = store.base(space, seed=seed, epochs=base_cell_epochs,
-                                                      data=data, opts=opts, reporter=reporter)[0]
+                cells[(row, arch, seed)] = store.base(
+                    space,
+                    seed=seed,
+                    epochs=base_cell_epochs,
+                    data=data,
+                    opts=opts,
+                    reporter=reporter,
+                )[0]
             continue
-        metrics = store.arch(specs[arch], space, kind=how, seed=seed,
-                             epochs=None if how == "finetune" else base_epochs, data=data,
-                             opts=opts, base=base_path if how == "finetune" else None,
-                             max_epoch_factor=options.max_epoch_factor, name=arch,
-                             reporter=reporter)
+        metrics = store.arch(
+            specs[arch],
+            space,
+            kind=how,
+            seed=seed,
+            epochs=None if how == "finetune" else base_epochs,
+            data=data,
+            opts=opts,
+            base=base_path if how == "finetune" else None,
+            max_epoch_factor=options.max_epoch_factor,
+            name=arch,
+            reporter=reporter,
+        )
         first = owner.setdefault(metrics["cell"], row)
         cells[(row, arch, seed)] = metrics | ({"same_as": first} if first != row else {})
     return cells
 
 
-def _summarise(rows_def, specs: dict[str, ArchSpec], cells, seeds: list[int],
-               result: dict[str, Any], base_epochs: int) -> list[dict[str, Any]]:
+def _summarise(
+    rows_def,
+    specs: dict[str, ArchSpec],
+    cells,
+    seeds: list[int],
+    result: dict[str, Any],
+    base_epochs: int,
+) -> list[dict[str, Any]]:
     base_flops = specs["searched"].base_flops
     base_params = specs["searched"].graph().params()
     rows = []
@@ -273,32 +347,50 @@ def _summarise(rows_def, specs: dict[str, ArchSpec], cells, seeds: list[int],
         params = base_params if arch == "base" else specs[arch].params
         run_epochs = runs[0]["epochs"]
         search = {} if arch == "base" else (specs[arch].search or {})
-        rows.append({
-            "row": row, "architecture": arch, "training": how, "seeds": len(runs),
-            "test_accuracy": accs, "mean": mean, "std": std, "flops": flops, "params": params,
-            "epochs": run_epochs,
-            # training compute: forward+backward ~ 3 forwards, in fvcore MACs
-            "train_macs": 3 * flops * run_epochs * result["n_train"],
-            "compute_vs_base": round(flops * run_epochs / (base_flops * base_epochs), 3),
-            "train_seconds": round(sum(r.get("train_seconds") or 0 for r in runs), 1),
-            "score": search.get("score") if arch != "base" else None,
-            "same_as": runs[0].get("same_as"),
-            "cells": [r.get("cell") for r in runs],
-        })
+        rows.append(
+            {
+                "row": row,
+                "architecture": arch,
+                "training": how,
+                "seeds": len(runs),
+                "test_accuracy": accs,
+                "mean": mean,
+                "std": std,
+                "flops": flops,
+                "params": params,
+                "epochs": run_epochs,
+                # training compute: forward+backward ~ 3 forwards, in fvcore MACs
+                "train_macs": 3 * flops * run_epochs * result["n_train"],
+                "compute_vs_base": round(flops * run_epochs / (base_flops * base_epochs), 3),
+                "train_seconds": round(sum(r.get("train_seconds") or 0 for r in runs), 1),
+                "score": search.get("score") if arch != "base" else None,
+                "same_as": runs[0].get("same_as"),
+                "cells": [r.get("cell") for r in runs],
+            }
+        )
     return rows
 
 
-def paired_rows(rows: list[dict[str, Any]], reference: str = "searched / Scratch-B"
-                ) -> dict[str, Any]:
+def paired_rows(
+    rows: list[dict[str, Any]], reference: str = "searched / Scratch-B"
+) -> dict[str, Any]:
     """The reference row minus every other Scratch-B row, seed by seed (95% t intervals), and
     the headline: the reference minus the best other row by mean."""
     ref = next((r for r in rows if r["row"] == reference), None)
     if ref is None:
         return {}
-    others = [r for r in rows if r["training"] == "scratch-b" and r["row"] != reference
-              and r["seeds"] == ref["seeds"] and r["architecture"] != ref["architecture"]]
-    diffs = {r["row"]: paired_difference(ref["test_accuracy"], r["test_accuracy"]).to_dict()
-             for r in others}
+    others = [
+        r
+        for r in rows
+        if r["training"] == "scratch-b"
+        and r["row"] != reference
+        and r["seeds"] == ref["seeds"]
+        and r["architecture"] != ref["architecture"]
+    ]
+    diffs = {
+        r["row"]: paired_difference(ref["test_accuracy"], r["test_accuracy"]).to_dict()
+        for r in others
+    }
     out: dict[str, Any] = {"reference": reference, "minus": diffs}
     if others:
         best = max(others, key=lambda r: r["mean"])
@@ -310,29 +402,48 @@ def paired_rows(rows: list[dict[str, Any]], reference: str = "searched / Scratch
 def markdown_table(result: dict[str, Any]) -> str:
     """The comparison as a markdown table (what BENCHMARKS.md and the README quote)."""
     timed = any(r.get("latency") for r in result["rows"])
-    lines = [f"{result['space']} at {result['budget']}, {len(result['seeds'])} seed(s) "
-             f"{result['seeds']}, base {result['base_epochs']} epochs, signal "
-             f"{result['signal']}, {result['trials']} search trials; test accuracy mean ± std.",
-             "",
-             "| row | test accuracy | FLOPs | params | epochs | compute vs base | search score |"
-             + (" measured ms/image |" if timed else ""),
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if timed else "")]
+    lines = [
+        f"{result['space']} at {result['budget']}, {len(result['seeds'])} seed(s) "
+        f"{result['seeds']}, base {result['base_epochs']} epochs, signal "
+        f"{result['signal']}, {result['trials']} search trials; test accuracy mean ± std.",
+        "",
+        "| row | test accuracy | FLOPs | params | epochs | compute vs base | search score |"
+        + (" measured ms/image |" if timed else ""),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if timed else ""),
+    ]
     for r in result["rows"]:
         score = "" if r["score"] is None else f"{r['score']:.4f}"
         note = f" (= {r['same_as']})" if r["same_as"] else ""
-        ms = f" {r['latency']['ms']:.3f} ({r['latency']['memory_format']}) |" if \
-            r.get("latency") else (" |" if timed else "")
-        lines.append(f"| {r['row']}{note} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
-                     f"{r['flops'] / 1e6:.2f}M | {r['params'] / 1e6:.3f}M | {r['epochs']} | "
-                     f"{r['compute_vs_base']:.2f} | {score} |{ms}")
+        ms = (
+            f" {r['latency']['ms']:.3f} ({r['latency']['memory_format']}) |"
+            if r.get("latency")
+            else (" |" if timed else "")
+        )
+        lines.append(
+            f"| {r['row']}{note} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
+            f"{r['flops'] / 1e6:.2f}M | {r['params'] / 1e6:.3f}M | {r['epochs']} | "
+            f"{r['compute_vs_base']:.2f} | {score} |{ms}"
+        )
     paired = result.get("paired") or {}
     if paired.get("minus"):
-        lines += ["", f"Paired differences, {paired['reference']} minus each row (same seeds), "
-                  "points, 95% t interval:", "", "| row | difference | 95% interval | verdict |",
-                  "| --- | ---: | ---: | --- |"]
+        lines += [
+            "",
+            f"Paired differences, {paired['reference']} minus each row (same seeds), "
+            "points, 95% t interval:",
+            "",
+            "| row | difference | 95% interval | verdict |",
+            "| --- | ---: | ---: | --- |",
+        ]
         for row, d in paired["minus"].items():
-            verdict = ("tie" if d["low"] <= 0 <= d["high"] else
-                       "searched better" if d["low"] > 0 else "searched worse")
-            lines.append(f"| {row} | {100 * d['value']:+.2f} | [{100 * d['low']:+.2f}, "
-                         f"{100 * d['high']:+.2f}] | {verdict} |")
+            verdict = (
+                "tie"
+                if d["low"] <= 0 <= d["high"]
+                else "searched better"
+                if d["low"] > 0
+                else "searched worse"
+            )
+            lines.append(
+                f"| {row} | {100 * d['value']:+.2f} | [{100 * d['low']:+.2f}, "
+                f"{100 * d['high']:+.2f}] | {verdict} |"
+            )
     return "\n".join(lines) + "\n"

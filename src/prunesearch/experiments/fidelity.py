@@ -48,8 +48,14 @@ from prunesearch.training.loop import RunOptions, resolve_device
 from prunesearch.training.runs import DataOptions
 from prunesearch.vocab import EPOCH_BUDGETS, OBJECTIVES, require
 
-__all__ = ["FidelityOptions", "fidelity", "halton", "markdown_table", "sample_architectures",
-           "summarise"]
+__all__ = [
+    "FidelityOptions",
+    "fidelity",
+    "halton",
+    "markdown_table",
+    "sample_architectures",
+    "summarise",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +81,9 @@ def check_options(options: FidelityOptions) -> Budget:
     if len(budgets) != 1:
         raise PrunesearchError(f"--budget {options.budget}: fidelity takes one budget")
     if options.archs < MIN_ARCHS:
-        raise PrunesearchError(f"--archs must be >= {MIN_ARCHS} (a ranking needs them), got "
-                               f"{options.archs}")
+        raise PrunesearchError(
+            f"--archs must be >= {MIN_ARCHS} (a ranking needs them), got {options.archs}"
+        )
     if options.seeds < 1:
         raise PrunesearchError(f"--seeds must be >= 1, got {options.seeds}")
     if not options.objectives:
@@ -87,8 +94,48 @@ def check_options(options: FidelityOptions) -> Budget:
     return budgets[0]
 
 
-_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79,
-           83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173)
+_PRIMES = (
+    2,
+    3,
+    5,
+    7,
+    11,
+    13,
+    17,
+    19,
+    23,
+    29,
+    31,
+    37,
+    41,
+    43,
+    47,
+    53,
+    59,
+    61,
+    67,
+    71,
+    73,
+    79,
+    83,
+    89,
+    97,
+    101,
+    103,
+    107,
+    109,
+    113,
+    127,
+    131,
+    137,
+    139,
+    149,
+    151,
+    157,
+    163,
+    167,
+    173,
+)
 
 
 def halton(index: int, dims: int) -> list[float]:
@@ -105,8 +152,9 @@ def halton(index: int, dims: int) -> list[float]:
     return point
 
 
-def sample_architectures(search: Candidates, budget: Budget, target: int, n: int
-                         ) -> list[dict[str, Any]]:
+def sample_architectures(
+    search: Candidates, budget: Budget, target: int, n: int
+) -> list[dict[str, Any]]:
     """``n`` distinct architectures at the budget: the baselines first, then the spread."""
     graph, s = search.graph, search.space.search
     archs: list[dict[str, Any]] = []
@@ -128,57 +176,86 @@ def sample_architectures(search: Candidates, budget: Budget, target: int, n: int
             break
         if i % 2:  # per-group keep ratios, uniform in [min_ratio, 1]
             u = halton((i + 1) // 2, len(by_group.names))
-            ratios = by_group.ratios({k: lo + (1 - lo) * v for k, v in
-                                      zip(by_group.names, u, strict=True)})
+            ratios = by_group.ratios(
+                {k: lo + (1 - lo) * v for k, v in zip(by_group.names, u, strict=True)}
+            )
             origin = "spread:group"
         else:  # depth profiles: start, end, shape, inner
             u = halton(i // 2, 4)
-            params = {"p:start": lo + (1 - lo) * u[0], "p:end": lo + (1 - lo) * u[1],
-                      "p:shape": 0.5 * 4 ** u[2], "p:inner": 0.25 * 8 ** u[3]}
+            params = {
+                "p:start": lo + (1 - lo) * u[0],
+                "p:end": lo + (1 - lo) * u[1],
+                "p:shape": 0.5 * 4 ** u[2],
+                "p:inner": 0.25 * 8 ** u[3],
+            }
             ratios = profile.ratios(params)
             origin = "spread:profile"
-        widths = project(graph, ratios, budget.kind, target, min_ratio=s.min_ratio,
-                         round_to=s.round_to)
+        widths = project(
+            graph, ratios, budget.kind, target, min_ratio=s.min_ratio, round_to=s.round_to
+        )
         add(f"a{len(archs):02d}", origin, widths)
     return archs
 
 
-def _score_all(space: Space, base_path: Path, signal: str, archs: list[dict[str, Any]],
-               objectives: tuple[str, ...], data: DataOptions, opts: RunOptions,
-               cache_path: Path, inherit: Candidates) -> None:
+def _score_all(
+    space: Space,
+    base_path: Path,
+    signal: str,
+    archs: list[dict[str, Any]],
+    objectives: tuple[str, ...],
+    data: DataOptions,
+    opts: RunOptions,
+    cache_path: Path,
+    inherit: Candidates,
+) -> None:
     """Fills ``arch["scores"][objective]``; scores.json caches them across runs. ``inherit``:
     the search already built for sampling (reused for that objective)."""
     cache = read_json(cache_path, "objective scores") if cache_path.is_file() else {}
     for objective in objectives:
         settings = objective_settings(space, objective)
-        tag = hashlib.sha256(json.dumps([settings, signal, file_digest(base_path)],
-                                        sort_keys=True).encode()).hexdigest()[:12]
+        tag = hashlib.sha256(
+            json.dumps([settings, signal, file_digest(base_path)], sort_keys=True).encode()
+        ).hexdigest()[:12]
         table = cache.setdefault(f"{objective}-{tag}", {"settings": settings, "scores": {}})
         search = inherit if objective == "inherit" else None
         for i, a in enumerate(archs, 1):
             key = json.dumps(a["widths"], sort_keys=True)
             if key not in table["scores"]:
                 search = search or Candidates(space, base_path, signal, data, opts, objective)
-                logger.info("fidelity: %s score %d/%d (%s)", objective, i, len(archs),
-                            a["name"])
+                logger.info("fidelity: %s score %d/%d (%s)", objective, i, len(archs), a["name"])
                 table["scores"][key] = search.score(a["widths"], signal)
                 atomic_write_json(cache_path, cache)
             a.setdefault("scores", {})[objective] = table["scores"][key]
 
 
-def fidelity(space: Space, options: FidelityOptions, *, out: str | Path | None = None,
-             epochs: int | None = None, data: DataOptions = DataOptions(),  # noqa: B008
-             opts: RunOptions = RunOptions(), reporter: Reporter | None = None  # noqa: B008
-             ) -> dict[str, Any]:
+def fidelity(
+    space: Space,
+    options: FidelityOptions,
+    *,
+    out: str | Path | None = None,
+    epochs: int | None = None,
+    data: DataOptions = DataOptions(),  # noqa: B008
+    opts: RunOptions = RunOptions(),  # noqa: B008
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
     """Samples, scores and trains the architectures; writes fidelity.json and fidelity.md."""
     budget = check_options(options)
     device = resolve_device(opts.device).type
     if budget.kind == "latency":
         space = resolve_threads(space)
     target = budget_targets(space, [budget], device=device, reporter=reporter)[0]
-    exp = start_experiment(space, f"fidelity-{budget.slug}", out=out, cells=options.cells,
-                           n_seeds=options.seeds, base=options.base, epochs=epochs, data=data,
-                           opts=opts, reporter=reporter)
+    exp = start_experiment(
+        space,
+        f"fidelity-{budget.slug}",
+        out=out,
+        cells=options.cells,
+        n_seeds=options.seeds,
+        base=options.base,
+        epochs=epochs,
+        data=data,
+        opts=opts,
+        reporter=reporter,
+    )
     run_dir, store, seeds = exp.run_dir, exp.store, exp.seeds
     base_path, base_epochs = exp.base_path, exp.base_epochs
     signal = resolve_signal(space, options.signal, exp.base_meta)
@@ -186,36 +263,75 @@ def fidelity(space: Space, options: FidelityOptions, *, out: str | Path | None =
     search.use_budgets([budget], device, reporter)
     archs = sample_architectures(search, budget, target, options.archs)
     if len(archs) < MIN_ARCHS:
-        raise PrunesearchError(f"budget {budget.text}: only {len(archs)} distinct "
-                               "architectures fit it; a ranking needs at least "
-                               f"{MIN_ARCHS}")
+        raise PrunesearchError(
+            f"budget {budget.text}: only {len(archs)} distinct "
+            "architectures fit it; a ranking needs at least "
+            f"{MIN_ARCHS}"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", {
-        "space": space.to_dict(), "space_path": space.path,
-        "fidelity": dataclasses.asdict(options), "base": str(base_path), "signal": signal,
-        "options": dataclasses.asdict(opts), "data": dataclasses.asdict(data)})
-    _score_all(space, base_path, signal, archs, options.objectives, data, opts,
-               run_dir / "scores.json", search)
+    atomic_write_json(
+        run_dir / "config.json",
+        {
+            "space": space.to_dict(),
+            "space_path": space.path,
+            "fidelity": dataclasses.asdict(options),
+            "base": str(base_path),
+            "signal": signal,
+            "options": dataclasses.asdict(opts),
+            "data": dataclasses.asdict(data),
+        },
+    )
+    _score_all(
+        space,
+        base_path,
+        signal,
+        archs,
+        options.objectives,
+        data,
+        opts,
+        run_dir / "scores.json",
+        search,
+    )
     specs = _save_specs(search, space, budget, target, archs, run_dir / "archs")
     _train_cells(exp, space, options, archs, specs, data, opts, reporter)
-    result = {"space": space.name, "budget": budget.text, "target": target, "seeds": seeds,
-              "schedule": options.schedule, "base_epochs": base_epochs, "signal": signal,
-              "base": str(base_path), "cells": str(store.root), "run_dir": str(run_dir),
-              "archs": archs} | summarise(archs, options.objectives)
+    result = {
+        "space": space.name,
+        "budget": budget.text,
+        "target": target,
+        "seeds": seeds,
+        "schedule": options.schedule,
+        "base_epochs": base_epochs,
+        "signal": signal,
+        "base": str(base_path),
+        "cells": str(store.root),
+        "run_dir": str(run_dir),
+        "archs": archs,
+    } | summarise(archs, options.objectives)
     atomic_write_json(run_dir / "fidelity.json", result)
     atomic_write_text(run_dir / "fidelity.md", markdown_table(result))
     return result
 
 
-def _save_specs(search: Candidates, space: Space, budget: Budget, target: int,
-                archs: list[dict[str, Any]], folder: Path) -> dict[str, ArchSpec]:
+def _save_specs(
+    search: Candidates,
+    space: Space,
+    budget: Budget,
+    target: int,
+    archs: list[dict[str, Any]],
+    folder: Path,
+) -> dict[str, ArchSpec]:
     """Each architecture as a spec in ``folder`` (its FLOPs and params into ``archs``)."""
     budget_info = {"kind": budget.kind, "target": target, "text": budget.text}
     specs = {}
     for a in archs:
-        spec = ArchSpec.from_graph(search.graph, a["widths"], model=space.model.name,
-                                   model_args=space.model.args, budget=budget_info,
-                                   search={"fidelity": a["name"], "origin": a["origin"]})
+        spec = ArchSpec.from_graph(
+            search.graph,
+            a["widths"],
+            model=space.model.name,
+            model_args=space.model.args,
+            budget=budget_info,
+            search={"fidelity": a["name"], "origin": a["origin"]},
+        )
         spec.save(folder / f"{a['name']}.json")
         spec.allow_import = True
         specs[a["name"]] = spec
@@ -223,18 +339,37 @@ def _save_specs(search: Candidates, space: Space, budget: Budget, target: int,
     return specs
 
 
-def _train_cells(exp: Experiment, space: Space, options: FidelityOptions,
-                 archs: list[dict[str, Any]], specs: dict[str, ArchSpec], data: DataOptions,
-                 opts: RunOptions, reporter: Reporter | None) -> None:
+def _train_cells(
+    exp: Experiment,
+    space: Space,
+    options: FidelityOptions,
+    archs: list[dict[str, Any]],
+    specs: dict[str, ArchSpec],
+    data: DataOptions,
+    opts: RunOptions,
+    reporter: Reporter | None,
+) -> None:
     """Trains every (architecture, seed) cell from scratch, a cell another process is
     training last; their test accuracies and mean into ``archs``."""
     store, seeds = exp.store, exp.seeds
-    cell = functools.partial(store.arch, space=space, kind=options.schedule,
-                             epochs=exp.base_epochs, data=data, opts=opts,
-                             max_epoch_factor=options.max_epoch_factor, reporter=reporter)
-    where = functools.partial(store.arch_folder, space=space, kind=options.schedule,
-                              epochs=exp.base_epochs, data=data,
-                              max_epoch_factor=options.max_epoch_factor)
+    cell = functools.partial(
+        store.arch,
+        space=space,
+        kind=options.schedule,
+        epochs=exp.base_epochs,
+        data=data,
+        opts=opts,
+        max_epoch_factor=options.max_epoch_factor,
+        reporter=reporter,
+    )
+    where = functools.partial(
+        store.arch_folder,
+        space=space,
+        kind=options.schedule,
+        epochs=exp.base_epochs,
+        data=data,
+        max_epoch_factor=options.max_epoch_factor,
+    )
     pending = [(a["name"], seed) for a in archs for seed in seeds]
     total, deferred, metrics = len(pending), set(), {}
     while pending:
@@ -266,22 +401,28 @@ def summarise(archs: list[dict[str, Any]], objectives: tuple[str, ...]) -> dict[
     for o in objectives:
         x = [a["scores"][o] for a in archs]
         pick = max(range(len(x)), key=lambda i: (x[i], -i))
-        per[o] = {"kendall_tau": bootstrap(kendall_tau, x, truth).to_dict(),
-                  "spearman_rho": bootstrap(spearman_rho, x, truth).to_dict(),
-                  "top_pick": archs[pick]["name"], "regret": best - truth[pick],
-                  f"top{k}_precision": len(_top(x, k) & _top(truth, k)) / k}
-    out: dict[str, Any] = {"objectives": per, "top_k": k,
-                           "best_arch": archs[max(range(len(truth)),
-                                                  key=lambda i: truth[i])]["name"],
-                           "accuracy_spread": best - min(truth)}
+        per[o] = {
+            "kendall_tau": bootstrap(kendall_tau, x, truth).to_dict(),
+            "spearman_rho": bootstrap(spearman_rho, x, truth).to_dict(),
+            "top_pick": archs[pick]["name"],
+            "regret": best - truth[pick],
+            f"top{k}_precision": len(_top(x, k) & _top(truth, k)) / k,
+        }
+    out: dict[str, Any] = {
+        "objectives": per,
+        "top_k": k,
+        "best_arch": archs[max(range(len(truth)), key=lambda i: truth[i])]["name"],
+        "accuracy_spread": best - min(truth),
+    }
     if all(len(a["test_accuracy"]) >= 2 for a in archs):
         s0 = [a["test_accuracy"][0] for a in archs]
         s1 = [a["test_accuracy"][1] for a in archs]
-        out["noise_ceiling"] = {"kendall_tau": bootstrap(kendall_tau, s0, s1).to_dict(),
-                                "spearman_rho": bootstrap(spearman_rho, s0, s1).to_dict()}
+        out["noise_ceiling"] = {
+            "kendall_tau": bootstrap(kendall_tau, s0, s1).to_dict(),
+            "spearman_rho": bootstrap(spearman_rho, s0, s1).to_dict(),
+        }
         # in points of accuracy, as every figure a user compares it with
-        out["headroom"] = headroom([[100 * v for v in a["test_accuracy"]]
-                                    for a in archs]).to_dict()
+        out["headroom"] = headroom([[100 * v for v in a["test_accuracy"]] for a in archs]).to_dict()
     return out
 
 
@@ -294,43 +435,59 @@ def ci_text(d: dict[str, float]) -> str:
 def headroom_text(h: dict[str, Any]) -> str:
     """One sentence on how much the architectures differ against the seed noise."""
     a = h["arch_sd"]
-    return (f"Headroom: the architectures' true accuracies differ with a standard deviation of "
-            f"{a['value']:.2f} points [95%: {a['low']:.2f}, {a['high']:.2f}], one run's seed "
-            f"noise is {h['seed_sd']:.2f} points; {100 * h['reliability']:.0f}% of the spread "
-            f"of a {h['seeds']}-seed mean is architecture. Telling two architectures one such "
-            f"standard deviation apart takes about {math.ceil(h['seeds_to_resolve'])} paired "
-            "seeds." if a["value"] > 0 else
-            f"Headroom: none measurable; the spread of the architectures' accuracies is what "
-            f"seed noise ({h['seed_sd']:.2f} points per run) alone would give [95% upper bound "
-            f"on their standard deviation: {a['high']:.2f} points].")
+    return (
+        f"Headroom: the architectures' true accuracies differ with a standard deviation of "
+        f"{a['value']:.2f} points [95%: {a['low']:.2f}, {a['high']:.2f}], one run's seed "
+        f"noise is {h['seed_sd']:.2f} points; {100 * h['reliability']:.0f}% of the spread "
+        f"of a {h['seeds']}-seed mean is architecture. Telling two architectures one such "
+        f"standard deviation apart takes about {math.ceil(h['seeds_to_resolve'])} paired "
+        "seeds."
+        if a["value"] > 0
+        else f"Headroom: none measurable; the spread of the architectures' accuracies is what "
+        f"seed noise ({h['seed_sd']:.2f} points per run) alone would give [95% upper bound "
+        f"on their standard deviation: {a['high']:.2f} points]."
+    )
 
 
 def markdown_table(result: dict[str, Any]) -> str:
     """The fidelity figures as markdown (what BENCHMARKS.md quotes)."""
     k = result["top_k"]
-    lines = [f"{result['space']} at {result['budget']}: {len(result['archs'])} architectures, "
-             f"{result['schedule']} with seeds {result['seeds']} (base {result['base_epochs']} "
-             f"epochs); from-scratch test accuracy spread {100 * result['accuracy_spread']:.2f} "
-             f"points, best {result['best_arch']}.", "",
-             f"| objective | Kendall τ [95%] | Spearman ρ [95%] | regret (points) | "
-             f"top-{k} precision | top pick |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        f"{result['space']} at {result['budget']}: {len(result['archs'])} architectures, "
+        f"{result['schedule']} with seeds {result['seeds']} (base {result['base_epochs']} "
+        f"epochs); from-scratch test accuracy spread {100 * result['accuracy_spread']:.2f} "
+        f"points, best {result['best_arch']}.",
+        "",
+        f"| objective | Kendall τ [95%] | Spearman ρ [95%] | regret (points) | "
+        f"top-{k} precision | top pick |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     for o, r in result["objectives"].items():
-        lines.append(f"| {o} | {ci_text(r['kendall_tau'])} | {ci_text(r['spearman_rho'])} | "
-                     f"{100 * r['regret']:.2f} | {r[f'top{k}_precision']:.2f} | "
-                     f"{r['top_pick']} |")
+        lines.append(
+            f"| {o} | {ci_text(r['kendall_tau'])} | {ci_text(r['spearman_rho'])} | "
+            f"{100 * r['regret']:.2f} | {r[f'top{k}_precision']:.2f} | "
+            f"{r['top_pick']} |"
+        )
     ceiling = result.get("noise_ceiling")
     if ceiling:
-        lines.append(f"| noise ceiling (seed {result['seeds'][0]} vs {result['seeds'][1]}) | "
-                     f"{ci_text(ceiling['kendall_tau'])} | "
-                     f"{ci_text(ceiling['spearman_rho'])} | | | |")
+        lines.append(
+            f"| noise ceiling (seed {result['seeds'][0]} vs {result['seeds'][1]}) | "
+            f"{ci_text(ceiling['kendall_tau'])} | "
+            f"{ci_text(ceiling['spearman_rho'])} | | | |"
+        )
     if result.get("headroom"):
         lines += ["", headroom_text(result["headroom"])]
-    lines += ["", "| architecture | origin | FLOPs | " +
-              " | ".join(result["objectives"]) + " | test accuracy (mean) |",
-              "| --- | --- | ---: | " + " | ".join("---:" for _ in result["objectives"]) +
-              " | ---: |"]
+    lines += [
+        "",
+        "| architecture | origin | FLOPs | "
+        + " | ".join(result["objectives"])
+        + " | test accuracy (mean) |",
+        "| --- | --- | ---: | " + " | ".join("---:" for _ in result["objectives"]) + " | ---: |",
+    ]
     for a in sorted(result["archs"], key=lambda a: -a["mean"]):
-        lines.append(f"| {a['name']} | {a['origin']} | {a['flops'] / 1e6:.2f}M | " +
-                     " | ".join(f"{a['scores'][o]:.4f}" for o in result["objectives"]) +
-                     f" | {100 * a['mean']:.2f} |")
+        lines.append(
+            f"| {a['name']} | {a['origin']} | {a['flops'] / 1e6:.2f}M | "
+            + " | ".join(f"{a['scores'][o]:.4f}" for o in result["objectives"])
+            + f" | {100 * a['mean']:.2f} |"
+        )
     return "\n".join(lines) + "\n"

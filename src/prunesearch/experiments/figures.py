@@ -50,29 +50,62 @@ def _trials_figure(plt, data: dict[str, Any], out: Path) -> tuple[str, list[str]
     markers = {"uniform": "s", "slimming": "^", "l1": "v", "global": "D"}
     for k, m in enumerate(data["members"]):
         color = f"C{k}"
-        ax.scatter([t["flops"] / base for t in m["trials"]], [t["value"] for t in m["trials"]],
-                   s=12, alpha=0.5, color=color, label=f"{m['budget']} trials")
+        ax.scatter(
+            [t["flops"] / base for t in m["trials"]],
+            [t["value"] for t in m["trials"]],
+            s=12,
+            alpha=0.5,
+            color=color,
+            label=f"{m['budget']} trials",
+        )
         for name, b in m["baselines"].items():
-            ax.scatter(b["flops"] / base, b["score"], marker=markers.get(name, "x"),
-                       s=60, edgecolor="black", color=color,
-                       label=f"{name} baseline" if k == 0 else None)
-        ax.scatter(m["chosen"]["flops"] / base, m["chosen"]["score"], marker="*",
-                   s=160, edgecolor="black", color=color, label="exported" if k == 0 else None)
+            ax.scatter(
+                b["flops"] / base,
+                b["score"],
+                marker=markers.get(name, "x"),
+                s=60,
+                edgecolor="black",
+                color=color,
+                label=f"{name} baseline" if k == 0 else None,
+            )
+        ax.scatter(
+            m["chosen"]["flops"] / base,
+            m["chosen"]["score"],
+            marker="*",
+            s=160,
+            edgecolor="black",
+            color=color,
+            label="exported" if k == 0 else None,
+        )
     front = data["pareto"]
-    ax.plot([p["flops"] / base for p in front], [p["value"] for p in front], "k--", lw=1,
-            label="Pareto front")
+    ax.plot(
+        [p["flops"] / base for p in front],
+        [p["value"] for p in front],
+        "k--",
+        lw=1,
+        label="Pareto front",
+    )
     ax.set_xlabel("FLOPs / base FLOPs")
     ax.set_ylabel("search score (held-out val)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     names = list(data["members"][0]["baselines"])
-    md = ["## Proxy accuracy vs FLOPs", "", "![trials](trials.png)", "",
-          "| budget | exported (trial) | score | "
-          + " | ".join(f"{n} baseline" for n in names) + " |",
-          "| --- | --- | ---: | " + " | ".join("---:" for _ in names) + " |"]
+    md = [
+        "## Proxy accuracy vs FLOPs",
+        "",
+        "![trials](trials.png)",
+        "",
+        "| budget | exported (trial) | score | "
+        + " | ".join(f"{n} baseline" for n in names)
+        + " |",
+        "| --- | --- | ---: | " + " | ".join("---:" for _ in names) + " |",
+    ]
     for m in data["members"]:
-        md.append(f"| {m['budget']} | {m['chosen']['trial']} | {m['chosen']['score']:.4f} | "
-                  + " | ".join(f"{b['score']:.4f}" for b in m["baselines"].values()) + " |")
+        md.append(
+            f"| {m['budget']} | {m['chosen']['trial']} | {m['chosen']['score']:.4f} | "
+            + " | ".join(f"{b['score']:.4f}" for b in m["baselines"].values())
+            + " |"
+        )
     return _save(fig, out / "trials.png"), [*md, ""]
 
 
@@ -82,14 +115,21 @@ def _history_figure(plt, data: dict[str, Any], out: Path) -> tuple[str, list[str
     for k, m in enumerate(data["members"]):
         h = m["history"]
         ax.plot([r["number"] for r in h], [r["value"] for r in h], ".", color=f"C{k}", alpha=0.4)
-        ax.plot([r["number"] for r in h], [r["best"] for r in h], "-", color=f"C{k}",
-                label=f"{m['budget']} best so far")
+        ax.plot(
+            [r["number"] for r in h],
+            [r["best"] for r in h],
+            "-",
+            color=f"C{k}",
+            label=f"{m['budget']} best so far",
+        )
     ax.set_xlabel("trial")
     ax.set_ylabel("search score")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return (_save(fig, out / "history.png"),
-            ["## Optimisation history", "", "![history](history.png)", ""])
+    return (
+        _save(fig, out / "history.png"),
+        ["## Optimisation history", "", "![history](history.png)", ""],
+    )
 
 
 def _widths_figure(plt, data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
@@ -108,9 +148,10 @@ def _widths_figure(plt, data: dict[str, Any], out: Path) -> tuple[str, list[str]
         ax.set_xticklabels(p["groups"], rotation=90, fontsize=6)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return (_save(fig, out / "widths.png"),
-            ["## Width profiles (searched vs base and uniform)", "", "![widths](widths.png)",
-             ""])
+    return (
+        _save(fig, out / "widths.png"),
+        ["## Width profiles (searched vs base and uniform)", "", "![widths](widths.png)", ""],
+    )
 
 
 def training_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
@@ -126,9 +167,15 @@ def training_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[s
         ax.grid(alpha=0.3)
     fig.suptitle(data["title"])
     files = [_save(fig, out / "curves.png")]
-    md = [f"# {data['title']}", "", f"Test accuracy {data['test_accuracy']:.4f} after "
-          f"{data['epochs']} epochs ({data['train_seconds']} s of training).", "",
-          "![curves](curves.png)", ""]
+    md = [
+        f"# {data['title']}",
+        "",
+        f"Test accuracy {data['test_accuracy']:.4f} after "
+        f"{data['epochs']} epochs ({data['train_seconds']} s of training).",
+        "",
+        "![curves](curves.png)",
+        "",
+    ]
     return files, md
 
 
@@ -139,11 +186,21 @@ def compare_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[st
     rows = data["rows"]
     fig, ax = plt.subplots(figsize=(8, 3.8))
     y = range(len(rows))
-    ax.barh(list(y), [100 * r["mean"] for r in rows], xerr=[100 * r["std"] for r in rows],
-            color=["gray"] + [f"C{k}" for k in range(len(rows) - 1)], capsize=3)
+    ax.barh(
+        list(y),
+        [100 * r["mean"] for r in rows],
+        xerr=[100 * r["std"] for r in rows],
+        color=["gray"] + [f"C{k}" for k in range(len(rows) - 1)],
+        capsize=3,
+    )
     for k, r in enumerate(rows):
-        ax.scatter([100 * a for a in r["test_accuracy"]], [k] * len(r["test_accuracy"]),
-                   color="black", s=8, zorder=3)
+        ax.scatter(
+            [100 * a for a in r["test_accuracy"]],
+            [k] * len(r["test_accuracy"]),
+            color="black",
+            s=8,
+            zorder=3,
+        )
     ax.set_yticks(list(y))
     ax.set_yticklabels([r["row"] for r in rows], fontsize=8)
     lo = min(100 * min(r["test_accuracy"]) for r in rows)
@@ -153,8 +210,13 @@ def compare_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[st
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
     files = [_save(fig, out / "compare.png")]
-    md = [f"# Compare: {data['space']} at {data['budget']}", "", "![compare](compare.png)", "",
-          markdown_table(data["table"])]
+    md = [
+        f"# Compare: {data['space']} at {data['budget']}",
+        "",
+        "![compare](compare.png)",
+        "",
+        markdown_table(data["table"]),
+    ]
     return files, md
 
 
@@ -166,20 +228,30 @@ def fidelity_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[s
     for panel in data["panels"]:
         fig, ax = plt.subplots(figsize=(5, 3.8))
         pts = panel["points"]
-        for origin, marker in (("baseline", "s"), ("spread:group", "o"),
-                               ("spread:profile", "^")):
+        for origin, marker in (("baseline", "s"), ("spread:group", "o"), ("spread:profile", "^")):
             sel = [p for p in pts if p["origin"] == origin]
             if sel:
-                ax.errorbar([p["score"] for p in sel], [100 * p["mean"] for p in sel],
-                            yerr=[[100 * (p["mean"] - p["low"]) for p in sel],
-                                  [100 * (p["high"] - p["mean"]) for p in sel]],
-                            fmt=marker, ms=4, capsize=2, label=origin)
+                ax.errorbar(
+                    [p["score"] for p in sel],
+                    [100 * p["mean"] for p in sel],
+                    yerr=[
+                        [100 * (p["mean"] - p["low"]) for p in sel],
+                        [100 * (p["high"] - p["mean"]) for p in sel],
+                    ],
+                    fmt=marker,
+                    ms=4,
+                    capsize=2,
+                    label=origin,
+                )
         for p in pts:
             if p["origin"] == "baseline":
                 ax.annotate(p["arch"], (p["score"], 100 * p["mean"]), fontsize=7)
         tau = panel["stats"]["kendall_tau"]
-        ax.set_title(f"{panel['objective']}: Kendall tau {tau['value']:+.2f} "
-                     f"[{tau['low']:+.2f}, {tau['high']:+.2f}]", fontsize=9)
+        ax.set_title(
+            f"{panel['objective']}: Kendall tau {tau['value']:+.2f} "
+            f"[{tau['low']:+.2f}, {tau['high']:+.2f}]",
+            fontsize=9,
+        )
         ax.set_xlabel(f"{panel['objective']} score (validation split)")
         ax.set_ylabel("from-scratch test accuracy (%), seed range")
         ax.legend(fontsize=7)

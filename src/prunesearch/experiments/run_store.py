@@ -50,14 +50,29 @@ class CellStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def _identity(self, space: Space, kind: str, widths: dict[str, int] | None, seed: int,
-                  epochs: int | None, data: DataOptions, **extra: Any) -> dict[str, Any]:
+    def _identity(
+        self,
+        space: Space,
+        kind: str,
+        widths: dict[str, int] | None,
+        seed: int,
+        epochs: int | None,
+        data: DataOptions,
+        **extra: Any,
+    ) -> dict[str, Any]:
         d = space.to_dict()
         if d["train"]["channels_last"] == "auto":  # keyed as True was, the default before it
-            d["train"]["channels_last"] = True     # (stores of earlier runs keep their cells)
-        return {"kind": kind, "model": d["model"], "widths": widths, "train": d["train"],
-                "data": d["data"], "epochs": epochs, "seed": seed,
-                "limit_train": data.limit_train} | extra
+            d["train"]["channels_last"] = True  # (stores of earlier runs keep their cells)
+        return {
+            "kind": kind,
+            "model": d["model"],
+            "widths": widths,
+            "train": d["train"],
+            "data": d["data"],
+            "epochs": epochs,
+            "seed": seed,
+            "limit_train": data.limit_train,
+        } | extra
 
     def folder(self, identity: dict[str, Any]) -> Path:
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
@@ -97,52 +112,103 @@ class CellStore:
         with self._owned(path, wait=False) as free:
             return not free
 
-    def base(self, space: Space, *, seed: int, epochs: int | None, data: DataOptions,
-             opts: RunOptions, reporter: Reporter | None = None) -> tuple[dict[str, Any], Path]:
+    def base(
+        self,
+        space: Space,
+        *,
+        seed: int,
+        epochs: int | None,
+        data: DataOptions,
+        opts: RunOptions,
+        reporter: Reporter | None = None,
+    ) -> tuple[dict[str, Any], Path]:
         """The space's base model trained with ``seed`` (reused when already trained):
         (metrics, weights path)."""
         identity = self._identity(space, "base", None, seed, epochs, data)
         path = self._run(identity)
         with self._owned(path):
-            metrics = train_base(space, out=path, epochs=epochs, data=data, reporter=reporter,
-                                 opts=dataclasses.replace(opts, seed=seed, resume=True))
+            metrics = train_base(
+                space,
+                out=path,
+                epochs=epochs,
+                data=data,
+                reporter=reporter,
+                opts=dataclasses.replace(opts, seed=seed, resume=True),
+            )
         return metrics | {"cell": str(path)}, path / "model.safetensors"
 
-    def _arch_identity(self, spec: ArchSpec, space: Space, kind: str, seed: int,
-                       epochs: int | None, data: DataOptions, base: Path | None,
-                       max_epoch_factor: float | None) -> dict[str, Any]:
+    def _arch_identity(
+        self,
+        spec: ArchSpec,
+        space: Space,
+        kind: str,
+        seed: int,
+        epochs: int | None,
+        data: DataOptions,
+        base: Path | None,
+        max_epoch_factor: float | None,
+    ) -> dict[str, Any]:
         extra: dict[str, Any] = {"max_epoch_factor": max_epoch_factor}
         if kind == "finetune":
             extra["base_sha256"] = file_digest(base) if base else None
             extra["signal"] = (spec.search or {}).get("signal")
         return self._identity(space, kind, spec.widths, seed, epochs, data, **extra)
 
-    def arch_folder(self, spec: ArchSpec, space: Space, *, kind: str, seed: int,
-                    epochs: int | None, data: DataOptions, base: Path | None = None,
-                    max_epoch_factor: float | None = None) -> Path:
+    def arch_folder(
+        self,
+        spec: ArchSpec,
+        space: Space,
+        *,
+        kind: str,
+        seed: int,
+        epochs: int | None,
+        data: DataOptions,
+        base: Path | None = None,
+        max_epoch_factor: float | None = None,
+    ) -> Path:
         """Where :meth:`arch` keeps that cell (trained or not)."""
-        return self.folder(self._arch_identity(spec, space, kind, seed, epochs, data, base,
-                                               max_epoch_factor))
+        return self.folder(
+            self._arch_identity(spec, space, kind, seed, epochs, data, base, max_epoch_factor)
+        )
 
-    def arch(self, spec: ArchSpec, space: Space, *, kind: str, seed: int, epochs: int | None,
-             data: DataOptions, opts: RunOptions, base: Path | None = None,
-             max_epoch_factor: float | None = None, name: str = "spec",
-             reporter: Reporter | None = None) -> dict[str, Any]:
+    def arch(
+        self,
+        spec: ArchSpec,
+        space: Space,
+        *,
+        kind: str,
+        seed: int,
+        epochs: int | None,
+        data: DataOptions,
+        opts: RunOptions,
+        base: Path | None = None,
+        max_epoch_factor: float | None = None,
+        name: str = "spec",
+        reporter: Reporter | None = None,
+    ) -> dict[str, Any]:
         """A spec trained as ``kind`` (``scratch-e``, ``scratch-b``, or ``finetune`` from
         ``base``), reused when already trained; its metrics with ``cell`` (the folder)."""
         if kind not in KINDS[1:]:
             raise ValueError(f"unknown cell kind {kind!r}")
-        identity = self._arch_identity(spec, space, kind, seed, epochs, data, base,
-                                       max_epoch_factor)
+        identity = self._arch_identity(
+            spec, space, kind, seed, epochs, data, base, max_epoch_factor
+        )
         path = self._run(identity)
         with self._owned(path):
             metrics = train_arch(
-                spec, space, schedule="scratch-e" if kind == "finetune" else kind,
+                spec,
+                space,
+                schedule="scratch-e" if kind == "finetune" else kind,
                 init="inherit" if kind == "finetune" else "scratch",
-                base=base if kind == "finetune" else None, max_epoch_factor=max_epoch_factor,
-                out=path, epochs=None if kind == "finetune" else epochs, spec_name=name,
-                data=data, opts=dataclasses.replace(opts, seed=seed, resume=True),
-                reporter=reporter)
+                base=base if kind == "finetune" else None,
+                max_epoch_factor=max_epoch_factor,
+                out=path,
+                epochs=None if kind == "finetune" else epochs,
+                spec_name=name,
+                data=data,
+                opts=dataclasses.replace(opts, seed=seed, resume=True),
+                reporter=reporter,
+            )
         return metrics | {"cell": str(path)}
 
 
@@ -158,9 +224,19 @@ class Experiment:
     base_epochs: int  # the epochs Scratch-E/B start from
 
 
-def start_experiment(space: Space, name: str, *, out: str | Path | None, cells: str | None,
-                     n_seeds: int, base: str | None, epochs: int | None, data: DataOptions,
-                     opts: RunOptions, reporter: Reporter | None) -> Experiment:
+def start_experiment(
+    space: Space,
+    name: str,
+    *,
+    out: str | Path | None,
+    cells: str | None,
+    n_seeds: int,
+    base: str | None,
+    epochs: int | None,
+    data: DataOptions,
+    opts: RunOptions,
+    reporter: Reporter | None,
+) -> Experiment:
     """The run folder (``out`` or ``outputs/<space>/<name>``), the cell store, the seeds
     ``opts.seed ..``, and the base: ``base`` (a weights file or a run folder), or the store's
     base cell of the first seed (trained when missing)."""
@@ -172,9 +248,11 @@ def start_experiment(space: Space, name: str, *, out: str | Path | None, cells: 
         if not path.is_file():
             raise PrunesearchError(f"--base {base}: no such weights file")
     else:
-        path = store.base(space, seed=seeds[0], epochs=epochs, data=data, opts=opts,
-                          reporter=reporter)[1]
+        path = store.base(
+            space, seed=seeds[0], epochs=epochs, data=data, opts=opts, reporter=reporter
+        )[1]
     meta = base_metadata(path, space)
     base_epochs = epochs or int((meta.get("recipe") or {}).get("epochs") or space.train.epochs)
-    return Experiment(Path(out) if out else run_folder(space.name, name), store, seeds,
-                      path, meta, base_epochs)
+    return Experiment(
+        Path(out) if out else run_folder(space.name, name), store, seeds, path, meta, base_epochs
+    )

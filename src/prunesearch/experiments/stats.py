@@ -15,8 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Headroom", "Interval", "bootstrap", "headroom", "kendall_tau", "paired_difference",
-           "spearman_rho", "t_quantile"]
+__all__ = [
+    "Headroom",
+    "Interval",
+    "bootstrap",
+    "headroom",
+    "kendall_tau",
+    "paired_difference",
+    "spearman_rho",
+    "t_quantile",
+]
 
 
 @dataclass(frozen=True)
@@ -78,8 +86,14 @@ def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
     return sxy / math.sqrt(sxx * syy) if sxx and syy else math.nan
 
 
-def bootstrap(stat: Callable[[Sequence[float], Sequence[float]], float], x: Sequence[float],
-              y: Sequence[float], *, reps: int = 2000, seed: int = 0) -> Interval:
+def bootstrap(
+    stat: Callable[[Sequence[float], Sequence[float]], float],
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    reps: int = 2000,
+    seed: int = 0,
+) -> Interval:
     """``stat(x, y)`` with a percentile bootstrap 95% interval over resampled pairs."""
     value = stat(x, y)
     rng = random.Random(seed)
@@ -126,15 +140,18 @@ def _betainc(a: float, b: float, x: float) -> float:
         return 1.0
     if x > (a + 1) / (a + b + 2):
         return 1 - _betainc(b, a, 1 - x)
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                 + a * math.log(x) + b * math.log(1 - x))
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x)
+    )
     tiny = 1e-300
     c, d = 1.0, 1 - (a + b) * x / (a + 1)
     d = 1 / (d if abs(d) > tiny else tiny)
     f = d
     for m in range(1, 500):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for num in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1 + num * d
             d = 1 / (d if abs(d) > tiny else tiny)
             c = 1 + num / c
@@ -177,8 +194,8 @@ class Headroom:
 
     @property
     def reliability(self) -> float:
-        a = self.arch_sd.value ** 2
-        total = a + self.seed_sd ** 2 / self.seeds
+        a = self.arch_sd.value**2
+        total = a + self.seed_sd**2 / self.seeds
         return a / total if total else math.nan
 
     def seeds_to_resolve(self, gap: float | None = None) -> float:
@@ -188,8 +205,13 @@ class Headroom:
         return math.inf if gap <= 0 else (1.96 * math.sqrt(2) * self.seed_sd / gap) ** 2
 
     def to_dict(self) -> dict[str, object]:
-        return {"arch_sd": self.arch_sd.to_dict(), "seed_sd": self.seed_sd, "seeds": self.seeds,
-                "reliability": self.reliability, "seeds_to_resolve": self.seeds_to_resolve()}
+        return {
+            "arch_sd": self.arch_sd.to_dict(),
+            "seed_sd": self.seed_sd,
+            "seeds": self.seeds,
+            "reliability": self.reliability,
+            "seeds_to_resolve": self.seeds_to_resolve(),
+        }
 
 
 def _components(acc: np.ndarray) -> tuple[float, float]:
@@ -197,13 +219,12 @@ def _components(acc: np.ndarray) -> tuple[float, float]:
     two-way ANOVA method of moments; the first clipped at 0."""
     n, k = acc.shape
     resid = acc - acc.mean(1, keepdims=True) - acc.mean(0, keepdims=True) + acc.mean()
-    ms_resid = float((resid ** 2).sum()) / ((n - 1) * (k - 1))
+    ms_resid = float((resid**2).sum()) / ((n - 1) * (k - 1))
     ms_arch = k * float(acc.mean(1).var(ddof=1))
     return max(0.0, (ms_arch - ms_resid) / k), ms_resid
 
 
-def headroom(accuracy: Sequence[Sequence[float]], *, reps: int = 2000, seed: int = 0
-             ) -> Headroom:
+def headroom(accuracy: Sequence[Sequence[float]], *, reps: int = 2000, seed: int = 0) -> Headroom:
     """Variance components of an [architecture][seed] accuracy table (at least 3
     architectures and 2 seeds, every row with the same seeds); see ``Headroom``."""
     acc = np.asarray(accuracy, dtype=float)
@@ -211,8 +232,12 @@ def headroom(accuracy: Sequence[Sequence[float]], *, reps: int = 2000, seed: int
         raise ValueError("headroom needs at least 3 architectures x 2 seeds")
     arch_var, resid_var = _components(acc)
     rng = np.random.default_rng(seed)
-    samples = np.sort([math.sqrt(_components(acc[rng.integers(0, len(acc), len(acc))])[0])
-                       for _ in range(reps)])
+    samples = np.sort(
+        [math.sqrt(_components(acc[rng.integers(0, len(acc), len(acc))])[0]) for _ in range(reps)]
+    )
     low, high = samples[int(0.025 * (reps - 1))], samples[math.ceil(0.975 * (reps - 1))]
-    return Headroom(Interval(math.sqrt(arch_var), float(low), float(high), len(acc)),
-                    math.sqrt(resid_var), acc.shape[1])
+    return Headroom(
+        Interval(math.sqrt(arch_var), float(low), float(high), len(acc)),
+        math.sqrt(resid_var),
+        acc.shape[1],
+    )

@@ -32,9 +32,14 @@ def stage_ratios(spec: ArchSpec, *, allow_import: AllowImport = False) -> dict[i
     return {s: kept[s] / total[s] for s in sorted(total)}
 
 
-def transfer(spec: ArchSpec, to_model: str, *, model_args: dict[str, Any] | None = None,
-             input_shape: list[int] | None = None, allow_import: AllowImport = False
-             ) -> ArchSpec:
+def transfer(
+    spec: ArchSpec,
+    to_model: str,
+    *,
+    model_args: dict[str, Any] | None = None,
+    input_shape: list[int] | None = None,
+    allow_import: AllowImport = False,
+) -> ArchSpec:
     """A spec for ``to_model`` with ``spec``'s per-stage keep ratios.
 
     ``model_args`` and ``input_shape`` default to the source spec's (same dataset).
@@ -54,9 +59,15 @@ def transfer(spec: ArchSpec, to_model: str, *, model_args: dict[str, Any] | None
     for g in target.groups:
         r = ratios[min(stages[g.name], last)]
         widths[g.name] = g.nearest(r * g.size)
-    search = {"transferred_from": {"model": spec.model, "model_args": spec.model_args,
-                                   "input_shape": list(spec.input_shape), "flops": spec.flops,
-                                   "search": spec.search},
-              "stage_ratios": {str(k): round(v, 4) for k, v in ratios.items()},
-              "signal": (spec.search or {}).get("signal", "l1")}
+    search = {
+        "transferred_from": {
+            "model": spec.model,
+            "model_args": spec.model_args,
+            "input_shape": list(spec.input_shape),
+            "flops": spec.flops,
+            "search": spec.search,
+        },
+        "stage_ratios": {str(k): round(v, 4) for k, v in ratios.items()},
+        "signal": (spec.search or {}).get("signal", "l1"),
+    }
     return ArchSpec.from_graph(target, widths, model=to_model, model_args=args, search=search)

@@ -6,6 +6,7 @@ one global threshold: Torch-Pruning's global pruning), each projected onto the b
 by the search's objective; then the first trials: the signal's allocation, the global one,
 uniform ratios and perturbations of the global allocation.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,9 @@ logger = logging.getLogger(__name__)
 CLEARLY_ABOVE = 1.15
 
 
-def budget_targets(space: Space, budgets: list[Budget], *, device: str = "cpu",
-                   reporter: Reporter | None = None) -> list[int]:
+def budget_targets(
+    space: Space, budgets: list[Budget], *, device: str = "cpu", reporter: Reporter | None = None
+) -> list[int]:
     """Each budget's target, checked to lie below the base model and within reach of the
     space's minimum keep ratio (an untrained model has the same costs). A latency budget
     builds the space's latency models first (or reads them from the cache)."""
@@ -48,73 +50,97 @@ def budget_targets(space: Space, budgets: list[Budget], *, device: str = "cpu",
                 if b.value >= CLEARLY_ABOVE * measured:
                     raise PrunesearchError(
                         f"budget {b.text}: {amount(int(b.value), b.kind)} is not below the "
-                        f"base model's {amount(measured, b.kind)} (measured); nothing to prune")
+                        f"base model's {amount(measured, b.kind)} (measured); nothing to prune"
+                    )
         attach_latency(graph, space, device=device, reporter=reporter)
     targets = []
     for b in budgets:
         base_cost = cost(graph, b.kind)
         target = b.target(base_cost)
         if target >= base_cost:
-            raise PrunesearchError(f"budget {b.text}: {amount(target, b.kind)} is not below "
-                                   f"the base model's {amount(base_cost, b.kind)}"
-                                   f"{' (predicted)' if b.kind == 'latency' else ''}; nothing "
-                                   "to prune")
+            raise PrunesearchError(
+                f"budget {b.text}: {amount(target, b.kind)} is not below "
+                f"the base model's {amount(base_cost, b.kind)}"
+                f"{' (predicted)' if b.kind == 'latency' else ''}; nothing "
+                "to prune"
+            )
         project(graph, {}, b.kind, target, min_ratio=s.min_ratio, round_to=s.round_to)
         targets.append(target)
     return targets
 
 
-def baseline_widths(search: Candidates, budget: Budget, target: int
-                    ) -> dict[str, tuple[dict[str, int], str]]:
+def baseline_widths(
+    search: Candidates, budget: Budget, target: int
+) -> dict[str, tuple[dict[str, int], str]]:
     """The baselines' widths at the budget, with the signal that picks their channels:
     ``uniform`` and ``l1`` (the same widths), ``slimming`` (one global threshold on BN |gamma|,
     when the model has BN), ``global`` (mean-normalised signal, one global threshold)."""
     graph, s = search.graph, search.space.search
 
     def on_budget(ratios: dict[str, float]) -> dict[str, int]:
-        return project(graph, ratios, budget.kind, target, min_ratio=s.min_ratio,
-                       round_to=s.round_to)
+        return project(
+            graph, ratios, budget.kind, target, min_ratio=s.min_ratio, round_to=s.round_to
+        )
 
     uniform = on_budget({})
     out = {"uniform": (uniform, search.signal), "l1": (uniform, "l1")}
     slim_scores = comparable_scores(graph.model, graph.groups, "slimming")
     if slim_scores:
-        out["slimming"] = (on_budget(threshold_ratios(graph, slim_scores, budget.kind, target,
-                                                      s.min_ratio)), "slimming")
-    scores = (comparable_scores(graph.model, graph.groups, search.signal)
-              or comparable_scores(graph.model, graph.groups, "l1"))
-    out["global"] = (on_budget(global_ratios(graph, scores, budget.kind, target, s.min_ratio)),
-                     search.signal)
+        out["slimming"] = (
+            on_budget(threshold_ratios(graph, slim_scores, budget.kind, target, s.min_ratio)),
+            "slimming",
+        )
+    scores = comparable_scores(graph.model, graph.groups, search.signal) or comparable_scores(
+        graph.model, graph.groups, "l1"
+    )
+    out["global"] = (
+        on_budget(global_ratios(graph, scores, budget.kind, target, s.min_ratio)),
+        search.signal,
+    )
     return out
 
 
-def score_baselines(search: Candidates, budget: Budget, target: int, cache: dict[str, Any],
-                     settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def score_baselines(
+    search: Candidates, budget: Budget, target: int, cache: dict[str, Any], settings: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
     """Each baseline scored by the search's objective; ``cache`` (baselines.json, by budget)
     keeps scores whose widths and objective settings are unchanged."""
     cached = cache.get(budget.slug, {})
     baselines = {}
     for name, (widths, importance) in baseline_widths(search, budget, target).items():
         entry = cached.get(name)
-        if entry is None or entry.get("widths") != widths or entry.get("settings") != settings \
-                or entry.get("signal") != importance:
-            entry = {"widths": widths, "signal": importance, "settings": settings,
-                     "score": search.score(widths, importance),
-                     "flops": search.graph.flops(widths), "params": search.graph.params(widths)}
+        if (
+            entry is None
+            or entry.get("widths") != widths
+            or entry.get("settings") != settings
+            or entry.get("signal") != importance
+        ):
+            entry = {
+                "widths": widths,
+                "signal": importance,
+                "settings": settings,
+                "score": search.score(widths, importance),
+                "flops": search.graph.flops(widths),
+                "params": search.graph.params(widths),
+            }
         baselines[name] = entry
     cache[budget.slug] = baselines
     return baselines
 
 
-def _perturbations(ratios: dict[str, float], n: int, seed: int, lo: float
-                   ) -> list[dict[str, float]]:
+def _perturbations(
+    ratios: dict[str, float], n: int, seed: int, lo: float
+) -> list[dict[str, float]]:
     rng = random.Random(seed)
-    return [{k: min(1.0, max(lo, v * math.exp(rng.gauss(0, 0.3)))) for k, v in ratios.items()}
-            for _ in range(n)]
+    return [
+        {k: min(1.0, max(lo, v * math.exp(rng.gauss(0, 0.3)))) for k, v in ratios.items()}
+        for _ in range(n)
+    ]
 
 
-def seed_trials(search: Candidates, budget: Budget, target: int, trials: int, seed: int
-                 ) -> list[tuple[str, dict[str, float]]]:
+def seed_trials(
+    search: Candidates, budget: Budget, target: int, trials: int, seed: int
+) -> list[tuple[str, dict[str, float]]]:
     """The first trials, each with what it starts from: the signal's threshold allocation, the
     global allocation, uniform ratios, then perturbations of the global allocation."""
     graph, s = search.graph, search.space.search
@@ -122,10 +148,17 @@ def seed_trials(search: Candidates, budget: Budget, target: int, trials: int, se
     allocation = threshold_ratios(graph, comparable, budget.kind, target, s.min_ratio)
     scores = comparable or comparable_scores(graph.model, graph.groups, "l1")
     global_alloc = global_ratios(graph, scores, budget.kind, target, s.min_ratio)
-    ratios = [(f"{search.signal} threshold", allocation), ("global", global_alloc),
-              ("uniform", {g.name: 1.0 for g in graph.groups})]
-    ratios += [(f"global, perturbed ({k + 1})", r) for k, r in enumerate(_perturbations(
-        global_alloc, min(8, max(0, trials // 4)), seed, s.min_ratio))]
+    ratios = [
+        (f"{search.signal} threshold", allocation),
+        ("global", global_alloc),
+        ("uniform", {g.name: 1.0 for g in graph.groups}),
+    ]
+    ratios += [
+        (f"global, perturbed ({k + 1})", r)
+        for k, r in enumerate(
+            _perturbations(global_alloc, min(8, max(0, trials // 4)), seed, s.min_ratio)
+        )
+    ]
     out: list[tuple[str, dict[str, float]]] = []
     for name, r in ratios:
         params = search.param.params(r)

@@ -5,6 +5,7 @@ parameterisation (``granularity.py``), the objective's scorer (``objectives.py``
 latency budget, the latency models (``latency_search.py``); :class:`Job` is one budget's study as
 every process working on it sees it (pickled to ``--jobs`` workers).
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,18 +47,25 @@ def input_shape(space: Space) -> list[int]:
     return [info.in_channels, info.image_size, info.image_size]
 
 
-def objective_settings(space: Space, objective: str, finetune_steps: int = 0
-                       ) -> dict[str, Any]:
+def objective_settings(space: Space, objective: str, finetune_steps: int = 0) -> dict[str, Any]:
     """What defines an objective's scores (recorded in specs; a cached score is reused only
     when these are unchanged)."""
     s = space.search
     if objective == "scratch":
-        return {"objective": "scratch", "rung_images": Rungs(
-            s.scratch_images, s.scratch_rungs, s.scratch_reduction).sizes,
-            "reduction": s.scratch_reduction, "cooldown": s.scratch_cooldown,
-            "lr": space.train.lr, "batch_size": space.data.batch_size, "seed": 0}
-    return {"objective": "inherit", "calib_batches": s.calib_batches,
-            "finetune_steps": finetune_steps}
+        return {
+            "objective": "scratch",
+            "rung_images": Rungs(s.scratch_images, s.scratch_rungs, s.scratch_reduction).sizes,
+            "reduction": s.scratch_reduction,
+            "cooldown": s.scratch_cooldown,
+            "lr": space.train.lr,
+            "batch_size": space.data.batch_size,
+            "seed": 0,
+        }
+    return {
+        "objective": "inherit",
+        "calib_batches": s.calib_batches,
+        "finetune_steps": finetune_steps,
+    }
 
 
 def resolve_signal(space: Space, requested: str | None, base_meta: dict[str, Any]) -> str:
@@ -73,8 +81,16 @@ def resolve_signal(space: Space, requested: str | None, base_meta: dict[str, Any
 class Candidates:
     """Everything a worker needs to score trials of one budget (rebuilt in each process)."""
 
-    def __init__(self, space: Space, base_path: Path, signal: str, data: DataOptions,
-                 opts: RunOptions, objective: str = "inherit", finetune_steps: int = 0) -> None:
+    def __init__(
+        self,
+        space: Space,
+        base_path: Path,
+        signal: str,
+        data: DataOptions,
+        opts: RunOptions,
+        objective: str = "inherit",
+        finetune_steps: int = 0,
+    ) -> None:
         self.space, self.signal = space, signal
         self.objective, self.finetune_steps = objective, finetune_steps
         state, _ = load_weights(base_path)
@@ -83,43 +99,66 @@ class Candidates:
         self.graph = trace(model, torch.zeros(1, *input_shape(space)))
         splits = load_splits(space, data)
         if splits.val is None:
-            raise PrunesearchError(f"space {space.name}: the search scores candidates on a "
-                                   "validation split; set data.val_size > 0")
+            raise PrunesearchError(
+                f"space {space.name}: the search scores candidates on a "
+                "validation split; set data.val_size > 0"
+            )
         d, s, t = space.data, space.search, space.train
         self.device = resolve_device(opts.device)
         self.latency_models: dict[str, LatencyModel] = {}
         self.param = Parameterization(self.graph, s.granularity, s.min_ratio)
-        self.rungs = Rungs(s.scratch_images, s.scratch_rungs, s.scratch_reduction,
-                           s.scratch_cooldown)
+        self.rungs = Rungs(
+            s.scratch_images, s.scratch_rungs, s.scratch_reduction, s.scratch_cooldown
+        )
         self.scorer: InheritScorer | ScratchScorer
         if objective == "scratch":
             # NCHW: pruned nets train up to 21% slower channels-last on CPU (BENCHMARKS.md)
             self.scorer = ScratchScorer(
-                self.graph, splits.train, splits.val, rungs=self.rungs,
-                sgd=SGD(t.lr, t.momentum, t.weight_decay), batch_size=d.batch_size,
-                eval_batch_size=d.eval_batch_size, augment=d.augment, device=self.device,
-                channels_last=False)
+                self.graph,
+                splits.train,
+                splits.val,
+                rungs=self.rungs,
+                sgd=SGD(t.lr, t.momentum, t.weight_decay),
+                batch_size=d.batch_size,
+                eval_batch_size=d.eval_batch_size,
+                augment=d.augment,
+                device=self.device,
+                channels_last=False,
+            )
         else:
-            self.scorer = InheritScorer(self.graph, splits.train, splits.val, importance=signal,
-                                        calib_batches=s.calib_batches, batch_size=d.batch_size,
-                                        eval_batch_size=d.eval_batch_size, device=self.device,
-                                        # auto: channels-last, faster for evaluation even on
-                                        # the pruned nets that train slower in it (BENCHMARKS)
-                                        channels_last=t.channels_last is not False,
-                                        finetune_lr=t.finetune_lr)
+            self.scorer = InheritScorer(
+                self.graph,
+                splits.train,
+                splits.val,
+                importance=signal,
+                calib_batches=s.calib_batches,
+                batch_size=d.batch_size,
+                eval_batch_size=d.eval_batch_size,
+                device=self.device,
+                # auto: channels-last, faster for evaluation even on
+                # the pruned nets that train slower in it (BENCHMARKS)
+                channels_last=t.channels_last is not False,
+                finetune_lr=t.finetune_lr,
+            )
 
-    def use_budgets(self, budgets: list[Budget], device: str,
-                    reporter: Reporter | None = None) -> None:
+    def use_budgets(
+        self, budgets: list[Budget], device: str, reporter: Reporter | None = None
+    ) -> None:
         """Latency budgets need the space's latency models on the graph (built or cached)."""
         if any(b.kind == "latency" for b in budgets) and not self.latency_models:
-            self.latency_models = attach_latency(self.graph, self.space, device=device,
-                                                 reporter=reporter)
+            self.latency_models = attach_latency(
+                self.graph, self.space, device=device, reporter=reporter
+            )
 
     def pruner(self) -> optuna.pruners.BasePruner | None:
         return self.rungs.pruner() if self.objective == "scratch" else None
 
-    def score(self, widths: dict[str, int], importance: str | None = None,
-              trial: optuna.Trial | None = None) -> float:
+    def score(
+        self,
+        widths: dict[str, int],
+        importance: str | None = None,
+        trial: optuna.Trial | None = None,
+    ) -> float:
         """The objective's value of ``widths`` (``importance``: which channels an inherit
         score keeps; from-scratch scores do not depend on it)."""
         if isinstance(self.scorer, ScratchScorer):
@@ -132,9 +171,14 @@ class Candidates:
         """A candidate's user attributes in the study: its widths and costs, and what scored
         it (optuna-dashboard shows them beside each trial's parameters and value)."""
         flops = self.graph.flops(widths)
-        attrs = {"widths": widths, "flops": flops, "params": self.graph.params(widths),
-                 "flops_ratio": round(flops / self.graph.flops(), 4),
-                 "objective": self.objective, "signal": self.signal}
+        attrs = {
+            "widths": widths,
+            "flops": flops,
+            "params": self.graph.params(widths),
+            "flops_ratio": round(flops / self.graph.flops(), 4),
+            "objective": self.objective,
+            "signal": self.signal,
+        }
         if self.latency_models:  # a latency budget: the prediction and its faster format
             fmt, ns = fastest(self.latency_models, widths)
             attrs |= {"latency_ms": ns / 1e6, "memory_format": fmt}
@@ -149,8 +193,14 @@ class Candidates:
             if budget.kind == "latency" and s.latency_round_to != s.round_to:
                 # widths in whole SIMD blocks can be faster at fewer FLOPs: the search decides
                 round_to = trial.suggest_categorical("round_to", [s.round_to, s.latency_round_to])
-            widths = project(self.graph, self.param.ratios(params), budget.kind, target,
-                             min_ratio=s.min_ratio, round_to=round_to)
+            widths = project(
+                self.graph,
+                self.param.ratios(params),
+                budget.kind,
+                target,
+                min_ratio=s.min_ratio,
+                round_to=round_to,
+            )
             trial.set_constraint("budget", cost(self.graph, budget.kind, widths) - target)
             for key, value in self.trial_attrs(widths).items():  # what a dashboard lists
                 trial.set_user_attr(key, value)

@@ -15,6 +15,7 @@
 5. Export the best architecture (a baseline if none beats it) as a spec with provenance, and
    ``family.json`` indexing the specs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,8 +80,15 @@ def _worker(job: Job, seed: int) -> None:
     no_interrupt_tracebacks()
     keep_interrupts()
     try:
-        search = Candidates(job.space, job.base_path, job.signal, job.data, job.opts,
-                         job.objective, job.finetune_steps)
+        search = Candidates(
+            job.space,
+            job.base_path,
+            job.signal,
+            job.data,
+            job.opts,
+            job.objective,
+            job.finetune_steps,
+        )
         search.use_budgets([job.budget], search.device.type)  # the main process cached them
         storage, _ = storage_for(job.storage_url, job.run_dir)
         study, _ = open_study(storage, job.study_name, seed, job.n_startup, search.pruner())
@@ -89,8 +97,14 @@ def _worker(job: Job, seed: int) -> None:
         sys.exit(130)
 
 
-def _resolve_base(space: Space, find_opts: FindOptions, data: DataOptions, opts: RunOptions,
-                  reporter: Reporter | None, epochs: int | None) -> Path:
+def _resolve_base(
+    space: Space,
+    find_opts: FindOptions,
+    data: DataOptions,
+    opts: RunOptions,
+    reporter: Reporter | None,
+    epochs: int | None,
+) -> Path:
     if find_opts.base:
         path = Path(find_opts.base)
         if path.is_dir():
@@ -101,12 +115,20 @@ def _resolve_base(space: Space, find_opts: FindOptions, data: DataOptions, opts:
     base_dir = run_folder(space.name, "base")
     path = base_dir / "model.safetensors"
     # several finds started together (`find & find &`) train the base once: the others wait
-    with held_lock(base_dir.parent / f".{base_dir.name}.lock",
-                   f"another process to finish training the base in {base_dir}"):
+    with held_lock(
+        base_dir.parent / f".{base_dir.name}.lock",
+        f"another process to finish training the base in {base_dir}",
+    ):
         if not path.is_file():
             logger.info("no trained base in %s: training it first", base_dir)
-            train_base(space, out=base_dir, data=data, reporter=reporter, epochs=epochs,
-                       opts=dataclasses.replace(opts, resume=True))
+            train_base(
+                space,
+                out=base_dir,
+                data=data,
+                reporter=reporter,
+                epochs=epochs,
+                opts=dataclasses.replace(opts, resume=True),
+            )
     return path
 
 
@@ -122,63 +144,97 @@ def _check_options(space: Space, find_opts: FindOptions) -> tuple[int, str]:
         raise PrunesearchError(f"--finetune-steps must be >= 0, got {find_opts.finetune_steps}")
     require("objective", objective, OBJECTIVES)
     if find_opts.finetune_steps and objective != "inherit":
-        raise PrunesearchError("--finetune-steps fine-tunes inherited weights: it needs "
-                               "--objective inherit")
+        raise PrunesearchError(
+            "--finetune-steps fine-tunes inherited weights: it needs --objective inherit"
+        )
     return trials, objective
 
 
-def _run_study(search: Candidates, job: Job, seeds: list[tuple[str, dict[str, float]]],
-               jobs: int, storage, reporter: Reporter,
-               baselines: dict[str, dict[str, Any]] | None = None) -> optuna.Study:
+def _run_study(
+    search: Candidates,
+    job: Job,
+    seeds: list[tuple[str, dict[str, float]]],
+    jobs: int,
+    storage,
+    reporter: Reporter,
+    baselines: dict[str, dict[str, Any]] | None = None,
+) -> optuna.Study:
     """Runs one budget's study to ``job.n_trials`` finished trials (``seeds`` first), with
     ``jobs - 1`` local worker processes beside this one."""
-    study, created = open_study(storage, job.study_name, job.opts.seed, job.n_startup,
-                                search.pruner())
+    study, created = open_study(
+        storage, job.study_name, job.opts.seed, job.n_startup, search.pruner()
+    )
     if created:  # only the worker that created the study seeds it and describes it
         _describe(study, search, job, baselines or {})
-        for name, params in seeds[:job.n_trials]:
-            study.enqueue_trial(params, user_attrs={"seeded": True, "seeded_from": name},
-                                skip_if_exists=True)
+        for name, params in seeds[: job.n_trials]:
+            study.enqueue_trial(
+                params, user_attrs={"seeded": True, "seeded_from": name}, skip_if_exists=True
+            )
     finished, _ = counts(study)
-    reporter.search_start(f"find {job.budget.text} ({job.signal}, {job.objective})",
-                          job.n_trials, min(finished, job.n_trials))
+    reporter.search_start(
+        f"find {job.budget.text} ({job.signal}, {job.objective})",
+        job.n_trials,
+        min(finished, job.n_trials),
+    )
 
     def best_value() -> float | None:
         done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         return max((t.value for t in done), default=None)
 
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_worker, args=(job, job.opts.seed + k))
-               for k in range(1, jobs)]
+    workers = [ctx.Process(target=_worker, args=(job, job.opts.seed + k)) for k in range(1, jobs)]
     for w in workers:
         w.start()
     try:
-        run_trials(study, search.objective_fn(job.budget, job.target), job.n_trials,
-                   on_trial=lambda n: reporter.search_trial(n, best_value()))
+        run_trials(
+            study,
+            search.objective_fn(job.budget, job.target),
+            job.n_trials,
+            on_trial=lambda n: reporter.search_trial(n, best_value()),
+        )
     finally:
         for w in workers:
             w.join()
         reporter.close()
     failed = [w.exitcode for w in workers if w.exitcode]
     if failed:  # their unfinished trials were failed and retried: the study is complete
-        logger.warning("%d local search worker(s) died (exit codes %s); their trials were "
-                       "retried and the study is complete", len(failed), failed)
+        logger.warning(
+            "%d local search worker(s) died (exit codes %s); their trials were "
+            "retried and the study is complete",
+            len(failed),
+            failed,
+        )
     return study
 
 
-def _describe(study: optuna.Study, search: Candidates, job: Job,
-              baselines: dict[str, dict[str, Any]]) -> None:
+def _describe(
+    study: optuna.Study, search: Candidates, job: Job, baselines: dict[str, dict[str, Any]]
+) -> None:
     """What the study searches, as its user attributes and metric name (what optuna-dashboard
     shows of a study): the budget, the space, signal and objective, the base, and the
     baselines' scores at the budget for comparison with the trials."""
-    info = {"budget": job.budget.text, "budget_kind": job.budget.kind, "target": job.target,
-            "space": job.space.name, "model": job.space.model.name, "signal": job.signal,
-            "objective": job.objective, "granularity": job.space.search.granularity,
-            "base_flops": search.graph.flops(), "base_params": search.graph.params(),
-            "base_checkpoint": str(job.base_path),
-            "baselines": {name: {"score": b["score"], "flops": b["flops"],
-                                 "params": b["params"], "widths": b["widths"]}
-                          for name, b in baselines.items()}}
+    info = {
+        "budget": job.budget.text,
+        "budget_kind": job.budget.kind,
+        "target": job.target,
+        "space": job.space.name,
+        "model": job.space.model.name,
+        "signal": job.signal,
+        "objective": job.objective,
+        "granularity": job.space.search.granularity,
+        "base_flops": search.graph.flops(),
+        "base_params": search.graph.params(),
+        "base_checkpoint": str(job.base_path),
+        "baselines": {
+            name: {
+                "score": b["score"],
+                "flops": b["flops"],
+                "params": b["params"],
+                "widths": b["widths"],
+            }
+            for name, b in baselines.items()
+        },
+    }
     for key, value in info.items():
         study.set_user_attr(key, value)
     with warnings.catch_warnings():  # experimental in Optuna, stable in its storages
@@ -192,10 +248,16 @@ def study_name(prefix: str, budget: Budget, space: Space, device: str) -> str:
     return name + study_qualifier(space, device) if budget.kind == "latency" else name
 
 
-def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
-         epochs: int | None = None, data: DataOptions = DataOptions(),  # noqa: B008
-         opts: RunOptions = RunOptions(), reporter: Reporter | None = None  # noqa: B008
-         ) -> dict[str, Any]:
+def find(
+    space: Space,
+    find_opts: FindOptions,
+    *,
+    out: str | Path | None = None,
+    epochs: int | None = None,
+    data: DataOptions = DataOptions(),  # noqa: B008
+    opts: RunOptions = RunOptions(),  # noqa: B008
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
     """Searches one architecture per budget; returns the summary also written to family.json.
 
     ``epochs`` overrides the space's epochs when the base has to be trained first.
@@ -207,8 +269,9 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
     if any(b.kind == "latency" for b in budgets):
         space = resolve_threads(space)  # before anything changes torch's thread count
     targets = budget_targets(space, budgets, device=device, reporter=reporter)
-    run_dir = Path(out) if out else run_folder(
-        space.name, "find-" + "_".join(b.slug for b in budgets))
+    run_dir = (
+        Path(out) if out else run_folder(space.name, "find-" + "_".join(b.slug for b in budgets))
+    )
     storage, storage_url = None, ""
     if find_opts.storage is not None:  # a storage that cannot be opened is refused before work
         storage, storage_url = storage_for(find_opts.storage, run_dir)
@@ -217,18 +280,32 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
     signal = resolve_signal(space, find_opts.signal, base_meta)
     sha = file_digest(base_path)
     settings = objective_settings(space, objective, find_opts.finetune_steps)
-    study_prefix = find_opts.study or (f"{space.name}-{signal}-{objective}-"
-                                       f"{space.search.granularity}-{sha[:8]}")
+    study_prefix = find_opts.study or (
+        f"{space.name}-{signal}-{objective}-{space.search.granularity}-{sha[:8]}"
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     if storage is None:
         storage, storage_url = storage_for(None, run_dir)
-    atomic_write_json(run_dir / "config.json", {
-        "space": space.to_dict(), "space_path": space.path, "find": dataclasses.asdict(find_opts)
-        # the default storage is the run folder's study.db, wherever the folder is moved
-        | {"storage": None if find_opts.storage is None else redact(storage_url),
-           "trials": trials, "signal": signal, "objective": objective},
-        "base": str(base_path.resolve()), "base_sha256": sha, "options": dataclasses.asdict(opts),
-        "data": dataclasses.asdict(data), "versions": package_versions()})
+    atomic_write_json(
+        run_dir / "config.json",
+        {
+            "space": space.to_dict(),
+            "space_path": space.path,
+            "find": dataclasses.asdict(find_opts)
+            # the default storage is the run folder's study.db, wherever the folder is moved
+            | {
+                "storage": None if find_opts.storage is None else redact(storage_url),
+                "trials": trials,
+                "signal": signal,
+                "objective": objective,
+            },
+            "base": str(base_path.resolve()),
+            "base_sha256": sha,
+            "options": dataclasses.asdict(opts),
+            "data": dataclasses.asdict(data),
+            "versions": package_versions(),
+        },
+    )
     search = Candidates(space, base_path, signal, data, opts, objective, find_opts.finetune_steps)
     search.use_budgets(budgets, device, reporter)
     baselines_path = run_dir / "baselines.json"
@@ -238,22 +315,41 @@ def find(space: Space, find_opts: FindOptions, *, out: str | Path | None = None,
         baselines = score_baselines(search, budget, target, cache, settings)
         atomic_write_json(baselines_path, cache)
         seeds = seed_trials(search, budget, target, trials, opts.seed)
-        job = Job(space, base_path, signal, objective, find_opts.finetune_steps, data, opts,
-                   budget, target, storage_url, run_dir, study_name(study_prefix, budget, space,
-                                                                     device),
-                   trials, min(len(seeds), trials))
+        job = Job(
+            space,
+            base_path,
+            signal,
+            objective,
+            find_opts.finetune_steps,
+            data,
+            opts,
+            budget,
+            target,
+            storage_url,
+            run_dir,
+            study_name(study_prefix, budget, space, device),
+            trials,
+            min(len(seeds), trials),
+        )
         study = _run_study(search, job, seeds, find_opts.jobs, storage, reporter, baselines)
         studies.append(study)
         choice = best(search, study, baselines, job, run_dir / "confirm.json")
-        n_done = len(study.get_trials(deepcopy=False,
-                                      states=(optuna.trial.TrialState.COMPLETE,)))
+        n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         if budget.kind == "latency":
             choice = measured(search, job, choice, baselines, run_dir / "measured.json")
-        member, member_files = member_and_files(job, choice, baselines, search.graph, sha, settings,
-                                       n_done)
+        member, member_files = member_and_files(
+            job, choice, baselines, search.graph, sha, settings, n_done
+        )
         members.append(member)
         files += member_files
-    family = {"space": space.name, "signal": signal, "objective": objective,
-              "base": str(base_path), "base_sha256": sha, "trials": trials, "members": members}
+    family = {
+        "space": space.name,
+        "signal": signal,
+        "objective": objective,
+        "base": str(base_path),
+        "base_sha256": sha,
+        "trials": trials,
+        "members": members,
+    }
     exported = export_once(studies[0], run_dir, family, files)
     return family | {"run_dir": str(run_dir), "exported": exported}

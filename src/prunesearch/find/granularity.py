@@ -25,7 +25,7 @@ from prunesearch.vocab import GRANULARITIES, require
 
 __all__ = ["GRANULARITIES", "Parameterization"]
 
-SHAPE_RANGE = (0.5, 2.0)   # exponent of the depth profile (1: linear)
+SHAPE_RANGE = (0.5, 2.0)  # exponent of the depth profile (1: linear)
 INNER_RANGE = (0.25, 2.0)  # block-inner width relative to the stream at the same depth
 
 
@@ -55,9 +55,11 @@ class Parameterization:
         lo = self.min_ratio
         if self.granularity != "profile":
             return {n: trial.suggest_float(n, lo, 1.0) for n in self.names}
-        params = {"p:start": trial.suggest_float("p:start", lo, 1.0),
-                  "p:end": trial.suggest_float("p:end", lo, 1.0),
-                  "p:shape": trial.suggest_float("p:shape", *SHAPE_RANGE, log=True)}
+        params = {
+            "p:start": trial.suggest_float("p:start", lo, 1.0),
+            "p:end": trial.suggest_float("p:end", lo, 1.0),
+            "p:shape": trial.suggest_float("p:shape", *SHAPE_RANGE, log=True),
+        }
         if self.has_inner:
             params["p:inner"] = trial.suggest_float("p:inner", *INNER_RANGE, log=True)
         return params
@@ -94,10 +96,12 @@ class Parameterization:
         clip = lambda v, lo_, hi_: min(hi_, max(lo_, v))  # noqa: E731
         params = {"p:start": clip(a, lo, 1.0), "p:end": clip(a + b, lo, 1.0), "p:shape": 1.0}
         if self.has_inner:
-            inner = [r[g] / max(lo, a + b * self.depth[g]) for g in self.groups
-                     if not self.is_stream[g]]
-            params["p:inner"] = clip(math.exp(statistics.fmean(math.log(v) for v in inner)),
-                                     *INNER_RANGE)
+            inner = [
+                r[g] / max(lo, a + b * self.depth[g]) for g in self.groups if not self.is_stream[g]
+            ]
+            params["p:inner"] = clip(
+                math.exp(statistics.fmean(math.log(v) for v in inner)), *INNER_RANGE
+            )
         return params
 
 

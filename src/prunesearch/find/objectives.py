@@ -61,12 +61,25 @@ def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
     model.eval()
 
 
-def batches_forever(data: ImageData, batch_size: int, *, augment: bool, device: torch.device,
-                    seed: int, channels_last: bool
-                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches_forever(
+    data: ImageData,
+    batch_size: int,
+    *,
+    augment: bool,
+    device: torch.device,
+    seed: int,
+    channels_last: bool,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Training batches without end: epoch after epoch of one loader's fixed order."""
-    loader = BatchLoader(data, batch_size, train=True, augment=augment, device=device,
-                         seed=seed, channels_last=channels_last)
+    loader = BatchLoader(
+        data,
+        batch_size,
+        train=True,
+        augment=augment,
+        device=device,
+        seed=seed,
+        channels_last=channels_last,
+    )
     if len(loader) == 0:
         raise PrunesearchError(f"{len(data)} training images make no batch of {batch_size}")
     for epoch in itertools.count():
@@ -74,8 +87,13 @@ def batches_forever(data: ImageData, batch_size: int, *, augment: bool, device: 
         yield from loader
 
 
-def sgd_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.Module,
-              optimizer: torch.optim.Optimizer, n: int, lr_at=None) -> None:
+def sgd_steps(
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    n: int,
+    lr_at=None,
+) -> None:
     """``n`` SGD steps on the next ``n`` batches (``lr_at(i)``: learning rate of step i).
 
     Raises:
@@ -105,21 +123,39 @@ class InheritScorer:
         importance: channel selection used to prune (signal name or explicit scores).
     """
 
-    def __init__(self, graph: ChannelGraph, train: ImageData, val: ImageData, *,
-                 importance: Importance, calib_batches: int, batch_size: int,
-                 eval_batch_size: int, device: torch.device, channels_last: bool = True,
-                 seed: int = 0, finetune_lr: float = 0.01) -> None:
+    def __init__(
+        self,
+        graph: ChannelGraph,
+        train: ImageData,
+        val: ImageData,
+        *,
+        importance: Importance,
+        calib_batches: int,
+        batch_size: int,
+        eval_batch_size: int,
+        device: torch.device,
+        channels_last: bool = True,
+        seed: int = 0,
+        finetune_lr: float = 0.01,
+    ) -> None:
         self.graph, self.importance, self.device = graph, importance, device
         self.train, self.batch_size, self.seed = train, batch_size, seed
         self.channels_last, self.finetune_lr = channels_last, finetune_lr
-        calib = BatchLoader(train, batch_size, train=True, augment=False, device=device,
-                            seed=seed, channels_last=channels_last)
+        calib = BatchLoader(
+            train,
+            batch_size,
+            train=True,
+            augment=False,
+            device=device,
+            seed=seed,
+            channels_last=channels_last,
+        )
         self.calib = [x for _, (x, _) in zip(range(calib_batches), calib, strict=False)]
-        self.val = BatchLoader(val, eval_batch_size, train=False, device=device,
-                               channels_last=channels_last)
+        self.val = BatchLoader(
+            val, eval_batch_size, train=False, device=device, channels_last=channels_last
+        )
 
-    def model(self, widths: Mapping[str, int], importance: Importance | None = None
-              ) -> nn.Module:
+    def model(self, widths: Mapping[str, int], importance: Importance | None = None) -> nn.Module:
         """The pruned base with recalibrated BN, in eval mode."""
         model = self.graph.prune(widths, self.importance if importance is None else importance)
         model = to_device(model, self.device, self.channels_last)
@@ -146,11 +182,17 @@ class InheritScorer:
         import optuna
 
         model = self.model(widths)
-        optimizer = torch.optim.SGD(model.parameters(), lr=self.finetune_lr, momentum=0.9,
-                                    weight_decay=1e-4)
-        batches = batches_forever(self.train, self.batch_size, augment=True,
-                                  device=self.device, seed=self.seed,
-                                  channels_last=self.channels_last)
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=self.finetune_lr, momentum=0.9, weight_decay=1e-4
+        )
+        batches = batches_forever(
+            self.train,
+            self.batch_size,
+            augment=True,
+            device=self.device,
+            seed=self.seed,
+            channels_last=self.channels_last,
+        )
         every, step, acc = max(1, steps // 4), 0, 0.0
         while step < steps:
             n = min(every, steps - step)
@@ -177,14 +219,14 @@ class Rungs:
 
     @property
     def sizes(self) -> list[int]:
-        return [self.images * self.reduction ** k for k in range(self.count)]
+        return [self.images * self.reduction**k for k in range(self.count)]
 
     def pruner(self) -> object:
         import optuna
 
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=self.images, reduction_factor=self.reduction,
-            min_early_stopping_rate=0)
+            min_resource=self.images, reduction_factor=self.reduction, min_early_stopping_rate=0
+        )
 
 
 @dataclass(frozen=True)
@@ -206,28 +248,53 @@ class ScratchScorer:
         seed: one initialisation seed and one data order for every candidate.
     """
 
-    def __init__(self, graph: ChannelGraph, train: ImageData, val: ImageData, *, rungs: Rungs,
-                 sgd: SGD, batch_size: int, eval_batch_size: int, augment: bool,
-                 device: torch.device, channels_last: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        graph: ChannelGraph,
+        train: ImageData,
+        val: ImageData,
+        *,
+        rungs: Rungs,
+        sgd: SGD,
+        batch_size: int,
+        eval_batch_size: int,
+        augment: bool,
+        device: torch.device,
+        channels_last: bool = True,
+        seed: int = 0,
+    ) -> None:
         self.graph, self.rungs, self.sgd, self.device = graph, rungs, sgd, device
         self.train, self.batch_size, self.augment, self.seed = train, batch_size, augment, seed
         self.channels_last = channels_last
         self._memo: dict[tuple, list[float]] = {}  # (seed, widths) -> every rung's score
-        self.val = BatchLoader(val, eval_batch_size, train=False, device=device,
-                               channels_last=channels_last)
+        self.val = BatchLoader(
+            val, eval_batch_size, train=False, device=device, channels_last=channels_last
+        )
 
     def _stream(self, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return batches_forever(self.train, self.batch_size, augment=self.augment,
-                               device=self.device, seed=seed, channels_last=self.channels_last)
+        return batches_forever(
+            self.train,
+            self.batch_size,
+            augment=self.augment,
+            device=self.device,
+            seed=seed,
+            channels_last=self.channels_last,
+        )
 
-    def _cooled(self, model: nn.Module, optimizer: torch.optim.Optimizer, images: int,
-                rung: int, seed: int) -> float:
+    def _cooled(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, images: int, rung: int, seed: int
+    ) -> float:
         """Validation accuracy of a copy of the trunk after a linear decay to lr 0."""
         branch, branch_opt = copy.deepcopy((model, optimizer))
         n = max(1, round(self.rungs.cooldown * images / self.batch_size))
         lr = self.sgd.lr
-        sgd_steps(self._stream(seed + 7919 * (rung + 1)), branch, branch_opt, n,
-                    lr_at=lambda i: lr * (1 - i / n))
+        sgd_steps(
+            self._stream(seed + 7919 * (rung + 1)),
+            branch,
+            branch_opt,
+            n,
+            lr_at=lambda i: lr * (1 - i / n),
+        )
         loss, acc = evaluate(branch, self.val)
         if not math.isfinite(loss):
             raise PrunesearchError(f"candidate diverged: validation loss is {loss}")
@@ -271,8 +338,9 @@ class ScratchScorer:
         model = reinitialize(self.graph.prune(widths))
         model = to_device(model, self.device, self.channels_last)
         s = self.sgd
-        optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum,
-                                    weight_decay=s.weight_decay)
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay
+        )
         trunk = self._stream(seed)
         done, accs = 0, []
         for k, images in enumerate(self.rungs.sizes):

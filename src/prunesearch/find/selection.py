@@ -6,6 +6,7 @@ a latency budget the choice is timed for real and re-projected until it meets th
 specs (the choice's and the baselines') and ``family.json`` are written once, by the worker
 that wins the study's export claim.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,20 +32,38 @@ logger = logging.getLogger(__name__)
 CONFIRM_SEED = 1  # the finalists' second opinion: another init and data order
 
 
-def best(search: Candidates, study: optuna.Study, baselines: dict[str, dict[str, Any]],
-          job: Job, confirm_path: Path) -> dict[str, Any]:
+def best(
+    search: Candidates,
+    study: optuna.Study,
+    baselines: dict[str, dict[str, Any]],
+    job: Job,
+    confirm_path: Path,
+) -> dict[str, Any]:
     """The architecture to export: the best-scoring of the completed trials and the baselines
     (never worse on the objective than a baseline). Under the scratch objective the top
     ``scratch_confirm`` finalists are scored again with a second seed and chosen by their mean:
     the best of 40 noisy scores is mostly luck (the winner's curse), two seeds halve its
     variance."""
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    pool = [{"score": t.value, "widths": t.user_attrs["widths"], "trial": t.number,
-             "signal": job.signal} | ({"round_to": t.params["round_to"]}
-                                      if "round_to" in t.params else {})
-            for t in sorted(done, key=lambda t: (-t.value, t.number))]
-    pool += [{"score": b["score"], "widths": b["widths"], "trial": f"baseline:{name}",
-              "signal": b["signal"]} for name, b in baselines.items()]
+    pool = [
+        {
+            "score": t.value,
+            "widths": t.user_attrs["widths"],
+            "trial": t.number,
+            "signal": job.signal,
+        }
+        | ({"round_to": t.params["round_to"]} if "round_to" in t.params else {})
+        for t in sorted(done, key=lambda t: (-t.value, t.number))
+    ]
+    pool += [
+        {
+            "score": b["score"],
+            "widths": b["widths"],
+            "trial": f"baseline:{name}",
+            "signal": b["signal"],
+        }
+        for name, b in baselines.items()
+    ]
     finalists: list[dict[str, Any]] = []
     for c in sorted(pool, key=lambda c: -c["score"]):  # stable: trials before baselines
         if all(f["widths"] != c["widths"] for f in finalists):
@@ -63,11 +82,17 @@ def best(search: Candidates, study: optuna.Study, baselines: dict[str, dict[str,
         f["scores"] = [f["score"], table[key]]
         f["score"] = statistics.fmean(f["scores"])
     return max(finalists[:k], key=lambda f: f["score"]) | {
-        "finalists": [{"trial": f["trial"], "scores": f["scores"]} for f in finalists[:k]]}
+        "finalists": [{"trial": f["trial"], "scores": f["scores"]} for f in finalists[:k]]
+    }
 
 
-def measured(search: Candidates, job: Job, choice: dict[str, Any],
-             baselines: dict[str, dict[str, Any]], memo_path: Path) -> dict[str, Any]:
+def measured(
+    search: Candidates,
+    job: Job,
+    choice: dict[str, Any],
+    baselines: dict[str, dict[str, Any]],
+    memo_path: Path,
+) -> dict[str, Any]:
     """A latency budget's choice, timed for real: re-projected (and scored again) until the
     measured latency meets the budget; the baselines timed too (controls, never changed).
 
@@ -75,8 +100,10 @@ def measured(search: Candidates, job: Job, choice: dict[str, Any],
     finished search run again (``compare`` resumed, a worker joining late) exports the same
     spec rather than timing it again and perhaps re-projecting it."""
     memo = read_json(memo_path, "latency measurements") if memo_path.is_file() else {}
-    key = json.dumps([job.study_name, choice["widths"],
-                      {k: b["widths"] for k, b in sorted(baselines.items())}], sort_keys=True)
+    key = json.dumps(
+        [job.study_name, choice["widths"], {k: b["widths"] for k, b in sorted(baselines.items())}],
+        sort_keys=True,
+    )
     if key not in memo:
         memo[key] = _measure_choice(search, job, choice, baselines)
         atomic_write_json(memo_path, memo)
@@ -86,8 +113,9 @@ def measured(search: Candidates, job: Job, choice: dict[str, Any],
     return choice | done["choice"]
 
 
-def _measure_choice(search: Candidates, job: Job, choice: dict[str, Any],
-                    baselines: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _measure_choice(
+    search: Candidates, job: Job, choice: dict[str, Any], baselines: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     graph, s, device = search.graph, job.space.search, search.device.type
     round_to = choice.get("round_to", s.round_to)
     ratios = {g.name: choice["widths"][g.name] / g.size for g in graph.groups}
@@ -95,68 +123,126 @@ def _measure_choice(search: Candidates, job: Job, choice: dict[str, Any],
     def reproject(aim: int) -> dict[str, int]:
         return project(graph, ratios, "latency", aim, min_ratio=s.min_ratio, round_to=round_to)
 
-    widths, record = measured_within(graph, search.latency_models, choice["widths"],
-                                     job.target, job.space, device=device, reproject=reproject)
-    timed = {name: latency_record(graph, search.latency_models, b["widths"], job.target,
-                                  job.space, device=device) for name, b in baselines.items()}
+    widths, record = measured_within(
+        graph,
+        search.latency_models,
+        choice["widths"],
+        job.target,
+        job.space,
+        device=device,
+        reproject=reproject,
+    )
+    timed = {
+        name: latency_record(
+            graph, search.latency_models, b["widths"], job.target, job.space, device=device
+        )
+        for name, b in baselines.items()
+    }
     if widths == choice["widths"]:
         return {"choice": {"latency": record}, "baselines": timed}
     logger.info("scoring the re-projected architecture")
-    return {"choice": {"widths": widths, "latency": record, "score": search.score(widths),
-                       "score_before_reprojection": choice["score"]}, "baselines": timed}
+    return {
+        "choice": {
+            "widths": widths,
+            "latency": record,
+            "score": search.score(widths),
+            "score_before_reprojection": choice["score"],
+        },
+        "baselines": timed,
+    }
 
 
-def member_and_files(job: Job, choice: dict[str, Any], baselines: dict[str, dict[str, Any]], graph,
-            sha: str, settings: dict[str, Any], n_done: int
-            ) -> tuple[dict[str, Any], list[tuple[Path, ArchSpec]]]:
+def member_and_files(
+    job: Job,
+    choice: dict[str, Any],
+    baselines: dict[str, dict[str, Any]],
+    graph,
+    sha: str,
+    settings: dict[str, Any],
+    n_done: int,
+) -> tuple[dict[str, Any], list[tuple[Path, ArchSpec]]]:
     """The budget's family member and its spec files (the chosen one's, the baselines')."""
     space, budget = job.space, job.budget
     search_info = {
-        "signal": choice["signal"], "objective": job.objective, "objective_settings": settings,
-        "score": choice["score"], "trial": choice["trial"], "study": job.study_name,
-        "storage": redact(job.storage_url), "trials": n_done,
-        "granularity": space.search.granularity, "space": space.name,
-        "space_path": space.path, "base_checkpoint": str(job.base_path),
+        "signal": choice["signal"],
+        "objective": job.objective,
+        "objective_settings": settings,
+        "score": choice["score"],
+        "trial": choice["trial"],
+        "study": job.study_name,
+        "storage": redact(job.storage_url),
+        "trials": n_done,
+        "granularity": space.search.granularity,
+        "space": space.name,
+        "space_path": space.path,
+        "base_checkpoint": str(job.base_path),
         "base_checkpoint_sha256": sha,
-        "baselines": {k: {"score": v["score"], "flops": v["flops"], "params": v["params"]}
-                      | ({"latency_ms": v["latency"]["measured_ms"]} if "latency" in v else {})
-                      for k, v in baselines.items()},
+        "baselines": {
+            k: {"score": v["score"], "flops": v["flops"], "params": v["params"]}
+            | ({"latency_ms": v["latency"]["measured_ms"]} if "latency" in v else {})
+            for k, v in baselines.items()
+        },
     } | ({"finalists": choice["finalists"]} if "finalists" in choice else {})
     budget_info = {"kind": budget.kind, "target": job.target, "text": budget.text}
 
-    def make(widths: dict[str, int], info: dict[str, Any],
-             latency: dict[str, Any] | None = None) -> ArchSpec:
+    def make(
+        widths: dict[str, int], info: dict[str, Any], latency: dict[str, Any] | None = None
+    ) -> ArchSpec:
         budget = budget_info | ({"latency": latency} if latency else {})
-        return ArchSpec.from_graph(graph, widths, model=space.model.name,
-                                   model_args=space.model.args, budget=budget, search=info)
+        return ArchSpec.from_graph(
+            graph,
+            widths,
+            model=space.model.name,
+            model_args=space.model.args,
+            budget=budget,
+            search=info,
+        )
 
     spec = make(choice["widths"], search_info, choice.get("latency"))
     files = [(job.run_dir / f"spec-{budget.slug}.json", spec)]
     # the baselines' architectures as specs too: the controls a from-scratch comparison trains
     baseline_specs = {}
     for name, b in baselines.items():
-        info = search_info | {"signal": b["signal"], "score": b["score"],
-                              "trial": f"baseline:{name}", "baseline": name}
+        info = search_info | {
+            "signal": b["signal"],
+            "score": b["score"],
+            "trial": f"baseline:{name}",
+            "baseline": name,
+        }
         path = job.run_dir / "baselines" / f"spec-{budget.slug}-{name}.json"
         files.append((path, make(b["widths"], info, b.get("latency"))))
         baseline_specs[name] = str(path)
-    member = {"budget": budget.text, "slug": budget.slug, "target": job.target,
-              "spec": str(files[0][0]), "flops": spec.flops, "params": spec.params,
-              "base_flops": spec.base_flops, "score": choice["score"],
-              "trial": choice["trial"], "trials_done": n_done,
-              "baselines": search_info["baselines"],
-              "baseline_specs": baseline_specs}
+    member = {
+        "budget": budget.text,
+        "slug": budget.slug,
+        "target": job.target,
+        "spec": str(files[0][0]),
+        "flops": spec.flops,
+        "params": spec.params,
+        "base_flops": spec.base_flops,
+        "score": choice["score"],
+        "trial": choice["trial"],
+        "trials_done": n_done,
+        "baselines": search_info["baselines"],
+        "baseline_specs": baseline_specs,
+    }
     if "latency" in choice:
         member["latency_ms"] = choice["latency"]["measured_ms"]
     return member, files
 
 
-def export_once(study: optuna.Study, run_dir: Path, family: dict[str, Any],
-            files: list[tuple[Path, ArchSpec]]) -> bool:
+def export_once(
+    study: optuna.Study, run_dir: Path, family: dict[str, Any], files: list[tuple[Path, ArchSpec]]
+) -> bool:
     """Writes the specs and family.json once, by one of the workers sharing the studies."""
-    fingerprint = hashlib.sha256(json.dumps(
-        [[m["budget"], m["trial"], m["score"], m["flops"], m["trials_done"]]
-         for m in family["members"]]).encode()).hexdigest()[:16]
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [
+                [m["budget"], m["trial"], m["score"], m["flops"], m["trials_done"]]
+                for m in family["members"]
+            ]
+        ).encode()
+    ).hexdigest()[:16]
     if not claim_export(study, run_dir, fingerprint):
         logger.info(already_exported(study.user_attrs.get("exported") or {}, run_dir))
         return False
@@ -170,11 +256,20 @@ def export_once(study: optuna.Study, run_dir: Path, family: dict[str, Any],
 def _relative_to(family: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """family.json's spec paths relative to the run folder (readers resolve them against it),
     so that the folder reads the same from any directory and after it is copied."""
+
     def rel(path: str) -> str:
         return str(Path(path).relative_to(run_dir))
 
-    return family | {"members": [m | {"spec": rel(m["spec"]), "baseline_specs": {
-        k: rel(v) for k, v in m["baseline_specs"].items()}} for m in family["members"]]}
+    return family | {
+        "members": [
+            m
+            | {
+                "spec": rel(m["spec"]),
+                "baseline_specs": {k: rel(v) for k, v in m["baseline_specs"].items()},
+            }
+            for m in family["members"]
+        ]
+    }
 
 
 def already_exported(exported: dict[str, Any], run_dir: Path) -> str:

@@ -41,9 +41,20 @@ from optuna.trial import TrialState
 
 from prunesearch.errors import PrunesearchError, first_line, shown
 
-__all__ = ["Surplus", "claim_export", "counts", "fail_trial", "mark_exported",
-           "no_interrupt_tracebacks", "open_study", "quiet_optuna", "recover_stale", "redact",
-           "run_trials", "storage_for"]
+__all__ = [
+    "Surplus",
+    "claim_export",
+    "counts",
+    "fail_trial",
+    "mark_exported",
+    "no_interrupt_tracebacks",
+    "open_study",
+    "quiet_optuna",
+    "recover_stale",
+    "redact",
+    "run_trials",
+    "storage_for",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +117,10 @@ def redact(url: str) -> str:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
         return url.split("://", 1)[0] + "://***"
-    query = {k: ("redacted" if any(w in k.lower() for w in _SECRET_KEYS) else v)
-             for k, v in parsed.query.items()}
+    query = {
+        k: ("redacted" if any(w in k.lower() for w in _SECRET_KEYS) else v)
+        for k, v in parsed.query.items()
+    }
     return parsed.set(query=query).render_as_string(hide_password=True)
 
 
@@ -149,27 +162,33 @@ def storage_for(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseSto
         name = url.removeprefix("journal:").removeprefix("//")
         path = Path(name)
         if not name or path.is_dir():
-            raise PrunesearchError(f"--storage {shown(url)}: name the journal file, e.g. "
-                                   "journal:study.log")
+            raise PrunesearchError(
+                f"--storage {shown(url)}: name the journal file, e.g. journal:study.log"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(JournalFileBackend(str(path))), url
         except OSError as exc:
-            raise PrunesearchError(f"cannot open storage {shown(url)}: {exc.strerror}"
-                                   ) from None
+            raise PrunesearchError(f"cannot open storage {shown(url)}: {exc.strerror}") from None
     if url.split("://", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
-        raise PrunesearchError(f"--storage {redact(url)!r}: use sqlite:///FILE, "
-                               "postgresql://..., mysql://... or journal:FILE")
+        raise PrunesearchError(
+            f"--storage {redact(url)!r}: use sqlite:///FILE, "
+            "postgresql://..., mysql://... or journal:FILE"
+        )
     connect = _connect_args(url)
     for attempt in range(6):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 storage = optuna.storages.RDBStorage(
-                    url, engine_kwargs={"connect_args": connect, "pool_pre_ping": True},
-                    heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                    heartbeat_stale_trial_callback=optuna.storages.
-                    RetryHeartbeatStaleTrialCallback(max_retry=3))
+                    url,
+                    engine_kwargs={"connect_args": connect, "pool_pre_ping": True},
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=3
+                    ),
+                )
             return storage, url
         except Exception as exc:  # connection refused, bad credentials, missing driver...
             message = first_line(exc)
@@ -179,15 +198,21 @@ def storage_for(url: str | None, run_dir: Path) -> tuple[optuna.storages.BaseSto
                 time.sleep(0.2 + random.random() * (attempt + 1))
                 continue
             if "timeout" in message.lower() and "connect_timeout" in connect:
-                message += (f" (no answer within {connect['connect_timeout']} s; "
-                            "connect_timeout=N in the URL waits longer)")
+                message += (
+                    f" (no answer within {connect['connect_timeout']} s; "
+                    "connect_timeout=N in the URL waits longer)"
+                )
             raise PrunesearchError(f"cannot open storage {redact(url)}: {message}") from None
     raise AssertionError("unreachable")
 
 
-def open_study(storage: optuna.storages.BaseStorage, name: str, seed: int,
-               n_startup: int, pruner: optuna.pruners.BasePruner | None = None
-               ) -> tuple[optuna.Study, bool]:
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    seed: int,
+    n_startup: int,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> tuple[optuna.Study, bool]:
     """Creates or loads a maximising study with a seeded TPE sampler; returns (study, whether
     this call created it: only the creator enqueues the first trials).
 
@@ -203,10 +228,15 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, seed: int,
     except optuna.exceptions.DuplicatedStudyError:
         created = False
         seed = random.Random(f"{seed}:{HOST}:{os.getpid()}").getrandbits(31)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, n_startup),
-                                         multivariate=True, constant_liar=True)
-    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
-                              pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5))
+    sampler = optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=max(1, n_startup), multivariate=True, constant_liar=True
+    )
+    study = optuna.load_study(
+        study_name=name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5),
+    )
     return study, created
 
 
@@ -250,26 +280,44 @@ def _bids(study: optuna.Study, fingerprint: str) -> dict[int, list[optuna.trial.
     prefix = f"{fingerprint}:"
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.RUNNING)):
         key = t.user_attrs.get(TOKEN)
-        if isinstance(key, str) and key.startswith(prefix) and key[len(prefix):].isdigit():
-            rounds.setdefault(int(key[len(prefix):]), []).append(t)
+        if isinstance(key, str) and key.startswith(prefix) and key[len(prefix) :].isdigit():
+            rounds.setdefault(int(key[len(prefix) :]), []).append(t)
     return {r: sorted(ts, key=lambda t: t.number) for r, ts in rounds.items()}
 
 
 def _bid(study: optuna.Study, fingerprint: str, round_: int, nonce: str, run_dir: Path) -> None:
-    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={
-        TOKEN: f"{fingerprint}:{round_}", "bid": nonce, "host": HOST, "pid": os.getpid(),
-        "run_dir": str(run_dir)}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.FAIL,
+            user_attrs={
+                TOKEN: f"{fingerprint}:{round_}",
+                "bid": nonce,
+                "host": HOST,
+                "pid": os.getpid(),
+                "run_dir": str(run_dir),
+            },
+        )
+    )
 
 
 def _dead(t: optuna.trial.FrozenTrial) -> bool:
     """Whether the worker that wrote trial ``t`` ran on this host and is gone."""
     pid = t.user_attrs.get("pid")
-    return (t.user_attrs.get("host") == HOST and isinstance(pid, int)
-            and pid != os.getpid() and not _alive(pid))
+    return (
+        t.user_attrs.get("host") == HOST
+        and isinstance(pid, int)
+        and pid != os.getpid()
+        and not _alive(pid)
+    )
 
 
-def claim_export(study: optuna.Study, run_dir: Path, fingerprint: str, poll_s: float = 0.5,
-                 patience_s: float = 300.0) -> bool:
+def claim_export(
+    study: optuna.Study,
+    run_dir: Path,
+    fingerprint: str,
+    poll_s: float = 0.5,
+    patience_s: float = 300.0,
+) -> bool:
     """True for exactly one worker of ``study``: the one that writes the specs.
 
     ``fingerprint`` identifies what is exported (the chosen trials): a rerun that chooses the
@@ -299,17 +347,26 @@ def claim_export(study: optuna.Study, run_dir: Path, fingerprint: str, poll_s: f
         if _dead(winner) or time.monotonic() - watched[1] > patience_s:
             _bid(study, fingerprint, round_ + 1, nonce, run_dir)  # the winner is gone: again
             continue
-        notice.waiting(f"another worker to finish writing the specs (claimed as trial "
-                       f"{winner.number} by {winner.user_attrs.get('host', '?')} pid "
-                       f"{winner.user_attrs.get('pid', '?')}; taken over when it is gone, or "
-                       f"after {patience_s:.0f} s)")
+        notice.waiting(
+            f"another worker to finish writing the specs (claimed as trial "
+            f"{winner.number} by {winner.user_attrs.get('host', '?')} pid "
+            f"{winner.user_attrs.get('pid', '?')}; taken over when it is gone, or "
+            f"after {patience_s:.0f} s)"
+        )
         time.sleep(poll_s)
 
 
 def mark_exported(study: optuna.Study, run_dir: Path, fingerprint: str) -> None:
-    study.set_user_attr("exported", {"fingerprint": fingerprint, "host": HOST,
-                                     "pid": os.getpid(), "run_dir": str(run_dir),
-                                     "time": time.time()})
+    study.set_user_attr(
+        "exported",
+        {
+            "fingerprint": fingerprint,
+            "host": HOST,
+            "pid": os.getpid(),
+            "run_dir": str(run_dir),
+            "time": time.time(),
+        },
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -354,8 +411,7 @@ def recover_stale(study: optuna.Study) -> int:
         params = t.params or t.system_attrs.get("fixed_params") or {}
         if params:
             study.enqueue_trial(params, user_attrs={"retry_of": t.number})
-        logger.warning("trial %d %s: failed%s", t.number, why,
-                       " and re-enqueued" if params else "")
+        logger.warning("trial %d %s: failed%s", t.number, why, " and re-enqueued" if params else "")
         recovered += 1
     return recovered
 
@@ -369,12 +425,20 @@ def counts(study: optuna.Study) -> tuple[int, int]:
 def _tally(study: optuna.Study) -> tuple[int, int, int]:
     """(finished, counted, waiting) from one read of the storage; tokens left out."""
     trials = [t for t in study.get_trials(deepcopy=False, states=COUNTED) if not _is_token(t)]
-    return (sum(t.state in FINISHED for t in trials), len(trials),
-            sum(t.state == TrialState.WAITING for t in trials))
+    return (
+        sum(t.state in FINISHED for t in trials),
+        len(trials),
+        sum(t.state == TrialState.WAITING for t in trials),
+    )
 
 
-def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int,
-               on_trial: Callable[[int], Any] | None = None, poll_s: float = 0.5) -> None:
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    n_trials: int,
+    on_trial: Callable[[int], Any] | None = None,
+    poll_s: float = 0.5,
+) -> None:
     """Runs trials until the study holds exactly ``n_trials`` finished ones.
 
     Returns once they are finished, including those other workers are running.
@@ -383,8 +447,9 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
     def guarded(trial: optuna.Trial) -> float:
         trial.set_user_attr("host", HOST)
         trial.set_user_attr("pid", os.getpid())  # last: a trial without one is ownerless
-        live = sorted(t.number for t in study.get_trials(deepcopy=False, states=COUNTED)
-                      if not _is_token(t))
+        live = sorted(
+            t.number for t in study.get_trials(deepcopy=False, states=COUNTED) if not _is_token(t)
+        )
         if trial.number not in live[:n_trials]:
             trial.set_user_attr("surplus", True)
             raise Surplus(trial.number)
@@ -410,16 +475,23 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             except (ValueError, RuntimeError) as exc:  # a worker took our trial for stale
                 if "finished" not in str(exc) and "Cannot tell" not in str(exc):
                     raise
-                logger.warning("a trial of this worker was failed as stale by another: "
-                               "its parameters run again")
+                logger.warning(
+                    "a trial of this worker was failed as stale by another: "
+                    "its parameters run again"
+                )
         if on_trial is not None:
             on_trial(counts(study)[0])
 
 
 def _running_elsewhere(study: optuna.Study) -> str:
     """The trials other workers are running, in words (host and pid where recorded)."""
-    running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-               if not _is_token(t)]
-    who = ", ".join(f"{t.number} ({t.user_attrs.get('host', '?')} pid "
-                    f"{t.user_attrs.get('pid', '?')})" for t in running[:5])
+    running = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not _is_token(t)
+    ]
+    who = ", ".join(
+        f"{t.number} ({t.user_attrs.get('host', '?')} pid {t.user_attrs.get('pid', '?')})"
+        for t in running[:5]
+    )
     return f"{len(running)} trial(s) running in other workers to finish: {who}"

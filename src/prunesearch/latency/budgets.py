@@ -37,13 +37,22 @@ if TYPE_CHECKING:
     from prunesearch.space import Space
     from prunesearch.spec import ArchSpec
 
-__all__ = ["attach_latency", "base_latency", "fastest", "latency_record", "measured_within",
-           "resolve_threads", "spec_ms", "study_qualifier", "timing"]
+__all__ = [
+    "attach_latency",
+    "base_latency",
+    "fastest",
+    "latency_record",
+    "measured_within",
+    "resolve_threads",
+    "spec_ms",
+    "study_qualifier",
+    "timing",
+]
 
 logger = logging.getLogger(__name__)
 
-REPROJECTIONS = 4   # tries to bring a measured latency under the budget before giving up
-MARGIN = 0.98       # a re-projection aims this far under the budget: measurements jitter
+REPROJECTIONS = 4  # tries to bring a measured latency under the budget before giving up
+MARGIN = 0.98  # a re-projection aims this far under the budget: measurements jitter
 # a measurement is the median of ROUNDS scaled medians taken GAP_SECONDS apart: this machine's
 # speed drops 1.5x for seconds at a time (BENCHMARKS.md), which one window cannot tell from the
 # model
@@ -82,9 +91,15 @@ def timing(space: Space, device: str, fmt: str) -> dict[str, Any]:
     reference and rounds that scale a timing to the machine's sustained speed."""
     s = space.search
     key = _key(space, device, fmt)
-    return {"batch": s.latency_batch, "device": device, "n_threads": key.threads,
-            "channels_last": fmt == "channels-last", "rounds": ROUNDS,
-            "gap_seconds": GAP_SECONDS, "reference": speed_reference(key)}
+    return {
+        "batch": s.latency_batch,
+        "device": device,
+        "n_threads": key.threads,
+        "channels_last": fmt == "channels-last",
+        "rounds": ROUNDS,
+        "gap_seconds": GAP_SECONDS,
+        "reference": speed_reference(key),
+    }
 
 
 def _formats(space: Space) -> tuple[str, ...]:
@@ -92,15 +107,24 @@ def _formats(space: Space) -> tuple[str, ...]:
     return FORMATS if fmt == "auto" else (fmt,)
 
 
-def attach_latency(graph: ChannelGraph, space: Space, *, device: str = "cpu",
-                   reporter: Reporter | None = None) -> dict[str, LatencyModel]:
+def attach_latency(
+    graph: ChannelGraph, space: Space, *, device: str = "cpu", reporter: Reporter | None = None
+) -> dict[str, LatencyModel]:
     """Builds (or reads from the cache) the space's latency models of ``graph`` and makes them
     its ``latency`` cost: predicted nanoseconds per image at ``search.latency_batch``."""
     s = space.search
-    models = {fmt: latency_model(graph, batch=s.latency_batch, device=device,
-                                 threads=s.latency_threads or None, memory_format=fmt,
-                                 min_ratio=s.min_ratio, reporter=reporter)
-              for fmt in _formats(space)}
+    models = {
+        fmt: latency_model(
+            graph,
+            batch=s.latency_batch,
+            device=device,
+            threads=s.latency_threads or None,
+            memory_format=fmt,
+            min_ratio=s.min_ratio,
+            reporter=reporter,
+        )
+        for fmt in _formats(space)
+    }
 
     def predicted(widths: Mapping[str, int] | None = None) -> int:
         return fastest(models, widths)[1]
@@ -114,8 +138,12 @@ def base_latency(graph: ChannelGraph, space: Space, *, device: str = "cpu") -> i
     absolute budget in a second, before any table is built."""
     times = []
     for fmt in _formats(space):
-        lat = measure(graph.model, tuple(graph.example_input.shape[1:]), max_seconds=1.0,
-                      **timing(space, device, fmt))
+        lat = measure(
+            graph.model,
+            tuple(graph.example_input.shape[1:]),
+            max_seconds=1.0,
+            **timing(space, device, fmt),
+        )
         times.append(lat.steady_ms * 1e6)
     return round(min(times))
 
@@ -129,43 +157,70 @@ def spec_ms(spec: ArchSpec, space: Space, *, device: str = "cpu") -> dict[str, A
     for fmt in _formats(space):
         lat = measure(build(spec), tuple(spec.input_shape), **timing(space, device, fmt))
         if not best or lat.steady_ms < best["ms"]:
-            best = {"ms": lat.steady_ms, "iqr_ms": list(lat.iqr_ms), "memory_format": fmt,
-                    "round_ms": [1e3 * m / lat.batch for m in lat.round_medians]}
+            best = {
+                "ms": lat.steady_ms,
+                "iqr_ms": list(lat.iqr_ms),
+                "memory_format": fmt,
+                "round_ms": [1e3 * m / lat.batch for m in lat.round_medians],
+            }
     return best
 
 
-def fastest(models: Mapping[str, LatencyModel], widths: Mapping[str, int] | None
-            ) -> tuple[str, int]:
+def fastest(
+    models: Mapping[str, LatencyModel], widths: Mapping[str, int] | None
+) -> tuple[str, int]:
     """(memory format, predicted ns per image) of the faster format at ``widths``."""
     return min(((fmt, m(widths)) for fmt, m in models.items()), key=lambda p: p[1])
 
 
-def latency_record(graph: ChannelGraph, models: Mapping[str, LatencyModel],
-                   widths: Mapping[str, int], target: int, space: Space, *,
-                   device: str = "cpu") -> dict[str, Any]:
+def latency_record(
+    graph: ChannelGraph,
+    models: Mapping[str, LatencyModel],
+    widths: Mapping[str, int],
+    target: int,
+    space: Space,
+    *,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """``widths`` timed for real in the format the models predict faster: what a spec keeps
     (the budget's settings, predicted and measured ms per image)."""
     s = space.search
     fmt, predicted = fastest(models, widths)
-    lat = measure(graph.prune(dict(widths)), tuple(graph.example_input.shape[1:]),
-                  **timing(space, device, fmt))
-    return {"memory_format": fmt, "batch": s.latency_batch, "threads": s.latency_threads,
-            "device": device, "target_ms": target / 1e6, "predicted_ms": predicted / 1e6,
-            "measured_ms": lat.steady_ms, "measured_iqr_ms": list(lat.iqr_ms),
-            "round_ms": [1e3 * m / lat.batch for m in lat.round_medians],
-            "repeats": len(lat.samples),
-            "speed_factors": list(lat.speed_factors),
-            "method": f"per image at the machine's sustained speed: each of {ROUNDS} rounds' "
-                      f"median of timed forward passes ({GAP_SECONDS} s apart, after warm-up) "
-                      "divided by how much slower a reference workload ran around it, the "
-                      "fastest round kept (prunesearch.latency.measure.measure, "
-                      "prunesearch.latency.reference)"}
+    lat = measure(
+        graph.prune(dict(widths)),
+        tuple(graph.example_input.shape[1:]),
+        **timing(space, device, fmt),
+    )
+    return {
+        "memory_format": fmt,
+        "batch": s.latency_batch,
+        "threads": s.latency_threads,
+        "device": device,
+        "target_ms": target / 1e6,
+        "predicted_ms": predicted / 1e6,
+        "measured_ms": lat.steady_ms,
+        "measured_iqr_ms": list(lat.iqr_ms),
+        "round_ms": [1e3 * m / lat.batch for m in lat.round_medians],
+        "repeats": len(lat.samples),
+        "speed_factors": list(lat.speed_factors),
+        "method": f"per image at the machine's sustained speed: each of {ROUNDS} rounds' "
+        f"median of timed forward passes ({GAP_SECONDS} s apart, after warm-up) "
+        "divided by how much slower a reference workload ran around it, the "
+        "fastest round kept (prunesearch.latency.measure.measure, "
+        "prunesearch.latency.reference)",
+    }
 
 
-def measured_within(graph: ChannelGraph, models: Mapping[str, LatencyModel],
-                    widths: Mapping[str, int], target: int, space: Space, *, device: str = "cpu",
-                    reproject: Callable[[int], dict[str, int]] | None = None
-                    ) -> tuple[dict[str, int], dict[str, Any]]:
+def measured_within(
+    graph: ChannelGraph,
+    models: Mapping[str, LatencyModel],
+    widths: Mapping[str, int],
+    target: int,
+    space: Space,
+    *,
+    device: str = "cpu",
+    reproject: Callable[[int], dict[str, int]] | None = None,
+) -> tuple[dict[str, int], dict[str, Any]]:
     """Times ``widths`` for real; while that is over ``target`` (ns per image), asks
     ``reproject(smaller_target)`` for widths of the same shape and times those.
 
@@ -185,18 +240,25 @@ def measured_within(graph: ChannelGraph, models: Mapping[str, LatencyModel],
             if tries:
                 record["reprojections"] = tries
             return dict(widths), record
-        tries.append({k: record[k] for k in ("predicted_ms", "measured_ms", "memory_format")}
-                     | {"widths": dict(widths)})
+        tries.append(
+            {k: record[k] for k in ("predicted_ms", "measured_ms", "memory_format")}
+            | {"widths": dict(widths)}
+        )
         if reproject is None:
             break
         aim = int(aim * MARGIN * target / (record["measured_ms"] * 1e6))
-        logger.info("measured %.3f ms per image against a budget of %.3f ms (predicted "
-                    "%.3f ms): projecting the same shape onto %.3f ms", record["measured_ms"],
-                    target / 1e6, record["predicted_ms"], aim / 1e6)
+        logger.info(
+            "measured %.3f ms per image against a budget of %.3f ms (predicted "
+            "%.3f ms): projecting the same shape onto %.3f ms",
+            record["measured_ms"],
+            target / 1e6,
+            record["predicted_ms"],
+            aim / 1e6,
+        )
         widths = reproject(aim)
     raise PrunesearchError(
         f"latency budget {target / 1e6:.3f} ms: the architecture measured "
         f"{tries[-1]['measured_ms']:.3f} ms per image after {len(tries)} tries (predicted "
         f"{tries[-1]['predicted_ms']:.3f} ms); the machine's timing may be too noisy for this "
-        "budget: run again on a quiet machine, or loosen the budget")
-
+        "budget: run again on a quiet machine, or loosen the budget"
+    )

@@ -34,8 +34,16 @@ if TYPE_CHECKING:
     from prunesearch.latency.reference import SpeedReference
     from prunesearch.spec import ArchSpec
 
-__all__ = ["FORMATS", "MAX_BATCH", "Latency", "latency_table", "measure", "spec_latency",
-           "threads", "time_calls"]
+__all__ = [
+    "FORMATS",
+    "MAX_BATCH",
+    "Latency",
+    "latency_table",
+    "measure",
+    "spec_latency",
+    "threads",
+    "time_calls",
+]
 
 FORMATS = ("nchw", "channels-last")
 WARMUP = 10
@@ -96,17 +104,25 @@ class Latency:
 
     def to_dict(self) -> dict[str, Any]:
         q1, q3 = self.iqr_ms
-        return asdict(self) | {"samples": list(self.samples), "repeats": len(self.samples),
-                               "median_ms_per_image": round(self.median_ms, 5),
-                               "iqr_ms_per_image": [round(q1, 5), round(q3, 5)],
-                               "min_ms_per_image": round(1e3 * min(self.samples) / self.batch,
-                                                         5)}
+        return asdict(self) | {
+            "samples": list(self.samples),
+            "repeats": len(self.samples),
+            "median_ms_per_image": round(self.median_ms, 5),
+            "iqr_ms_per_image": [round(q1, 5), round(q3, 5)],
+            "min_ms_per_image": round(1e3 * min(self.samples) / self.batch, 5),
+        }
 
 
-def time_calls(fn: Callable[[], Any], *, warmup: int = WARMUP, repeats: int = REPEATS,
-               max_seconds: float | None = MAX_SECONDS, min_repeats: int = MIN_REPEATS,
-               sync: Callable[[], Any] | None = None,
-               clock: Callable[[], float] = time.perf_counter) -> list[float]:
+def time_calls(
+    fn: Callable[[], Any],
+    *,
+    warmup: int = WARMUP,
+    repeats: int = REPEATS,
+    max_seconds: float | None = MAX_SECONDS,
+    min_repeats: int = MIN_REPEATS,
+    sync: Callable[[], Any] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
     """Seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones.
 
     Args:
@@ -117,8 +133,9 @@ def time_calls(fn: Callable[[], Any], *, warmup: int = WARMUP, repeats: int = RE
         clock: the time source (a fake clock in tests).
     """
     if repeats < 1 or warmup < 0:
-        raise PrunesearchError(f"latency: repeats must be >= 1 and warm-up >= 0, got "
-                               f"{repeats} and {warmup}")
+        raise PrunesearchError(
+            f"latency: repeats must be >= 1 and warm-up >= 0, got {repeats} and {warmup}"
+        )
     sync = sync or (lambda: None)
     for _ in range(warmup):
         fn()
@@ -153,13 +170,23 @@ def threads(n: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-def measure(model: nn.Module, input_shape: Sequence[int], *, batch: int = 1,
-            device: str | torch.device = "cpu", n_threads: int | None = None,
-            channels_last: bool = False, warmup: int = WARMUP, repeats: int = REPEATS,
-            max_seconds: float | None = MAX_SECONDS,
-            clock: Callable[[], float] = time.perf_counter, rounds: int = 1,
-            gap_seconds: float = 0.0, sleep: Callable[[float], Any] = time.sleep,
-            reference: SpeedReference | None = None) -> Latency:
+def measure(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    batch: int = 1,
+    device: str | torch.device = "cpu",
+    n_threads: int | None = None,
+    channels_last: bool = False,
+    warmup: int = WARMUP,
+    repeats: int = REPEATS,
+    max_seconds: float | None = MAX_SECONDS,
+    clock: Callable[[], float] = time.perf_counter,
+    rounds: int = 1,
+    gap_seconds: float = 0.0,
+    sleep: Callable[[float], Any] = time.sleep,
+    reference: SpeedReference | None = None,
+) -> Latency:
     """Times ``model``'s inference on a ``batch`` x ``input_shape`` batch.
 
     The model is copied (the caller's stays where it is, in its mode), put in eval mode on
@@ -188,23 +215,46 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch: int = 1,
             if r:
                 sleep(gap_seconds)
             before = reference.factor() if reference else 1.0
-            per_round.append(time_calls(lambda: net(x), warmup=warmup if r == 0 else
-                                        min(warmup, 3), repeats=repeats,
-                                        max_seconds=max_seconds, sync=sync, clock=clock))
+            per_round.append(
+                time_calls(
+                    lambda: net(x),
+                    warmup=warmup if r == 0 else min(warmup, 3),
+                    repeats=repeats,
+                    max_seconds=max_seconds,
+                    sync=sync,
+                    clock=clock,
+                )
+            )
             if reference:
                 factors.append((before + reference.factor()) / 2)
     samples = [t for s in per_round for t in s]
-    return Latency(batch=batch, samples=tuple(samples), warmup=warmup, threads=n,
-                   device=str(dev), memory_format=FORMATS[channels_last],
-                   round_medians=tuple(statistics.median(s) for s in per_round)
-                   if rounds > 1 or reference else (), speed_factors=tuple(factors))
+    return Latency(
+        batch=batch,
+        samples=tuple(samples),
+        warmup=warmup,
+        threads=n,
+        device=str(dev),
+        memory_format=FORMATS[channels_last],
+        round_medians=tuple(statistics.median(s) for s in per_round)
+        if rounds > 1 or reference
+        else (),
+        speed_factors=tuple(factors),
+    )
 
 
-def spec_latency(spec: ArchSpec, *, batches: Sequence[int] = (1, THROUGHPUT_BATCH),
-                 formats: Sequence[str] = FORMATS, device: str = "cpu",
-                 n_threads: int | None = None, warmup: int = WARMUP, repeats: int = REPEATS,
-                 max_seconds: float | None = MAX_SECONDS,
-                 model: nn.Module | None = None, with_base: bool = True) -> dict[str, Any]:
+def spec_latency(
+    spec: ArchSpec,
+    *,
+    batches: Sequence[int] = (1, THROUGHPUT_BATCH),
+    formats: Sequence[str] = FORMATS,
+    device: str = "cpu",
+    n_threads: int | None = None,
+    warmup: int = WARMUP,
+    repeats: int = REPEATS,
+    max_seconds: float | None = MAX_SECONDS,
+    model: nn.Module | None = None,
+    with_base: bool = True,
+) -> dict[str, Any]:
     """A spec's latency and its base model's, per memory format and batch size, as data.
 
     ``model``: the spec's network when the caller has it (trained weights: the same time as
@@ -222,12 +272,14 @@ def spec_latency(spec: ArchSpec, *, batches: Sequence[int] = (1, THROUGHPUT_BATC
     from prunesearch.spec import ArchSpec, build
 
     if not batches or not formats or not 1 <= min(batches) <= max(batches) <= MAX_BATCH:
-        raise PrunesearchError(f"latency: batch sizes must be in 1..{MAX_BATCH}, got "
-                               f"{list(batches)}")
+        raise PrunesearchError(
+            f"latency: batch sizes must be in 1..{MAX_BATCH}, got {list(batches)}"
+        )
     for f in formats:
         if f not in FORMATS:
-            raise PrunesearchError(f"latency: memory format must be one of "
-                                   f"{', '.join(FORMATS)}, got {f!r}")
+            raise PrunesearchError(
+                f"latency: memory format must be one of {', '.join(FORMATS)}, got {f!r}"
+            )
     models = {"spec": model if model is not None else build(spec)}
     if with_base:
         base = ArchSpec.from_graph(spec.graph(), {}, model=spec.model, model_args=spec.model_args)
@@ -238,21 +290,40 @@ def spec_latency(spec: ArchSpec, *, batches: Sequence[int] = (1, THROUGHPUT_BATC
     for fmt in formats:
         for batch in batches:
             for name, net in models.items():
-                lat = measure(net, spec.input_shape, batch=batch, device=dev,
-                              n_threads=n_threads, channels_last=fmt == "channels-last",
-                              warmup=warmup, repeats=repeats, max_seconds=max_seconds)
+                lat = measure(
+                    net,
+                    spec.input_shape,
+                    batch=batch,
+                    device=dev,
+                    n_threads=n_threads,
+                    channels_last=fmt == "channels-last",
+                    warmup=warmup,
+                    repeats=repeats,
+                    max_seconds=max_seconds,
+                )
                 rows.append({"model": name} | lat.to_dict())
     speedup: dict[str, dict[str, float]] = {}
     for fmt in formats if with_base else ():
         for batch in batches:
-            pick = {r["model"]: r["median_ms_per_image"] for r in rows
-                    if r["memory_format"] == fmt and r["batch"] == batch}
+            pick = {
+                r["model"]: r["median_ms_per_image"]
+                for r in rows
+                if r["memory_format"] == fmt and r["batch"] == batch
+            }
             speedup.setdefault(fmt, {})[str(batch)] = round(pick["base"] / pick["spec"], 3)
-    return {"device": str(dev), "threads": rows[0]["threads"], "torch": torch.__version__,
-            "warmup": warmup, "repeats": repeats, "batches": list(batches),
-            "formats": list(formats), "flops": spec.flops, "base_flops": spec.base_flops,
-            "rows": rows,
-            "speedup": speedup}
+    return {
+        "device": str(dev),
+        "threads": rows[0]["threads"],
+        "torch": torch.__version__,
+        "warmup": warmup,
+        "repeats": repeats,
+        "batches": list(batches),
+        "formats": list(formats),
+        "flops": spec.flops,
+        "base_flops": spec.base_flops,
+        "rows": rows,
+        "speedup": speedup,
+    }
 
 
 def _ms(row: dict[str, Any]) -> str:
@@ -266,8 +337,11 @@ def latency_table(latency: dict[str, Any]) -> list[list[str]]:
     rows = []
     for fmt in latency["formats"]:
         for name in ("spec", "base"):
-            cells = {r["batch"]: _ms(r) for r in latency["rows"]
-                     if r["model"] == name and r["memory_format"] == fmt}
+            cells = {
+                r["batch"]: _ms(r)
+                for r in latency["rows"]
+                if r["model"] == name and r["memory_format"] == fmt
+            }
             if cells:
                 rows.append([name, fmt, *(cells[b] for b in latency["batches"])])
     return rows

@@ -46,16 +46,23 @@ if TYPE_CHECKING:
     from prunesearch.latency.reference import SpeedReference
     from prunesearch.progress import Reporter
 
-__all__ = ["LatencyKey", "LatencyModel", "cache_folder", "grid_axis", "latency_key",
-           "latency_model", "speed_reference"]
+__all__ = [
+    "LatencyKey",
+    "LatencyModel",
+    "cache_folder",
+    "grid_axis",
+    "latency_key",
+    "latency_model",
+    "speed_reference",
+]
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 4  # 3: scaled to the sustained speed by a warmed reference (speed.py);
 #                    4: the median of the scaled passes, not the fastest
 CALIBRATION_MODELS = 16
-CELL_REPEATS = 20       # timed calls per grid cell (median taken), after a short warm-up
-MODEL_REPEATS = 30      # timed calls per calibration network
+CELL_REPEATS = 20  # timed calls per grid cell (median taken), after a short warm-up
+MODEL_REPEATS = 30  # timed calls per calibration network
 # every cell and network is timed in PASSES passes over the whole table, each timing scaled to
 # the machine's sustained speed by the speed reference, and the median pass kept: this
 # machine's speed drops 1.5x for seconds at a time (BENCHMARKS.md), and a reference reading is
@@ -78,9 +85,9 @@ def grid_axis(lo: int, hi: int, step: int = 1) -> list[int]:
 class LatencyKey:
     """What a latency model is valid for; part of its cache file's name."""
 
-    device: str           # e.g. "cpu:Intel(R) Xeon(R) ...:AVX512", "cuda:NVIDIA H100"
+    device: str  # e.g. "cpu:Intel(R) Xeon(R) ...:AVX512", "cuda:NVIDIA H100"
     threads: int
-    memory_format: str    # nchw | channels-last
+    memory_format: str  # nchw | channels-last
     batch: int
     torch: str
 
@@ -105,13 +112,20 @@ def _signature(op: OpChannels) -> tuple[str, dict[str, Any]] | None:
     m = op.module
     spatial = op.in_shapes[0][2:] if op.in_shapes else ()
     if isinstance(m, nn.modules.conv._ConvNd) and type(m).forward in {
-            c.__dict__.get("forward") for c in type(m).__mro__}:
+        c.__dict__.get("forward") for c in type(m).__mro__
+    }:
         depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
-        spec = {"kind": "dwconv" if depthwise else "conv", "dims": len(m.kernel_size),
-                "kernel": list(m.kernel_size), "stride": list(m.stride),
-                "padding": m.padding if isinstance(m.padding, str) else list(m.padding),
-                "dilation": list(m.dilation), "groups": 0 if depthwise else m.groups,
-                "bias": m.bias is not None, "spatial": list(spatial)}
+        spec = {
+            "kind": "dwconv" if depthwise else "conv",
+            "dims": len(m.kernel_size),
+            "kernel": list(m.kernel_size),
+            "stride": list(m.stride),
+            "padding": m.padding if isinstance(m.padding, str) else list(m.padding),
+            "dilation": list(m.dilation),
+            "groups": 0 if depthwise else m.groups,
+            "bias": m.bias is not None,
+            "spatial": list(spatial),
+        }
     elif isinstance(m, nn.Linear) and len(op.in_shapes[0]) == 2:
         spec = {"kind": "linear", "bias": m.bias is not None}
     else:
@@ -119,8 +133,9 @@ def _signature(op: OpChannels) -> tuple[str, dict[str, Any]] | None:
     return json.dumps(spec, sort_keys=True), spec
 
 
-def _make_layer(spec: dict[str, Any], cin: int, cout: int, batch: int
-                ) -> tuple[nn.Module, tuple[int, ...]]:
+def _make_layer(
+    spec: dict[str, Any], cin: int, cout: int, batch: int
+) -> tuple[nn.Module, tuple[int, ...]]:
     """A fresh layer of ``spec`` with these channel counts, and its input's shape."""
     from torch import nn
 
@@ -131,8 +146,16 @@ def _make_layer(spec: dict[str, Any], cin: int, cout: int, batch: int
         cout, groups = cin, cin
     else:
         groups = spec["groups"]
-    layer = conv(cin, cout, spec["kernel"], stride=spec["stride"], padding=spec["padding"],
-                 dilation=spec["dilation"], groups=groups, bias=spec["bias"])
+    layer = conv(
+        cin,
+        cout,
+        spec["kernel"],
+        stride=spec["stride"],
+        padding=spec["padding"],
+        dilation=spec["dilation"],
+        groups=groups,
+        bias=spec["bias"],
+    )
     return layer, (batch, cin, *spec["spatial"])
 
 
@@ -140,8 +163,14 @@ class LatencyModel:
     """Predicted forward latency of a graph's model pruned to any widths, at ``key.batch``
     images per pass; built and cached by :func:`latency_model`."""
 
-    def __init__(self, graph: ChannelGraph, key: LatencyKey, tables: dict[str, dict],
-                 fit: dict[str, float], build_seconds: float) -> None:
+    def __init__(
+        self,
+        graph: ChannelGraph,
+        key: LatencyKey,
+        tables: dict[str, dict],
+        fit: dict[str, float],
+        build_seconds: float,
+    ) -> None:
         self.key, self.tables, self.fit = key, tables, fit
         self.build_seconds = build_seconds
         self._graph = graph
@@ -176,7 +205,7 @@ def _dense(t: dict[str, Any]) -> np.ndarray:
     ns = np.asarray(t["ns"], dtype=float)
     cols = np.arange(int(cout[-1]) + 1, dtype=float)
     rows = np.arange(int(cin[-1]) + 1, dtype=float)
-    along_out = np.stack([np.interp(cols, cout, r) for r in ns])       # [grid cin, every cout]
+    along_out = np.stack([np.interp(cols, cout, r) for r in ns])  # [grid cin, every cout]
     return np.stack([np.interp(rows, cin, along_out[:, j]) for j in range(len(cols))], axis=1)
 
 
@@ -198,10 +227,12 @@ class _Lookup:
         self.out_max = self.stride - 1
         self.in_const = np.asarray([lay.cin[0] for lay in layers], dtype=np.int64)
         self.out_const = np.asarray([lay.cout[0] for lay in layers], dtype=np.int64)
-        self.in_coef = np.asarray([lay.cin[1] for lay in layers],
-                                  dtype=np.int64).reshape(-1, n_groups)
-        self.out_coef = np.asarray([lay.cout[1] for lay in layers],
-                                   dtype=np.int64).reshape(-1, n_groups)
+        self.in_coef = np.asarray([lay.cin[1] for lay in layers], dtype=np.int64).reshape(
+            -1, n_groups
+        )
+        self.out_coef = np.asarray([lay.cout[1] for lay in layers], dtype=np.int64).reshape(
+            -1, n_groups
+        )
 
     def __call__(self, widths: np.ndarray) -> float:
         cin = np.minimum(self.in_const + self.in_coef @ widths, self.in_max)
@@ -224,8 +255,9 @@ def _structure(graph: ChannelGraph) -> tuple[list[_Layer], tuple[int, np.ndarray
     return layers, (const, coef)
 
 
-def _ranges(graph: ChannelGraph, min_widths: np.ndarray
-            ) -> dict[str, tuple[dict[str, Any], tuple[int, int], tuple[int, int], int]]:
+def _ranges(
+    graph: ChannelGraph, min_widths: np.ndarray
+) -> dict[str, tuple[dict[str, Any], tuple[int, int], tuple[int, int], int]]:
     """Per table: its layer spec and the input/output channel ranges its layers can take."""
     base = graph.widths_vector(None)
     out: dict[str, Any] = {}
@@ -273,26 +305,39 @@ def _fingerprint(graph: ChannelGraph) -> str:
     return hashlib.sha256(json.dumps([ops, groups]).encode()).hexdigest()[:12]
 
 
-def _time_layer(spec: dict[str, Any], cin: int, cout: int, key: LatencyKey,
-                measure_fn: Callable[..., Any]) -> float:
+def _time_layer(
+    spec: dict[str, Any], cin: int, cout: int, key: LatencyKey, measure_fn: Callable[..., Any]
+) -> float:
     """Median nanoseconds of one forward of a fresh layer (cin -> cout)."""
     layer, shape = _make_layer(spec, cin, cout, key.batch)
-    lat = measure_fn(layer, shape[1:], batch=key.batch, channels_last=(
-        key.memory_format == "channels-last" and len(shape) == 4), repeats=CELL_REPEATS,
-        warmup=3, max_seconds=0.5)
+    lat = measure_fn(
+        layer,
+        shape[1:],
+        batch=key.batch,
+        channels_last=(key.memory_format == "channels-last" and len(shape) == 4),
+        repeats=CELL_REPEATS,
+        warmup=3,
+        max_seconds=0.5,
+    )
     return lat.steady_ms * key.batch * 1e6
 
 
-def _random_widths(graph: ChannelGraph, rng: np.random.Generator, floors: np.ndarray
-                   ) -> np.ndarray:
+def _random_widths(graph: ChannelGraph, rng: np.random.Generator, floors: np.ndarray) -> np.ndarray:
     base = graph.widths_vector(None)
     r = rng.uniform(0, 1, len(base))
     return np.maximum(floors, np.round(floors + r * (base - floors))).astype(np.int64)
 
 
-def _calibrate(model: LatencyModel, graph: ChannelGraph, key: LatencyKey, floors: np.ndarray,
-               measure_fn: Callable[..., Any], n: int, seed: int,
-               step: Callable[[], None]) -> dict[str, float]:
+def _calibrate(
+    model: LatencyModel,
+    graph: ChannelGraph,
+    key: LatencyKey,
+    floors: np.ndarray,
+    measure_fn: Callable[..., Any],
+    n: int,
+    seed: int,
+    step: Callable[[], None],
+) -> dict[str, float]:
     """Fits ``intercept + layers * table sum + elements * elements`` to whole networks."""
     rng = np.random.default_rng(seed)
     base = graph.widths_vector(None)
@@ -302,9 +347,15 @@ def _calibrate(model: LatencyModel, graph: ChannelGraph, key: LatencyKey, floors
     y = np.zeros((PASSES, len(nets)))
     for k in range(PASSES):  # each network's median pass: passes lie seconds apart
         for i, net in enumerate(nets):
-            lat = measure_fn(net, tuple(_input_shape(graph)), batch=key.batch,
-                             channels_last=key.memory_format == "channels-last",
-                             repeats=MODEL_REPEATS, warmup=5, max_seconds=2.0)
+            lat = measure_fn(
+                net,
+                tuple(_input_shape(graph)),
+                batch=key.batch,
+                channels_last=key.memory_format == "channels-last",
+                repeats=MODEL_REPEATS,
+                warmup=5,
+                max_seconds=2.0,
+            )
             y[k, i] = lat.steady_ms * key.batch * 1e6
             step()
     rows = [(1.0, *model.parts(vec)) for vec in vectors]
@@ -324,9 +375,14 @@ def _fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     full = dict.fromkeys((0, 1, 2), 0.0) | dict(zip(cols, map(float, coef), strict=True))
     pred = x @ np.asarray([full[0], full[1], full[2]])
     rel = np.abs(pred - y) / y
-    return {"intercept": full[0], "layers": full[1], "elements": full[2],
-            "median_rel_error": float(np.median(rel)), "max_rel_error": float(rel.max()),
-            "networks": len(y)}
+    return {
+        "intercept": full[0],
+        "layers": full[1],
+        "elements": full[2],
+        "median_rel_error": float(np.median(rel)),
+        "max_rel_error": float(rel.max()),
+        "networks": len(y),
+    }
 
 
 def _input_shape(graph: ChannelGraph) -> tuple[int, ...]:
@@ -341,8 +397,10 @@ def speed_reference(key: LatencyKey, folder: Path | None = None) -> SpeedReferen
     latency tables (``speed.json``)."""
     from prunesearch.latency.reference import SpeedReference
 
-    return SpeedReference(f"{key.device}|{key.threads} threads|torch {key.torch}",
-                          (folder or cache_folder()) / "speed.json")
+    return SpeedReference(
+        f"{key.device}|{key.threads} threads|torch {key.torch}",
+        (folder or cache_folder()) / "speed.json",
+    )
 
 
 def cache_folder() -> Path:
@@ -352,12 +410,20 @@ def cache_folder() -> Path:
     return (Path(root) if root else Path.home() / ".cache" / "prunesearch") / "latency"
 
 
-def latency_model(graph: ChannelGraph, *, batch: int = 1, device: str = "cpu",
-                  threads: int | None = None, memory_format: str = "nchw",
-                  min_ratio: float = 0.1, cache_dir: str | Path | None = None,
-                  calibration: int = CALIBRATION_MODELS, seed: int = 0,
-                  reporter: Reporter | None = None,
-                  measure_fn: Callable[..., Any] | None = None) -> LatencyModel:
+def latency_model(
+    graph: ChannelGraph,
+    *,
+    batch: int = 1,
+    device: str = "cpu",
+    threads: int | None = None,
+    memory_format: str = "nchw",
+    min_ratio: float = 0.1,
+    cache_dir: str | Path | None = None,
+    calibration: int = CALIBRATION_MODELS,
+    seed: int = 0,
+    reporter: Reporter | None = None,
+    measure_fn: Callable[..., Any] | None = None,
+) -> LatencyModel:
     """The latency model of ``graph``'s model on this machine, from the cache or built.
 
     Args:
@@ -375,8 +441,9 @@ def latency_model(graph: ChannelGraph, *, batch: int = 1, device: str = "cpu",
     from prunesearch.latency.measure import threads as thread_count
 
     if memory_format not in FORMATS:
-        raise PrunesearchError(f"memory format must be one of {', '.join(FORMATS)}, "
-                               f"got {memory_format!r}")
+        raise PrunesearchError(
+            f"memory format must be one of {', '.join(FORMATS)}, got {memory_format!r}"
+        )
     if batch < 1:
         raise PrunesearchError(f"--latency-batch must be >= 1, got {batch}")
     measure_fn = measure_fn or measure
@@ -388,8 +455,9 @@ def latency_model(graph: ChannelGraph, *, batch: int = 1, device: str = "cpu",
             cached = read_json(path, "latency table")
             if cached.get("format") == FORMAT_VERSION and cached.get("key") == key.__dict__:
                 logger.info("latency model: reusing %s", path)
-                return LatencyModel(graph, key, cached["tables"], cached["fit"],
-                                    cached["build_seconds"])
+                return LatencyModel(
+                    graph, key, cached["tables"], cached["fit"], cached["build_seconds"]
+                )
         reference = speed_reference(key, folder)
 
         def timed(*args: Any, **kwargs: Any) -> Any:  # at the machine's sustained speed
@@ -398,22 +466,35 @@ def latency_model(graph: ChannelGraph, *, batch: int = 1, device: str = "cpu",
         return _build(graph, key, path, min_ratio, calibration, seed, reporter, timed)
 
 
-def _build(graph: ChannelGraph, key: LatencyKey, path: Path, min_ratio: float,
-           calibration: int, seed: int, reporter: Reporter | None,
-           measure_fn: Callable[..., Any]) -> LatencyModel:
+def _build(
+    graph: ChannelGraph,
+    key: LatencyKey,
+    path: Path,
+    min_ratio: float,
+    calibration: int,
+    seed: int,
+    reporter: Reporter | None,
+    measure_fn: Callable[..., Any],
+) -> LatencyModel:
     from prunesearch.engine.budget import min_widths
 
     start = time.perf_counter()
     floors_map = min_widths(graph, min_ratio, 1)
     floors = np.asarray([floors_map[g.name] for g in graph.groups], dtype=np.int64)
-    plan = {name: (spec, grid_axis(*cin, step), grid_axis(*cout, step) if
-                   spec["kind"] != "dwconv" else [0])
-            for name, (spec, cin, cout, step) in _ranges(graph, floors).items()}
+    plan = {
+        name: (
+            spec,
+            grid_axis(*cin, step),
+            grid_axis(*cout, step) if spec["kind"] != "dwconv" else [0],
+        )
+        for name, (spec, cin, cout, step) in _ranges(graph, floors).items()
+    }
     total = PASSES * (sum(len(a) * len(b) for _, a, b in plan.values()) + max(3, calibration))
     done = 0
     if reporter:
-        reporter.work_start(f"latency table ({key.memory_format}, batch {key.batch}, "
-                            f"{key.threads} threads)", total)
+        reporter.work_start(
+            f"latency table ({key.memory_format}, batch {key.batch}, {key.threads} threads)", total
+        )
 
     def step() -> None:
         nonlocal done
@@ -421,9 +502,15 @@ def _build(graph: ChannelGraph, key: LatencyKey, path: Path, min_ratio: float,
         if reporter:
             reporter.work_step(done)
 
-    tables = {name: {"spec": spec, "cin": cin_axis, "cout": cout_axis,
-                     "ns": np.zeros((PASSES, len(cin_axis), len(cout_axis)))}
-              for name, (spec, cin_axis, cout_axis) in plan.items()}
+    tables = {
+        name: {
+            "spec": spec,
+            "cin": cin_axis,
+            "cout": cout_axis,
+            "ns": np.zeros((PASSES, len(cin_axis), len(cout_axis))),
+        }
+        for name, (spec, cin_axis, cout_axis) in plan.items()
+    }
     for k in range(PASSES):  # each cell's median pass: passes lie seconds apart
         for t in tables.values():
             for i, cin in enumerate(t["cin"]):
@@ -432,15 +519,30 @@ def _build(graph: ChannelGraph, key: LatencyKey, path: Path, min_ratio: float,
                     step()
     for t in tables.values():
         t["ns"] = np.median(t["ns"], axis=0).tolist()
-    model = LatencyModel(graph, key, tables, {"intercept": 0.0, "layers": 1.0,
-                                              "elements": 0.0}, 0.0)
+    model = LatencyModel(
+        graph, key, tables, {"intercept": 0.0, "layers": 1.0, "elements": 0.0}, 0.0
+    )
     fit = _calibrate(model, graph, key, floors, measure_fn, max(3, calibration), seed, step)
     if reporter:
         reporter.close()
     seconds = time.perf_counter() - start
-    atomic_write_json(path, {"format": FORMAT_VERSION, "key": key.__dict__, "tables": tables,
-                             "fit": fit, "build_seconds": seconds})
-    logger.info("latency model built in %.1f s (fit on %d networks: median error %.1f%%, "
-                "worst %.1f%%) -> %s", seconds, fit["networks"], 100 * fit["median_rel_error"],
-                100 * fit["max_rel_error"], path)
+    atomic_write_json(
+        path,
+        {
+            "format": FORMAT_VERSION,
+            "key": key.__dict__,
+            "tables": tables,
+            "fit": fit,
+            "build_seconds": seconds,
+        },
+    )
+    logger.info(
+        "latency model built in %.1f s (fit on %d networks: median error %.1f%%, "
+        "worst %.1f%%) -> %s",
+        seconds,
+        fit["networks"],
+        100 * fit["median_rel_error"],
+        100 * fit["max_rel_error"],
+        path,
+    )
     return LatencyModel(graph, key, tables, fit, seconds)

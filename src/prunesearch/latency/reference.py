@@ -39,8 +39,9 @@ def _reference_net() -> nn.Module:
     from torch import nn
 
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(16, 16, 3, padding=1)).eval()
+    return nn.Sequential(
+        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1)
+    ).eval()
 
 
 class SpeedReference:

@@ -33,8 +33,9 @@ class Transition(nn.Module):
 
 
 class DenseNet(CifarNet):
-    def __init__(self, depth: int = 40, growth: int = 12, num_classes: int = 10,
-                 in_channels: int = 3) -> None:
+    def __init__(
+        self, depth: int = 40, growth: int = 12, num_classes: int = 10, in_channels: int = 3
+    ) -> None:
         super().__init__()
         n = (depth - 4) // 3
         c = 2 * growth

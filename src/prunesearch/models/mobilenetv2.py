@@ -9,8 +9,15 @@ from ._init import CifarNet
 from .registry import register_model
 
 # (expansion, out_channels, blocks, stride)
-_CFG = [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2),
-        (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+_CFG = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 1),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
 
 
 class InvertedResidual(nn.Module):
@@ -28,8 +35,9 @@ class InvertedResidual(nn.Module):
         self.bn3 = nn.BatchNorm2d(c_out)
         self.shortcut: nn.Module | None = None
         if stride == 1 and c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False),
-                                          nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out)
+            )
         self.residual = stride == 1
 
     def forward(self, x: Tensor) -> Tensor:

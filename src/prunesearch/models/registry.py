@@ -33,8 +33,9 @@ def _load_plugins() -> None:
         try:
             ep.load()
         except Exception as exc:  # a broken plugin must not break the zoo
-            logging.getLogger(__name__).warning("model plugin %s (%s) failed to load: %s",
-                                                ep.name, ep.value, exc)
+            logging.getLogger(__name__).warning(
+                "model plugin %s (%s) failed to load: %s", ep.name, ep.value, exc
+            )
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -45,8 +46,10 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """
     name = fn.__name__
     existing = _REGISTRY.get(name)
-    if existing is not None and existing is not fn and (
-        existing.__module__ != fn.__module__ or existing.__qualname__ != fn.__qualname__
+    if (
+        existing is not None
+        and existing is not fn
+        and (existing.__module__ != fn.__module__ or existing.__qualname__ != fn.__qualname__)
     ):
         raise PrunesearchError(f"a model named {name!r} is already registered")
     _REGISTRY[name] = fn
@@ -64,8 +67,7 @@ def is_import_ref(name: str) -> bool:
     return ":" in name
 
 
-def resolve_model(name: str, *, allow_import: AllowImport = False
-                  ) -> Callable[..., nn.Module]:
+def resolve_model(name: str, *, allow_import: AllowImport = False) -> Callable[..., nn.Module]:
     """Returns the constructor for a registry name or a ``"pkg.module:callable"`` reference.
 
     An import reference is imported only when ``allow_import`` permits its package (see
@@ -86,16 +88,21 @@ def resolve_model(name: str, *, allow_import: AllowImport = False
                 f"unknown model {shown(name)}; known models: {', '.join(list_models())}"
             ) from None
     module_name, _, attr = name.partition(":")
-    if not module_name or not attr or not all(
-            p.isidentifier() for p in (*module_name.split("."), *attr.split("."))):
-        raise PrunesearchError(f"model reference {shown(name)} must look like "
-                               "'pkg.module:callable'")
+    if (
+        not module_name
+        or not attr
+        or not all(p.isidentifier() for p in (*module_name.split("."), *attr.split(".")))
+    ):
+        raise PrunesearchError(
+            f"model reference {shown(name)} must look like 'pkg.module:callable'"
+        )
     registered = _REGISTRY.get(attr.rsplit(".", 1)[-1])
     if registered is not None and registered.__module__ == module_name:
         return registered
     if stdlib(module_name):
-        raise PrunesearchError(f"model reference {shown(name)} names the standard library, "
-                               "not a model: refused")
+        raise PrunesearchError(
+            f"model reference {shown(name)} names the standard library, not a model: refused"
+        )
     allow = import_permission(allow_import)
     if not permits(allow, module_name):
         top = module_name.split(".", 1)[0]
@@ -109,7 +116,8 @@ def resolve_model(name: str, *, allow_import: AllowImport = False
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise PrunesearchError(
-            f"cannot import module {module_name!r} for model {name!r}: {exc}") from None
+            f"cannot import module {module_name!r} for model {name!r}: {exc}"
+        ) from None
     for part in attr.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
@@ -118,8 +126,10 @@ def resolve_model(name: str, *, allow_import: AllowImport = False
         raise PrunesearchError(f"model reference {name!r} does not name a callable")
     home = getattr(obj, "__module__", None)  # "pkg:os.system" reaches os through pkg
     if not isinstance(home, str) or stdlib(home) or not permits(allow, home):
-        raise PrunesearchError(f"model reference {name!r} names a callable defined in "
-                               f"{home or 'no module'}, outside the allowed packages: refused")
+        raise PrunesearchError(
+            f"model reference {name!r} names a callable defined in "
+            f"{home or 'no module'}, outside the allowed packages: refused"
+        )
     return obj
 
 

@@ -44,8 +44,17 @@ from prunesearch.latency.measure import time_calls
 from prunesearch.progress import Reporter
 from prunesearch.space import Optimisation
 
-__all__ = ["Recipe", "RunOptions", "Splits", "evaluate", "fit", "load_weights", "lr_factor",
-           "resolve_device", "save_weights"]
+__all__ = [
+    "Recipe",
+    "RunOptions",
+    "Splits",
+    "evaluate",
+    "fit",
+    "load_weights",
+    "lr_factor",
+    "resolve_device",
+    "save_weights",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +140,9 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any]) -> Path
     from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
-    meta = {"format": WEIGHTS_FORMAT} | {k: json.dumps(v, sort_keys=True)
-                                         for k, v in metadata.items()}
+    meta = {"format": WEIGHTS_FORMAT} | {
+        k: json.dumps(v, sort_keys=True) for k, v in metadata.items()
+    }
     return atomic_write_bytes(path, _canonical_header(save(state, metadata=meta)))
 
 
@@ -142,10 +152,10 @@ def _canonical_header(blob: bytes) -> bytes:
     to the next, so identical weights would get different bytes and digests. The tensors' data
     offsets are relative to the end of the header, so they stay valid."""
     n = int.from_bytes(blob[:8], "little")
-    header = json.loads(blob[8:8 + n])
+    header = json.loads(blob[8 : 8 + n])
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the format aligns the data to 8 bytes
-    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -162,29 +172,34 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     except Exception as exc:
         raise PrunesearchError(f"{path} is not a readable safetensors file: {exc}") from None
     if meta.get("format") != WEIGHTS_FORMAT:
-        raise PrunesearchError(f"{path} was not written by prunesearch (no "
-                               f"{WEIGHTS_FORMAT} metadata)")
+        raise PrunesearchError(
+            f"{path} was not written by prunesearch (no {WEIGHTS_FORMAT} metadata)"
+        )
     try:
         return state, {k: json.loads(v) for k, v in meta.items() if k != "format"}
     except (ValueError, RecursionError):
-        raise PrunesearchError(f"{path}: its prunesearch metadata is not valid JSON "
-                               "(the file was edited or damaged)") from None
+        raise PrunesearchError(
+            f"{path}: its prunesearch metadata is not valid JSON (the file was edited or damaged)"
+        ) from None
 
 
 def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
-        raise PrunesearchError(f"checkpoint {path} is corrupt or not a prunesearch checkpoint "
-                               f"({type(exc).__name__}); remove it to start over") from None
+        raise PrunesearchError(
+            f"checkpoint {path} is corrupt or not a prunesearch checkpoint "
+            f"({type(exc).__name__}); remove it to start over"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise PrunesearchError(f"{path} is not a prunesearch checkpoint")
     return ckpt
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: BatchLoader, amp_dtype: torch.dtype | None = None
-             ) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, loader: BatchLoader, amp_dtype: torch.dtype | None = None
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over a loader, in eval mode."""
     was_training = model.training
     model.eval()
@@ -254,9 +269,17 @@ class _Training:
     memory_format: dict[str, Any]  # the training memory format, and how it was chosen
 
 
-def fit(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions, run_dir: Path, *,
-        metadata: dict[str, Any] | None = None, reporter: Reporter | None = None,
-        title: str = "train") -> dict[str, Any]:
+def fit(
+    model: nn.Module,
+    splits: Splits,
+    recipe: Recipe,
+    opts: RunOptions,
+    run_dir: Path,
+    *,
+    metadata: dict[str, Any] | None = None,
+    reporter: Reporter | None = None,
+    title: str = "train",
+) -> dict[str, Any]:
     """Trains ``model`` and writes the run folder; returns the metrics written to metrics.json.
 
     Args:
@@ -271,14 +294,27 @@ def fit(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions, run_
     reporter = reporter or Reporter()
     metadata = metadata or {}
     ckpt_path = run_dir / "checkpoint.pt"
-    ckpt = _load_checkpoint(ckpt_path, torch.device("cpu")) \
-        if opts.resume and ckpt_path.is_file() else None
+    ckpt = (
+        _load_checkpoint(ckpt_path, torch.device("cpu"))
+        if opts.resume and ckpt_path.is_file()
+        else None
+    )
     # a resumed run keeps the memory format it started in (checkpoints before it was recorded:
     # channels-last, the only one then), so that it resumes exactly
-    t = _prepare(model, splits, recipe, opts, None if ckpt is None else ckpt.get(
-        "memory_format", {"memory_format": "channels-last", "how": "resumed"}))
-    fingerprint = json.dumps({"recipe": asdict(recipe), "seed": opts.seed,
-                              "world": t.world} | metadata, sort_keys=True, default=str)
+    t = _prepare(
+        model,
+        splits,
+        recipe,
+        opts,
+        None
+        if ckpt is None
+        else ckpt.get("memory_format", {"memory_format": "channels-last", "how": "resumed"}),
+    )
+    fingerprint = json.dumps(
+        {"recipe": asdict(recipe), "seed": opts.seed, "world": t.world} | metadata,
+        sort_keys=True,
+        default=str,
+    )
     start_epoch, history = 0, []
     if ckpt is not None:
         start_epoch, history = _resume(t, ckpt, ckpt_path, fingerprint)
@@ -296,76 +332,130 @@ def fit(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions, run_
     return _finish(t, recipe, opts, run_dir, history, metadata)
 
 
-def _prepare(model: nn.Module, splits: Splits, recipe: Recipe, opts: RunOptions,
-             resumed_format: dict[str, Any] | None = None) -> _Training:
+def _prepare(
+    model: nn.Module,
+    splits: Splits,
+    recipe: Recipe,
+    opts: RunOptions,
+    resumed_format: dict[str, Any] | None = None,
+) -> _Training:
     """The model on its device in its memory format (``resumed_format``: the interrupted run's
     choice), the loaders, the optimiser and the learning-rate schedule."""
     rank, world, device = _distributed(resolve_device(opts.device))
     amp_dtype = _amp_dtype(opts, device)
     _seed_all(opts.seed)
-    train_loader = BatchLoader(splits.train, recipe.batch_size, train=True,
-                               augment=recipe.augment, device=device, seed=opts.seed,
-                               rank=rank, world_size=world)
+    train_loader = BatchLoader(
+        splits.train,
+        recipe.batch_size,
+        train=True,
+        augment=recipe.augment,
+        device=device,
+        seed=opts.seed,
+        rank=rank,
+        world_size=world,
+    )
     if len(train_loader) == 0:
-        raise PrunesearchError(f"{len(splits.train)} training images make no batch of "
-                               f"{recipe.batch_size}")
+        raise PrunesearchError(
+            f"{len(splits.train)} training images make no batch of {recipe.batch_size}"
+        )
     total_steps = recipe.epochs * len(train_loader)
-    fmt = resumed_format or _choose_format(model, train_loader, recipe, total_steps, device,
-                                           amp_dtype, world)
+    fmt = resumed_format or _choose_format(
+        model, train_loader, recipe, total_steps, device, amp_dtype, world
+    )
     channels_last = fmt["memory_format"] == "channels-last"
     model = to_device(model, device, channels_last)
     train_loader.channels_last = channels_last
-    eval_loaders = {name: BatchLoader(data, recipe.eval_batch_size, train=False, device=device,
-                                      channels_last=channels_last)
-                    for name, data in (("val", splits.val), ("test", splits.test))
-                    if data is not None}
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                weight_decay=recipe.weight_decay)
+    eval_loaders = {
+        name: BatchLoader(
+            data, recipe.eval_batch_size, train=False, device=device, channels_last=channels_last
+        )
+        for name, data in (("val", splits.val), ("test", splits.test))
+        if data is not None
+    }
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(recipe, step / total_steps))
-    bn_weights = [m.weight for m in model.modules()
-                  if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
-    return _Training(model=model, net=model, optimizer=optimizer, scheduler=scheduler,
-                     scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
-                     train_loader=train_loader, eval_loaders=eval_loaders,
-                     bn_weights=bn_weights, device=device, amp_dtype=amp_dtype, rank=rank,
-                     world=world, memory_format=fmt)
+        optimizer, lambda step: lr_factor(recipe, step / total_steps)
+    )
+    bn_weights = [
+        m.weight
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None
+    ]
+    return _Training(
+        model=model,
+        net=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
+        train_loader=train_loader,
+        eval_loaders=eval_loaders,
+        bn_weights=bn_weights,
+        device=device,
+        amp_dtype=amp_dtype,
+        rank=rank,
+        world=world,
+        memory_format=fmt,
+    )
 
 
 # The training memory format, chosen per run (``train.channels_last: auto``). Channels-last
 # trains the unpruned resnet20 1.35x faster on this project's CPU but pruned specs 4-21% slower
 # (BENCHMARKS.md), and the sign depends on the widths, the device and oneDNN's kernels: no rule
 # the benchmark supports, so each run measures both on its own model and batch.
-PROBE_STEPS = 2      # timed training steps per format and round (one untimed step first)
-PROBE_ROUNDS = 4     # rounds alternate the formats, so that a drift in the load hits both
+PROBE_STEPS = 2  # timed training steps per format and round (one untimed step first)
+PROBE_ROUNDS = 4  # rounds alternate the formats, so that a drift in the load hits both
 PROBE_MIN_STEPS = 200  # a shorter run keeps channels-last: its 18 probe steps would cost > 9%
 
 
-def _choose_format(model: nn.Module, loader: BatchLoader, recipe: Recipe, total_steps: int,
-                   device: torch.device, amp_dtype: torch.dtype | None, world: int
-                   ) -> dict[str, Any]:
+def _choose_format(
+    model: nn.Module,
+    loader: BatchLoader,
+    recipe: Recipe,
+    total_steps: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    world: int,
+) -> dict[str, Any]:
     """The training memory format and how it was chosen: the space's setting, or (``auto``)
     the faster one in a short probe, or channels-last for a run too short to probe."""
     if isinstance(recipe.channels_last, bool):
-        return {"memory_format": "channels-last" if recipe.channels_last else "nchw",
-                "how": "train.channels_last"}
+        return {
+            "memory_format": "channels-last" if recipe.channels_last else "nchw",
+            "how": "train.channels_last",
+        }
     if total_steps < PROBE_MIN_STEPS:
-        return {"memory_format": "channels-last",
-                "how": f"default: {total_steps} steps are too few to probe (< {PROBE_MIN_STEPS})"}
+        return {
+            "memory_format": "channels-last",
+            "how": f"default: {total_steps} steps are too few to probe (< {PROBE_MIN_STEPS})",
+        }
     x, y = next(iter(loader))
     ms = _probe_formats(model, x, y, recipe, device, amp_dtype)
     # every rank sums the same timings and so makes the same choice
     ms = dict(zip(ms, _sum_across(list(ms.values()), world, device), strict=True))
     chosen = min(ms, key=ms.get)
-    logger.info("training in %s: %s ms per step measured", chosen,
-                ", ".join(f"{k} {v / world:.1f}" for k, v in ms.items()))
-    return {"memory_format": chosen, "how": "probe",
-            "ms_per_step": {k: round(v / world, 3) for k, v in ms.items()},
-            "probe_steps": 1 + PROBE_ROUNDS * PROBE_STEPS}
+    logger.info(
+        "training in %s: %s ms per step measured",
+        chosen,
+        ", ".join(f"{k} {v / world:.1f}" for k, v in ms.items()),
+    )
+    return {
+        "memory_format": chosen,
+        "how": "probe",
+        "ms_per_step": {k: round(v / world, 3) for k, v in ms.items()},
+        "probe_steps": 1 + PROBE_ROUNDS * PROBE_STEPS,
+    }
 
 
-def _probe_formats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
-                   device: torch.device, amp_dtype: torch.dtype | None) -> dict[str, float]:
+def _probe_formats(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    recipe: Recipe,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> dict[str, float]:
     """Milliseconds of a training step (forward, loss, backward, SGD step) of copies of
     ``model`` in NCHW and in channels-last (with the oneDNN guard) on the batch ``x``: the
     fastest of the timed steps, as other work on the machine only ever adds time to a step.
@@ -376,8 +466,12 @@ def _probe_formats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: R
     for fmt in ("nchw", "channels-last"):
         cl = fmt == "channels-last"
         net = to_device(copy.deepcopy(model), device, cl).train()
-        opt = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                              weight_decay=recipe.weight_decay)
+        opt = torch.optim.SGD(
+            net.parameters(),
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+        )
         xf = x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
 
         def step(net=net, opt=opt, xf=xf) -> None:
@@ -392,18 +486,22 @@ def _probe_formats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: R
     samples: dict[str, list[float]] = {fmt: [] for fmt in steps}
     for r in range(PROBE_ROUNDS):
         for fmt, step in steps.items():
-            samples[fmt] += time_calls(step, warmup=int(r == 0), repeats=PROBE_STEPS,
-                                       max_seconds=None, sync=sync)
+            samples[fmt] += time_calls(
+                step, warmup=int(r == 0), repeats=PROBE_STEPS, max_seconds=None, sync=sync
+            )
     _set_rng_state(state)
     return {fmt: 1e3 * min(s) for fmt, s in samples.items()}
 
 
-def _resume(t: _Training, ckpt: dict[str, Any], ckpt_path: Path, fingerprint: str
-            ) -> tuple[int, list[dict]]:
+def _resume(
+    t: _Training, ckpt: dict[str, Any], ckpt_path: Path, fingerprint: str
+) -> tuple[int, list[dict]]:
     """Restores the state of the last finished epoch; returns (epochs done, their history)."""
     if ckpt.get("fingerprint") != fingerprint:
-        raise PrunesearchError(f"{ckpt_path} was written by a different configuration; "
-                               "resume with the same options, or use another --out")
+        raise PrunesearchError(
+            f"{ckpt_path} was written by a different configuration; "
+            "resume with the same options, or use another --out"
+        )
     t.model.load_state_dict(ckpt["model"])
     t.optimizer.load_state_dict(ckpt["optimizer"])
     t.scheduler.load_state_dict(ckpt["scheduler"])
@@ -417,11 +515,11 @@ def _wrap(t: _Training, opts: RunOptions) -> None:
         t.net = torch.compile(t.net)
     if t.world > 1:
         t.net = nn.parallel.DistributedDataParallel(
-            t.net, device_ids=[t.device.index] if t.device.type == "cuda" else None)
+            t.net, device_ids=[t.device.index] if t.device.type == "cuda" else None
+        )
 
 
-def _train_epoch(t: _Training, recipe: Recipe, epoch: int, reporter: Reporter
-                 ) -> dict[str, Any]:
+def _train_epoch(t: _Training, recipe: Recipe, epoch: int, reporter: Reporter) -> dict[str, Any]:
     """One epoch of SGD (with the slimming subgradient); its history record."""
     t.net.train()
     t.train_loader.set_epoch(epoch)
@@ -434,7 +532,8 @@ def _train_epoch(t: _Training, recipe: Recipe, epoch: int, reporter: Reporter
         if not torch.isfinite(loss):
             raise PrunesearchError(
                 f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, batch "
-                f"{i + 1}; lower the learning rate (now {t.scheduler.get_last_lr()[0]:.4g})")
+                f"{i + 1}; lower the learning rate (now {t.scheduler.get_last_lr()[0]:.4g})"
+            )
         t.optimizer.zero_grad(set_to_none=True)
         t.scaler.scale(loss).backward()
         if recipe.sparsity:
@@ -451,47 +550,79 @@ def _train_epoch(t: _Training, recipe: Recipe, epoch: int, reporter: Reporter
         reporter.batch(epoch, i, loss.item(), batch_correct / len(y))
     seconds = time.perf_counter() - t0
     loss_sum, correct, seen = _sum_across([loss_sum, correct, seen], t.world, t.device)
-    record = {"epoch": epoch + 1, "train_loss": loss_sum / seen,
-              "train_accuracy": correct / seen, "lr": t.scheduler.get_last_lr()[0],
-              "seconds": round(seconds, 3), "images_per_s": round(seen / seconds, 1)}
+    record = {
+        "epoch": epoch + 1,
+        "train_loss": loss_sum / seen,
+        "train_accuracy": correct / seen,
+        "lr": t.scheduler.get_last_lr()[0],
+        "seconds": round(seconds, 3),
+        "images_per_s": round(seen / seconds, 1),
+    }
     if "val" in t.eval_loaders:
         record["val_loss"], record["val_accuracy"] = evaluate(
-            _unwrap(t.model), t.eval_loaders["val"], t.amp_dtype)
+            _unwrap(t.model), t.eval_loaders["val"], t.amp_dtype
+        )
     reporter.epoch(epoch, record)
     return record
 
 
-def _finish(t: _Training, recipe: Recipe, opts: RunOptions, run_dir: Path,
-            history: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, Any]:
+def _finish(
+    t: _Training,
+    recipe: Recipe,
+    opts: RunOptions,
+    run_dir: Path,
+    history: list[dict[str, Any]],
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
     """Test accuracy and the run's metrics; rank 0 writes the weights and metrics.json."""
     test_loss, test_acc = evaluate(_unwrap(t.model), t.eval_loaders["test"], t.amp_dtype)
     metrics = {
-        "epochs": recipe.epochs, "history": history, "test_loss": test_loss,
+        "epochs": recipe.epochs,
+        "history": history,
+        "test_loss": test_loss,
         "test_accuracy": test_acc,
         "val_accuracy": history[-1].get("val_accuracy") if history else None,
         "train_seconds": round(sum(h["seconds"] for h in history), 2),
         "images_per_s": round(sum(h["images_per_s"] for h in history) / len(history), 1)
-        if history else None,
-        "world_size": t.world, "device": str(t.device),
+        if history
+        else None,
+        "world_size": t.world,
+        "device": str(t.device),
         "amp": str(t.amp_dtype) if t.amp_dtype else None,
-        "memory_format": t.memory_format, "recipe": asdict(recipe), "seed": opts.seed,
+        "memory_format": t.memory_format,
+        "recipe": asdict(recipe),
+        "seed": opts.seed,
     } | metadata
     if t.rank == 0:
-        save_weights(t.model, run_dir / "model.safetensors",
-                     metadata | {"recipe": asdict(recipe), "seed": opts.seed})
+        save_weights(
+            t.model,
+            run_dir / "model.safetensors",
+            metadata | {"recipe": asdict(recipe), "seed": opts.seed},
+        )
         atomic_write_json(run_dir / "metrics.json", metrics)
     if t.world > 1:
         dist.barrier()
     return metrics
 
 
-def _save_checkpoint(path: Path, t: _Training, epoch: int, history: list[dict[str, Any]],
-                     fingerprint: str) -> None:
+def _save_checkpoint(
+    path: Path, t: _Training, epoch: int, history: list[dict[str, Any]], fingerprint: str
+) -> None:
     import io
 
     buf = io.BytesIO()
-    torch.save({"format": CKPT_FORMAT, "epoch": epoch, "model": _unwrap(t.model).state_dict(),
-                "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
-                "history": history, "rng": _rng_state(), "fingerprint": fingerprint,
-                "memory_format": t.memory_format}, buf)
+    torch.save(
+        {
+            "format": CKPT_FORMAT,
+            "epoch": epoch,
+            "model": _unwrap(t.model).state_dict(),
+            "optimizer": t.optimizer.state_dict(),
+            "scheduler": t.scheduler.state_dict(),
+            "history": history,
+            "rng": _rng_state(),
+            "fingerprint": fingerprint,
+            "memory_format": t.memory_format,
+        },
+        buf,
+    )
     atomic_write_bytes(path, buf.getvalue())

@@ -30,8 +30,14 @@ from prunesearch.spec import ArchSpec, build, package_versions
 from prunesearch.training.loop import Recipe, RunOptions, Splits, fit, load_weights
 from prunesearch.vocab import ARCH_INITS, EPOCH_BUDGETS, require
 
-__all__ = ["DataOptions", "load_splits", "recipe_from_space", "scratch_b_epochs",
-           "train_arch", "train_base"]
+__all__ = [
+    "DataOptions",
+    "load_splits",
+    "recipe_from_space",
+    "scratch_b_epochs",
+    "train_arch",
+    "train_base",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +52,9 @@ class DataOptions:
 def load_splits(space: Space, data: DataOptions) -> Splits:
     """Train (minus the held-out validation split, then limited), validation and test data."""
     d = space.data
-    train = load_dataset(d.dataset, "train", data_dir=data.data_dir,
-                         download_missing=data.download, **d.synthetic)
+    train = load_dataset(
+        d.dataset, "train", data_dir=data.data_dir, download_missing=data.download, **d.synthetic
+    )
     test = load_dataset(d.dataset, "test", data_dir=data.data_dir, **d.synthetic)
     check_model_fits(space, train.info)
     val = None
@@ -71,15 +78,17 @@ def check_model_fits(space: Space, info: DatasetInfo) -> None:
         with torch.no_grad():
             out = model(torch.zeros(2, *shape))
     except Exception as exc:  # the user's model: any failure is a mismatch to report
-        raise PrunesearchError(f"{what} does not take {info.name} images "
-                               f"({'x'.join(map(str, shape))}): {first_line(exc)[:200]}"
-                               ) from None
+        raise PrunesearchError(
+            f"{what} does not take {info.name} images "
+            f"({'x'.join(map(str, shape))}): {first_line(exc)[:200]}"
+        ) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise PrunesearchError(f"{what} returns {got} for 2 images, not logits [2, classes]")
     if out.shape[1] < info.num_classes:
-        raise PrunesearchError(f"{what} gives {out.shape[1]} logits but {info.name} has "
-                               f"{info.num_classes} classes")
+        raise PrunesearchError(
+            f"{what} gives {out.shape[1]} logits but {info.name} has {info.num_classes} classes"
+        )
 
 
 def base_metadata(path: Path, space: Space) -> dict[str, Any]:
@@ -87,30 +96,40 @@ def base_metadata(path: Path, space: Space) -> dict[str, Any]:
     (a train-arch run's pruned model is the natural mistake: its shapes do not fit)."""
     _, meta = load_weights(path)
     if meta.get("spec") is not None or meta.get("kind", "base") != "base":
-        raise PrunesearchError(f"--base {path} holds a pruned architecture ({meta.get('kind')} "
-                               "run), not a trained base: give the folder of "
-                               "`prunesearch train-base`")
+        raise PrunesearchError(
+            f"--base {path} holds a pruned architecture ({meta.get('kind')} "
+            "run), not a trained base: give the folder of "
+            "`prunesearch train-base`"
+        )
     if meta.get("model") != space.model.name or meta.get("model_args") != space.model.args:
-        raise PrunesearchError(f"--base {path} holds {shown(meta.get('model'))} "
-                               f"{shown(meta.get('model_args'))}, not the space's model")
+        raise PrunesearchError(
+            f"--base {path} holds {shown(meta.get('model'))} "
+            f"{shown(meta.get('model_args'))}, not the space's model"
+        )
     return meta
 
 
-def recipe_from_space(space: Space, *, epochs: int | None = None, sparsity: float | None = None
-                      ) -> Recipe:
+def recipe_from_space(
+    space: Space, *, epochs: int | None = None, sparsity: float | None = None
+) -> Recipe:
     t, d = space.train, space.data
     if epochs is not None and epochs < 1:
         raise PrunesearchError(f"--epochs must be >= 1, got {epochs}")
     if sparsity is not None and sparsity < 0:
         raise PrunesearchError(f"--sparsity must be >= 0, got {sparsity}")
     optimisation = {f.name: getattr(t, f.name) for f in fields(Optimisation)}
-    return Recipe(**optimisation | {"epochs": epochs or t.epochs,
-                                    "sparsity": t.sparsity if sparsity is None else sparsity},
-                  batch_size=d.batch_size, eval_batch_size=d.eval_batch_size, augment=d.augment)
+    return Recipe(
+        **optimisation
+        | {"epochs": epochs or t.epochs, "sparsity": t.sparsity if sparsity is None else sparsity},
+        batch_size=d.batch_size,
+        eval_batch_size=d.eval_batch_size,
+        augment=d.augment,
+    )
 
 
-def scratch_b_epochs(epochs: int, base_flops: int, arch_flops: int,
-                     max_factor: float | None = None) -> int:
+def scratch_b_epochs(
+    epochs: int, base_flops: int, arch_flops: int, max_factor: float | None = None
+) -> int:
     """Scratch-B: the base's epochs scaled by base/arch FLOPs (rounded), optionally capped."""
     factor = base_flops / arch_flops
     if max_factor is not None:
@@ -126,17 +145,25 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
     if resume and done.is_file() and (run_dir / "model.safetensors").is_file():
         return read_json(done, "metrics")
     if not resume and ((run_dir / "checkpoint.pt").exists() or done.exists()):
-        raise PrunesearchError(f"{run_dir} already holds a run: pass --resume to continue it, "
-                               "or choose another --out")
+        raise PrunesearchError(
+            f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out"
+        )
     return None
 
 
-def _config(space: Space, recipe: Recipe, opts: RunOptions, data: DataOptions,
-            **extra: Any) -> dict[str, Any]:
-    return {"space": space.to_dict(), "space_path": space.path, "recipe": asdict(recipe),
-            "options": asdict(opts), "data": asdict(data), "versions": package_versions(),
-            "command": sys.argv, **extra}
-
+def _config(
+    space: Space, recipe: Recipe, opts: RunOptions, data: DataOptions, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "space": space.to_dict(),
+        "space_path": space.path,
+        "recipe": asdict(recipe),
+        "options": asdict(opts),
+        "data": asdict(data),
+        "versions": package_versions(),
+        "command": sys.argv,
+        **extra,
+    }
 
 
 def _write_config(run_dir: Path, config: dict[str, Any], opts: RunOptions) -> None:
@@ -151,10 +178,16 @@ def _input_shape(space: Space, splits: Splits) -> list[int]:
     return list(splits.train.images.shape[1:])
 
 
-def train_base(space: Space, *, out: str | Path | None = None, epochs: int | None = None,
-               sparsity: float | None = None, data: DataOptions = DataOptions(),
-               opts: RunOptions = RunOptions(), reporter: Reporter | None = None  # noqa: B008
-               ) -> dict[str, Any]:
+def train_base(
+    space: Space,
+    *,
+    out: str | Path | None = None,
+    epochs: int | None = None,
+    sparsity: float | None = None,
+    data: DataOptions = DataOptions(),
+    opts: RunOptions = RunOptions(),  # noqa: B008
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
     """Trains the space's base model (with network-slimming sparsity from the space or flag)."""
     run_dir = Path(out) if out else run_folder(space.name, "base")
     finished = _prepare_run_dir(run_dir, opts.resume)
@@ -165,25 +198,42 @@ def train_base(space: Space, *, out: str | Path | None = None, epochs: int | Non
     torch.manual_seed(opts.seed)
     model = space.create_model()
     shape = _input_shape(space, splits)
-    meta = {"kind": "base", "space": space.name, "model": space.model.name,
-            "model_args": space.model.args, "input_shape": shape,
-            "flops": count_flops(model, torch.zeros(1, *shape))}
+    meta = {
+        "kind": "base",
+        "space": space.name,
+        "model": space.model.name,
+        "model_args": space.model.args,
+        "input_shape": shape,
+        "flops": count_flops(model, torch.zeros(1, *shape)),
+    }
     _write_config(run_dir, _config(space, recipe, opts, data, kind="base"), opts)
-    return fit(model, splits, recipe, opts, run_dir, metadata=meta, reporter=reporter,
-               title=f"train-base {space.name}")
+    return fit(
+        model,
+        splits,
+        recipe,
+        opts,
+        run_dir,
+        metadata=meta,
+        reporter=reporter,
+        title=f"train-base {space.name}",
+    )
 
 
 def _inherit(spec: ArchSpec, base_path: Path, signal: str) -> nn.Module:
     """The base model's trained weights pruned to the spec's widths by ``signal``."""
     state, meta = load_weights(base_path)
     if meta.get("model") != spec.model or meta.get("model_args") != spec.model_args:
-        raise PrunesearchError(f"{base_path} holds {meta.get('model')} "
-                               f"{meta.get('model_args')}, not the spec's {spec.model} "
-                               f"{spec.model_args}")
+        raise PrunesearchError(
+            f"{base_path} holds {meta.get('model')} "
+            f"{meta.get('model_args')}, not the spec's {spec.model} "
+            f"{spec.model_args}"
+        )
     expected = (spec.search or {}).get("base_checkpoint_sha256")
     if expected and expected != file_digest(base_path):
-        raise PrunesearchError(f"{base_path} is not the base checkpoint the spec was searched "
-                               "on (sha256 differs); pass --base with that file")
+        raise PrunesearchError(
+            f"{base_path} is not the base checkpoint the spec was searched "
+            "on (sha256 differs); pass --base with that file"
+        )
     model = create_model(spec.model, allow_import=spec.allow_import, **spec.model_args)
     try:
         model.load_state_dict(state)
@@ -193,12 +243,21 @@ def _inherit(spec: ArchSpec, base_path: Path, signal: str) -> nn.Module:
     return graph.prune(spec.widths, importance=signal)
 
 
-def train_arch(spec: ArchSpec, space: Space, *, schedule: str = "scratch-e",
-               init: str = "scratch", base: str | Path | None = None,
-               max_epoch_factor: float | None = None, out: str | Path | None = None,
-               epochs: int | None = None, spec_name: str = "spec",
-               data: DataOptions = DataOptions(), opts: RunOptions = RunOptions(),  # noqa: B008
-               reporter: Reporter | None = None) -> dict[str, Any]:
+def train_arch(
+    spec: ArchSpec,
+    space: Space,
+    *,
+    schedule: str = "scratch-e",
+    init: str = "scratch",
+    base: str | Path | None = None,
+    max_epoch_factor: float | None = None,
+    out: str | Path | None = None,
+    epochs: int | None = None,
+    spec_name: str = "spec",
+    data: DataOptions = DataOptions(),
+    opts: RunOptions = RunOptions(),  # noqa: B008
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
     """Trains a spec from scratch (Scratch-E / Scratch-B) or fine-tunes inherited weights.
 
     ``epochs`` overrides the base epochs that Scratch-E/B start from (fine-tuning: its epochs).
@@ -206,40 +265,70 @@ def train_arch(spec: ArchSpec, space: Space, *, schedule: str = "scratch-e",
     require("schedule", schedule, EPOCH_BUDGETS)
     require("init", init, ARCH_INITS)
     if spec.model != space.model.name or spec.model_args != space.model.args:
-        raise PrunesearchError(f"spec model {spec.model} {spec.model_args} does not match space "
-                               f"{space.name} ({space.model.name} {space.model.args})")
+        raise PrunesearchError(
+            f"spec model {spec.model} {spec.model_args} does not match space "
+            f"{space.name} ({space.model.name} {space.model.args})"
+        )
     kind = "finetune" if init == "inherit" else schedule
-    run_dir = Path(out) if out else run_folder(space.name, "arch", spec_name,
-                                                     f"{kind}-s{opts.seed}")
+    run_dir = (
+        Path(out) if out else run_folder(space.name, "arch", spec_name, f"{kind}-s{opts.seed}")
+    )
     finished = _prepare_run_dir(run_dir, opts.resume)
     if finished is not None:
         return finished
     recipe = recipe_from_space(space, epochs=epochs, sparsity=0.0)
     if init == "inherit":
-        base_path = Path(base) if base else run_folder(space.name, "base",
-                                                            "model.safetensors")
+        base_path = Path(base) if base else run_folder(space.name, "base", "model.safetensors")
         signal = (spec.search or {}).get("signal", space.search.signal)
         torch.manual_seed(opts.seed)
         model = _inherit(spec, base_path, signal)
-        recipe = Recipe(**asdict(recipe) | {"epochs": epochs or space.train.finetune_epochs,
-                                            "lr": space.train.finetune_lr,
-                                            "schedule": "constant"})
+        recipe = Recipe(
+            **asdict(recipe)
+            | {
+                "epochs": epochs or space.train.finetune_epochs,
+                "lr": space.train.finetune_lr,
+                "schedule": "constant",
+            }
+        )
     else:
         if base is not None:
             raise PrunesearchError("--base is only used with --init inherit")
         if schedule == "scratch-b":
-            recipe = Recipe(**asdict(recipe) | {"epochs": scratch_b_epochs(
-                recipe.epochs, spec.base_flops, spec.flops, max_epoch_factor)})
+            recipe = Recipe(
+                **asdict(recipe)
+                | {
+                    "epochs": scratch_b_epochs(
+                        recipe.epochs, spec.base_flops, spec.flops, max_epoch_factor
+                    )
+                }
+            )
         torch.manual_seed(opts.seed)
         model = build(spec)
     splits = load_splits(space, data)
     if list(splits.train.images.shape[1:]) != list(spec.input_shape):
-        raise PrunesearchError(f"spec input shape {spec.input_shape} does not match "
-                               f"{space.data.dataset} images {list(splits.train.images.shape[1:])}")
-    meta = {"kind": kind, "space": space.name, "model": spec.model,
-            "model_args": spec.model_args, "input_shape": list(spec.input_shape),
-            "flops": spec.flops, "spec": spec.to_dict()}
-    _write_config(run_dir, _config(space, recipe, opts, data, kind=kind, schedule=schedule,
-                                   init=init), opts)
-    return fit(model, splits, recipe, opts, run_dir, metadata=meta, reporter=reporter,
-               title=f"train-arch {spec_name} ({kind})")
+        raise PrunesearchError(
+            f"spec input shape {spec.input_shape} does not match "
+            f"{space.data.dataset} images {list(splits.train.images.shape[1:])}"
+        )
+    meta = {
+        "kind": kind,
+        "space": space.name,
+        "model": spec.model,
+        "model_args": spec.model_args,
+        "input_shape": list(spec.input_shape),
+        "flops": spec.flops,
+        "spec": spec.to_dict(),
+    }
+    _write_config(
+        run_dir, _config(space, recipe, opts, data, kind=kind, schedule=schedule, init=init), opts
+    )
+    return fit(
+        model,
+        splits,
+        recipe,
+        opts,
+        run_dir,
+        metadata=meta,
+        reporter=reporter,
+        title=f"train-arch {spec_name} ({kind})",
+    )
