@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union
@@ -29,6 +30,7 @@ __all__ = [
     "TrainCfg",
     "load_space",
     "space_dirs",
+    "space_for_spec",
 ]
 
 
@@ -117,6 +119,14 @@ class Space:
         from prunesearch.models import create_model
 
         return create_model(self.model.name, allow_import=True, **self.model.args)
+
+    def with_latency_batch(self, batch: int | None) -> Space:
+        """The space with ``--latency-batch`` applied (None: its own ``search.latency_batch``)."""
+        if batch is None:
+            return self
+        if batch < 1:
+            raise PrunesearchError(f"--latency-batch must be >= 1, got {batch}")
+        return self.replace("search", latency_batch=batch)
 
     def replace(self, section: str | None = None, **changes: Any) -> Space:
         """A copy with top-level fields, or those of one section, changed."""
@@ -364,3 +374,13 @@ def load_space(name_or_path: str | os.PathLike | None = None) -> Space:
         else:
             raise PrunesearchError(f"unknown space {text!r}; known: {', '.join(list_spaces())}")
     return space_from_dict(_read_yaml(path), f"space {path.name}", str(path))
+
+
+def space_for_spec(search: Mapping[str, Any] | None, override: str | None = None) -> Space:
+    """The space a spec is trained in: ``override`` (``--space``) if given, else the file the
+    spec was searched with when it still exists, else the space of that name."""
+    if override:
+        return load_space(override)
+    info = search or {}
+    path = info.get("space_path")
+    return load_space(path if path and Path(path).is_file() else info.get("space"))

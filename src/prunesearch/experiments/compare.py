@@ -56,7 +56,15 @@ from prunesearch.spec import ArchSpec
 from prunesearch.training.loop import RunOptions, resolve_device
 from prunesearch.training.runs import DataOptions, load_splits
 
-__all__ = ["ROWS", "TRAININGS", "CompareOptions", "compare", "markdown_table"]
+__all__ = [
+    "ROWS",
+    "TRAININGS",
+    "CompareOptions",
+    "compare",
+    "markdown_table",
+    "parse_extra",
+    "parse_rows",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +96,22 @@ class CompareOptions:
     objective: str | None = None  # the search's objective [default: the space's]
     cells: str | None = None  # the cell store [default: cells.default_root]
     trainings: tuple[str, ...] = TRAININGS  # which rows to train, by how they are trained
+
+
+def parse_extra(items: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """``--extra NAME=SPEC.json`` (repeatable) as ``(name, path)`` pairs."""
+    pairs = []
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path:
+            raise PrunesearchError(f"--extra {item}: expected NAME=SPEC.json")
+        pairs.append((name.strip(), path))
+    return tuple(pairs)
+
+
+def parse_rows(text: str | None) -> tuple[str, ...]:
+    """``--rows base,scratch-b``: the kinds of rows to train (None: all)."""
+    return tuple(t.strip() for t in text.split(",")) if text else TRAININGS
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

@@ -11,13 +11,14 @@ stages than the source reuses the source's last one.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from prunesearch.allow_import import AllowImport
 from prunesearch.errors import PrunesearchError
 from prunesearch.spec import ArchSpec, base_graph
 
-__all__ = ["stage_ratios", "transfer"]
+__all__ = ["parse_input_shape", "parse_model_args", "stage_ratios", "transfer"]
 
 
 def stage_ratios(spec: ArchSpec, *, allow_import: AllowImport = False) -> dict[int, float]:
@@ -71,3 +72,29 @@ def transfer(
         "signal": (spec.search or {}).get("signal", "l1"),
     }
     return ArchSpec.from_graph(target, widths, model=to_model, model_args=args, search=search)
+
+
+def parse_model_args(text: str | None) -> dict[str, Any] | None:
+    """``--model-args``: a JSON object of the target model's arguments (None: the spec's)."""
+    if text is None:
+        return None
+    try:
+        args = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PrunesearchError(f"--model-args: not JSON ({exc.msg})") from None
+    if not isinstance(args, dict):
+        raise PrunesearchError("--model-args: must be a JSON object")
+    return args
+
+
+def parse_input_shape(text: str | None) -> list[int] | None:
+    """``--input-shape C,H,W`` (None: the spec's)."""
+    if text is None:
+        return None
+    try:
+        shape = [int(v) for v in text.split(",")]
+    except ValueError:
+        shape = []
+    if len(shape) != 3 or min(shape) < 1:
+        raise PrunesearchError(f"--input-shape {text!r}: expected C,H,W (three positive integers)")
+    return shape

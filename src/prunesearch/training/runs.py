@@ -32,6 +32,9 @@ from prunesearch.vocab import ARCH_INITS, EPOCH_BUDGETS, require
 
 __all__ = [
     "DataOptions",
+    "arch_kind",
+    "arch_run_dir",
+    "base_run_dir",
     "load_splits",
     "recipe_from_space",
     "scratch_b_epochs",
@@ -178,6 +181,24 @@ def _input_shape(space: Space, splits: Splits) -> list[int]:
     return list(splits.train.images.shape[1:])
 
 
+def base_run_dir(space: Space, out: str | Path | None = None) -> Path:
+    """Where ``train-base`` writes: ``out``, else ``outputs/<space>/base``."""
+    return Path(out) if out else run_folder(space.name, "base")
+
+
+def arch_run_dir(
+    space: Space, spec_name: str, kind: str, seed: int, out: str | Path | None = None
+) -> Path:
+    """Where ``train-arch`` writes: ``out``, else ``outputs/<space>/arch/<spec>/<kind>-s<seed>``
+    (``kind``: ``finetune``, ``scratch-e`` or ``scratch-b``)."""
+    return Path(out) if out else run_folder(space.name, "arch", spec_name, f"{kind}-s{seed}")
+
+
+def arch_kind(init: str, schedule: str) -> str:
+    """The kind of a train-arch run: ``finetune`` for inherited weights, else the schedule."""
+    return "finetune" if init == "inherit" else schedule
+
+
 def train_base(
     space: Space,
     *,
@@ -189,7 +210,7 @@ def train_base(
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Trains the space's base model (with network-slimming sparsity from the space or flag)."""
-    run_dir = Path(out) if out else run_folder(space.name, "base")
+    run_dir = base_run_dir(space, out)
     finished = _prepare_run_dir(run_dir, opts.resume)
     if finished is not None:
         return finished
@@ -269,10 +290,8 @@ def train_arch(
             f"spec model {spec.model} {spec.model_args} does not match space "
             f"{space.name} ({space.model.name} {space.model.args})"
         )
-    kind = "finetune" if init == "inherit" else schedule
-    run_dir = (
-        Path(out) if out else run_folder(space.name, "arch", spec_name, f"{kind}-s{opts.seed}")
-    )
+    kind = arch_kind(init, schedule)
+    run_dir = arch_run_dir(space, spec_name, kind, opts.seed, out)
     finished = _prepare_run_dir(run_dir, opts.resume)
     if finished is not None:
         return finished
