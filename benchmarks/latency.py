@@ -28,7 +28,7 @@ import torch
 import prunesearch as ps
 from compare_specs import resnet20_specs  # benchmarks/ is the script's path
 from prunesearch.experiments.stats import spearman_rho
-from prunesearch.latency.measure import FORMATS, Latency, measure
+from prunesearch.latency.measure import FORMATS, Latency, Timing, measure
 
 
 def main() -> None:
@@ -54,8 +54,7 @@ def main() -> None:
                         batch=batch,
                         n_threads=args.threads,
                         channels_last=fmt == "channels-last",
-                        repeats=args.repeats,
-                        max_seconds=None,
+                        timing=Timing(repeats=args.repeats, max_seconds=None),
                     )
                     samples.setdefault((name, fmt, batch), []).extend(lat.samples)
                     threads, warmup = lat.threads, lat.warmup

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 import prunesearch as ps
-from prunesearch.latency.measure import measure
+from prunesearch.latency.measure import Timing, measure
 from prunesearch.latency.predictor import latency_model, speed_reference
 
 
@@ -66,8 +66,7 @@ def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict
                     batch=args.batch,
                     n_threads=args.threads,
                     channels_last=fmt == "channels-last",
-                    rounds=3,
-                    reference=reference,
+                    timing=Timing(rounds=3, reference=reference),
                 ).steady_ms
             )
     rows = []

@@ -2,6 +2,7 @@
 models (what it records, not how fast they are), and ``show --latency``."""
 
 import json
+import statistics
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import prunesearch as ps
 from prunesearch.errors import PrunesearchError
 from prunesearch.latency.measure import (
     Latency,
+    Timing,
     latency_table,
     measure,
     spec_latency,
@@ -103,9 +105,7 @@ def test_rounds_keep_the_fastest_rounds_median():
             return self
 
     slept = []
-    lat = measure(
-        Tick(),
-        (2,),
+    timing = Timing(
         warmup=1,
         repeats=3,
         max_seconds=None,
@@ -114,6 +114,7 @@ def test_rounds_keep_the_fastest_rounds_median():
         gap_seconds=0.5,
         sleep=slept.append,
     )
+    lat = measure(Tick(), (2,), timing=timing)
     assert slept == [0.5, 0.5]
     assert lat.round_medians == pytest.approx((0.020, 0.010, 0.030))
     assert lat.steady_ms == pytest.approx(10.0) and lat.median_ms == pytest.approx(20.0)
@@ -123,7 +124,53 @@ def test_rounds_keep_the_fastest_rounds_median():
     )
     assert one.steady_ms == one.median_ms  # a single round: the plain median
     with pytest.raises(PrunesearchError, match="rounds must be >= 1"):
-        measure(nn.Linear(2, 2), (2,), rounds=0)
+        measure(nn.Linear(2, 2), (2,), timing=Timing(rounds=0))
+
+
+class _Reference:
+    """A speed reference whose readings are given."""
+
+    def __init__(self, factors):
+        self.factors = iter(factors)
+
+    def factor(self):
+        return next(self.factors)
+
+
+@pytest.mark.parametrize("rounds, reference", [(1, False), (3, False), (3, True)])
+def test_the_record_names_the_statistic_the_code_keeps(rounds, reference):
+    """What a measurement's record says it kept is what ``steady_ms`` computed: the protocol
+    names its statistic, and the statistic is looked up by that name (a latency-budget spec
+    once said "the fastest round kept" while the code kept the median of the scaled rounds)."""
+    clock = FakeClock([0.010, 0.030, 0.020] * 3)
+
+    class Tick(nn.Module):
+        def forward(self, x):
+            clock.work()
+            return x
+
+        def __deepcopy__(self, memo):
+            return self
+
+    ref = _Reference([1.0, 1.0, 2.0, 2.0, 0.5, 0.5]) if reference else None
+    timing = Timing(
+        warmup=0, repeats=3, max_seconds=None, rounds=rounds, clock=clock, sleep=lambda s: None,
+        reference=ref,
+    )  # fmt: skip
+    lat = measure(Tick(), (2,), timing=timing)
+    record = timing.to_dict()
+    assert record["statistic"] == lat.statistic and record["statistic"] in record["method"]
+    medians = [statistics.median(lat.samples[3 * r : 3 * r + 3]) for r in range(rounds)]
+    if reference:  # factors: the mean of the readings around each round
+        expected = statistics.median(m / f for m, f in zip(medians, (1.0, 2.0, 0.5), strict=True))
+        assert "median" in record["statistic"] and "speed reference" in record["statistic"]
+    elif rounds > 1:
+        expected = min(medians)
+        assert record["statistic"].startswith("fastest")
+    else:
+        expected = medians[0]
+        assert record["statistic"] == "median"
+    assert lat.steady_ms == pytest.approx(1e3 * expected)
 
 
 def test_scaled_rounds_keep_their_median_not_an_outlier():
@@ -138,6 +185,7 @@ def test_scaled_rounds_keep_their_median_not_an_outlier():
         memory_format="nchw",
         round_medians=(0.00229, 0.00157, 0.00151, 0.00235, 0.00154),
         speed_factors=(1.53, 1.62, 2.56, 1.57, 1.47),
+        statistic=Timing(reference=_Reference([])).statistic,
     )
     assert lat.steady_ms == pytest.approx(1.0476, abs=1e-3)  # 1.54 / 1.47, the middle ratio
     fastest = min(m / f for m, f in zip(lat.round_medians, lat.speed_factors, strict=True))
@@ -155,7 +203,14 @@ def test_measure_times_a_copy_in_the_format_and_threads_asked_for():
     ).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     n = torch.get_num_threads()
-    lat = measure(model, (3, 8, 8), batch=3, n_threads=1, channels_last=True, warmup=1, repeats=4)
+    lat = measure(
+        model,
+        (3, 8, 8),
+        batch=3,
+        n_threads=1,
+        channels_last=True,
+        timing=Timing(warmup=1, repeats=4),
+    )
     assert (lat.batch, lat.threads, lat.memory_format, lat.device) == (3, 1, "channels-last", "cpu")
     assert len(lat.samples) == 4 and min(lat.samples) > 0
     assert torch.get_num_threads() == n  # restored
@@ -186,7 +241,9 @@ def half_spec():
 
 
 def test_spec_latency_measures_spec_and_base_per_format_and_batch(half_spec):
-    result = spec_latency(half_spec, batches=(1, 4), n_threads=1, warmup=1, repeats=2)
+    result = spec_latency(
+        half_spec, batches=(1, 4), n_threads=1, timing=Timing(warmup=1, repeats=2)
+    )
     keys = sorted((r["model"], r["memory_format"], r["batch"]) for r in result["rows"])
     assert keys == sorted(
         (m, f, b) for m in ("spec", "base") for f in ("nchw", "channels-last") for b in (1, 4)
@@ -204,7 +261,11 @@ def test_spec_latency_measures_spec_and_base_per_format_and_batch(half_spec):
             )
     assert len(latency_table(result)) == 4
     alone = spec_latency(
-        half_spec, batches=(2,), formats=("nchw",), warmup=0, repeats=1, with_base=False
+        half_spec,
+        batches=(2,),
+        formats=("nchw",),
+        timing=Timing(warmup=0, repeats=1),
+        with_base=False,
     )
     assert [r["model"] for r in alone["rows"]] == ["spec"] and alone["speedup"] == {}
 

@@ -71,20 +71,14 @@ class FakeDevice:
         device="cpu",
         n_threads=None,
         channels_last=False,
-        warmup=0,
-        repeats=1,
-        max_seconds=None,
-        clock=None,
-        rounds=1,
-        gap_seconds=0.0,
-        reference=None,
+        timing=None,
     ):
         self.calls += 1
         t = self.seconds(model, (batch, *input_shape))
         return Latency(
             batch=batch,
             samples=(t, t),
-            warmup=warmup,
+            warmup=timing.warmup if timing else 0,
             threads=1,
             device="cpu",
             memory_format="channels-last" if channels_last else "nchw",

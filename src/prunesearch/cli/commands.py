@@ -268,14 +268,14 @@ def show(
     summary = spec.summary()
     render.show_table(summary, spec_path.name)
     if latency:
-        from prunesearch.latency.measure import spec_latency
+        from prunesearch.latency.measure import Timing, spec_latency
 
         summary["latency"] = spec_latency(
             spec,
             batches=(1, latency_batch),
             device=device,
             n_threads=threads,
-            repeats=repeats,
+            timing=Timing(repeats=repeats),
         )
         render.print_latency(summary["latency"])
     if json_out:

@@ -39,6 +39,7 @@ from prunesearch.latency.measure import (
     MAX_BATCH,
     REPEATS,
     THROUGHPUT_BATCH,
+    Timing,
     latency_table,
     spec_latency,
 )
@@ -455,7 +456,7 @@ def export_run(run_dir: str | Path, options: ExportOptions) -> dict[str, Any]:
         batches=(1, options.latency_batch),
         device=options.device,
         n_threads=options.threads,
-        repeats=options.repeats,
+        timing=Timing(repeats=options.repeats),
         model=run.model,
         with_base=run.spec.flops < run.spec.base_flops,
     )

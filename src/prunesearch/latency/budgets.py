@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prunesearch.errors import PrunesearchError
-from prunesearch.latency.measure import FORMATS, measure
+from prunesearch.latency.measure import FORMATS, Timing, measure
 from prunesearch.latency.predictor import (
     LatencyKey,
     LatencyModel,
@@ -87,8 +87,8 @@ def _key(space: Space, device: str, fmt: str) -> LatencyKey:
 
 
 def timing(space: Space, device: str, fmt: str) -> dict[str, Any]:
-    """``measure`` settings of the space's latency: batch, threads, format, and the speed
-    reference and rounds that scale a timing to the machine's sustained speed."""
+    """``measure`` settings of the space's latency: batch, threads, format, and the timing
+    protocol (rounds scaled by a speed reference to the machine's sustained speed)."""
     s = space.search
     key = _key(space, device, fmt)
     return {
@@ -96,9 +96,7 @@ def timing(space: Space, device: str, fmt: str) -> dict[str, Any]:
         "device": device,
         "n_threads": key.threads,
         "channels_last": fmt == "channels-last",
-        "rounds": ROUNDS,
-        "gap_seconds": GAP_SECONDS,
-        "reference": speed_reference(key),
+        "timing": Timing(rounds=ROUNDS, gap_seconds=GAP_SECONDS, reference=speed_reference(key)),
     }
 
 
@@ -138,12 +136,9 @@ def base_latency(graph: ChannelGraph, space: Space, *, device: str = "cpu") -> i
     absolute budget in a second, before any table is built."""
     times = []
     for fmt in _formats(space):
-        lat = measure(
-            graph.model,
-            tuple(graph.example_input.shape[1:]),
-            max_seconds=1.0,
-            **timing(space, device, fmt),
-        )
+        settings = timing(space, device, fmt)
+        settings["timing"] = dataclasses.replace(settings["timing"], max_seconds=1.0)
+        lat = measure(graph.model, tuple(graph.example_input.shape[1:]), **settings)
         times.append(lat.steady_ms * 1e6)
     return round(min(times))
 
@@ -186,11 +181,8 @@ def latency_record(
     (the budget's settings, predicted and measured ms per image)."""
     s = space.search
     fmt, predicted = fastest(models, widths)
-    lat = measure(
-        graph.prune(dict(widths)),
-        tuple(graph.example_input.shape[1:]),
-        **timing(space, device, fmt),
-    )
+    settings = timing(space, device, fmt)
+    lat = measure(graph.prune(dict(widths)), tuple(graph.example_input.shape[1:]), **settings)
     return {
         "memory_format": fmt,
         "batch": s.latency_batch,
@@ -203,11 +195,8 @@ def latency_record(
         "round_ms": [1e3 * m / lat.batch for m in lat.round_medians],
         "repeats": len(lat.samples),
         "speed_factors": list(lat.speed_factors),
-        "method": f"per image at the machine's sustained speed: each of {ROUNDS} rounds' "
-        f"median of timed forward passes ({GAP_SECONDS} s apart, after warm-up) "
-        "divided by how much slower a reference workload ran around it, the "
-        "fastest round kept (prunesearch.latency.measure.measure, "
-        "prunesearch.latency.reference)",
+        "timing": settings["timing"].to_dict(),
+        "method": settings["timing"].to_dict()["method"],
     }
 
 

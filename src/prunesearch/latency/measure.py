@@ -21,7 +21,7 @@ import copy
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prunesearch.device import resolve_device
@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMATS",
     "MAX_BATCH",
+    "STATISTICS",
     "Latency",
+    "Timing",
     "latency_table",
     "measure",
     "spec_latency",
@@ -54,6 +56,87 @@ THROUGHPUT_BATCH = 64
 MAX_BATCH = 1024  # a batch is made in memory: an absurd --latency-batch is refused, not tried
 
 
+def _median_of_scaled_rounds(medians: Sequence[float], factors: Sequence[float]) -> float:
+    return statistics.median(m / f for m, f in zip(medians, factors, strict=True))
+
+
+def _fastest_round(medians: Sequence[float], factors: Sequence[float]) -> float:
+    return min(medians)
+
+
+def _median(medians: Sequence[float], factors: Sequence[float]) -> float:
+    return medians[0]
+
+
+# what a measurement's steady time keeps of its rounds' medians (seconds per batch): the record
+# of a measurement names its statistic by these keys, so record and computation cannot diverge
+STATISTICS: dict[str, Callable[[Sequence[float], Sequence[float]], float]] = {
+    "median of the rounds' medians, each divided by the speed reference's factor": (
+        _median_of_scaled_rounds
+    ),
+    "fastest round's median": _fastest_round,
+    "median": _median,
+}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How a latency is measured: the one protocol that :func:`measure` takes and that every
+    record of a measurement (latency tables, specs, model cards) carries via :meth:`to_dict`.
+
+    Attributes:
+        warmup: untimed calls first (later rounds: at most 3).
+        repeats: timed calls per round.
+        max_seconds: a round stops once its timed calls took this long and at least
+            ``MIN_REPEATS`` are in (None: always ``repeats``).
+        rounds: timing windows, ``gap_seconds`` apart (idle).
+        reference: a :class:`prunesearch.latency.reference.SpeedReference` read around each
+            round, which scales it to the machine's sustained speed.
+        clock, sleep: the time source and the idle wait (fakes in tests).
+    """
+
+    warmup: int = WARMUP
+    repeats: int = REPEATS
+    max_seconds: float | None = MAX_SECONDS
+    rounds: int = 1
+    gap_seconds: float = 0.0
+    reference: SpeedReference | None = field(default=None, compare=False)
+    clock: Callable[[], float] = field(default=time.perf_counter, repr=False, compare=False)
+    sleep: Callable[[float], Any] = field(default=time.sleep, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.warmup < 0:
+            raise PrunesearchError(
+                f"latency: repeats must be >= 1 and warm-up >= 0, got {self.repeats} and "
+                f"{self.warmup}"
+            )
+        if self.rounds < 1:
+            raise PrunesearchError(f"latency: rounds must be >= 1, got {self.rounds}")
+
+    @property
+    def statistic(self) -> str:
+        """What the steady time keeps of the rounds (a key of :data:`STATISTICS`)."""
+        if self.reference is not None:
+            return "median of the rounds' medians, each divided by the speed reference's factor"
+        return "fastest round's median" if self.rounds > 1 else "median"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The protocol as a record: its settings, the statistic, and the method in words."""
+        scaled = " scaled to the machine's sustained speed," if self.reference else ""
+        return {
+            "warmup": self.warmup,
+            "repeats": self.repeats,
+            "max_seconds": self.max_seconds,
+            "rounds": self.rounds,
+            "gap_seconds": self.gap_seconds,
+            "speed_reference": self.reference is not None,
+            "statistic": self.statistic,
+            "method": f"per image: {self.rounds} round(s) of up to {self.repeats} timed forward "
+            f"passes after {self.warmup} warm-up calls, {self.gap_seconds} s apart,{scaled} "
+            f"the {self.statistic} kept (prunesearch.latency.measure.measure)",
+        }
+
+
 @dataclass(frozen=True)
 class Latency:
     """One latency measurement: the seconds of every timed forward pass of a ``batch``-image
@@ -66,7 +149,8 @@ class Latency:
     device: str
     memory_format: str
     round_medians: tuple[float, ...] = ()  # seconds per batch, one per round (``rounds``)
-    speed_factors: tuple[float, ...] = ()  # per round: how much slower the machine ran (speed.py)
+    speed_factors: tuple[float, ...] = ()  # per round: how much slower the machine ran
+    statistic: str = "median"  # what steady_ms keeps of the rounds: a key of STATISTICS
 
     def _per_image_ms(self, q: float) -> float:
         s = sorted(self.samples)
@@ -84,18 +168,16 @@ class Latency:
     @property
     def steady_ms(self) -> float:
         """Milliseconds per image at the machine's sustained speed (a virtual machine here runs
-        1.5x slower for seconds at a time, BENCHMARKS.md): each round's median divided by how
-        much slower a reference workload ran around it (``speed_factors``), the median of
-        those kept; without a reference, the fastest round's median; with one round, the median.
+        1.5x slower for seconds at a time, BENCHMARKS.md), by the measurement's ``statistic``
+        (:data:`STATISTICS`): with a speed reference, each round's median divided by how much
+        slower a reference workload ran around it, the median of those; without one, the
+        fastest round's median; with one round, the median.
 
         The median, not the fastest, of the scaled rounds: a reference reading is itself noisy
         (one 2.6x factor among 1.5s on a loaded machine), and the fastest of five ratios picks
         exactly such an outlier (a spec predicted at 0.93 ms read 0.59 ms)."""
         medians = self.round_medians or (statistics.median(self.samples),)
-        if not self.speed_factors:
-            return 1e3 * min(medians) / self.batch
-        scaled = [m / f for m, f in zip(medians, self.speed_factors, strict=True)]
-        return 1e3 * statistics.median(scaled) / self.batch
+        return 1e3 * STATISTICS[self.statistic](medians, self.speed_factors) / self.batch
 
     @property
     def iqr_ms(self) -> tuple[float, float]:
@@ -178,27 +260,17 @@ def measure(
     device: str | torch.device = "cpu",
     n_threads: int | None = None,
     channels_last: bool = False,
-    warmup: int = WARMUP,
-    repeats: int = REPEATS,
-    max_seconds: float | None = MAX_SECONDS,
-    clock: Callable[[], float] = time.perf_counter,
-    rounds: int = 1,
-    gap_seconds: float = 0.0,
-    sleep: Callable[[float], Any] = time.sleep,
-    reference: SpeedReference | None = None,
+    timing: Timing | None = None,
 ) -> Latency:
-    """Times ``model``'s inference on a ``batch`` x ``input_shape`` batch.
+    """Times ``model``'s inference on a ``batch`` x ``input_shape`` batch by ``timing``'s
+    protocol (default :class:`Timing`: one round of 30 repeats after 10 warm-up calls).
 
     The model is copied (the caller's stays where it is, in its mode), put in eval mode on
     ``device`` in the memory format asked for, and run under ``torch.inference_mode``.
-    ``rounds`` > 1 repeats the timing ``rounds`` times, ``gap_seconds`` apart (idle), and keeps
-    each round's median; ``reference``
-    (:class:`prunesearch.latency.reference.SpeedReference`) is read
-    before and after each round, to scale it to the machine's sustained speed
-    (``Latency.steady_ms``).
     """
     import torch
 
+    timing = timing or Timing()
     if not 1 <= batch <= MAX_BATCH:
         raise PrunesearchError(f"latency: batch must be in 1..{MAX_BATCH}, got {batch}")
     dev = resolve_device(device) if isinstance(device, str) else device
@@ -207,39 +279,46 @@ def measure(
     x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))
     x = x.to(dev).contiguous(memory_format=memory)
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
-    if rounds < 1:
-        raise PrunesearchError(f"latency: rounds must be >= 1, got {rounds}")
-    per_round, factors = [], []
     with threads(n_threads) as n, torch.inference_mode():
-        for r in range(rounds):
-            if r:
-                sleep(gap_seconds)
-            before = reference.factor() if reference else 1.0
-            per_round.append(
-                time_calls(
-                    lambda: net(x),
-                    warmup=warmup if r == 0 else min(warmup, 3),
-                    repeats=repeats,
-                    max_seconds=max_seconds,
-                    sync=sync,
-                    clock=clock,
-                )
-            )
-            if reference:
-                factors.append((before + reference.factor()) / 2)
-    samples = [t for s in per_round for t in s]
+        per_round, factors = _rounds(lambda: net(x), timing, sync)
     return Latency(
         batch=batch,
-        samples=tuple(samples),
-        warmup=warmup,
+        samples=tuple(t for s in per_round for t in s),
+        warmup=timing.warmup,
         threads=n,
         device=str(dev),
         memory_format=FORMATS[channels_last],
         round_medians=tuple(statistics.median(s) for s in per_round)
-        if rounds > 1 or reference
+        if timing.rounds > 1 or timing.reference
         else (),
         speed_factors=tuple(factors),
+        statistic=timing.statistic,
     )
+
+
+def _rounds(
+    fn: Callable[[], Any], timing: Timing, sync: Callable[[], Any] | None
+) -> tuple[list[list[float]], list[float]]:
+    """Each round's samples, and each round's speed factor (with a reference)."""
+    reference = timing.reference
+    per_round, factors = [], []
+    for r in range(timing.rounds):
+        if r:
+            timing.sleep(timing.gap_seconds)
+        before = reference.factor() if reference else 1.0
+        per_round.append(
+            time_calls(
+                fn,
+                warmup=timing.warmup if r == 0 else min(timing.warmup, 3),
+                repeats=timing.repeats,
+                max_seconds=timing.max_seconds,
+                sync=sync,
+                clock=timing.clock,
+            )
+        )
+        if reference:
+            factors.append((before + reference.factor()) / 2)
+    return per_round, factors
 
 
 def spec_latency(
@@ -249,9 +328,7 @@ def spec_latency(
     formats: Sequence[str] = FORMATS,
     device: str = "cpu",
     n_threads: int | None = None,
-    warmup: int = WARMUP,
-    repeats: int = REPEATS,
-    max_seconds: float | None = MAX_SECONDS,
+    timing: Timing | None = None,
     model: nn.Module | None = None,
     with_base: bool = True,
 ) -> dict[str, Any]:
@@ -271,6 +348,7 @@ def spec_latency(
 
     from prunesearch.spec import ArchSpec, build
 
+    timing = timing or Timing()
     if not batches or not formats or not 1 <= min(batches) <= max(batches) <= MAX_BATCH:
         raise PrunesearchError(
             f"latency: batch sizes must be in 1..{MAX_BATCH}, got {list(batches)}"
@@ -297,9 +375,7 @@ def spec_latency(
                     device=dev,
                     n_threads=n_threads,
                     channels_last=fmt == "channels-last",
-                    warmup=warmup,
-                    repeats=repeats,
-                    max_seconds=max_seconds,
+                    timing=timing,
                 )
                 rows.append({"model": name} | lat.to_dict())
     speedup: dict[str, dict[str, float]] = {}
@@ -315,8 +391,9 @@ def spec_latency(
         "device": str(dev),
         "threads": rows[0]["threads"],
         "torch": torch.__version__,
-        "warmup": warmup,
-        "repeats": repeats,
+        "warmup": timing.warmup,
+        "repeats": timing.repeats,
+        "timing": timing.to_dict(),
         "batches": list(batches),
         "formats": list(formats),
         "flops": spec.flops,

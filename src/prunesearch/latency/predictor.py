@@ -22,6 +22,7 @@ its thread count, the memory format, the batch, torch's version and the model's 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from prunesearch.engine.graph import ChannelGraph, OpChannels
+    from prunesearch.latency.measure import Timing
     from prunesearch.latency.reference import SpeedReference
     from prunesearch.progress import Reporter
 
@@ -309,15 +311,15 @@ def _time_layer(
     spec: dict[str, Any], cin: int, cout: int, key: LatencyKey, measure_fn: Callable[..., Any]
 ) -> float:
     """Median nanoseconds of one forward of a fresh layer (cin -> cout)."""
+    from prunesearch.latency.measure import Timing
+
     layer, shape = _make_layer(spec, cin, cout, key.batch)
     lat = measure_fn(
         layer,
         shape[1:],
         batch=key.batch,
         channels_last=(key.memory_format == "channels-last" and len(shape) == 4),
-        repeats=CELL_REPEATS,
-        warmup=3,
-        max_seconds=0.5,
+        timing=Timing(repeats=CELL_REPEATS, warmup=3, max_seconds=0.5),
     )
     return lat.steady_ms * key.batch * 1e6
 
@@ -339,6 +341,8 @@ def _calibrate(
     step: Callable[[], None],
 ) -> dict[str, float]:
     """Fits ``intercept + layers * table sum + elements * elements`` to whole networks."""
+    from prunesearch.latency.measure import Timing
+
     rng = np.random.default_rng(seed)
     base = graph.widths_vector(None)
     vectors = [base, floors] + [_random_widths(graph, rng, floors) for _ in range(n - 2)]
@@ -352,9 +356,7 @@ def _calibrate(
                 tuple(_input_shape(graph)),
                 batch=key.batch,
                 channels_last=key.memory_format == "channels-last",
-                repeats=MODEL_REPEATS,
-                warmup=5,
-                max_seconds=2.0,
+                timing=Timing(repeats=MODEL_REPEATS, warmup=5, max_seconds=2.0),
             )
             y[k, i] = lat.steady_ms * key.batch * 1e6
             step()
@@ -460,8 +462,9 @@ def latency_model(
                 )
         reference = speed_reference(key, folder)
 
-        def timed(*args: Any, **kwargs: Any) -> Any:  # at the machine's sustained speed
-            return measure_fn(*args, device=device, reference=reference, **kwargs)
+        def timed(*args: Any, timing: Timing, **kwargs: Any) -> Any:  # at the sustained speed
+            timing = dataclasses.replace(timing, reference=reference)
+            return measure_fn(*args, device=device, timing=timing, **kwargs)
 
         return _build(graph, key, path, min_ratio, calibration, seed, reporter, timed)
 
