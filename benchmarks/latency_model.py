@@ -28,7 +28,7 @@ import torch
 
 import prunesearch as ps
 from prunesearch.latency.measure import Timing, measure
-from prunesearch.latency.predictor import latency_model, speed_reference
+from prunesearch.latency.predictor import TableBuild, latency_model, speed_reference
 
 
 def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict:
@@ -42,7 +42,7 @@ def evaluate(name: str, fmt: str, args: argparse.Namespace, cache: Path) -> dict
         threads=args.threads,
         memory_format=fmt,
         min_ratio=args.min_ratio,
-        cache_dir=cache,
+        build=TableBuild(cache),
     )
     build = time.perf_counter() - start
     rng = np.random.default_rng(args.seed)

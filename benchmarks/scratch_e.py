@@ -17,7 +17,7 @@ import json
 import statistics
 from pathlib import Path
 
-from prunesearch.experiments.run_store import CellStore
+from prunesearch.experiments.run_store import ArchCell, CellStore
 from prunesearch.experiments.stats import paired_difference
 from prunesearch.space import load_space
 from prunesearch.spec import ArchSpec
@@ -41,16 +41,8 @@ def main() -> None:
     acc: dict[str, list[float]] = {n: [] for n in specs}
     for seed in range(args.seeds):  # seed by seed: a run cut short leaves paired seeds
         for name, spec in specs.items():
-            m = store.arch(
-                spec,
-                space,
-                kind="scratch-e",
-                seed=seed,
-                epochs=args.epochs,
-                data=data,
-                opts=RunOptions(),
-                name=name,
-            )
+            cell = ArchCell(spec, "scratch-e", seed, epochs=args.epochs, name=name)
+            m = store.arch(cell, space, data=data, opts=RunOptions())
             acc[name].append(100 * m["test_accuracy"])
             print(f"{name} seed {seed}: {acc[name][-1]:.2f}", flush=True)
     first = next(iter(specs))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from prunesearch.allow_import import AllowImport, import_permission
 from prunesearch.errors import PrunesearchError, SpecError, shown
 from prunesearch.fileio import atomic_write_json, read_json
+from prunesearch.vocab import BUDGET_KINDS
 
 if TYPE_CHECKING:  # torch is imported where used: reading a spec needs none
     from torch import nn
@@ -28,7 +29,6 @@ __all__ = ["FORMAT", "ArchSpec", "base_graph", "build", "package_versions", "rei
 
 FORMAT = "prunesearch.arch/v1"
 FLOP_COUNTER = "fvcore-macs"
-_BUDGET_KINDS = ("flops", "params", "latency")
 
 
 def package_versions() -> dict[str, str]:
@@ -230,9 +230,9 @@ class ArchSpec:
                 raise SpecError(f"{_path('widths', name)}: {w} exceeds the base width {base[name]}")
         budget = _obj(d.get("budget"), "$.budget", optional=True)
         if budget is not None:
-            if budget.get("kind") not in _BUDGET_KINDS:
+            if budget.get("kind") not in BUDGET_KINDS:
                 raise SpecError(
-                    f"$.budget.kind: must be one of {', '.join(_BUDGET_KINDS)}, "
+                    f"$.budget.kind: must be one of {', '.join(BUDGET_KINDS)}, "
                     f"got {shown(budget.get('kind'))}"
                 )
             _int(budget.get("target"), "$.budget.target", minimum=1)

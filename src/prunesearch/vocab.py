@@ -9,13 +9,17 @@ from prunesearch.errors import PrunesearchError
 
 __all__ = [
     "ARCH_INITS",
+    "ARCH_KINDS",
+    "BUDGET_KINDS",
     "EPOCH_BUDGETS",
     "EXPORT_FORMATS",
     "GRANULARITIES",
     "LATENCY_FORMATS",
     "LR_SCHEDULES",
+    "MEMORY_FORMATS",
     "OBJECTIVES",
     "SIGNALS",
+    "TRAINING_KINDS",
     "require",
 ]
 
@@ -27,8 +31,14 @@ LR_SCHEDULES = ("step", "cosine", "constant")  # learning-rate schedules (train.
 # Scratch-B the base's compute at the architecture's FLOPs (runs.scratch_b_epochs)
 EPOCH_BUDGETS = ("scratch-e", "scratch-b")
 ARCH_INITS = ("scratch", "inherit")  # train-arch from random init or the pruned base
+# how a compare row or a stored cell is trained: the base, or an architecture fine-tuned from
+# it or trained from scratch (runs.arch_kind / arch_training map them to --init / --schedule)
+TRAINING_KINDS = ("base", "finetune", "scratch-e", "scratch-b")
+ARCH_KINDS = TRAINING_KINDS[1:]
+BUDGET_KINDS = ("flops", "params", "latency")  # what a budget bounds (engine/budget.py)
+MEMORY_FORMATS = ("nchw", "channels-last")  # a model's memory format when it runs
 EXPORT_FORMATS = ("onnx", "pt2")  # prunesearch export: ONNX, torch.export (export.py)
-LATENCY_FORMATS = ("auto", "nchw", "channels-last")  # what a latency budget is timed in
+LATENCY_FORMATS = ("auto", *MEMORY_FORMATS)  # what a latency budget is timed in
 
 
 def require(what: str, value: str, allowed: Sequence[str]) -> str:

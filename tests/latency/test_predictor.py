@@ -14,7 +14,7 @@ from torch import nn
 
 import prunesearch as ps
 from prunesearch.latency.measure import Latency
-from prunesearch.latency.predictor import grid_axis, latency_model
+from prunesearch.latency.predictor import TableBuild, grid_axis, latency_model
 
 from ..helpers import random_widths
 
@@ -102,7 +102,7 @@ def test_grid_axis_holds_both_sides_of_each_block_edge():
 
 def test_prediction_matches_the_device_at_random_widths(graph, tmp_path):
     fake = FakeDevice()
-    model = latency_model(graph, cache_dir=tmp_path, measure_fn=fake, calibration=8)
+    model = latency_model(graph, build=TableBuild(tmp_path, 8, measure_fn=fake))
     errors = []
     for seed in range(8):
         widths = random_widths(graph, seed)
@@ -117,8 +117,8 @@ def test_prediction_matches_the_device_at_random_widths(graph, tmp_path):
 
 def test_per_image_time_at_a_larger_batch(graph, tmp_path):
     fake = FakeDevice()
-    one = latency_model(graph, cache_dir=tmp_path, measure_fn=fake, calibration=4)
-    eight = latency_model(graph, batch=8, cache_dir=tmp_path, measure_fn=fake, calibration=4)
+    one = latency_model(graph, build=TableBuild(tmp_path, 4, measure_fn=fake))
+    eight = latency_model(graph, batch=8, build=TableBuild(tmp_path, 4, measure_fn=fake))
     assert eight.key.batch == 8 and eight.key != one.key
     # the overheads are shared by a batch's images: per image, the batch of 8 is cheaper
     assert eight() < one()
@@ -126,16 +126,16 @@ def test_per_image_time_at_a_larger_batch(graph, tmp_path):
 
 def test_the_cache_is_reused_and_rebuilt_when_its_key_changes(graph, tmp_path):
     fake = FakeDevice()
-    first = latency_model(graph, cache_dir=tmp_path, measure_fn=fake, calibration=4)
+    first = latency_model(graph, build=TableBuild(tmp_path, 4, measure_fn=fake))
     built = fake.calls
     assert built > 0 and len(list(tmp_path.glob("*.json"))) == 1
-    again = latency_model(graph, cache_dir=tmp_path, measure_fn=fake, calibration=4)
+    again = latency_model(graph, build=TableBuild(tmp_path, 4, measure_fn=fake))
     assert fake.calls == built and again() == first()  # read, not measured
     cached = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert cached["key"]["threads"] == torch.get_num_threads()
     assert cached["key"]["torch"] == torch.__version__
     other = latency_model(
-        graph, cache_dir=tmp_path, measure_fn=fake, calibration=4, memory_format="channels-last"
+        graph, build=TableBuild(tmp_path, 4, measure_fn=fake), memory_format="channels-last"
     )
     assert fake.calls > built and other.key.memory_format == "channels-last"
     assert len(list(tmp_path.glob("*.json"))) == 2
@@ -143,6 +143,6 @@ def test_the_cache_is_reused_and_rebuilt_when_its_key_changes(graph, tmp_path):
 
 def test_bad_settings_are_errors(graph, tmp_path):
     with pytest.raises(ps.PrunesearchError, match="memory format must be one of"):
-        latency_model(graph, cache_dir=tmp_path, memory_format="nhwc")
+        latency_model(graph, build=TableBuild(tmp_path), memory_format="nhwc")
     with pytest.raises(ps.PrunesearchError, match="--latency-batch must be >= 1"):
-        latency_model(graph, cache_dir=tmp_path, batch=0)
+        latency_model(graph, build=TableBuild(tmp_path), batch=0)

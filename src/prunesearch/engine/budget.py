@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prunesearch.errors import PrunesearchError, shown
+from prunesearch.vocab import BUDGET_KINDS, require
 
 if TYPE_CHECKING:  # torch is imported where used: parse_budgets runs before the CLI loads it
     import torch
@@ -37,8 +38,7 @@ __all__ = [
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _TIME_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "µs": 10**3}  # to nanoseconds
-_KINDS = {"flops": "flops", "params": "params", "latency": "latency"}
-_SUFFIX = {"flops": "FLOPs", "params": "params", "latency": "latency"}
+_SUFFIX = dict(zip(BUDGET_KINDS, ("FLOPs", "params", "latency"), strict=True))
 _ITEM = re.compile(
     r"^\s*(?P<num>[+-]?\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*(?P<pct>%)?"
     r"\s*(?:(?P<time>ms|us|µs|s)|(?P<unit>[kmgt])?\s*(?P<kind>flops|params|latency)?)"
@@ -116,7 +116,7 @@ def parse_budgets(text: str) -> list[Budget]:
         raise PrunesearchError(
             f"budget {shown(text)} mixes {' and '.join(_SUFFIX[k] for k in sorted(kinds))}"
         )
-    kind = _KINDS[kinds.pop()]
+    kind = require("budget kind", kinds.pop(), BUDGET_KINDS)
     last_time = next((m["time"] for m in reversed(parsed) if m["time"]), None)
     budgets = [_budget(item, m, kind, last_time) for item, m in zip(items, parsed, strict=True)]
     slugs = [b.slug for b in budgets]

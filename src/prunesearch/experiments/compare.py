@@ -44,7 +44,7 @@ from typing import Any
 
 from prunesearch.engine.budget import parse_budgets
 from prunesearch.errors import PrunesearchError
-from prunesearch.experiments.run_store import Experiment, start_experiment
+from prunesearch.experiments.run_store import ArchCell, Experiment, Setting, start_experiment
 from prunesearch.experiments.stats import paired_difference
 from prunesearch.fileio import atomic_write_json, atomic_write_text, read_json
 from prunesearch.find.candidates import input_shape
@@ -55,6 +55,7 @@ from prunesearch.space import Space
 from prunesearch.spec import ArchSpec
 from prunesearch.training.loop import RunOptions, resolve_device
 from prunesearch.training.runs import DataOptions, load_splits
+from prunesearch.vocab import TRAINING_KINDS
 
 __all__ = [
     "ROWS",
@@ -81,7 +82,7 @@ ROWS = (
 )
 
 
-TRAININGS = ("base", "finetune", "scratch-e", "scratch-b")
+TRAININGS = TRAINING_KINDS  # the kinds of rows compare trains
 
 
 @dataclass(frozen=True)
@@ -239,16 +240,12 @@ def compare(
     budget = budgets[0]
     extra = _load_extra(space, options.extra)
     exp = start_experiment(
-        space,
+        Setting(space, data, opts, epochs, reporter),
         f"compare-{budget.slug}",
         out=out,
         cells=options.cells,
         n_seeds=options.seeds,
         base=options.base,
-        epochs=epochs,
-        data=data,
-        opts=opts,
-        reporter=reporter,
     )
     run_dir, store, seeds = exp.run_dir, exp.store, exp.seeds
     base_path, base_epochs = exp.base_path, exp.base_epochs
@@ -269,7 +266,7 @@ def compare(
     )
     rows_def, specs = _rows_and_specs(space, family["members"][0], extra)
     rows_def = [r for r in rows_def if r[2] in options.trainings]
-    cells = _train_cells(exp, rows_def, specs, space, options, epochs, data, opts, reporter)
+    cells = _train_cells(exp, rows_def, specs, options)
     result = {
         "space": space.name,
         "budget": budget.text,
@@ -284,33 +281,35 @@ def compare(
         "run_dir": str(run_dir),
     }
     result["rows"] = _summarise(rows_def, specs, cells, seeds, result, base_epochs)
-    if budget.kind == "latency":  # every architecture timed alike, with the space's settings
-        timed = resolve_threads(space)
-        device = resolve_device(opts.device).type
-        ms = {arch: spec_ms(spec, timed, device=device) for arch, spec in specs.items()}
-        for r in result["rows"]:
-            if r["architecture"] in ms:
-                r["latency"] = ms[r["architecture"]]
+    if budget.kind == "latency":
+        _time_rows(result["rows"], specs, space, opts.device)
     result["paired"] = paired_rows(result["rows"])
     atomic_write_json(run_dir / "compare.json", result)
     atomic_write_text(run_dir / "compare.md", markdown_table(result))
     return result
 
 
+def _time_rows(
+    rows: list[dict[str, Any]], specs: dict[str, ArchSpec], space: Space, device: str
+) -> None:
+    """Every architecture's measured latency into its rows, timed alike with the space's
+    settings (a latency budget's compare)."""
+    timed = resolve_threads(space)
+    device = resolve_device(device).type
+    ms = {arch: spec_ms(spec, timed, device=device) for arch, spec in specs.items()}
+    for r in rows:
+        if r["architecture"] in ms:
+            r["latency"] = ms[r["architecture"]]
+
+
 def _train_cells(
-    exp: Experiment,
-    rows_def,
-    specs: dict[str, ArchSpec],
-    space: Space,
-    options: CompareOptions,
-    epochs: int | None,
-    data: DataOptions,
-    opts: RunOptions,
-    reporter: Reporter | None,
+    exp: Experiment, rows_def, specs: dict[str, ArchSpec], options: CompareOptions
 ) -> dict[tuple[str, str, int], dict[str, Any]]:
     """Every (row, architecture, seed) cell's metrics; a cell another row already trained is
-    marked ``same_as`` that row. ``epochs``: the command's override of the base's."""
+    marked ``same_as`` that row."""
     store, seeds, base_path, base_epochs = exp.store, exp.seeds, exp.base_path, exp.base_epochs
+    s = exp.setting
+    space, epochs, data, opts, reporter = s.space, s.epochs, s.data, s.opts, s.reporter
     # the other seeds' bases: trained like the first (a given base: for its epochs)
     base_cell_epochs = base_epochs if options.base else epochs
     cells: dict[tuple[str, str, int], dict[str, Any]] = {}
@@ -332,19 +331,16 @@ def _train_cells(
                     reporter=reporter,
                 )[0]
             continue
-        metrics = store.arch(
+        cell = ArchCell(
             specs[arch],
-            space,
-            kind=how,
-            seed=seed,
+            how,
+            seed,
             epochs=None if how == "finetune" else base_epochs,
-            data=data,
-            opts=opts,
             base=base_path if how == "finetune" else None,
             max_epoch_factor=options.max_epoch_factor,
             name=arch,
-            reporter=reporter,
         )
+        metrics = store.arch(cell, space, data=data, opts=opts, reporter=reporter)
         first = owner.setdefault(metrics["cell"], row)
         cells[(row, arch, seed)] = metrics | ({"same_as": first} if first != row else {})
     return cells

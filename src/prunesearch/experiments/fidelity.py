@@ -22,7 +22,6 @@ on the validation split), and its images are independent of those the objectives
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
@@ -34,7 +33,7 @@ from typing import Any
 
 from prunesearch.engine.budget import Budget, parse_budgets, project
 from prunesearch.errors import PrunesearchError
-from prunesearch.experiments.run_store import Experiment, start_experiment
+from prunesearch.experiments.run_store import ArchCell, Experiment, Setting, start_experiment
 from prunesearch.experiments.stats import bootstrap, headroom, kendall_tau, spearman_rho
 from prunesearch.fileio import atomic_write_json, atomic_write_text, file_digest, read_json
 from prunesearch.find.baselines import baseline_widths, budget_targets
@@ -198,18 +197,16 @@ def sample_architectures(
 
 
 def _score_all(
-    space: Space,
-    base_path: Path,
+    exp: Experiment,
     signal: str,
     archs: list[dict[str, Any]],
     objectives: tuple[str, ...],
-    data: DataOptions,
-    opts: RunOptions,
-    cache_path: Path,
     inherit: Candidates,
 ) -> None:
     """Fills ``arch["scores"][objective]``; scores.json caches them across runs. ``inherit``:
     the search already built for sampling (reused for that objective)."""
+    space, data, opts = exp.setting.space, exp.setting.data, exp.setting.opts
+    base_path, cache_path = exp.base_path, exp.run_dir / "scores.json"
     cache = read_json(cache_path, "objective scores") if cache_path.is_file() else {}
     for objective in objectives:
         settings = objective_settings(space, objective)
@@ -245,19 +242,14 @@ def fidelity(
         space = resolve_threads(space)
     target = budget_targets(space, [budget], device=device, reporter=reporter)[0]
     exp = start_experiment(
-        space,
+        Setting(space, data, opts, epochs, reporter),
         f"fidelity-{budget.slug}",
         out=out,
         cells=options.cells,
         n_seeds=options.seeds,
         base=options.base,
-        epochs=epochs,
-        data=data,
-        opts=opts,
-        reporter=reporter,
     )
-    run_dir, store, seeds = exp.run_dir, exp.store, exp.seeds
-    base_path, base_epochs = exp.base_path, exp.base_epochs
+    run_dir, base_path = exp.run_dir, exp.base_path
     signal = resolve_signal(space, options.signal, exp.base_meta)
     search = Candidates(space, base_path, signal, data, opts, "inherit")
     search.use_budgets([budget], device, reporter)
@@ -281,29 +273,19 @@ def fidelity(
             "data": dataclasses.asdict(data),
         },
     )
-    _score_all(
-        space,
-        base_path,
-        signal,
-        archs,
-        options.objectives,
-        data,
-        opts,
-        run_dir / "scores.json",
-        search,
-    )
+    _score_all(exp, signal, archs, options.objectives, search)
     specs = _save_specs(search, space, budget, target, archs, run_dir / "archs")
-    _train_cells(exp, space, options, archs, specs, data, opts, reporter)
+    _train_cells(exp, options, archs, specs)
     result = {
         "space": space.name,
         "budget": budget.text,
         "target": target,
-        "seeds": seeds,
+        "seeds": exp.seeds,
         "schedule": options.schedule,
-        "base_epochs": base_epochs,
+        "base_epochs": exp.base_epochs,
         "signal": signal,
         "base": str(base_path),
-        "cells": str(store.root),
+        "cells": str(exp.store.root),
         "run_dir": str(run_dir),
         "archs": archs,
     } | summarise(archs, options.objectives)
@@ -341,45 +323,42 @@ def _save_specs(
 
 def _train_cells(
     exp: Experiment,
-    space: Space,
     options: FidelityOptions,
     archs: list[dict[str, Any]],
     specs: dict[str, ArchSpec],
-    data: DataOptions,
-    opts: RunOptions,
-    reporter: Reporter | None,
 ) -> None:
     """Trains every (architecture, seed) cell from scratch, a cell another process is
     training last; their test accuracies and mean into ``archs``."""
-    store, seeds = exp.store, exp.seeds
-    cell = functools.partial(
-        store.arch,
-        space=space,
-        kind=options.schedule,
-        epochs=exp.base_epochs,
-        data=data,
-        opts=opts,
-        max_epoch_factor=options.max_epoch_factor,
-        reporter=reporter,
-    )
-    where = functools.partial(
-        store.arch_folder,
-        space=space,
-        kind=options.schedule,
-        epochs=exp.base_epochs,
-        data=data,
-        max_epoch_factor=options.max_epoch_factor,
-    )
+    store, seeds, s = exp.store, exp.seeds, exp.setting
+
+    def cell_of(name: str, seed: int) -> ArchCell:
+        return ArchCell(
+            specs[name],
+            options.schedule,
+            seed,
+            epochs=exp.base_epochs,
+            max_epoch_factor=options.max_epoch_factor,
+            name=name,
+        )
+
+    def cell(name: str, seed: int) -> dict[str, Any]:
+        return store.arch(
+            cell_of(name, seed), s.space, data=s.data, opts=s.opts, reporter=s.reporter
+        )
+
+    def where(name: str, seed: int) -> Path:
+        return store.arch_folder(cell_of(name, seed), s.space, s.data)
+
     pending = [(a["name"], seed) for a in archs for seed in seeds]
     total, deferred, metrics = len(pending), set(), {}
     while pending:
         name, seed = key = pending.pop(0)
-        if key not in deferred and store.busy(where(specs[name], seed=seed)):
+        if key not in deferred and store.busy(where(name, seed)):
             deferred.add(key)  # another process (on the same store) is training it: later
             pending.append(key)
             continue
         logger.info("fidelity cell %d/%d: %s, seed %d", len(metrics) + 1, total, name, seed)
-        metrics[key] = cell(specs[name], seed=seed, name=name)
+        metrics[key] = cell(name, seed)
     for a in archs:
         runs = [metrics[(a["name"], seed)] for seed in seeds]
         a["cells"] = [m["cell"] for m in runs]

@@ -89,7 +89,13 @@ def _trials_figure(plt, data: dict[str, Any], out: Path) -> tuple[str, list[str]
     ax.set_ylabel("search score (held-out val)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    names = list(data["members"][0]["baselines"])
+    md = _trials_table(data["members"])
+    return _save(fig, out / "trials.png"), [*md, ""]
+
+
+def _trials_table(members: list[dict[str, Any]]) -> list[str]:
+    """The exported architecture's and the baselines' scores per budget, as markdown."""
+    names = list(members[0]["baselines"])
     md = [
         "## Proxy accuracy vs FLOPs",
         "",
@@ -100,13 +106,13 @@ def _trials_figure(plt, data: dict[str, Any], out: Path) -> tuple[str, list[str]
         + " |",
         "| --- | --- | ---: | " + " | ".join("---:" for _ in names) + " |",
     ]
-    for m in data["members"]:
+    for m in members:
         md.append(
             f"| {m['budget']} | {m['chosen']['trial']} | {m['chosen']['score']:.4f} | "
             + " | ".join(f"{b['score']:.4f}" for b in m["baselines"].values())
             + " |"
         )
-    return _save(fig, out / "trials.png"), [*md, ""]
+    return md
 
 
 def _history_figure(plt, data: dict[str, Any], out: Path) -> tuple[str, list[str]]:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,45 @@ from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import ArchSpec
 from prunesearch.training.loop import RunOptions
-from prunesearch.training.runs import DataOptions, base_metadata, train_arch, train_base
+from prunesearch.training.runs import (
+    DataOptions,
+    arch_training,
+    base_metadata,
+    train_arch,
+    train_base,
+)
+from prunesearch.vocab import ARCH_KINDS
 
-__all__ = ["CellStore", "Experiment", "default_root", "start_experiment"]
+__all__ = ["ArchCell", "CellStore", "Experiment", "Setting", "default_root", "start_experiment"]
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("base", "scratch-e", "scratch-b", "finetune")
+
+@dataclass(frozen=True)
+class Setting:
+    """Where and how an experiment's cells train: the space, the data and run options, the
+    command's epochs override (None: the space's) and the progress reporter."""
+
+    space: Space
+    data: DataOptions = field(default_factory=DataOptions)
+    opts: RunOptions = field(default_factory=RunOptions)
+    epochs: int | None = None
+    reporter: Reporter | None = None
+
+
+@dataclass(frozen=True)
+class ArchCell:
+    """One architecture cell: ``spec`` trained as ``kind`` (``scratch-e``, ``scratch-b``, or
+    ``finetune`` from ``base``) with ``seed``; ``epochs``: the base epochs Scratch-E/B start
+    from (None: the space's); ``name``: the spec's name in logs and metrics."""
+
+    spec: ArchSpec
+    kind: str
+    seed: int
+    epochs: int | None = None
+    base: Path | None = None
+    max_epoch_factor: float | None = None
+    name: str = "spec"
 
 
 def default_root(space: Space, out: str | Path | None) -> Path:
@@ -137,76 +169,46 @@ class CellStore:
             )
         return metrics | {"cell": str(path)}, path / "model.safetensors"
 
-    def _arch_identity(
-        self,
-        spec: ArchSpec,
-        space: Space,
-        kind: str,
-        seed: int,
-        epochs: int | None,
-        data: DataOptions,
-        base: Path | None,
-        max_epoch_factor: float | None,
-    ) -> dict[str, Any]:
-        extra: dict[str, Any] = {"max_epoch_factor": max_epoch_factor}
-        if kind == "finetune":
-            extra["base_sha256"] = file_digest(base) if base else None
-            extra["signal"] = (spec.search or {}).get("signal")
-        return self._identity(space, kind, spec.widths, seed, epochs, data, **extra)
+    def _arch_identity(self, cell: ArchCell, space: Space, data: DataOptions) -> dict[str, Any]:
+        extra: dict[str, Any] = {"max_epoch_factor": cell.max_epoch_factor}
+        if cell.kind == "finetune":
+            extra["base_sha256"] = file_digest(cell.base) if cell.base else None
+            extra["signal"] = (cell.spec.search or {}).get("signal")
+        widths, epochs = cell.spec.widths, cell.epochs
+        return self._identity(space, cell.kind, widths, cell.seed, epochs, data, **extra)
 
-    def arch_folder(
-        self,
-        spec: ArchSpec,
-        space: Space,
-        *,
-        kind: str,
-        seed: int,
-        epochs: int | None,
-        data: DataOptions,
-        base: Path | None = None,
-        max_epoch_factor: float | None = None,
-    ) -> Path:
+    def arch_folder(self, cell: ArchCell, space: Space, data: DataOptions) -> Path:
         """Where :meth:`arch` keeps that cell (trained or not)."""
-        return self.folder(
-            self._arch_identity(spec, space, kind, seed, epochs, data, base, max_epoch_factor)
-        )
+        return self.folder(self._arch_identity(cell, space, data))
 
     def arch(
         self,
-        spec: ArchSpec,
+        cell: ArchCell,
         space: Space,
         *,
-        kind: str,
-        seed: int,
-        epochs: int | None,
         data: DataOptions,
         opts: RunOptions,
-        base: Path | None = None,
-        max_epoch_factor: float | None = None,
-        name: str = "spec",
         reporter: Reporter | None = None,
     ) -> dict[str, Any]:
-        """A spec trained as ``kind`` (``scratch-e``, ``scratch-b``, or ``finetune`` from
-        ``base``), reused when already trained; its metrics with ``cell`` (the folder)."""
-        if kind not in KINDS[1:]:
-            raise ValueError(f"unknown cell kind {kind!r}")
-        identity = self._arch_identity(
-            spec, space, kind, seed, epochs, data, base, max_epoch_factor
-        )
-        path = self._run(identity)
+        """The cell's spec trained, or reused when already trained; its metrics with ``cell``
+        (the folder)."""
+        if cell.kind not in ARCH_KINDS:
+            raise ValueError(f"unknown cell kind {cell.kind!r}")
+        path = self._run(self._arch_identity(cell, space, data))
+        schedule, init = arch_training(cell.kind)
         with self._owned(path):
             metrics = train_arch(
-                spec,
+                cell.spec,
                 space,
-                schedule="scratch-e" if kind == "finetune" else kind,
-                init="inherit" if kind == "finetune" else "scratch",
-                base=base if kind == "finetune" else None,
-                max_epoch_factor=max_epoch_factor,
+                schedule=schedule,
+                init=init,
+                base=cell.base if init == "inherit" else None,
+                max_epoch_factor=cell.max_epoch_factor,
                 out=path,
-                epochs=None if kind == "finetune" else epochs,
-                spec_name=name,
+                epochs=None if init == "inherit" else cell.epochs,
+                spec_name=cell.name,
                 data=data,
-                opts=dataclasses.replace(opts, seed=seed, resume=True),
+                opts=dataclasses.replace(opts, seed=cell.seed, resume=True),
                 reporter=reporter,
             )
         return metrics | {"cell": str(path)}
@@ -222,26 +224,24 @@ class Experiment:
     base_path: Path  # the base the search prunes (seed 0's)
     base_meta: dict[str, Any]
     base_epochs: int  # the epochs Scratch-E/B start from
+    setting: Setting
 
 
 def start_experiment(
-    space: Space,
+    setting: Setting,
     name: str,
     *,
     out: str | Path | None,
     cells: str | None,
     n_seeds: int,
     base: str | None,
-    epochs: int | None,
-    data: DataOptions,
-    opts: RunOptions,
-    reporter: Reporter | None,
 ) -> Experiment:
     """The run folder (``out`` or ``outputs/<space>/<name>``), the cell store, the seeds
     ``opts.seed ..``, and the base: ``base`` (a weights file or a run folder), or the store's
     base cell of the first seed (trained when missing)."""
+    space, epochs = setting.space, setting.epochs
     store = CellStore(cells or default_root(space, out))
-    seeds = [opts.seed + k for k in range(n_seeds)]
+    seeds = [setting.opts.seed + k for k in range(n_seeds)]
     if base:
         path = Path(base)
         path = path / "model.safetensors" if path.is_dir() else path
@@ -249,10 +249,14 @@ def start_experiment(
             raise PrunesearchError(f"--base {base}: no such weights file")
     else:
         path = store.base(
-            space, seed=seeds[0], epochs=epochs, data=data, opts=opts, reporter=reporter
+            space,
+            seed=seeds[0],
+            epochs=epochs,
+            data=setting.data,
+            opts=setting.opts,
+            reporter=setting.reporter,
         )[1]
     meta = base_metadata(path, space)
     base_epochs = epochs or int((meta.get("recipe") or {}).get("epochs") or space.train.epochs)
-    return Experiment(
-        Path(out) if out else run_folder(space.name, name), store, seeds, path, meta, base_epochs
-    )
+    run_dir = Path(out) if out else run_folder(space.name, name)
+    return Experiment(run_dir, store, seeds, path, meta, base_epochs, setting)

@@ -152,18 +152,17 @@ def _measure_choice(
     }
 
 
-def member_and_files(
+def _search_info(
     job: Job,
     choice: dict[str, Any],
     baselines: dict[str, dict[str, Any]],
-    graph,
     sha: str,
     settings: dict[str, Any],
     n_done: int,
-) -> tuple[dict[str, Any], list[tuple[Path, ArchSpec]]]:
-    """The budget's family member and its spec files (the chosen one's, the baselines')."""
-    space, budget = job.space, job.budget
-    search_info = {
+) -> dict[str, Any]:
+    """A spec's provenance: how the search that chose it ran, and its baselines' scores."""
+    space = job.space
+    return {
         "signal": choice["signal"],
         "objective": job.objective,
         "objective_settings": settings,
@@ -183,6 +182,20 @@ def member_and_files(
             for k, v in baselines.items()
         },
     } | ({"finalists": choice["finalists"]} if "finalists" in choice else {})
+
+
+def member_and_files(
+    job: Job,
+    choice: dict[str, Any],
+    baselines: dict[str, dict[str, Any]],
+    graph,
+    sha: str,
+    settings: dict[str, Any],
+    n_done: int,
+) -> tuple[dict[str, Any], list[tuple[Path, ArchSpec]]]:
+    """The budget's family member and its spec files (the chosen one's, the baselines')."""
+    space, budget = job.space, job.budget
+    search_info = _search_info(job, choice, baselines, sha, settings, n_done)
     budget_info = {"kind": budget.kind, "target": job.target, "text": budget.text}
 
     def make(

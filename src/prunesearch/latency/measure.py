@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from prunesearch.device import resolve_device
 from prunesearch.errors import PrunesearchError
+from prunesearch.vocab import MEMORY_FORMATS
 
 if TYPE_CHECKING:
     import torch
@@ -47,7 +48,7 @@ __all__ = [
     "time_calls",
 ]
 
-FORMATS = ("nchw", "channels-last")
+FORMATS = MEMORY_FORMATS
 WARMUP = 10
 REPEATS = 30
 MAX_SECONDS = 10.0  # per measurement; repeats stop early past it (at least MIN_REPEATS)

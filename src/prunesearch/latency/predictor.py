@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LatencyKey",
     "LatencyModel",
+    "TableBuild",
     "cache_folder",
     "grid_axis",
     "latency_key",
@@ -405,11 +406,56 @@ def speed_reference(key: LatencyKey, folder: Path | None = None) -> SpeedReferen
     )
 
 
+def _time_tables(
+    plan: dict[str, tuple[dict[str, Any], list[int], list[int]]],
+    key: LatencyKey,
+    measure_fn: Callable[..., Any],
+    step: Callable[[], None],
+) -> dict[str, dict[str, Any]]:
+    """Each layer's table: nanoseconds on its (cin, cout) grid, the median of ``PASSES``
+    passes that lie seconds apart."""
+    tables = {
+        name: {
+            "spec": spec,
+            "cin": cin_axis,
+            "cout": cout_axis,
+            "ns": np.zeros((PASSES, len(cin_axis), len(cout_axis))),
+        }
+        for name, (spec, cin_axis, cout_axis) in plan.items()
+    }
+    for k in range(PASSES):
+        for t in tables.values():
+            for i, cin in enumerate(t["cin"]):
+                for j, cout in enumerate(t["cout"]):
+                    t["ns"][k, i, j] = _time_layer(t["spec"], cin, cout, key, measure_fn)
+                    step()
+    for t in tables.values():
+        t["ns"] = np.median(t["ns"], axis=0).tolist()
+    return tables
+
+
 def cache_folder() -> Path:
     """Where latency tables are kept: ``$PRUNESEARCH_CACHE/latency``, else
     ``~/.cache/prunesearch/latency``."""
     root = os.environ.get("PRUNESEARCH_CACHE")
     return (Path(root) if root else Path.home() / ".cache" / "prunesearch") / "latency"
+
+
+@dataclass(frozen=True)
+class TableBuild:
+    """How a latency model is built and kept.
+
+    Attributes:
+        cache_dir: where tables live (default :func:`cache_folder`).
+        calibration: whole networks measured for the fit.
+        seed: of the calibration networks' random widths.
+        measure_fn: :func:`prunesearch.latency.measure.measure` (tests pass a fake device).
+    """
+
+    cache_dir: str | Path | None = None
+    calibration: int = CALIBRATION_MODELS
+    seed: int = 0
+    measure_fn: Callable[..., Any] | None = None
 
 
 def latency_model(
@@ -420,11 +466,8 @@ def latency_model(
     threads: int | None = None,
     memory_format: str = "nchw",
     min_ratio: float = 0.1,
-    cache_dir: str | Path | None = None,
-    calibration: int = CALIBRATION_MODELS,
-    seed: int = 0,
     reporter: Reporter | None = None,
-    measure_fn: Callable[..., Any] | None = None,
+    build: TableBuild | None = None,
 ) -> LatencyModel:
     """The latency model of ``graph``'s model on this machine, from the cache or built.
 
@@ -433,10 +476,7 @@ def latency_model(
         threads: torch's intra-op threads while timing (None: as set now).
         memory_format: ``nchw`` or ``channels-last``.
         min_ratio: the narrowest keep ratio the search may use (the tables cover it).
-        cache_dir: where tables live (default :func:`cache_folder`).
-        calibration: whole networks measured for the fit.
-        measure_fn: :func:`prunesearch.latency.measure.measure` (tests pass a fake clock
-            through it).
+        build: where the tables are cached and how they are measured.
     """
 
     from prunesearch.latency.measure import FORMATS, measure
@@ -448,10 +488,11 @@ def latency_model(
         )
     if batch < 1:
         raise PrunesearchError(f"--latency-batch must be >= 1, got {batch}")
-    measure_fn = measure_fn or measure
+    build = build or TableBuild()
+    measure_fn = build.measure_fn or measure
     with thread_count(threads) as n:
         key = latency_key(device, n, memory_format, batch)
-        folder = Path(cache_dir) if cache_dir else cache_folder()
+        folder = Path(build.cache_dir) if build.cache_dir else cache_folder()
         path = folder / f"{_fingerprint(graph)}-{key.digest()}.json"
         if path.is_file():
             cached = read_json(path, "latency table")
@@ -466,7 +507,8 @@ def latency_model(
             timing = dataclasses.replace(timing, reference=reference)
             return measure_fn(*args, device=device, timing=timing, **kwargs)
 
-        return _build(graph, key, path, min_ratio, calibration, seed, reporter, timed)
+        build = dataclasses.replace(build, measure_fn=timed)
+        return _build(graph, key, path, min_ratio, build, reporter)
 
 
 def _build(
@@ -474,13 +516,12 @@ def _build(
     key: LatencyKey,
     path: Path,
     min_ratio: float,
-    calibration: int,
-    seed: int,
+    build: TableBuild,
     reporter: Reporter | None,
-    measure_fn: Callable[..., Any],
 ) -> LatencyModel:
     from prunesearch.engine.budget import min_widths
 
+    measure_fn, calibration = build.measure_fn, build.calibration
     start = time.perf_counter()
     floors_map = min_widths(graph, min_ratio, 1)
     floors = np.asarray([floors_map[g.name] for g in graph.groups], dtype=np.int64)
@@ -505,27 +546,11 @@ def _build(
         if reporter:
             reporter.work_step(done)
 
-    tables = {
-        name: {
-            "spec": spec,
-            "cin": cin_axis,
-            "cout": cout_axis,
-            "ns": np.zeros((PASSES, len(cin_axis), len(cout_axis))),
-        }
-        for name, (spec, cin_axis, cout_axis) in plan.items()
-    }
-    for k in range(PASSES):  # each cell's median pass: passes lie seconds apart
-        for t in tables.values():
-            for i, cin in enumerate(t["cin"]):
-                for j, cout in enumerate(t["cout"]):
-                    t["ns"][k, i, j] = _time_layer(t["spec"], cin, cout, key, measure_fn)
-                    step()
-    for t in tables.values():
-        t["ns"] = np.median(t["ns"], axis=0).tolist()
+    tables = _time_tables(plan, key, measure_fn, step)
     model = LatencyModel(
         graph, key, tables, {"intercept": 0.0, "layers": 1.0, "elements": 0.0}, 0.0
     )
-    fit = _calibrate(model, graph, key, floors, measure_fn, max(3, calibration), seed, step)
+    fit = _calibrate(model, graph, key, floors, measure_fn, max(3, calibration), build.seed, step)
     if reporter:
         reporter.close()
     seconds = time.perf_counter() - start

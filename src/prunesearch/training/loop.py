@@ -43,6 +43,7 @@ from prunesearch.fileio import atomic_write_bytes, atomic_write_json
 from prunesearch.latency.measure import time_calls
 from prunesearch.progress import Reporter
 from prunesearch.space import Optimisation
+from prunesearch.vocab import MEMORY_FORMATS
 
 __all__ = [
     "Recipe",
@@ -463,7 +464,7 @@ def _probe_formats(
     unprobed."""
     state = _rng_state()
     steps = {}
-    for fmt in ("nchw", "channels-last"):
+    for fmt in MEMORY_FORMATS:
         cl = fmt == "channels-last"
         net = to_device(copy.deepcopy(model), device, cl).train()
         opt = torch.optim.SGD(

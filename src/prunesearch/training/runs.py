@@ -28,12 +28,13 @@ from prunesearch.progress import Reporter
 from prunesearch.space import Optimisation, Space
 from prunesearch.spec import ArchSpec, build, package_versions
 from prunesearch.training.loop import Recipe, RunOptions, Splits, fit, load_weights
-from prunesearch.vocab import ARCH_INITS, EPOCH_BUDGETS, require
+from prunesearch.vocab import ARCH_INITS, ARCH_KINDS, EPOCH_BUDGETS, require
 
 __all__ = [
     "DataOptions",
     "arch_kind",
     "arch_run_dir",
+    "arch_training",
     "base_run_dir",
     "load_splits",
     "recipe_from_space",
@@ -197,6 +198,12 @@ def arch_run_dir(
 def arch_kind(init: str, schedule: str) -> str:
     """The kind of a train-arch run: ``finetune`` for inherited weights, else the schedule."""
     return "finetune" if init == "inherit" else schedule
+
+
+def arch_training(kind: str) -> tuple[str, str]:
+    """``(schedule, init)`` of a train-arch kind (the inverse of :func:`arch_kind`)."""
+    require("training kind", kind, ARCH_KINDS)
+    return ("scratch-e", "inherit") if kind == "finetune" else (kind, "scratch")
 
 
 def train_base(
