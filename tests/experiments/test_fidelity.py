@@ -12,7 +12,7 @@ from prunesearch.experiments.fidelity import (
     fidelity,
     halton,
     headroom_text,
-    summarise,
+    rank_summary,
 )
 from prunesearch.experiments.report import render_report
 from prunesearch.experiments.stats import headroom
@@ -39,10 +39,10 @@ def _archs(truth, scores, seeds=((0.0, 0.0),)):
 
 def test_a_perfect_objective_and_a_reversed_one():
     truth = [0.70, 0.72, 0.75, 0.78, 0.80, 0.81, 0.83]
-    perfect = summarise(_archs(truth, truth), ("x",))["objectives"]["x"]
+    perfect = rank_summary(_archs(truth, truth), ("x",))["objectives"]["x"]
     assert perfect["kendall_tau"]["value"] == 1 and perfect["spearman_rho"]["value"] == 1
     assert perfect["regret"] == 0 and perfect["top5_precision"] == 1
-    worst = summarise(_archs(truth, [-t for t in truth]), ("x",))["objectives"]["x"]
+    worst = rank_summary(_archs(truth, [-t for t in truth]), ("x",))["objectives"]["x"]
     assert worst["kendall_tau"]["value"] == -1
     assert worst["regret"] == pytest.approx(0.83 - 0.70)
     assert worst["top5_precision"] == 3 / 5  # 7 archs: top-5 sets share 3
@@ -51,16 +51,16 @@ def test_a_perfect_objective_and_a_reversed_one():
 
 def test_noise_ceiling_from_two_seeds():
     truth = [0.70, 0.72, 0.75, 0.78]
-    same = summarise(_archs(truth, truth, seeds=((0.0, 0.0),)), ("x",))
+    same = rank_summary(_archs(truth, truth, seeds=((0.0, 0.0),)), ("x",))
     assert same["noise_ceiling"]["kendall_tau"]["value"] == 1
     one_seed = [a | {"test_accuracy": [a["mean"]]} for a in _archs(truth, truth)]
-    assert "noise_ceiling" not in summarise(one_seed, ("x",))
-    assert "headroom" not in summarise(one_seed, ("x",))
+    assert "noise_ceiling" not in rank_summary(one_seed, ("x",))
+    assert "headroom" not in rank_summary(one_seed, ("x",))
 
 
 def test_headroom_in_points_from_the_seed_table():
     truth = [0.70, 0.72, 0.75, 0.78, 0.80]
-    noisy = summarise(_archs(truth, truth, seeds=((0.004, -0.004), (-0.004, 0.004))), ("x",))
+    noisy = rank_summary(_archs(truth, truth, seeds=((0.004, -0.004), (-0.004, 0.004))), ("x",))
     h = noisy["headroom"]
     assert h["seeds"] == 2 and h["seed_sd"] > 0
     assert 3 < h["arch_sd"]["value"] < 5  # the truth's sd is 4.1 points

@@ -62,7 +62,7 @@ __all__ = [
     "TRAININGS",
     "CompareOptions",
     "compare",
-    "markdown_table",
+    "compare_markdown",
     "parse_extra",
     "parse_rows",
 ]
@@ -266,7 +266,7 @@ def compare(
     )
     rows_def, specs = _rows_and_specs(space, family["members"][0], extra)
     rows_def = [r for r in rows_def if r[2] in options.trainings]
-    cells = _train_cells(exp, rows_def, specs, options)
+    cells = _train_rows(exp, rows_def, specs, options)
     result = {
         "space": space.name,
         "budget": budget.text,
@@ -280,12 +280,12 @@ def compare(
         "cells": str(store.root),
         "run_dir": str(run_dir),
     }
-    result["rows"] = _summarise(rows_def, specs, cells, seeds, result, base_epochs)
+    result["rows"] = _row_results(rows_def, specs, cells, seeds, result, base_epochs)
     if budget.kind == "latency":
         _time_rows(result["rows"], specs, space, opts.device)
     result["paired"] = paired_rows(result["rows"])
     atomic_write_json(run_dir / "compare.json", result)
-    atomic_write_text(run_dir / "compare.md", markdown_table(result))
+    atomic_write_text(run_dir / "compare.md", compare_markdown(result))
     return result
 
 
@@ -302,7 +302,7 @@ def _time_rows(
             r["latency"] = ms[r["architecture"]]
 
 
-def _train_cells(
+def _train_rows(
     exp: Experiment, rows_def, specs: dict[str, ArchSpec], options: CompareOptions
 ) -> dict[tuple[str, str, int], dict[str, Any]]:
     """Every (row, architecture, seed) cell's metrics; a cell another row already trained is
@@ -346,7 +346,7 @@ def _train_cells(
     return cells
 
 
-def _summarise(
+def _row_results(
     rows_def,
     specs: dict[str, ArchSpec],
     cells,
@@ -419,7 +419,7 @@ def paired_rows(
     return out
 
 
-def markdown_table(result: dict[str, Any]) -> str:
+def compare_markdown(result: dict[str, Any]) -> str:
     """The comparison as a markdown table (what BENCHMARKS.md and the README quote)."""
     timed = any(r.get("latency") for r in result["rows"])
     lines = [

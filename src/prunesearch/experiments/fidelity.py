@@ -50,10 +50,10 @@ from prunesearch.vocab import EPOCH_BUDGETS, OBJECTIVES, require
 __all__ = [
     "FidelityOptions",
     "fidelity",
+    "fidelity_markdown",
     "halton",
-    "markdown_table",
+    "rank_summary",
     "sample_architectures",
-    "summarise",
 ]
 
 logger = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def fidelity(
     )
     _score_all(exp, signal, archs, options.objectives, search)
     specs = _save_specs(search, space, budget, target, archs, run_dir / "archs")
-    _train_cells(exp, options, archs, specs)
+    _train_archs(exp, options, archs, specs)
     result = {
         "space": space.name,
         "budget": budget.text,
@@ -288,9 +288,9 @@ def fidelity(
         "cells": str(exp.store.root),
         "run_dir": str(run_dir),
         "archs": archs,
-    } | summarise(archs, options.objectives)
+    } | rank_summary(archs, options.objectives)
     atomic_write_json(run_dir / "fidelity.json", result)
-    atomic_write_text(run_dir / "fidelity.md", markdown_table(result))
+    atomic_write_text(run_dir / "fidelity.md", fidelity_markdown(result))
     return result
 
 
@@ -321,7 +321,7 @@ def _save_specs(
     return specs
 
 
-def _train_cells(
+def _train_archs(
     exp: Experiment,
     options: FidelityOptions,
     archs: list[dict[str, Any]],
@@ -370,7 +370,7 @@ def _top(values: list[float], k: int) -> set[int]:
     return set(sorted(range(len(values)), key=lambda i: (-values[i], i))[:k])
 
 
-def summarise(archs: list[dict[str, Any]], objectives: tuple[str, ...]) -> dict[str, Any]:
+def rank_summary(archs: list[dict[str, Any]], objectives: tuple[str, ...]) -> dict[str, Any]:
     """Per-objective ranking statistics against the mean from-scratch accuracy, and the seed
     noise ceiling (see the module docstring)."""
     truth = [a["mean"] for a in archs]
@@ -428,7 +428,7 @@ def headroom_text(h: dict[str, Any]) -> str:
     )
 
 
-def markdown_table(result: dict[str, Any]) -> str:
+def fidelity_markdown(result: dict[str, Any]) -> str:
     """The fidelity figures as markdown (what BENCHMARKS.md quotes)."""
     k = result["top_k"]
     lines = [

@@ -186,7 +186,7 @@ def training_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[s
 
 
 def compare_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
-    from prunesearch.experiments.compare import markdown_table
+    from prunesearch.experiments.compare import compare_markdown
 
     plt = _plt()
     rows = data["rows"]
@@ -221,13 +221,13 @@ def compare_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[st
         "",
         "![compare](compare.png)",
         "",
-        markdown_table(data["table"]),
+        compare_markdown(data["table"]),
     ]
     return files, md
 
 
 def fidelity_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[str]]:
-    from prunesearch.experiments.fidelity import markdown_table
+    from prunesearch.experiments.fidelity import fidelity_markdown
 
     plt = _plt()
     files = []
@@ -264,5 +264,5 @@ def fidelity_figures(data: dict[str, Any], out: Path) -> tuple[list[str], list[s
         ax.grid(alpha=0.3)
         files.append(_save(fig, out / f"fidelity-{panel['objective']}.png"))
     md = [f"# Fidelity: {data['space']} at {data['budget']}", ""]
-    md += [f"![{f}]({f})" for f in files] + ["", markdown_table(data["table"])]
+    md += [f"![{f}]({f})" for f in files] + ["", fidelity_markdown(data["table"])]
     return files, md

@@ -354,7 +354,7 @@ def _calibrate(
         for i, net in enumerate(nets):
             lat = measure_fn(
                 net,
-                tuple(_input_shape(graph)),
+                tuple(_sample_shape(graph)),
                 batch=key.batch,
                 channels_last=key.memory_format == "channels-last",
                 timing=Timing(repeats=MODEL_REPEATS, warmup=5, max_seconds=2.0),
@@ -388,7 +388,7 @@ def _fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
-def _input_shape(graph: ChannelGraph) -> tuple[int, ...]:
+def _sample_shape(graph: ChannelGraph) -> tuple[int, ...]:
     x = graph.example_input
     if not hasattr(x, "shape"):
         raise PrunesearchError("latency budgets need a model with one input tensor")

@@ -178,10 +178,6 @@ def _write_config(run_dir: Path, config: dict[str, Any], opts: RunOptions) -> No
         atomic_write_json(run_dir / "config.json", config)
 
 
-def _input_shape(space: Space, splits: Splits) -> list[int]:
-    return list(splits.train.images.shape[1:])
-
-
 def base_run_dir(space: Space, out: str | Path | None = None) -> Path:
     """Where ``train-base`` writes: ``out``, else ``outputs/<space>/base``."""
     return Path(out) if out else run_folder(space.name, "base")
@@ -225,7 +221,7 @@ def train_base(
     splits = load_splits(space, data)
     torch.manual_seed(opts.seed)
     model = space.create_model()
-    shape = _input_shape(space, splits)
+    shape = list(splits.train.images.shape[1:])
     meta = {
         "kind": "base",
         "space": space.name,
