@@ -59,9 +59,7 @@ def _mutate(data, path, value):
     [
         (["format"], KeyError, r"\$\.format: missing"),
         (["format"], "prunesearch.arch/v9", r"\$\.format: unsupported format"),
-        (["model"], "resnet57", r"\$\.model: unknown model 'resnet57'"),
         (["model"], 5, r"\$\.model: must be a non-empty string"),
-        (["model"], "evil.module:boom", r"\$\.model: .*--allow-import"),
         (["model_args"], [1], r"\$\.model_args: must be an object"),
         (["model_args"], {"num_classes": "ten"}, r"\$\.model_args: cannot build"),
         (["model_args"], {"depth": 3}, r"\$\.model_args: cannot build"),
@@ -93,6 +91,23 @@ def test_invalid_specs_name_the_field(spec, tmp_path, path, value, message):
     file.write_text(json.dumps(data))
     with pytest.raises(ps.SpecError, match=message):
         ps.ArchSpec.load(file)
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("resnet57", r"\$\.model: unknown model 'resnet57'"),
+        ("evil.module:boom", r"\$\.model: .*--allow-import"),
+    ],
+)
+def test_a_spec_of_code_not_available_loads_and_build_says_why_not(spec, tmp_path, model, message):
+    data = spec.to_dict() | {"model": model}
+    file = tmp_path / "other.json"
+    file.write_text(json.dumps(data))
+    loaded = ps.ArchSpec.load(file)  # its fields are data, validated
+    assert loaded.model == model and loaded.widths == spec.widths
+    with pytest.raises(ps.SpecError, match=message):
+        ps.build(loaded)
 
 
 @pytest.mark.parametrize(

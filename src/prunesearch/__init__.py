@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from prunesearch.engine.budget import allocate
     from prunesearch.engine.flops import count_flops, count_params
     from prunesearch.engine.graph import ChannelGraph, ChannelGroup, trace
+    from prunesearch.find.api import SearchOptions, SearchResult, search
     from prunesearch.models import create_model, list_models, register_model
     from prunesearch.spec import ArchSpec, build
 
@@ -27,6 +28,8 @@ __all__ = [
     "ChannelGraph",
     "ChannelGroup",
     "PrunesearchError",
+    "SearchOptions",
+    "SearchResult",
     "SpecError",
     "TraceError",
     "__version__",
@@ -37,6 +40,7 @@ __all__ = [
     "create_model",
     "list_models",
     "register_model",
+    "search",
     "trace",
 ]
 
@@ -52,6 +56,9 @@ _LAZY = {  # public name: the module that defines it
     "register_model": "models",
     "ArchSpec": "spec",
     "build": "spec",
+    "search": "find.api",
+    "SearchOptions": "find.api",
+    "SearchResult": "find.api",
 }
 
 

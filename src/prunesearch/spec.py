@@ -25,7 +25,16 @@ if TYPE_CHECKING:  # torch is imported where used: reading a spec needs none
 
     from prunesearch.engine.graph import ChannelGraph
 
-__all__ = ["FORMAT", "ArchSpec", "base_graph", "build", "package_versions", "reinitialize"]
+__all__ = [
+    "FORMAT",
+    "ArchSpec",
+    "base_graph",
+    "build",
+    "check_budget",
+    "model_code_available",
+    "package_versions",
+    "reinitialize",
+]
 
 FORMAT = "prunesearch.arch/v1"
 FLOP_COUNTER = "fvcore-macs"
@@ -136,6 +145,48 @@ def _width_map(value: Any, key: str) -> dict[str, int]:
     return {name: _int(w, _path(key, name), minimum=1) for name, w in obj.items()}
 
 
+def check_budget(value: Any) -> dict[str, Any] | None:
+    """A spec's ``budget`` field, validated (None: no budget).
+
+    Raises:
+        SpecError: naming the first bad key by its JSON path.
+    """
+    budget = _obj(value, "$.budget", optional=True)
+    if budget is None:
+        return None
+    if budget.get("kind") not in BUDGET_KINDS:
+        raise SpecError(
+            f"$.budget.kind: must be one of {', '.join(BUDGET_KINDS)}, "
+            f"got {shown(budget.get('kind'))}"
+        )
+    _int(budget.get("target"), "$.budget.target", minimum=1)
+    if "text" in budget:
+        _str(budget["text"], "$.budget.text")
+    latency = _obj(budget.get("latency"), "$.budget.latency", optional=True)
+    for key, value in (latency or {}).items():  # every recorded time is in milliseconds
+        if key.endswith("_ms") and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9
+        ):
+            raise SpecError(
+                f"$.budget.latency.{key}: must be a positive number of "
+                f"milliseconds, got {shown(value)}"
+            )
+    return budget
+
+
+def model_code_available(model: str, allow_import: AllowImport = False) -> bool:
+    """Whether the code of the model a spec names can be had here: registered, or an import
+    reference that ``allow_import`` permits. A spec of other code still loads (its fields are
+    data); :func:`build` is the step that needs the code, and says how to allow it."""
+    from prunesearch.models import resolve_model
+
+    try:
+        resolve_model(model, allow_import=allow_import)
+    except PrunesearchError:
+        return False
+    return True
+
+
 @dataclass
 class ArchSpec:
     """A pruned architecture: per-group widths of a model, with costs and provenance."""
@@ -154,6 +205,8 @@ class ArchSpec:
     versions: dict[str, str] = field(default_factory=package_versions)
     # permission to import the model code the spec names, given when it was loaded (not saved)
     allow_import: AllowImport = field(default=False, repr=False, compare=False)
+    # the file it was loaded from, named in the errors of checks that need its model (not saved)
+    source: str | None = field(default=None, repr=False, compare=False)
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -170,6 +223,8 @@ class ArchSpec:
         """A spec for ``graph``'s model pruned to ``widths`` (missing groups keep all)."""
         full = graph.base_widths | {k: int(v) for k, v in widths.items()}
         graph.widths_vector(full)  # validates
+        _str(model, "model")
+        check_budget(budget)  # what save writes, load reads
         return cls(
             model=model,
             model_args=dict(model_args or {}),
@@ -187,7 +242,8 @@ class ArchSpec:
     def from_dict(
         cls, data: Any, *, allow_import: AllowImport = False, check_model: bool = True
     ) -> ArchSpec:
-        """Validates ``data`` (parsed JSON); with ``check_model``, also against the model.
+        """Validates ``data`` (parsed JSON); with ``check_model``, also against the model when
+        its code is available (registered, or an import ``allow_import`` permits).
 
         Raises:
             SpecError: naming the JSON path of the first problem found.
@@ -199,7 +255,7 @@ class ArchSpec:
             raise SpecError(
                 f"$.format: unsupported format {shown(d['format'])}; this version reads {FORMAT!r}"
             )
-        known = {"format", *cls.__dataclass_fields__}
+        known = {"format", *cls.__dataclass_fields__} - {"allow_import", "source"}
         for key in d:
             if key not in known:
                 raise SpecError(f"{_path(key)}: unknown field")
@@ -228,26 +284,7 @@ class ArchSpec:
                 raise SpecError(f"{_path('widths', name)}: group missing from $.base_widths")
             if w > base[name]:
                 raise SpecError(f"{_path('widths', name)}: {w} exceeds the base width {base[name]}")
-        budget = _obj(d.get("budget"), "$.budget", optional=True)
-        if budget is not None:
-            if budget.get("kind") not in BUDGET_KINDS:
-                raise SpecError(
-                    f"$.budget.kind: must be one of {', '.join(BUDGET_KINDS)}, "
-                    f"got {shown(budget.get('kind'))}"
-                )
-            _int(budget.get("target"), "$.budget.target", minimum=1)
-            latency = _obj(budget.get("latency"), "$.budget.latency", optional=True)
-            for key in ("target_ms", "predicted_ms", "measured_ms"):
-                value = (latency or {}).get(key)
-                if latency is not None and (
-                    isinstance(value, bool)
-                    or not isinstance(value, int | float)
-                    or not 0 < value < 1e9
-                ):
-                    raise SpecError(
-                        f"$.budget.latency.{key}: must be a positive number of "
-                        f"milliseconds, got {shown(value)}"
-                    )
+        budget = check_budget(d.get("budget"))
         versions = _obj(d.get("versions", {}), "$.versions")
         spec = cls(
             model=model,
@@ -264,7 +301,7 @@ class ArchSpec:
             versions={str(k): str(v) for k, v in versions.items()},
         )
         spec.allow_import = import_permission(allow_import, model)
-        if check_model:
+        if check_model and model_code_available(model, spec.allow_import):
             spec.check(spec.graph())
         return spec
 
@@ -273,27 +310,35 @@ class ArchSpec:
         cls, path: str | Path, *, allow_import: AllowImport = False, check_model: bool = True
     ) -> ArchSpec:
         """Reads and validates a spec file; with ``check_model`` (the default), also against
-        the model it names (building it)."""
+        the model it names (building it) when its code is available: a spec of an
+        unregistered model loads, and :func:`build` asks for ``allow_import``."""
         path = Path(path)
         try:
             data = read_json(path, "spec", expect=None)
         except PrunesearchError as exc:
             raise SpecError(str(exc)) from None
         try:
-            return cls.from_dict(data, allow_import=allow_import, check_model=check_model)
+            spec = cls.from_dict(data, allow_import=allow_import, check_model=check_model)
         except SpecError as exc:
             raise SpecError(f"spec {path}: {exc}") from None
+        spec.source = str(path)
+        return spec
 
     # -- checks and output ------------------------------------------------------------------
     def graph(self, *, allow_import: AllowImport = False) -> ChannelGraph:
         """The traced base model this spec prunes (importing its code if the spec was loaded
         with ``allow_import`` or ``allow_import`` is given here)."""
-        return base_graph(
-            self.model,
-            self.model_args,
-            self.input_shape,
-            allow_import=allow_import or self.allow_import,
-        )
+        try:
+            return base_graph(
+                self.model,
+                self.model_args,
+                self.input_shape,
+                allow_import=allow_import or self.allow_import,
+            )
+        except SpecError as exc:
+            if self.source is None:
+                raise
+            raise SpecError(f"spec {self.source}: {exc}") from None
 
     def check(self, graph: ChannelGraph) -> None:
         """Checks the widths and recorded costs against the traced base model."""

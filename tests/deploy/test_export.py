@@ -297,3 +297,21 @@ def test_missing_extra_names_it_and_writes_nothing(pruned_run, monkeypatch):
         "pip install 'prunesearch[export]'\n"
     )
     assert _files(pruned_run) == before
+
+
+def test_no_latency_into_a_folder_that_does_not_exist_yet(pruned_run, tmp_path):
+    out = tmp_path / "new" / "deploy"  # no suffix: a folder, created
+    proc = run_cli("export", pruned_run, "--format", "pt2", "--out", out, "--no-latency", "--json")
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert card["path"] == str(out / "model.pt2") and card["latency"] is None
+    assert _files(out) == ["MODEL.md", "model.json", "model.pt2"]
+    assert "Not measured" in (out / "MODEL.md").read_text()
+    assert "latency: not measured" in proc.stdout
+
+
+def test_latency_is_measured_at_one_thread_unless_told(pruned_run, tmp_path):
+    options = export.ExportOptions("pt2", out=f"{tmp_path}/a/", repeats=2, latency_batch=4)
+    card = export.export_run(pruned_run, options)
+    assert card["latency"]["threads"] == export.LATENCY_THREADS == 1
+    assert "1 thread(s)" in (tmp_path / "a" / "MODEL.md").read_text()

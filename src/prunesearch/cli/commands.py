@@ -500,9 +500,11 @@ def export(
         str | None,
         typer.Option(
             "--out",
-            metavar="FILE",
-            help="The file to write, or a folder for model.<ext> "
-            "(default: RUN_DIR/export-<format>/model.<ext>); the model card goes beside it.",
+            metavar="FILE|DIR",
+            help="The file to write (FILE.onnx, FILE.pt2), or a folder for model.<ext>: a "
+            "path that exists as a folder, ends with '/' or has no suffix (created if it does "
+            "not exist yet); default: RUN_DIR/export-<format>/model.<ext>. The model card "
+            "goes beside it.",
         ),
     ] = None,
     batch: Annotated[
@@ -514,10 +516,21 @@ def export(
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     latency_batch: LatencyBatchOpt = 64,
-    threads: ThreadsOpt = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="torch threads for the latency measurement (default: 1, which cannot "
+            "oversubscribe a busy machine; recorded in the card).",
+        ),
+    ] = None,
     repeats: RepeatsOpt = 30,
     allow_import: AllowImportOpt = None,
     json_out: JsonOpt = False,
+    latency: Annotated[
+        bool,
+        typer.Option("--latency/--no-latency", help="Measure the latency (the card says if not)."),
+    ] = True,
 ) -> None:
     """Export a trained model (ONNX or torch.export), verify it against PyTorch on validation
     images, and write its model card (MODEL.md, model.json) beside it."""
@@ -529,7 +542,7 @@ def export(
     setup_logging()
     options = ExportOptions(
         format_, out_file, batch, data_dir, verify_images, device, threads, repeats,
-        latency_batch, allow_import or False,
+        latency_batch, allow_import or False, latency,
     )  # fmt: skip
     card = export_run(run_dir, options)
     render.export_lines(card)

@@ -219,7 +219,10 @@ def export_lines(card: dict[str, Any]) -> None:
         f"{v['max_abs_logit_diff']:.2e} (tolerance {v['tolerance']:.1e}), top-1 "
         f"agreement {v['top1_agreement']:.2%}"
     )
-    print_latency(card["latency"])
+    if card["latency"] is None:
+        console.print("latency: not measured (--no-latency)")
+    else:
+        print_latency(card["latency"])
     console.print(f"model card: {card['card']}, {card['card_json']}")
 
 

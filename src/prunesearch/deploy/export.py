@@ -24,6 +24,7 @@ import importlib
 import io
 import logging
 import math
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -88,10 +89,16 @@ class ExportOptions:
     data_dir: str | None = None  # where the run's dataset is (default: the run's)
     verify_images: int = VERIFY_IMAGES
     device: str = "cpu"  # where latency is measured (export and checks: CPU)
-    threads: int | None = None
+    threads: int | None = None  # None: LATENCY_THREADS
     repeats: int = REPEATS
     latency_batch: int = THROUGHPUT_BATCH
     allow_import: AllowImport = field(default=False)
+    latency: bool = True  # measure the latency (--no-latency: the card says not measured)
+
+
+# torch threads of the latency measurement unless --threads says otherwise: one thread cannot
+# oversubscribe a busy machine (torch's default, all cores, timed a 1 ms net at 125-372 ms)
+LATENCY_THREADS = 1
 
 
 def require_extra(fmt: str) -> None:
@@ -141,8 +148,8 @@ def _out_path(run_dir: Path, options: ExportOptions) -> Path:
     if options.out is None:
         return run_dir / f"export-{options.format}" / f"model{suffix}"
     out = Path(options.out)
-    if out.is_dir() or options.out.endswith("/"):
-        return out / f"model{suffix}"
+    if out.is_dir() or options.out.endswith(("/", os.sep)) or not out.suffix:
+        return out / f"model{suffix}"  # a folder, created if it does not exist yet
     if out.suffix != suffix:
         raise PrunesearchError(f"--out {out}: a {options.format} export is a {suffix} file")
     return out
@@ -446,20 +453,24 @@ def export_run(run_dir: str | Path, options: ExportOptions) -> dict[str, Any]:
     exported["verification"]["images_from"] = source
     exported["file"] = path.name
     logger.info(
-        "verified the %s export: max |logit diff| %.2e, top-1 agreement %.2f%%; measuring latency",
+        "verified the %s export: max |logit diff| %.2e, top-1 agreement %.2f%%",
         fmt,
         exported["verification"]["max_abs_logit_diff"],
         100 * exported["verification"]["top1_agreement"],
     )
-    latency = spec_latency(
-        run.spec,
-        batches=(1, options.latency_batch),
-        device=options.device,
-        n_threads=options.threads,
-        timing=Timing(repeats=options.repeats),
-        model=run.model,
-        with_base=run.spec.flops < run.spec.base_flops,
-    )
+    latency = None
+    if options.latency:
+        threads = options.threads or LATENCY_THREADS
+        logger.info("measuring latency (%d thread(s))", threads)
+        latency = spec_latency(
+            run.spec,
+            batches=(1, options.latency_batch),
+            device=options.device,
+            n_threads=threads,
+            timing=Timing(repeats=options.repeats),
+            model=run.model,
+            with_base=run.spec.flops < run.spec.base_flops,
+        )
     card = card_data(run, exported, latency)
     atomic_write_bytes(path, blob)  # the card last: a card always describes a file beside it
     card_json = atomic_write_json(path.parent / "model.json", card)
@@ -478,8 +489,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def card_data(run: TrainedRun, exported: dict[str, Any], latency: dict[str, Any]) -> dict[str, Any]:
-    """The model card's content as plain data (``model.json``)."""
+def card_data(
+    run: TrainedRun, exported: dict[str, Any], latency: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The model card's content as plain data (``model.json``; ``latency`` None: not
+    measured)."""
     summary = run.spec.summary()
     m, meta = run.metrics, run.meta
     search = (run.spec.search or {}) if meta.get("spec") is not None else {}
@@ -602,18 +616,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"({v['near_ties']} near-ties). **{'Passed' if v['passed'] else 'FAILED'}.**",
         "",
     ]
-    lines += [
-        "## Latency",
-        "",
-        f"PyTorch eager inference on {lat['device']}, {lat['threads']} thread(s), torch "
-        f"{lat['torch']}: median ms per image (25th-75th percentile over "
-        f"{lat['repeats']} repeats after {lat['warmup']} warm-up calls), for this model "
-        "(`spec`)" + (" and its unpruned base." if lat["speedup"] else "."),
-        "",
-    ]
-    lines += _md_table(
-        ["model", "memory format", *(f"batch {b}" for b in lat["batches"])], latency_table(lat)
-    )
+    lines += ["## Latency", "", *_latency_lines(lat)]
     if a["flops"] < a["base_flops"]:
         lines += ["", "## Widths against the base", ""]
         lines += _md_table(
@@ -622,6 +625,21 @@ def render_card(card: dict[str, Any]) -> str:
         )
     lines += ["", "Versions: " + ", ".join(f"{k} {val}" for k, val in card["versions"].items()), ""]
     return "\n".join(lines)
+
+
+def _latency_lines(lat: dict[str, Any] | None) -> list[str]:
+    if lat is None:
+        return ["Not measured (exported with `--no-latency`)."]
+    lines = [
+        f"PyTorch eager inference on {lat['device']}, {lat['threads']} thread(s), torch "
+        f"{lat['torch']}: median ms per image (25th-75th percentile over "
+        f"{lat['repeats']} repeats after {lat['warmup']} warm-up calls), for this model "
+        "(`spec`)" + (" and its unpruned base." if lat["speedup"] else "."),
+        "",
+    ]
+    return lines + _md_table(
+        ["model", "memory format", *(f"batch {b}" for b in lat["batches"])], latency_table(lat)
+    )
 
 
 def _pct(x: Any) -> str:

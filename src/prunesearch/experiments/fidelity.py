@@ -209,7 +209,7 @@ def _score_all(
     base_path, cache_path = exp.base_path, exp.run_dir / "scores.json"
     cache = read_json(cache_path, "objective scores") if cache_path.is_file() else {}
     for objective in objectives:
-        settings = objective_settings(space, objective)
+        settings = objective_settings(space, objective, rungs=inherit.rungs)  # fitted to data
         tag = hashlib.sha256(
             json.dumps([settings, signal, file_digest(base_path)], sort_keys=True).encode()
         ).hexdigest()[:12]

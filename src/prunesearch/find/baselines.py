@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from typing import Any
 
 import torch
 
 from prunesearch.engine.budget import Budget, amount, cost, global_ratios, project, threshold_ratios
-from prunesearch.engine.graph import trace
+from prunesearch.engine.graph import ChannelGraph, trace
 from prunesearch.engine.importance import comparable_scores
 from prunesearch.errors import PrunesearchError
 from prunesearch.find.candidates import Candidates, input_shape
@@ -35,13 +36,20 @@ CLEARLY_ABOVE = 1.15
 
 
 def budget_targets(
-    space: Space, budgets: list[Budget], *, device: str = "cpu", reporter: Reporter | None = None
+    space: Space,
+    budgets: list[Budget],
+    *,
+    device: str = "cpu",
+    reporter: Reporter | None = None,
+    graph: ChannelGraph | None = None,
 ) -> list[int]:
     """Each budget's target, checked to lie below the base model and within reach of the
     space's minimum keep ratio (an untrained model has the same costs). A latency budget
-    builds the space's latency models first (or reads them from the cache)."""
+    builds the space's latency models first (or reads them from the cache). ``graph``: the
+    model already traced (default: the space's model, untrained)."""
     s = space.search
-    graph = trace(space.create_model(), torch.zeros(1, *input_shape(space)))
+    if graph is None:
+        graph = trace(space.create_model(), torch.zeros(1, *input_shape(space)))
     if any(b.kind == "latency" for b in budgets):
         absolute = [b for b in budgets if b.kind == "latency" and not b.relative]
         if absolute:  # a budget clearly above the base is refused before tables are built
@@ -101,20 +109,31 @@ def baseline_widths(
 
 
 def score_baselines(
-    search: Candidates, budget: Budget, target: int, cache: dict[str, Any], settings: dict[str, Any]
+    search: Candidates,
+    budget: Budget,
+    target: int,
+    cache: dict[str, Any],
+    settings: dict[str, Any],
+    reporter: Reporter | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Each baseline scored by the search's objective; ``cache`` (baselines.json, by budget)
-    keeps scores whose widths and objective settings are unchanged."""
+    """Each baseline scored by the search's objective, a log line each; ``cache``
+    (baselines.json, by budget) keeps scores whose widths and objective settings are
+    unchanged."""
     cached = cache.get(budget.slug, {})
     baselines = {}
-    for name, (widths, importance) in baseline_widths(search, budget, target).items():
+    todo = baseline_widths(search, budget, target)
+    if reporter is not None:
+        reporter.work_start(f"baselines at {budget.text}", len(todo))
+    for i, (name, (widths, importance)) in enumerate(todo.items(), 1):
         entry = cached.get(name)
+        how = "cached"
         if (
             entry is None
             or entry.get("widths") != widths
             or entry.get("settings") != settings
             or entry.get("signal") != importance
         ):
+            started = time.perf_counter()
             entry = {
                 "widths": widths,
                 "signal": importance,
@@ -123,7 +142,11 @@ def score_baselines(
                 "flops": search.graph.flops(widths),
                 "params": search.graph.params(widths),
             }
+            how = f"{time.perf_counter() - started:.1f} s"
+        logger.info("baseline %s at %s: score %.4f (%s)", name, budget.text, entry["score"], how)
         baselines[name] = entry
+        if reporter is not None:
+            reporter.work_step(i)
     cache[budget.slug] = baselines
     return baselines
 

@@ -18,7 +18,7 @@ import torch
 
 from prunesearch.data.datasets import DATASETS, SYNTHETIC
 from prunesearch.engine.budget import Budget, cost, project
-from prunesearch.engine.graph import trace
+from prunesearch.engine.graph import ChannelGraph, trace
 from prunesearch.errors import PrunesearchError
 from prunesearch.find.granularity import Parameterization
 from prunesearch.find.objectives import SGD, InheritScorer, Rungs, ScratchScorer
@@ -30,7 +30,14 @@ from prunesearch.training.loop import RunOptions, load_weights, resolve_device
 from prunesearch.training.runs import DataOptions, load_splits
 from prunesearch.vocab import SIGNALS, require
 
-__all__ = ["Candidates", "Job", "input_shape", "objective_settings", "resolve_signal"]
+__all__ = [
+    "Candidates",
+    "Job",
+    "input_shape",
+    "objective_settings",
+    "resolve_signal",
+    "space_rungs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +54,23 @@ def input_shape(space: Space) -> list[int]:
     return [info.in_channels, info.image_size, info.image_size]
 
 
-def objective_settings(space: Space, objective: str, finetune_steps: int = 0) -> dict[str, Any]:
+def space_rungs(space: Space, n_train: int | None = None) -> Rungs:
+    """The scratch objective's rungs of the space, fitted to ``n_train`` training images."""
+    s = space.search
+    rungs = Rungs(s.scratch_images, s.scratch_rungs, s.scratch_reduction, s.scratch_cooldown)
+    return rungs if n_train is None else rungs.fitted(n_train, space.data.batch_size)
+
+
+def objective_settings(
+    space: Space, objective: str, finetune_steps: int = 0, rungs: Rungs | None = None
+) -> dict[str, Any]:
     """What defines an objective's scores (recorded in specs; a cached score is reused only
-    when these are unchanged)."""
+    when these are unchanged). ``rungs``: the scratch objective's, fitted to the data."""
     s = space.search
     if objective == "scratch":
         return {
             "objective": "scratch",
-            "rung_images": Rungs(s.scratch_images, s.scratch_rungs, s.scratch_reduction).sizes,
+            "rung_images": (rungs or space_rungs(space)).sizes,
             "reduction": s.scratch_reduction,
             "cooldown": s.scratch_cooldown,
             "lr": space.train.lr,
@@ -107,9 +123,7 @@ class Candidates:
         self.device = resolve_device(opts.device)
         self.latency_models: dict[str, LatencyModel] = {}
         self.param = Parameterization(self.graph, s.granularity, s.min_ratio)
-        self.rungs = Rungs(
-            s.scratch_images, s.scratch_rungs, s.scratch_reduction, s.scratch_cooldown
-        )
+        self.rungs = space_rungs(space, len(splits.train))
         self.scorer: InheritScorer | ScratchScorer
         if objective == "scratch":
             # NCHW: pruned nets train up to 21% slower channels-last on CPU (BENCHMARKS.md)
@@ -140,6 +154,30 @@ class Candidates:
                 channels_last=t.channels_last is not False,
                 finetune_lr=t.finetune_lr,
             )
+
+    @classmethod
+    def on_graph(
+        cls,
+        space: Space,
+        graph: ChannelGraph,
+        scorer: Any,
+        *,
+        signal: str,
+        objective: str,
+        device: torch.device,
+        rungs: Rungs | None = None,
+    ) -> Candidates:
+        """Candidates of a model already traced, scored by ``scorer`` (an objective's scorer,
+        or any object with ``score(widths, importance=None, seed=None) -> float``): the Python
+        API's seam, where the model and the score are the user's objects rather than a
+        space's zoo model and dataset."""
+        self = cls.__new__(cls)
+        self.space, self.signal, self.objective, self.finetune_steps = space, signal, objective, 0
+        self.graph, self.scorer, self.device = graph, scorer, device
+        self.latency_models = {}
+        self.param = Parameterization(graph, space.search.granularity, space.search.min_ratio)
+        self.rungs = rungs or space_rungs(space)
+        return self
 
     def use_budgets(
         self, budgets: list[Budget], device: str, reporter: Reporter | None = None

@@ -53,7 +53,7 @@ from prunesearch.training.loop import RunOptions, resolve_device
 from prunesearch.training.runs import DataOptions, base_metadata, train_base
 from prunesearch.vocab import OBJECTIVES, require
 
-__all__ = ["FindOptions", "find"]
+__all__ = ["FindOptions", "find", "run_study", "study_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def _check_options(space: Space, find_opts: FindOptions) -> tuple[int, str]:
     return trials, objective
 
 
-def _run_study(
+def run_study(
     search: Candidates,
     job: Job,
     seeds: list[tuple[str, dict[str, float]]],
@@ -279,7 +279,6 @@ def find(
     base_meta = base_metadata(base_path, space)
     signal = resolve_signal(space, find_opts.signal, base_meta)
     sha = file_digest(base_path)
-    settings = objective_settings(space, objective, find_opts.finetune_steps)
     study_prefix = find_opts.study or (
         f"{space.name}-{signal}-{objective}-{space.search.granularity}-{sha[:8]}"
     )
@@ -308,11 +307,12 @@ def find(
     )
     search = Candidates(space, base_path, signal, data, opts, objective, find_opts.finetune_steps)
     search.use_budgets(budgets, device, reporter)
+    settings = objective_settings(space, objective, find_opts.finetune_steps, search.rungs)
     baselines_path = run_dir / "baselines.json"
     cache = read_json(baselines_path, "baseline scores") if baselines_path.is_file() else {}
     members, files, studies = [], [], []
     for budget, target in zip(budgets, targets, strict=True):
-        baselines = score_baselines(search, budget, target, cache, settings)
+        baselines = score_baselines(search, budget, target, cache, settings, reporter)
         atomic_write_json(baselines_path, cache)
         seeds = seed_trials(search, budget, target, trials, opts.seed)
         job = Job(
@@ -331,7 +331,7 @@ def find(
             trials,
             min(len(seeds), trials),
         )
-        study = _run_study(search, job, seeds, find_opts.jobs, storage, reporter, baselines)
+        study = run_study(search, job, seeds, find_opts.jobs, storage, reporter, baselines)
         studies.append(study)
         choice = best(search, study, baselines, job, run_dir / "confirm.json")
         n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))

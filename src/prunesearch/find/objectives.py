@@ -22,6 +22,7 @@ augmentation) and the same validation images, so scores are comparable.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterator, Mapping
@@ -220,6 +221,16 @@ class Rungs:
     @property
     def sizes(self) -> list[int]:
         return [self.images * self.reduction**k for k in range(self.count)]
+
+    def fitted(self, n_train: int, batch_size: int) -> Rungs:
+        """These rungs, scaled down (when they exceed it) so that the last rung is one pass
+        over the ``n_train`` training images, the first at least one batch: a candidate is not
+        trained for dozens of epochs of a small training split (2 rungs of x3: 33% then 100%).
+        """
+        if self.sizes[-1] <= n_train:
+            return self
+        images = max(batch_size, n_train // self.reduction ** (self.count - 1))
+        return dataclasses.replace(self, images=images)
 
     def pruner(self) -> object:
         import optuna

@@ -79,6 +79,12 @@ def best(
             logger.info("confirming finalist %s with a second seed", f["trial"])
             table[key] = search.scorer.score(f["widths"], seed=CONFIRM_SEED)
             atomic_write_json(confirm_path, cache)
+            logger.info(
+                "finalist %s: scores %.4f (search), %.4f (second seed)",
+                f["trial"],
+                f["score"],
+                table[key],
+            )
         f["scores"] = [f["score"], table[key]]
         f["score"] = statistics.fmean(f["scores"])
     return max(finalists[:k], key=lambda f: f["score"]) | {
