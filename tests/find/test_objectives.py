@@ -7,7 +7,7 @@ import torch
 import prunesearch as ps
 from prunesearch.data.datasets import load_dataset
 from prunesearch.errors import PrunesearchError
-from prunesearch.find.objectives import SGD, Rungs, ScratchScorer
+from prunesearch.find.objectives import SGD, Feed, Rungs, ScratchScorer
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +26,7 @@ def scorer(setup, **rungs) -> ScratchScorer:
         val,
         rungs=Rungs(**({"images": 64, "count": 2} | rungs)),
         sgd=SGD(lr=0.05),
-        batch_size=32,
-        eval_batch_size=128,
-        augment=True,
-        device=torch.device("cpu"),
-        channels_last=False,
+        feed=Feed(32, 128, torch.device("cpu"), channels_last=False, augment=True),
     )
 
 

@@ -16,7 +16,7 @@ import prunesearch as ps
 from prunesearch.data.datasets import load_dataset
 from prunesearch.errors import PrunesearchError
 from prunesearch.find import studies
-from prunesearch.find.objectives import InheritScorer
+from prunesearch.find.objectives import Feed, InheritScorer
 from prunesearch.find.studies import (
     HOST,
     claim_export,
@@ -120,9 +120,7 @@ def test_diverged_candidate_raises():
         data,
         importance="l1",
         calib_batches=1,
-        batch_size=32,
-        eval_batch_size=64,
-        device=torch.device("cpu"),
+        feed=Feed(32, 64, torch.device("cpu")),
     )
     with pytest.raises(PrunesearchError, match="candidate diverged"):
         scorer.score(graph.base_widths)

@@ -31,7 +31,7 @@ from prunesearch.fileio import atomic_write_json, read_json
 from prunesearch.find.baselines import budget_targets, score_baselines, seed_trials
 from prunesearch.find.candidates import Candidates, Job, objective_settings, space_rungs
 from prunesearch.find.find import run_study, study_name
-from prunesearch.find.objectives import SGD, InheritScorer, ScratchScorer
+from prunesearch.find.objectives import SGD, Feed, InheritScorer, ScratchScorer
 from prunesearch.find.selection import best, export_once, measured, member_and_files
 from prunesearch.find.studies import storage_for
 from prunesearch.find.user_objects import (
@@ -212,11 +212,7 @@ def _candidates(
             val,
             rungs=rungs,
             sgd=SGD(lr=space.train.lr),
-            batch_size=d.batch_size,
-            eval_batch_size=d.eval_batch_size,
-            augment=False,
-            device=device,
-            channels_last=False,
+            feed=Feed(d.batch_size, d.eval_batch_size, device, channels_last=False),
         )
         settings = objective_settings(space, objective, rungs=rungs)
     else:
@@ -226,10 +222,7 @@ def _candidates(
             val,
             importance=s.signal,
             calib_batches=s.calib_batches,
-            batch_size=d.batch_size,
-            eval_batch_size=d.eval_batch_size,
-            device=device,
-            channels_last=False,
+            feed=Feed(d.batch_size, d.eval_batch_size, device, channels_last=False),
         )
         settings = objective_settings(space, objective)
     search = Candidates.on_graph(

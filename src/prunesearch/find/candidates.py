@@ -21,7 +21,7 @@ from prunesearch.engine.budget import Budget, cost, project
 from prunesearch.engine.graph import ChannelGraph, trace
 from prunesearch.errors import PrunesearchError
 from prunesearch.find.granularity import Parameterization
-from prunesearch.find.objectives import SGD, InheritScorer, Rungs, ScratchScorer
+from prunesearch.find.objectives import SGD, Feed, InheritScorer, Rungs, ScratchScorer
 from prunesearch.latency.budgets import attach_latency, fastest
 from prunesearch.latency.predictor import LatencyModel
 from prunesearch.progress import Reporter
@@ -133,11 +133,7 @@ class Candidates:
                 splits.val,
                 rungs=self.rungs,
                 sgd=SGD(t.lr, t.momentum, t.weight_decay),
-                batch_size=d.batch_size,
-                eval_batch_size=d.eval_batch_size,
-                augment=d.augment,
-                device=self.device,
-                channels_last=False,
+                feed=Feed(d.batch_size, d.eval_batch_size, self.device, False, augment=d.augment),
             )
         else:
             self.scorer = InheritScorer(
@@ -146,12 +142,11 @@ class Candidates:
                 splits.val,
                 importance=signal,
                 calib_batches=s.calib_batches,
-                batch_size=d.batch_size,
-                eval_batch_size=d.eval_batch_size,
-                device=self.device,
                 # auto: channels-last, faster for evaluation even on
                 # the pruned nets that train slower in it (BENCHMARKS)
-                channels_last=t.channels_last is not False,
+                feed=Feed(
+                    d.batch_size, d.eval_batch_size, self.device, t.channels_last is not False
+                ),
                 finetune_lr=t.finetune_lr,
             )
 

@@ -41,7 +41,7 @@ from prunesearch.spec import reinitialize
 from prunesearch.training.loop import evaluate
 from prunesearch.vocab import OBJECTIVES
 
-__all__ = ["OBJECTIVES", "InheritScorer", "Rungs", "ScratchScorer", "recalibrate_bn"]
+__all__ = ["OBJECTIVES", "Feed", "InheritScorer", "Rungs", "ScratchScorer", "recalibrate_bn"]
 
 
 @torch.no_grad()
@@ -113,6 +113,19 @@ def sgd_steps(
         optimizer.step()
 
 
+@dataclass(frozen=True)
+class Feed:
+    """How a scorer feeds its candidates: batch sizes, device, memory format, the seed of the
+    data order (and of a from-scratch candidate's initialisation), and augmentation."""
+
+    batch_size: int
+    eval_batch_size: int
+    device: torch.device
+    channels_last: bool = True
+    seed: int = 0
+    augment: bool = False
+
+
 class InheritScorer:
     """Scores widths of a traced, trained base model by recalibrated validation accuracy.
 
@@ -132,16 +145,14 @@ class InheritScorer:
         *,
         importance: Importance,
         calib_batches: int,
-        batch_size: int,
-        eval_batch_size: int,
-        device: torch.device,
-        channels_last: bool = True,
-        seed: int = 0,
+        feed: Feed,
         finetune_lr: float = 0.01,
     ) -> None:
-        self.graph, self.importance, self.device = graph, importance, device
-        self.train, self.batch_size, self.seed = train, batch_size, seed
-        self.channels_last, self.finetune_lr = channels_last, finetune_lr
+        self.graph, self.importance, self.device = graph, importance, feed.device
+        self.train, self.batch_size, self.seed = train, feed.batch_size, feed.seed
+        self.channels_last, self.finetune_lr = feed.channels_last, finetune_lr
+        batch_size, eval_batch_size = feed.batch_size, feed.eval_batch_size
+        device, seed, channels_last = feed.device, feed.seed, feed.channels_last
         calib = BatchLoader(
             train,
             batch_size,
@@ -267,19 +278,18 @@ class ScratchScorer:
         *,
         rungs: Rungs,
         sgd: SGD,
-        batch_size: int,
-        eval_batch_size: int,
-        augment: bool,
-        device: torch.device,
-        channels_last: bool = True,
-        seed: int = 0,
+        feed: Feed,
     ) -> None:
-        self.graph, self.rungs, self.sgd, self.device = graph, rungs, sgd, device
-        self.train, self.batch_size, self.augment, self.seed = train, batch_size, augment, seed
-        self.channels_last = channels_last
+        self.graph, self.rungs, self.sgd, self.device = graph, rungs, sgd, feed.device
+        self.train, self.batch_size, self.augment = train, feed.batch_size, feed.augment
+        self.seed, self.channels_last = feed.seed, feed.channels_last
         self._memo: dict[tuple, list[float]] = {}  # (seed, widths) -> every rung's score
         self.val = BatchLoader(
-            val, eval_batch_size, train=False, device=device, channels_last=channels_last
+            val,
+            feed.eval_batch_size,
+            train=False,
+            device=feed.device,
+            channels_last=feed.channels_last,
         )
 
     def _stream(self, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
