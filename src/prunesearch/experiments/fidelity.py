@@ -74,6 +74,7 @@ class FidelityOptions:
     schedule: str = "scratch-b"
     max_epoch_factor: float | None = None
     cells: str | None = None
+    base_epochs: int | None = None  # the epochs a base trained elsewhere was trained for
 
 
 def check_options(options: FidelityOptions) -> Budget:
@@ -255,6 +256,7 @@ def fidelity(
         data=data,
         opts=opts,
         reporter=reporter,
+        base_epochs=options.base_epochs,
     )
     run_dir, store, seeds = exp.run_dir, exp.store, exp.seeds
     base_path, base_epochs = exp.base_path, exp.base_epochs

@@ -30,8 +30,10 @@ from prunesearch.paths import run_folder
 from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import ArchSpec
+from prunesearch.training.base_weights import base_epochs as base_epochs_of
+from prunesearch.training.base_weights import load_space_base
 from prunesearch.training.loop import RunOptions
-from prunesearch.training.runs import DataOptions, base_metadata, train_arch, train_base
+from prunesearch.training.runs import DataOptions, train_arch, train_base
 
 __all__ = ["CellStore", "Experiment", "default_root", "start_experiment"]
 
@@ -236,10 +238,13 @@ def start_experiment(
     data: DataOptions,
     opts: RunOptions,
     reporter: Reporter | None,
+    base_epochs: int | None = None,
 ) -> Experiment:
     """The run folder (``out`` or ``outputs/<space>/<name>``), the cell store, the seeds
     ``opts.seed ..``, and the base: ``base`` (a weights file or a run folder), or the store's
-    base cell of the first seed (trained when missing)."""
+    base cell of the first seed (trained when missing). The epochs Scratch-E/B start from:
+    ``epochs``, else ``base_epochs`` (``--base-epochs``), else the base's own, else the
+    space's."""
     store = CellStore(cells or default_root(space, out))
     seeds = [opts.seed + k for k in range(n_seeds)]
     if base:
@@ -251,8 +256,13 @@ def start_experiment(
         path = store.base(
             space, seed=seeds[0], epochs=epochs, data=data, opts=opts, reporter=reporter
         )[1]
-    meta = base_metadata(path, space)
-    base_epochs = epochs or int((meta.get("recipe") or {}).get("epochs") or space.train.epochs)
+    weights = load_space_base(path, space)
+    n_epochs = epochs or base_epochs_of(weights, base_epochs, space)[0]
     return Experiment(
-        Path(out) if out else run_folder(space.name, name), store, seeds, path, meta, base_epochs
+        Path(out) if out else run_folder(space.name, name),
+        store,
+        seeds,
+        path,
+        weights.meta,
+        n_epochs,
     )

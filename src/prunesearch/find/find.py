@@ -32,7 +32,7 @@ import torch
 
 from prunesearch.engine.budget import Budget, parse_budgets
 from prunesearch.errors import PrunesearchError, keep_interrupts
-from prunesearch.fileio import atomic_write_json, file_digest, held_lock, read_json
+from prunesearch.fileio import atomic_write_json, held_lock, read_json
 from prunesearch.find.baselines import budget_targets, score_baselines, seed_trials
 from prunesearch.find.candidates import Candidates, Job, objective_settings, resolve_signal
 from prunesearch.find.selection import best, export_once, measured, member_and_files
@@ -49,8 +49,9 @@ from prunesearch.paths import run_folder
 from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import package_versions
+from prunesearch.training.base_weights import base_accuracy, base_epochs, load_space_base
 from prunesearch.training.loop import RunOptions, resolve_device
-from prunesearch.training.runs import DataOptions, base_metadata, train_base
+from prunesearch.training.runs import DataOptions, train_base
 from prunesearch.vocab import OBJECTIVES, require
 
 __all__ = ["FindOptions", "find"]
@@ -71,6 +72,7 @@ class FindOptions:
     jobs: int = 1
     finetune_steps: int = 0
     objective: str | None = None
+    base_epochs: int | None = None  # of a base trained elsewhere (Scratch-B's budget)
 
 
 def _worker(job: Job, seed: int) -> None:
@@ -104,6 +106,7 @@ def _resolve_base(
     opts: RunOptions,
     reporter: Reporter | None,
     epochs: int | None,
+    out: str | Path | None = None,
 ) -> Path:
     if find_opts.base:
         path = Path(find_opts.base)
@@ -112,7 +115,7 @@ def _resolve_base(
         if not path.is_file():
             raise PrunesearchError(f"--base {find_opts.base}: no such weights file")
         return path
-    base_dir = run_folder(space.name, "base")
+    base_dir = Path(out) / "base" if out else run_folder(space.name, "base")
     path = base_dir / "model.safetensors"
     # several finds started together (`find & find &`) train the base once: the others wait
     with held_lock(
@@ -275,10 +278,11 @@ def find(
     storage, storage_url = None, ""
     if find_opts.storage is not None:  # a storage that cannot be opened is refused before work
         storage, storage_url = storage_for(find_opts.storage, run_dir)
-    base_path = _resolve_base(space, find_opts, data, opts, reporter, epochs)
-    base_meta = base_metadata(base_path, space)
-    signal = resolve_signal(space, find_opts.signal, base_meta)
-    sha = file_digest(base_path)
+    base_path = _resolve_base(space, find_opts, data, opts, reporter, epochs, out)
+    base = load_space_base(base_path, space)
+    signal = resolve_signal(space, find_opts.signal, base.meta)
+    sha = base.sha256
+    n_epochs, epochs_from = base_epochs(base, find_opts.base_epochs, space)
     settings = objective_settings(space, objective, find_opts.finetune_steps)
     study_prefix = find_opts.study or (
         f"{space.name}-{signal}-{objective}-{space.search.granularity}-{sha[:8]}"
@@ -307,6 +311,17 @@ def find(
         },
     )
     search = Candidates(space, base_path, signal, data, opts, objective, find_opts.finetune_steps)
+    base_info = (
+        base.provenance()
+        | base_accuracy(
+            search.graph.model,
+            search.val,
+            batch_size=space.data.eval_batch_size,
+            device=search.device,
+            name=base_path.name if find_opts.base else str(base_path),
+        )
+        | {"epochs": n_epochs, "epochs_from": epochs_from}
+    )
     search.use_budgets(budgets, device, reporter)
     baselines_path = run_dir / "baselines.json"
     cache = read_json(baselines_path, "baseline scores") if baselines_path.is_file() else {}
@@ -330,6 +345,7 @@ def find(
             study_name(study_prefix, budget, space, device),
             trials,
             min(len(seeds), trials),
+            base_info,
         )
         study = _run_study(search, job, seeds, find_opts.jobs, storage, reporter, baselines)
         studies.append(study)
@@ -348,6 +364,7 @@ def find(
         "objective": objective,
         "base": str(base_path),
         "base_sha256": sha,
+        "base_info": base_info,
         "trials": trials,
         "members": members,
     }
