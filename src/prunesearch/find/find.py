@@ -44,6 +44,12 @@ from prunesearch.find.studies import (
     run_trials,
     storage_for,
 )
+from prunesearch.find.workers import (
+    accept_interrupts,
+    ignore_interrupts,
+    join_workers,
+    start_workers,
+)
 from prunesearch.latency.budgets import resolve_threads, study_qualifier
 from prunesearch.paths import run_folder
 from prunesearch.progress import Reporter
@@ -77,11 +83,13 @@ class FindOptions:
 
 def _worker(job: Job, seed: int) -> None:
     """Body of a ``--jobs`` worker process. A Ctrl-C (sent to the whole process group) ends it
-    quietly: the main process says once that the search was interrupted."""
+    quietly: the main process says once that the search was interrupted. It starts with
+    SIGINT ignored (``workers.py``) and takes it back inside the ``try``."""
     torch.set_num_threads(1)
     no_interrupt_tracebacks()
     keep_interrupts()
     try:
+        accept_interrupts()
         search = Candidates(
             job.space,
             job.base_path,
@@ -96,6 +104,7 @@ def _worker(job: Job, seed: int) -> None:
         study, _ = open_study(storage, job.study_name, seed, job.n_startup, search.pruner())
         run_trials(study, search.objective_fn(job.budget, job.target), job.n_trials)
     except KeyboardInterrupt:
+        ignore_interrupts()
         sys.exit(130)
 
 
@@ -186,8 +195,8 @@ def _run_study(
 
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_worker, args=(job, job.opts.seed + k)) for k in range(1, jobs)]
-    for w in workers:
-        w.start()
+    start_workers(workers)
+    interrupted = False
     try:
         run_trials(
             study,
@@ -195,9 +204,11 @@ def _run_study(
             job.n_trials,
             on_trial=lambda n: reporter.search_trial(n, best_value()),
         )
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        for w in workers:
-            w.join()
+        join_workers(workers, interrupted)
         reporter.close()
     failed = [w.exitcode for w in workers if w.exitcode]
     if failed:  # their unfinished trials were failed and retried: the study is complete
