@@ -354,6 +354,14 @@ def test_bad_paths_and_numbers_on_the_command_line(tiny_base, tmp_path):
         ([*find, "--storage", "journal:"], "error: --storage 'journal:': name the journal"),
         ([*find, "--storage", "journal:/proc/no/study.log"], "error: cannot open storage"),
         (
+            [*find, "--storage", "postgresql://u:p@[::1/db"],
+            "error: --storage postgresql://***: not a valid database URL",
+        ),
+        (
+            [*find, "--storage", "postgresql://u:p@host:abc/db"],
+            "error: --storage postgresql://***: not a valid database URL",
+        ),
+        (
             ["train-base", "--space", TINY, "--out", "/proc/no"],
             "error: cannot write or read /proc/no",
         ),

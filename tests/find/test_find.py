@@ -421,3 +421,62 @@ def test_ctrl_c_during_a_trial_is_one_line_not_a_traceback(base, tmp_path):
         "error: interrupted; the finished trials are kept "
         "in the study: run the same command to go on"
     )
+
+
+def test_find_out_trains_its_base_in_out_base(tmp_path):
+    """Without --base, `find --out DIR` trains (or reuses) the base in DIR/base, not in
+    outputs/<space>/base."""
+    run = tmp_path / "run"
+    argv = ["find", "--space", TINY, "--budget", "50%FLOPs", "--trials", "1", "--epochs", "1"]
+    proc = run_cli(*argv, "--out", run, "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "base" / "model.safetensors").is_file()
+    assert not (tmp_path / "outputs").exists()
+    family = json.loads((run / "family.json").read_text())
+    assert Path(family["base"]) == run / "base" / "model.safetensors"
+    assert family["base_info"]["epochs"] == 1  # the base's own recipe
+    assert family["base_info"]["epochs_from"] == "the base's recipe"
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """The ``multiprocessing`` spawn children of process ``pid`` (its --jobs workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit():
+                continue
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if ppid == pid and b"multiprocessing" in cmd and b"spawn_main" in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+def test_ctrl_c_while_a_worker_is_starting_is_one_line_not_a_traceback(base, tmp_path):
+    """The worker's first seconds are imports, before its own handler is set: a Ctrl-C then
+    used to print its traceback. Now it starts with SIGINT ignored and the main process ends it
+    after the interrupt. Any timing of the signal inside that window must give the same."""
+    args = [sys.executable, "-m", "prunesearch", "find", "--space", TINY, "--budget", "50%FLOPs",
+            "--base", str(base), "--trials", "6", "--jobs", "2", "--out", tmp_path]  # fmt: skip
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=interruptible,
+    )
+    deadline = time.time() + 240
+    while not (workers := _spawned_children(proc.pid)):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # the worker is still importing
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1].startswith("error: interrupted;")
+    assert not any(Path(f"/proc/{w}").exists() for w in workers)  # no worker left running

@@ -16,6 +16,7 @@ from prunesearch.cli import render
 from prunesearch.cli.options import (
     AllowImportOpt,
     AmpOpt,
+    BaseEpochsOpt,
     BaseOpt,
     BudgetBatchOpt,
     BudgetOpt,
@@ -131,6 +132,7 @@ def train_arch(
             "--base", help="Base weights for --init inherit (default: outputs/<space>/base/)."
         ),
     ] = None,
+    base_epochs: BaseEpochsOpt = None,
     max_epoch_factor: MaxEpochFactorOpt = None,
     space: SpaceOpt = None,
     out: OutOpt = None,
@@ -166,6 +168,7 @@ def train_arch(
             max_epoch_factor=max_epoch_factor,
             out=run_dir,
             epochs=epochs,
+            base_epochs=base_epochs,
             spec_name=spec_path.stem,
             data=_data_options(data_dir, limit_train, download),
             opts=_run_options(seed, device, amp, compile_, resume),
@@ -179,6 +182,7 @@ def train_arch(
 def find(
     budget: BudgetOpt,
     base: BaseOpt = None,
+    base_epochs: BaseEpochsOpt = None,
     signal: SignalOpt = None,
     trials: TrialsOpt = None,
     storage: Annotated[
@@ -224,7 +228,7 @@ def find(
     from prunesearch.find.find import find as run
 
     options = FindOptions(
-        budget, base, signal, trials, storage, study, jobs, finetune_steps, objective
+        budget, base, signal, trials, storage, study, jobs, finetune_steps, objective, base_epochs
     )
     kept = "the finished trials are kept in the study: run the same command to go on"
     with interruptible(lambda: kept):
@@ -295,6 +299,7 @@ def compare(
             "--base", help="Reuse this trained base (with metrics.json beside it) as seed 0's."
         ),
     ] = None,
+    base_epochs: BaseEpochsOpt = None,
     signal: SignalOpt = None,
     max_epoch_factor: MaxEpochFactorOpt = None,
     extra: Annotated[
@@ -341,7 +346,7 @@ def compare(
 
     options = CompareOptions(
         budget, seeds, trials, base, signal, max_epoch_factor, parse_extra(extra), objective,
-        cells, parse_rows(rows),
+        cells, parse_rows(rows), base_epochs,
     )  # fmt: skip
     kept = "the finished cells and trials are kept: run the same command to go on"
     with interruptible(lambda: kept):
@@ -374,6 +379,7 @@ def fidelity(
             "--base", help="Trained base weights (default: the cell store's, trained if absent)."
         ),
     ] = None,
+    base_epochs: BaseEpochsOpt = None,
     signal: SignalOpt = None,
     schedule: Annotated[
         str,
@@ -403,8 +409,9 @@ def fidelity(
     from prunesearch.vocab import OBJECTIVES
 
     options = FidelityOptions(
-        budget, archs, seeds, tuple(objective or OBJECTIVES), base, signal, schedule, cells=cells
-    )
+        budget, archs, seeds, tuple(objective or OBJECTIVES), base, signal, schedule,
+        cells=cells, base_epochs=base_epochs,
+    )  # fmt: skip
     check_options(options)
     kept = "the finished cells and scores are kept: run the same command to go on"
     with interruptible(lambda: kept):

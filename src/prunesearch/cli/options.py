@@ -14,6 +14,7 @@ import typer
 __all__ = [
     "AllowImportOpt",
     "AmpOpt",
+    "BaseEpochsOpt",
     "BaseOpt",
     "BudgetBatchOpt",
     "BudgetOpt",
@@ -79,7 +80,18 @@ OneBudgetOpt = Annotated[str, typer.Option("--budget", help="One budget, e.g. 50
 BaseOpt = Annotated[
     str | None,
     typer.Option(
-        "--base", help="Trained base weights (default: outputs/<space>/base/, trained if absent)."
+        "--base",
+        help="Trained base weights: a train-base folder, a safetensors file, or a "
+        "torch.save(model.state_dict()) file (default: <out>/base with --out, else "
+        "outputs/<space>/base/, trained if absent).",
+    ),
+]
+BaseEpochsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--base-epochs",
+        help="Epochs the --base was trained for, the start of Scratch-B's budget (default: "
+        "a prunesearch base's own, else the space's train.epochs).",
     ),
 ]
 TrialsOpt = Annotated[

@@ -97,6 +97,7 @@ class CompareOptions:
     objective: str | None = None  # the search's objective [default: the space's]
     cells: str | None = None  # the cell store [default: cells.default_root]
     trainings: tuple[str, ...] = TRAININGS  # which rows to train, by how they are trained
+    base_epochs: int | None = None  # the epochs a base trained elsewhere was trained for
 
 
 def parse_extra(items: list[str] | None) -> tuple[tuple[str, str], ...]:
@@ -246,6 +247,7 @@ def compare(
         cells=options.cells,
         n_seeds=options.seeds,
         base=options.base,
+        base_epochs=options.base_epochs,
     )
     run_dir, store, seeds = exp.run_dir, exp.store, exp.seeds
     base_path, base_epochs = exp.base_path, exp.base_epochs
@@ -258,6 +260,7 @@ def compare(
             signal=options.signal,
             trials=options.trials,
             objective=options.objective,
+            base_epochs=exp.base_epochs,
         ),
         out=run_dir / "find",
         data=data,

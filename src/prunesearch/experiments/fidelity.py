@@ -73,6 +73,7 @@ class FidelityOptions:
     schedule: str = "scratch-b"
     max_epoch_factor: float | None = None
     cells: str | None = None
+    base_epochs: int | None = None  # the epochs a base trained elsewhere was trained for
 
 
 def check_options(options: FidelityOptions) -> Budget:
@@ -248,6 +249,7 @@ def fidelity(
         cells=options.cells,
         n_seeds=options.seeds,
         base=options.base,
+        base_epochs=options.base_epochs,
     )
     run_dir, base_path = exp.run_dir, exp.base_path
     signal = resolve_signal(space, options.signal, exp.base_meta)

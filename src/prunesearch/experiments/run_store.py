@@ -30,14 +30,10 @@ from prunesearch.paths import run_folder
 from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import ArchSpec
+from prunesearch.training.base_weights import base_epochs as base_epochs_of
+from prunesearch.training.base_weights import load_space_base
 from prunesearch.training.loop import RunOptions
-from prunesearch.training.runs import (
-    DataOptions,
-    arch_training,
-    base_metadata,
-    train_arch,
-    train_base,
-)
+from prunesearch.training.runs import DataOptions, arch_training, train_arch, train_base
 from prunesearch.vocab import ARCH_KINDS
 
 __all__ = ["ArchCell", "CellStore", "Experiment", "Setting", "default_root", "start_experiment"]
@@ -235,10 +231,13 @@ def start_experiment(
     cells: str | None,
     n_seeds: int,
     base: str | None,
+    base_epochs: int | None = None,
 ) -> Experiment:
     """The run folder (``out`` or ``outputs/<space>/<name>``), the cell store, the seeds
     ``opts.seed ..``, and the base: ``base`` (a weights file or a run folder), or the store's
-    base cell of the first seed (trained when missing)."""
+    base cell of the first seed (trained when missing). The epochs Scratch-E/B start from:
+    the setting's ``epochs``, else ``base_epochs`` (``--base-epochs``), else the base's own,
+    else the space's."""
     space, epochs = setting.space, setting.epochs
     store = CellStore(cells or default_root(space, out))
     seeds = [setting.opts.seed + k for k in range(n_seeds)]
@@ -256,7 +255,7 @@ def start_experiment(
             opts=setting.opts,
             reporter=setting.reporter,
         )[1]
-    meta = base_metadata(path, space)
-    base_epochs = epochs or int((meta.get("recipe") or {}).get("epochs") or space.train.epochs)
+    weights = load_space_base(path, space)
+    n_epochs = epochs or base_epochs_of(weights, base_epochs, space)[0]
     run_dir = Path(out) if out else run_folder(space.name, name)
-    return Experiment(run_dir, store, seeds, path, meta, base_epochs, setting)
+    return Experiment(run_dir, store, seeds, path, weights.meta, n_epochs, setting)

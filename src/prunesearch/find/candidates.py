@@ -9,7 +9,7 @@ every process working on it sees it (pickled to ``--jobs`` workers).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from prunesearch.latency.budgets import attach_latency, fastest
 from prunesearch.latency.predictor import LatencyModel
 from prunesearch.progress import Reporter
 from prunesearch.space import Space
-from prunesearch.training.loop import RunOptions, load_weights, resolve_device
+from prunesearch.training.base_weights import load_space_base
+from prunesearch.training.loop import RunOptions, resolve_device
 from prunesearch.training.runs import DataOptions, load_splits
 from prunesearch.vocab import SIGNALS, require
 
@@ -91,6 +92,11 @@ def resolve_signal(space: Space, requested: str | None, base_meta: dict[str, Any
     if space.search.signal == "slimming" and sparsity == 0:
         logger.info("the base was trained without sparsity: using the l1 signal")
         return "l1"
+    if space.search.signal == "slimming" and not base_meta:
+        logger.info(
+            "the base was trained elsewhere (its sparsity is unknown): the slimming signal is "
+            "weak on a base trained without sparsity; --signal l1 does not depend on it"
+        )
     return space.search.signal
 
 
@@ -109,9 +115,8 @@ class Candidates:
     ) -> None:
         self.space, self.signal = space, signal
         self.objective, self.finetune_steps = objective, finetune_steps
-        state, _ = load_weights(base_path)
         model = space.create_model()
-        model.load_state_dict(state)
+        model.load_state_dict(load_space_base(base_path, space).state)
         self.graph = trace(model, torch.zeros(1, *input_shape(space)))
         splits = load_splits(space, data)
         if splits.val is None:
@@ -119,6 +124,7 @@ class Candidates:
                 f"space {space.name}: the search scores candidates on a "
                 "validation split; set data.val_size > 0"
             )
+        self.val = splits.val  # the base's own accuracy is measured on it too
         d, s, t = space.data, space.search, space.train
         self.device = resolve_device(opts.device)
         self.latency_models: dict[str, LatencyModel] = {}
@@ -260,3 +266,4 @@ class Job:
     study_name: str
     n_trials: int
     n_startup: int
+    base_info: dict[str, Any] = field(default_factory=dict)  # its format, accuracy, epochs

@@ -32,7 +32,7 @@ import torch
 
 from prunesearch.engine.budget import Budget, parse_budgets
 from prunesearch.errors import PrunesearchError, keep_interrupts
-from prunesearch.fileio import atomic_write_json, file_digest, held_lock, read_json
+from prunesearch.fileio import atomic_write_json, held_lock, read_json
 from prunesearch.find.baselines import budget_targets, score_baselines, seed_trials
 from prunesearch.find.candidates import Candidates, Job, objective_settings, resolve_signal
 from prunesearch.find.selection import best, export_once, measured, member_and_files
@@ -44,13 +44,20 @@ from prunesearch.find.studies import (
     run_trials,
     storage_for,
 )
+from prunesearch.find.workers import (
+    accept_interrupts,
+    ignore_interrupts,
+    join_workers,
+    start_workers,
+)
 from prunesearch.latency.budgets import resolve_threads, study_qualifier
 from prunesearch.paths import run_folder
 from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import package_versions
+from prunesearch.training.base_weights import base_accuracy, base_epochs, load_space_base
 from prunesearch.training.loop import RunOptions, resolve_device
-from prunesearch.training.runs import DataOptions, base_metadata, train_base
+from prunesearch.training.runs import DataOptions, train_base
 from prunesearch.vocab import OBJECTIVES, require
 
 __all__ = ["FindOptions", "find", "run_study", "study_name"]
@@ -71,15 +78,18 @@ class FindOptions:
     jobs: int = 1
     finetune_steps: int = 0
     objective: str | None = None
+    base_epochs: int | None = None  # of a base trained elsewhere (Scratch-B's budget)
 
 
 def _worker(job: Job, seed: int) -> None:
     """Body of a ``--jobs`` worker process. A Ctrl-C (sent to the whole process group) ends it
-    quietly: the main process says once that the search was interrupted."""
+    quietly: the main process says once that the search was interrupted. It starts with
+    SIGINT ignored (``workers.py``) and takes it back inside the ``try``."""
     torch.set_num_threads(1)
     no_interrupt_tracebacks()
     keep_interrupts()
     try:
+        accept_interrupts()
         search = Candidates(
             job.space,
             job.base_path,
@@ -94,6 +104,7 @@ def _worker(job: Job, seed: int) -> None:
         study, _ = open_study(storage, job.study_name, seed, job.n_startup, search.pruner())
         run_trials(study, search.objective_fn(job.budget, job.target), job.n_trials)
     except KeyboardInterrupt:
+        ignore_interrupts()
         sys.exit(130)
 
 
@@ -104,6 +115,7 @@ def _resolve_base(
     opts: RunOptions,
     reporter: Reporter | None,
     epochs: int | None,
+    out: str | Path | None = None,
 ) -> Path:
     if find_opts.base:
         path = Path(find_opts.base)
@@ -112,7 +124,7 @@ def _resolve_base(
         if not path.is_file():
             raise PrunesearchError(f"--base {find_opts.base}: no such weights file")
         return path
-    base_dir = run_folder(space.name, "base")
+    base_dir = Path(out) / "base" if out else run_folder(space.name, "base")
     path = base_dir / "model.safetensors"
     # several finds started together (`find & find &`) train the base once: the others wait
     with held_lock(
@@ -183,8 +195,8 @@ def run_study(
 
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_worker, args=(job, job.opts.seed + k)) for k in range(1, jobs)]
-    for w in workers:
-        w.start()
+    start_workers(workers)
+    interrupted = False
     try:
         run_trials(
             study,
@@ -192,9 +204,11 @@ def run_study(
             job.n_trials,
             on_trial=lambda n: reporter.search_trial(n, best_value()),
         )
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        for w in workers:
-            w.join()
+        join_workers(workers, interrupted)
         reporter.close()
     failed = [w.exitcode for w in workers if w.exitcode]
     if failed:  # their unfinished trials were failed and retried: the study is complete
@@ -275,10 +289,11 @@ def find(
     storage, storage_url = None, ""
     if find_opts.storage is not None:  # a storage that cannot be opened is refused before work
         storage, storage_url = storage_for(find_opts.storage, run_dir)
-    base_path = _resolve_base(space, find_opts, data, opts, reporter, epochs)
-    base_meta = base_metadata(base_path, space)
-    signal = resolve_signal(space, find_opts.signal, base_meta)
-    sha = file_digest(base_path)
+    base_path = _resolve_base(space, find_opts, data, opts, reporter, epochs, out)
+    base = load_space_base(base_path, space)
+    signal = resolve_signal(space, find_opts.signal, base.meta)
+    sha = base.sha256
+    n_epochs, epochs_from = base_epochs(base, find_opts.base_epochs, space)
     study_prefix = find_opts.study or (
         f"{space.name}-{signal}-{objective}-{space.search.granularity}-{sha[:8]}"
     )
@@ -306,6 +321,17 @@ def find(
         },
     )
     search = Candidates(space, base_path, signal, data, opts, objective, find_opts.finetune_steps)
+    base_info = (
+        base.provenance()
+        | base_accuracy(
+            search.graph.model,
+            search.val,
+            batch_size=space.data.eval_batch_size,
+            device=search.device,
+            name=base_path.name if find_opts.base else str(base_path),
+        )
+        | {"epochs": n_epochs, "epochs_from": epochs_from}
+    )
     search.use_budgets(budgets, device, reporter)
     settings = objective_settings(space, objective, find_opts.finetune_steps, search.rungs)
     baselines_path = run_dir / "baselines.json"
@@ -330,6 +356,7 @@ def find(
             study_name(study_prefix, budget, space, device),
             trials,
             min(len(seeds), trials),
+            base_info,
         )
         study = run_study(search, job, seeds, find_opts.jobs, storage, reporter, baselines)
         studies.append(study)
@@ -348,6 +375,7 @@ def find(
         "objective": objective,
         "base": str(base_path),
         "base_sha256": sha,
+        "base_info": base_info,
         "trials": trials,
         "members": members,
     }

@@ -182,6 +182,7 @@ def _search_info(
         "space_path": space.path,
         "base_checkpoint": str(job.base_path),
         "base_checkpoint_sha256": sha,
+        "base": job.base_info,
         "baselines": {
             k: {"score": v["score"], "flops": v["flops"], "params": v["params"]}
             | ({"latency_ms": v["latency"]["measured_ms"]} if "latency" in v else {})

@@ -137,8 +137,14 @@ def _connect_args(url: str) -> dict[str, Any]:
     if scheme == "sqlite":
         return {"timeout": 60}
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
-    query = make_url(url).query
+    try:
+        query = make_url(url).query
+    except (ArgumentError, ValueError) as exc:  # e.g. a port that is not a number
+        raise PrunesearchError(
+            f"--storage {redact(url)}: not a valid database URL ({first_line(exc)})"
+        ) from None
     args: dict[str, Any] = {}
     if "connect_timeout" not in query:
         args["connect_timeout"] = CONNECT_TIMEOUT_S

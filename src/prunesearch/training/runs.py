@@ -21,13 +21,14 @@ from prunesearch.data.datasets import DatasetInfo, load_dataset, split_validatio
 from prunesearch.engine.flops import count_flops
 from prunesearch.engine.graph import trace
 from prunesearch.errors import PrunesearchError, first_line, shown
-from prunesearch.fileio import atomic_write_json, file_digest, read_json
+from prunesearch.fileio import atomic_write_json, read_json
 from prunesearch.models import create_model
 from prunesearch.paths import run_folder
 from prunesearch.progress import Reporter
 from prunesearch.space import Optimisation, Space
 from prunesearch.spec import ArchSpec, build, package_versions
-from prunesearch.training.loop import Recipe, RunOptions, Splits, fit, load_weights
+from prunesearch.training.base_weights import load_base, load_space_base
+from prunesearch.training.loop import Recipe, RunOptions, Splits, fit
 from prunesearch.vocab import ARCH_INITS, ARCH_KINDS, EPOCH_BUDGETS, require
 
 __all__ = [
@@ -96,21 +97,9 @@ def check_model_fits(space: Space, info: DatasetInfo) -> None:
 
 
 def base_metadata(path: Path, space: Space) -> dict[str, Any]:
-    """The metadata of ``--base``'s weights, checked to be a trained base of the space's model
-    (a train-arch run's pruned model is the natural mistake: its shapes do not fit)."""
-    _, meta = load_weights(path)
-    if meta.get("spec") is not None or meta.get("kind", "base") != "base":
-        raise PrunesearchError(
-            f"--base {path} holds a pruned architecture ({meta.get('kind')} "
-            "run), not a trained base: give the folder of "
-            "`prunesearch train-base`"
-        )
-    if meta.get("model") != space.model.name or meta.get("model_args") != space.model.args:
-        raise PrunesearchError(
-            f"--base {path} holds {shown(meta.get('model'))} "
-            f"{shown(meta.get('model_args'))}, not the space's model"
-        )
-    return meta
+    """The metadata of ``--base``'s weights (empty for a base trained elsewhere), checked to be
+    a base of the space's model (:func:`~prunesearch.training.base_weights.load_base`)."""
+    return load_space_base(path, space).meta
 
 
 def recipe_from_space(
@@ -245,24 +234,15 @@ def train_base(
 
 def _inherit(spec: ArchSpec, base_path: Path, signal: str) -> nn.Module:
     """The base model's trained weights pruned to the spec's widths by ``signal``."""
-    state, meta = load_weights(base_path)
-    if meta.get("model") != spec.model or meta.get("model_args") != spec.model_args:
-        raise PrunesearchError(
-            f"{base_path} holds {meta.get('model')} "
-            f"{meta.get('model_args')}, not the spec's {spec.model} "
-            f"{spec.model_args}"
-        )
+    model = create_model(spec.model, allow_import=spec.allow_import, **spec.model_args)
+    base = load_base(base_path, model, model_ref=(spec.model, spec.model_args))
     expected = (spec.search or {}).get("base_checkpoint_sha256")
-    if expected and expected != file_digest(base_path):
+    if expected and expected != base.sha256:
         raise PrunesearchError(
             f"{base_path} is not the base checkpoint the spec was searched "
             "on (sha256 differs); pass --base with that file"
         )
-    model = create_model(spec.model, allow_import=spec.allow_import, **spec.model_args)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise PrunesearchError(f"{base_path} does not fit {spec.model}: {exc}") from None
+    model.load_state_dict(base.state)
     graph = trace(model, torch.zeros(1, *spec.input_shape))
     return graph.prune(spec.widths, importance=signal)
 
@@ -277,6 +257,7 @@ def train_arch(
     max_epoch_factor: float | None = None,
     out: str | Path | None = None,
     epochs: int | None = None,
+    base_epochs: int | None = None,
     spec_name: str = "spec",
     data: DataOptions = DataOptions(),
     opts: RunOptions = RunOptions(),  # noqa: B008
@@ -284,7 +265,9 @@ def train_arch(
 ) -> dict[str, Any]:
     """Trains a spec from scratch (Scratch-E / Scratch-B) or fine-tunes inherited weights.
 
-    ``epochs`` overrides the base epochs that Scratch-E/B start from (fine-tuning: its epochs).
+    ``epochs`` overrides the base epochs that Scratch-E/B start from (fine-tuning: its epochs);
+    else ``base_epochs`` (``--base-epochs``: a base trained elsewhere), else the base's epochs
+    the spec's search recorded, else the space's.
     """
     require("schedule", schedule, EPOCH_BUDGETS)
     require("init", init, ARCH_INITS)
@@ -298,7 +281,11 @@ def train_arch(
     finished = _prepare_run_dir(run_dir, opts.resume)
     if finished is not None:
         return finished
-    recipe = recipe_from_space(space, epochs=epochs, sparsity=0.0)
+    if base_epochs is not None and base_epochs < 1:
+        raise PrunesearchError(f"--base-epochs must be >= 1, got {base_epochs}")
+    recorded = ((spec.search or {}).get("base") or {}).get("epochs")
+    recorded = recorded if isinstance(recorded, int) and recorded >= 1 else None
+    recipe = recipe_from_space(space, epochs=epochs or base_epochs or recorded, sparsity=0.0)
     if init == "inherit":
         base_path = Path(base) if base else run_folder(space.name, "base", "model.safetensors")
         signal = (spec.search or {}).get("signal", space.search.signal)
