@@ -94,11 +94,7 @@ def test_divergence_is_an_error(setup):
         val,
         rungs=Rungs(images=64, count=1),
         sgd=SGD(lr=1e6),
-        batch_size=32,
-        eval_batch_size=128,
-        augment=False,
-        device=torch.device("cpu"),
-        channels_last=False,
+        feed=Feed(32, 128, torch.device("cpu"), channels_last=False),
     )
     with pytest.raises(PrunesearchError, match="candidate diverged"):
         s.score({g.name: g.size for g in graph.groups})
