@@ -30,9 +30,9 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.fileio import atomic_write_json, read_json
 from prunesearch.find.baselines import budget_targets, score_baselines, seed_trials
 from prunesearch.find.candidates import Candidates, Job, objective_settings, space_rungs
-from prunesearch.find.find import run_study, study_name
+from prunesearch.find.find import Export, run_study, search_budget, study_name
 from prunesearch.find.objectives import SGD, Feed, InheritScorer, ScratchScorer
-from prunesearch.find.selection import best, export_once, measured, member_and_files
+from prunesearch.find.selection import export_once
 from prunesearch.find.studies import storage_for
 from prunesearch.find.user_objects import (
     BadScore,
@@ -329,52 +329,44 @@ def _search_budgets(
     reporter: Reporter,
 ) -> SearchResult:
     """Each budget's baselines, study and choice; the specs written once when exporting."""
-    storage, url, run_dir, prefix, sha = (
-        where.storage,
-        where.url,
-        where.run_dir,
-        where.prefix,
-        where.sha,
-    )
+    run_dir, sha = where.run_dir, where.sha
     space, opts = candidates.space, candidates.space.search
     device = candidates.device.type
     baselines_path = run_dir / "baselines.json"
     cache = read_json(baselines_path, "baseline scores") if baselines_path.is_file() else {}
     result = SearchResult({}, {}, {}, {}, {}, run_dir if where.export else None)
+    export = Export(scoring, sha, where.storage)
+    model = Path(f"<{type(candidates.graph.model).__name__} object, sha256 {sha[:12]}>")
     members, files = [], []
     for budget, target in zip(budgets, targets, strict=True):
         baselines = score_baselines(candidates, budget, target, cache, scoring, reporter)
         atomic_write_json(baselines_path, cache)
         seeds = seed_trials(candidates, budget, target, opts.trials, where.seed)
         job = Job(
-            space,
-            Path(f"<{type(candidates.graph.model).__name__} object, sha256 {sha[:12]}>"),
-            candidates.signal,
-            candidates.objective,
-            0,
-            DataOptions(),
-            RunOptions(seed=where.seed, device=device),
-            budget,
-            target,
-            url,
-            run_dir,
-            study_name(prefix, budget, space, device),
-            opts.trials,
-            min(len(seeds), opts.trials),
+            space=space,
+            base_path=model,
+            signal=candidates.signal,
+            objective=candidates.objective,
+            finetune_steps=0,
+            data=DataOptions(),
+            opts=RunOptions(seed=where.seed, device=device),
+            budget=budget,
+            target=target,
+            storage_url=where.url,
+            run_dir=run_dir,
+            study_name=study_name(where.prefix, budget, space, device),
+            n_trials=opts.trials,
+            n_startup=min(len(seeds), opts.trials),
         )
-        study = _run(candidates, job, seeds, storage, reporter, baselines)
-        choice = best(candidates, study, baselines, job, run_dir / "confirm.json")
-        if budget.kind == "latency":
-            choice = measured(candidates, job, choice, baselines, run_dir / "measured.json")
-        n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        member, member_files = member_and_files(
-            job, choice, baselines, candidates.graph, sha, scoring, n_done
+        member, member_files, study = search_budget(
+            candidates, job, seeds, baselines, export, reporter, run=_run
         )
+        choice_score = member["score"]
         members.append(member)
         files += member_files
         result.specs[budget.text] = member_files[0][1]
         result.widths[budget.text] = dict(member_files[0][1].widths)
-        result.scores[budget.text] = choice["score"]
+        result.scores[budget.text] = choice_score
         result.baselines[budget.text] = {
             name: {k: b[k] for k in ("score", "widths", "flops", "params")}
             for name, b in baselines.items()
@@ -395,8 +387,8 @@ def _search_budgets(
     return result
 
 
-def _run(candidates, job, seeds, storage, reporter, baselines) -> optuna.Study:
-    """One budget's study; a bad score names its trial."""
+def _run(candidates, job, seeds, n_jobs, storage, reporter, baselines) -> optuna.Study:
+    """One budget's study, in this process; a bad score names its trial."""
     try:
         return run_study(candidates, job, seeds, 1, storage, reporter, baselines)
     except BadScore as exc:

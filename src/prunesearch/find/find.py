@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,12 +56,17 @@ from prunesearch.paths import run_folder
 from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import package_versions
-from prunesearch.training.base_weights import base_accuracy, base_epochs, load_space_base
+from prunesearch.training.base_weights import (
+    BaseWeights,
+    base_accuracy,
+    base_epochs,
+    load_space_base,
+)
 from prunesearch.training.loop import RunOptions, resolve_device
 from prunesearch.training.runs import DataOptions, train_base
 from prunesearch.vocab import OBJECTIVES, require
 
-__all__ = ["FindOptions", "find", "run_study", "study_name"]
+__all__ = ["Export", "FindOptions", "find", "run_study", "search_budget", "study_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +150,52 @@ def _resolve_base(
     return path
 
 
+def _run_dir(space: Space, budgets: list[Budget], out: str | Path | None) -> Path:
+    """``out``, else ``outputs/<space>/find-<budget slugs>``."""
+    return Path(out) if out else run_folder(space.name, "find-" + "_".join(b.slug for b in budgets))
+
+
+def _write_config(
+    run_dir: Path,
+    space: Space,
+    find: dict[str, Any],
+    base_path: Path,
+    sha: str,
+    opts: RunOptions,
+    data: DataOptions,
+) -> None:
+    """The find run's config.json: the space, the options as resolved, the base."""
+    atomic_write_json(
+        run_dir / "config.json",
+        {
+            "space": space.to_dict(),
+            "space_path": space.path,
+            "find": find,
+            "base": str(base_path.resolve()),
+            "base_sha256": sha,
+            "options": dataclasses.asdict(opts),
+            "data": dataclasses.asdict(data),
+            "versions": package_versions(),
+        },
+    )
+
+
+def _base_info(
+    search: Candidates, base: BaseWeights, base_path: Path, find_opts: FindOptions
+) -> dict[str, Any]:
+    """The base's provenance, its validation accuracy (measured and logged before the search
+    starts) and the epochs Scratch-B starts from: recorded in family.json and every spec."""
+    epochs, source = base_epochs(base, find_opts.base_epochs, search.space)
+    accuracy = base_accuracy(
+        search.graph.model,
+        search.val,
+        batch_size=search.space.data.eval_batch_size,
+        device=search.device,
+        name=base_path.name if find_opts.base else str(base_path),
+    )
+    return base.provenance() | accuracy | {"epochs": epochs, "epochs_from": source}
+
+
 def _check_options(space: Space, find_opts: FindOptions) -> tuple[int, str]:
     """(trials, objective), or the first bad option."""
     trials = find_opts.trials if find_opts.trials is not None else space.search.trials
@@ -195,9 +247,9 @@ def run_study(
 
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_worker, args=(job, job.opts.seed + k)) for k in range(1, jobs)]
-    start_workers(workers)
     interrupted = False
     try:
+        start_workers(workers)
         run_trials(
             study,
             search.objective_fn(job.budget, job.target),
@@ -256,6 +308,42 @@ def _describe(
         study.set_metric_names([f"{job.objective} score (validation accuracy)"])
 
 
+@dataclass(frozen=True)
+class Export:
+    """What each budget's export records beside its choice: the objective's settings and the
+    base checkpoint's sha256; and how its study runs: the storage and local worker count."""
+
+    settings: dict[str, Any]
+    sha: str
+    storage: Any
+    n_jobs: int = 1
+
+
+def search_budget(
+    search: Candidates,
+    job: Job,
+    seeds: list[tuple[str, dict[str, float]]],
+    baselines: dict[str, dict[str, Any]],
+    export: Export,
+    reporter: Reporter,
+    run: Callable[..., optuna.Study] | None = None,
+) -> tuple[dict[str, Any], list[tuple[Path, Any]], optuna.Study]:
+    """One budget: its study run to ``job.n_trials``, the choice (finalists confirmed; timed
+    under a latency budget), and the family member with its spec files.
+
+    ``run``: what runs the study (default :func:`run_study`)."""
+    run = run or run_study
+    study = run(search, job, seeds, export.n_jobs, export.storage, reporter, baselines)
+    choice = best(search, study, baselines, job, job.run_dir / "confirm.json")
+    n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    if job.budget.kind == "latency":
+        choice = measured(search, job, choice, baselines, job.run_dir / "measured.json")
+    member, files = member_and_files(
+        job, choice, baselines, search.graph, export.sha, export.settings, n_done
+    )
+    return member, files, study
+
+
 def study_name(prefix: str, budget: Budget, space: Space, device: str) -> str:
     """One study per budget; a latency budget's also names what its milliseconds are of."""
     name = f"{prefix}:{budget.slug}"
@@ -283,57 +371,31 @@ def find(
     if any(b.kind == "latency" for b in budgets):
         space = resolve_threads(space)  # before anything changes torch's thread count
     targets = budget_targets(space, budgets, device=device, reporter=reporter)
-    run_dir = (
-        Path(out) if out else run_folder(space.name, "find-" + "_".join(b.slug for b in budgets))
-    )
+    run_dir = _run_dir(space, budgets, out)
     storage, storage_url = None, ""
     if find_opts.storage is not None:  # a storage that cannot be opened is refused before work
         storage, storage_url = storage_for(find_opts.storage, run_dir)
     base_path = _resolve_base(space, find_opts, data, opts, reporter, epochs, out)
     base = load_space_base(base_path, space)
-    signal = resolve_signal(space, find_opts.signal, base.meta)
-    sha = base.sha256
-    n_epochs, epochs_from = base_epochs(base, find_opts.base_epochs, space)
-    study_prefix = find_opts.study or (
-        f"{space.name}-{signal}-{objective}-{space.search.granularity}-{sha[:8]}"
-    )
+    signal, sha = resolve_signal(space, find_opts.signal, base.meta), base.sha256
+    s = space.search
+    study_prefix = find_opts.study or f"{space.name}-{signal}-{objective}-{s.granularity}-{sha[:8]}"
     run_dir.mkdir(parents=True, exist_ok=True)
     if storage is None:
         storage, storage_url = storage_for(None, run_dir)
-    atomic_write_json(
-        run_dir / "config.json",
-        {
-            "space": space.to_dict(),
-            "space_path": space.path,
-            "find": dataclasses.asdict(find_opts)
-            # the default storage is the run folder's study.db, wherever the folder is moved
-            | {
-                "storage": None if find_opts.storage is None else redact(storage_url),
-                "trials": trials,
-                "signal": signal,
-                "objective": objective,
-            },
-            "base": str(base_path.resolve()),
-            "base_sha256": sha,
-            "options": dataclasses.asdict(opts),
-            "data": dataclasses.asdict(data),
-            "versions": package_versions(),
-        },
-    )
+    # the default storage is the run folder's study.db, wherever the folder is moved
+    chosen = {"storage": None if find_opts.storage is None else redact(storage_url)}
+    chosen |= {"trials": trials, "signal": signal, "objective": objective}
+    chosen = dataclasses.asdict(find_opts) | chosen
+    _write_config(run_dir, space, chosen, base_path, sha, opts, data)
     search = Candidates(space, base_path, signal, data, opts, objective, find_opts.finetune_steps)
-    base_info = (
-        base.provenance()
-        | base_accuracy(
-            search.graph.model,
-            search.val,
-            batch_size=space.data.eval_batch_size,
-            device=search.device,
-            name=base_path.name if find_opts.base else str(base_path),
-        )
-        | {"epochs": n_epochs, "epochs_from": epochs_from}
-    )
+    base_info = _base_info(search, base, base_path, find_opts)
     search.use_budgets(budgets, device, reporter)
     settings = objective_settings(space, objective, find_opts.finetune_steps, search.rungs)
+    export = Export(settings, sha, storage, find_opts.jobs)
+    common = {"space": space, "base_path": base_path, "signal": signal, "objective": objective}
+    common |= {"finetune_steps": find_opts.finetune_steps, "data": data, "opts": opts}
+    common |= {"storage_url": storage_url, "run_dir": run_dir, "base_info": base_info}
     baselines_path = run_dir / "baselines.json"
     cache = read_json(baselines_path, "baseline scores") if baselines_path.is_file() else {}
     members, files, studies = [], [], []
@@ -341,34 +403,13 @@ def find(
         baselines = score_baselines(search, budget, target, cache, settings, reporter)
         atomic_write_json(baselines_path, cache)
         seeds = seed_trials(search, budget, target, trials, opts.seed)
-        job = Job(
-            space,
-            base_path,
-            signal,
-            objective,
-            find_opts.finetune_steps,
-            data,
-            opts,
-            budget,
-            target,
-            storage_url,
-            run_dir,
-            study_name(study_prefix, budget, space, device),
-            trials,
-            min(len(seeds), trials),
-            base_info,
-        )
-        study = run_study(search, job, seeds, find_opts.jobs, storage, reporter, baselines)
-        studies.append(study)
-        choice = best(search, study, baselines, job, run_dir / "confirm.json")
-        n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        if budget.kind == "latency":
-            choice = measured(search, job, choice, baselines, run_dir / "measured.json")
-        member, member_files = member_and_files(
-            job, choice, baselines, search.graph, sha, settings, n_done
-        )
+        name = study_name(study_prefix, budget, space, device)
+        job = Job(budget=budget, target=target, study_name=name, n_trials=trials,
+                  n_startup=min(len(seeds), trials), **common)  # fmt: skip
+        member, member_files, study = search_budget(search, job, seeds, baselines, export, reporter)
         members.append(member)
         files += member_files
+        studies.append(study)
     family = {
         "space": space.name,
         "signal": signal,
