@@ -50,7 +50,7 @@ from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import package_versions
 from prunesearch.training.loop import RunOptions, resolve_device
-from prunesearch.training.runs import DataOptions, base_metadata, train_base
+from prunesearch.training.runs import DataOptions, base_metadata, resolve_space, train_base
 from prunesearch.vocab import OBJECTIVES, require
 
 __all__ = ["FindOptions", "find"]
@@ -263,6 +263,7 @@ def find(
     ``epochs`` overrides the space's epochs when the base has to be trained first.
     """
     reporter = reporter or Reporter()
+    space = resolve_space(space, data, reporter)  # the user's own data: its classes and size
     budgets = parse_budgets(find_opts.budgets)
     trials, objective = _check_options(space, find_opts)
     device = resolve_device(opts.device).type
