@@ -167,7 +167,8 @@ class _Build:
             self.tmp / "trimmed.npy", mode="w+", dtype=np.uint8, shape=(n, *self.images.shape[1:])
         )
         for lo in range(0, n, CHUNK):
-            trimmed[lo : lo + CHUNK] = self.images[lo : lo + CHUNK]
+            hi = min(n, lo + CHUNK)
+            trimmed[lo:hi] = self.images[lo:hi]
         trimmed.flush()
         del self.images
         os.replace(self.tmp / "trimmed.npy", self.tmp / "images.npy")
