@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prunesearch.data.image_data import DatasetInfo, ImageData
+from prunesearch.data.user_data import load_user_data
 from prunesearch.errors import PrunesearchError
 from prunesearch.fileio import file_digest
 
@@ -41,34 +43,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a dataset is and how to find, augment and normalise it."""
-
-    name: str
-    num_classes: int
-    in_channels: int
-    image_size: int | tuple[int, int]  # N (square) or (H, W)
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    flip: bool  # horizontal flips preserve the label
-    crop_padding: int  # random-crop padding for augmentation
-    subdirs: tuple[str, ...] = ()
-    files: dict[str, tuple[str, ...]] | None = None  # split -> file names
-    url: str = ""
-    md5: dict[str, str] | None = None  # download name -> md5
-    archive: str = ""  # downloads are one tar.gz (CIFAR) rather than the files themselves
-    classes: tuple[str, ...] = ()  # class names, where the data names them
-    shuffled: bool = False  # stored in a seeded random order: the validation split is the tail
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of an image."""
-        s = self.image_size
-        h, w = (s, s) if isinstance(s, int) else s
-        return (self.in_channels, h, w)
 
 
 _FMNIST_FILES = {
@@ -148,21 +122,6 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 SYNTHETIC = "synthetic"
 SYSTEM_DIRS = (Path("/usr/share/datasets"),)
-
-
-@dataclass
-class ImageData:
-    """Images as ``(N, C, H, W)`` uint8 and labels as ``(N,)`` int64."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    info: DatasetInfo
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, idx: torch.Tensor | slice) -> ImageData:
-        return ImageData(self.images[idx], self.labels[idx], self.info)
 
 
 # -- readers ----------------------------------------------------------------------------------
@@ -380,8 +339,6 @@ def load_train_test(
         reporter: progress of decoding the user's images.
     """
     if isinstance(data_cfg.dataset, dict):
-        from prunesearch.data.user_data import load_user_data  # it builds on this module
-
         user = load_user_data(
             data_cfg, channels=channels, num_classes=num_classes, reporter=reporter
         )

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from prunesearch.data.arrays import read_arrays
-from prunesearch.data.datasets import DatasetInfo, ImageData
 from prunesearch.data.image_cache import CacheSettings, cached_images, mean_std
+from prunesearch.data.image_data import DatasetInfo, ImageData
 from prunesearch.data.image_folder import RESIZE_RULE, list_folder
 from prunesearch.data.user_callable import call_reader, materialise
 from prunesearch.errors import PrunesearchError
