@@ -34,9 +34,11 @@ __all__ = [
     "DataOptions",
     "PreparedData",
     "check_same_source",
+    "check_source",
     "load_splits",
     "prepare_data",
     "recipe_from_space",
+    "recorded_source",
     "resolve_space",
     "scratch_b_epochs",
     "train_arch",
@@ -125,25 +127,35 @@ def resolve_space(space: Space, data: DataOptions, reporter: Reporter | None = N
     return prepare_data(space, data, reporter).space
 
 
-def check_same_source(source: dict[str, Any] | None, config_path: Path) -> None:
-    """Refuses data that is not what the run of ``config_path`` read (its recorded source:
-    another folder or file, or the same one changed since)."""
-    if source is None or not config_path.is_file():
-        return
+def recorded_source(config_path: Path) -> dict[str, Any] | None:
+    """The ``data_source`` a run folder's config records (None: none, or no such file)."""
+    if not config_path.is_file():
+        return None
     recorded = read_json(config_path, "run config").get("data_source")
-    if not isinstance(recorded, dict):
+    return recorded if isinstance(recorded, dict) else None
+
+
+def check_source(source: dict[str, Any] | None, recorded: Any, what: str) -> None:
+    """Refuses data that is not what ``what`` (a run folder, a spec) recorded it read: another
+    folder, file or reader, or the same one changed since (its digest)."""
+    if source is None or not isinstance(recorded, dict):
         return
-    run = config_path.parent
-    if recorded.get("path", recorded.get("callable")) != source.get("path", source.get("callable")):
-        raise PrunesearchError(
-            f"the data is {source.get('path', source.get('callable'))}, but {run} was trained on "
-            f"{recorded.get('path', recorded.get('callable'))}"
-        )
+
+    def where(s: dict[str, Any]) -> Any:
+        return s.get("path", s.get("callable"))
+
+    if where(recorded) != where(source):
+        raise PrunesearchError(f"the data is {where(source)}, but {what} used {where(recorded)}")
     if recorded.get("digest") and recorded["digest"] != source.get("digest"):
         raise PrunesearchError(
-            f"the data at {source['path']} changed since {run} was trained on it (digest "
+            f"the data at {where(source)} changed since {what} read it (digest "
             f"{recorded['digest'][:12]}, now {str(source.get('digest'))[:12]})"
         )
+
+
+def check_same_source(source: dict[str, Any] | None, config_path: Path) -> None:
+    """:func:`check_source` against the source the run folder of ``config_path`` recorded."""
+    check_source(source, recorded_source(config_path), f"the run {config_path.parent}")
 
 
 def check_model_fits(space: Space, info: DatasetInfo, exact: bool = False) -> None:
@@ -351,6 +363,7 @@ def train_arch(
     space, splits = prepared.space, prepared.splits
     base_dir = Path(base).parent if base else run_folder(space.name, "base")
     check_same_source(prepared.source, base_dir / "config.json")
+    check_source(prepared.source, (spec.search or {}).get("data_source"), f"spec {spec_name}")
     if spec.model != space.model.name or spec.model_args != space.model.args:
         raise PrunesearchError(
             f"spec model {spec.model} {spec.model_args} does not match space "
