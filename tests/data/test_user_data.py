@@ -124,3 +124,10 @@ def test_carve_test_is_seeded_stratified_and_disjoint():
     assert sorted(train + test) == list(range(16))
     assert [labels[i] for i in test].count(0) == 2 and [labels[i] for i in test].count(1) == 1
     assert 15 in train  # a class of one image stays in training
+
+
+def test_val_size_error_names_the_key_and_its_default(tmp_path):
+    root = write_image_folder(tmp_path / "imgs")
+    train = load_train_test(folder_cfg(root), channels=3).train
+    with pytest.raises(PrunesearchError, match=r"data\.val_size must be in 1\.\.14 .*default 5000"):
+        split_validation(train, 5000)
