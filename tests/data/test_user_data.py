@@ -73,7 +73,7 @@ def test_second_load_reuses_the_cache_and_a_changed_folder_rebuilds_it(tmp_path,
 
 def test_killed_build_leaves_no_cache(tmp_path, monkeypatch, _image_cache):
     root = write_image_folder(tmp_path / "imgs")
-    real, calls = image_folder.decode_image, []
+    real, calls = image_folder.decode_sized, []
 
     def dies_on_the_fifth(*args):
         calls.append(1)
@@ -81,7 +81,7 @@ def test_killed_build_leaves_no_cache(tmp_path, monkeypatch, _image_cache):
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr("prunesearch.data.image_cache.decode_image", dies_on_the_fifth)
+    monkeypatch.setattr("prunesearch.data.image_cache.decode_sized", dies_on_the_fifth)
     with pytest.raises(KeyboardInterrupt):
         load_train_test(folder_cfg(root), channels=3)
     assert os.listdir(_image_cache / "images") == []
@@ -131,3 +131,20 @@ def test_val_size_error_names_the_key_and_its_default(tmp_path):
     train = load_train_test(folder_cfg(root), channels=3).train
     with pytest.raises(PrunesearchError, match=r"data\.val_size must be in 1\.\.14 .*default 5000"):
         split_validation(train, 5000)
+
+
+def test_same_size_images_need_no_image_size_and_share_the_cache_of_that_size(tmp_path):
+    root = tmp_path / "imgs"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (7, 5), (40 * i, 0, 0)).save(root / c / f"{i}.png")
+    native = load_train_test(DataCfg(dataset={"folder": str(root)}), channels=3)
+    assert native.train.images.shape[1:] == (3, 5, 7)
+    sized = load_train_test(folder_cfg(root, image_size=(5, 7)), channels=3)
+    assert sized.source["digest"] == native.source["digest"]  # a resolved space: same data
+    Image.new("RGB", (9, 9)).save(root / "a" / "odd.png")
+    resized = load_train_test(folder_cfg(root, image_size=(5, 7)), channels=3)
+    assert len(resized.train) + len(resized.test) == 7
+    with pytest.raises(PrunesearchError, match=r"1 of .* are not 5x7; set data\.image_size"):
+        load_train_test(DataCfg(dataset={"folder": str(root)}), channels=3)

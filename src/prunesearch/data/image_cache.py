@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from prunesearch.data.image_folder import BadImage, decode_image
+from prunesearch.data.image_folder import BadImage, decode_sized
 from prunesearch.errors import PrunesearchError
 from prunesearch.fileio import atomic_write_json, read_json
 from prunesearch.progress import Reporter
@@ -42,7 +42,7 @@ CHUNK = 1024  # images per chunk when copying or summing
 class CacheSettings:
     """How the images are decoded (part of the cache key)."""
 
-    size: tuple[int, int] | None  # (H, W), or None: all images must share one size
+    size: tuple[int, int]  # (H, W)
     channels: int
     skip_bad: bool
     resize_rule: str
@@ -111,15 +111,15 @@ def mean_std(images: np.ndarray) -> tuple[list[float], list[float]]:
 class _Build:
     """Decodes the entries into ``tmp/images.npy``; knows which were skipped."""
 
-    def __init__(self, tmp: Path, settings: CacheSettings, reporter: Reporter) -> None:
-        self.tmp, self.settings, self.reporter = tmp, settings, reporter
+    def __init__(self, tmp: Path, settings: CacheSettings, exact: bool, reporter: Reporter) -> None:
+        self.tmp, self.settings, self.exact, self.reporter = tmp, settings, exact, reporter
         self.images: np.ndarray | None = None
-        self.first: Path | None = None
         self.skipped: list[str] = []
+        self.resized = 0  # images whose own size was not the target's
 
     def _decode(self, path: Path) -> np.ndarray | None:
         try:
-            return decode_image(path, self.settings.size, self.settings.channels)
+            array, native = decode_sized(path, self.settings.size, self.settings.channels)
         except BadImage as exc:
             if not self.settings.skip_bad:
                 raise PrunesearchError(
@@ -128,17 +128,20 @@ class _Build:
                 ) from None
             self.skipped.append(str(path))
             return None
+        if native != self.settings.size:
+            if self.exact:
+                raise PrunesearchError(
+                    f"images differ in size: {path} is {native[0]}x{native[1]}, others "
+                    f"{self.settings.size[0]}x{self.settings.size[1]}; set data.image_size "
+                    "(N or [H, W]) to resize them"
+                )
+            self.resized += 1
+        return array
 
-    def _store(self, array: np.ndarray, path: Path, index: int, total: int) -> None:
+    def _store(self, array: np.ndarray, index: int, total: int) -> None:
         if self.images is None:
-            self.first = path
             self.images = np.lib.format.open_memmap(
                 self.tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(total, *array.shape)
-            )
-        elif array.shape != self.images.shape[1:]:
-            raise PrunesearchError(
-                f"images differ in size: {self.first} is {_hw(self.images.shape[1:])}, {path} "
-                f"is {_hw(array.shape)}; set data.image_size (N or [H, W]) to resize them"
             )
         self.images[index] = array
 
@@ -149,7 +152,7 @@ class _Build:
         for i, (path, _) in enumerate(entries):
             array = self._decode(path)
             if array is not None:
-                self._store(array, path, n, len(entries))
+                self._store(array, n, len(entries))
                 n += 1
             kept.append(array is not None)
             if (i + 1) % 64 == 0 or i + 1 == len(entries):
@@ -175,10 +178,6 @@ class _Build:
         return trimmed
 
 
-def _hw(shape: tuple[int, ...]) -> str:
-    return f"{shape[-2]}x{shape[-1]}"
-
-
 def _remove_stale(root: Path, source: str, keep: str) -> None:
     for folder in root.iterdir():
         if folder.name == keep or folder.name.startswith("."):
@@ -197,6 +196,7 @@ def cached_images(
     settings: CacheSettings,
     *,
     source: str,
+    exact: bool = False,
     reporter: Reporter | None = None,
     extra: Callable[[], dict[str, Any]] | None = None,
 ) -> CachedImages:
@@ -206,6 +206,8 @@ def cached_images(
         entries: ``(image path, label)`` in the order they are stored.
         n_train: how many of ``entries`` are the training split.
         settings: how they are decoded.
+        exact: every image must already have ``settings.size`` (no ``data.image_size``; not
+            part of the key: such a cache is the same as one resized to that size).
         source: the folder they come from (stale caches of it are removed after a build).
         reporter: progress of the decoding.
         extra: more manifest fields, computed only when building.
@@ -220,14 +222,21 @@ def cached_images(
     final = root / key
     if (final / "manifest.json").is_file():
         logger.info("reusing the image cache %s", final)
-        return _open(final)
+        cached = _open(final)
+        if exact and cached.manifest.get("resized"):
+            h, w = settings.size
+            raise PrunesearchError(
+                f"images differ in size: {cached.manifest['resized']} of {source} are not "
+                f"{h}x{w}; set data.image_size (N or [H, W]) to resize them"
+            )
+        return cached
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".build-{key[:12]}-", dir=root))
     except OSError as exc:
         raise PrunesearchError(f"cannot write the image cache in {root}: {exc}") from None
     try:
-        build = _Build(tmp, settings, reporter or Reporter())
+        build = _Build(tmp, settings, exact, reporter or Reporter())
         images, kept = build.run(entries)
         labels = np.array([lab for (_, lab), k in zip(entries, kept, strict=True) if k], np.int64)
         kept_train = sum(kept[:n_train])
@@ -244,6 +253,7 @@ def cached_images(
             "shape": list(images.shape[1:]),
             "settings": asdict(settings),
             "skipped": build.skipped,
+            "resized": build.resized,
             "train_mean": mean,
             "train_std": std,
             **(extra() if extra else {}),

@@ -29,6 +29,8 @@ __all__ = [
     "BadImage",
     "FolderListing",
     "decode_image",
+    "decode_sized",
+    "first_size",
     "list_folder",
 ]
 
@@ -162,14 +164,35 @@ def decode_image(path: Path, size: tuple[int, int] | None, channels: int) -> np.
     Raises:
         BadImage: Pillow cannot decode it (the caller names the file, or skips it).
     """
+    return decode_sized(path, size, channels)[0]
+
+
+def first_size(paths: list[Path]) -> tuple[int, int] | None:
+    """``(H, W)`` of the first of ``paths`` whose header Pillow reads (None: none)."""
+    from PIL import Image
+
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                return image.height, image.width
+        except (OSError, SyntaxError, ValueError):
+            continue
+    return None
+
+
+def decode_sized(
+    path: Path, size: tuple[int, int] | None, channels: int
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`decode_image`, and the image's own ``(H, W)`` before resizing."""
     from PIL import Image, UnidentifiedImageError
 
     if channels not in (1, 3):
         raise PrunesearchError(f"data.channels must be 1 or 3 for an image folder, got {channels}")
     try:
         with Image.open(path) as image:
-            if size is not None and image.format == "JPEG":  # DCT scaling, still >= size
-                image.draft(image.mode, (size[1], size[0]))
+            native = (image.height, image.width)
+            if size is not None and image.format == "JPEG" and native != size:
+                image.draft(image.mode, (size[1], size[0]))  # DCT scaling, still >= size
             image.load()
             image = _to_mode(image, channels)
             if size is not None:
@@ -177,4 +200,4 @@ def decode_image(path: Path, size: tuple[int, int] | None, channels: int) -> np.
             array = np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"{exc}") from None
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return (array[None] if array.ndim == 2 else array.transpose(2, 0, 1)), native

@@ -26,7 +26,7 @@ import torch
 from prunesearch.data.arrays import read_arrays
 from prunesearch.data.image_cache import CacheSettings, cached_images, mean_std
 from prunesearch.data.image_data import DatasetInfo, ImageData
-from prunesearch.data.image_folder import RESIZE_RULE, list_folder
+from prunesearch.data.image_folder import RESIZE_RULE, first_size, list_folder
 from prunesearch.data.user_callable import call_reader, materialise
 from prunesearch.errors import PrunesearchError
 from prunesearch.fileio import file_digest
@@ -118,8 +118,18 @@ def _folder(d: DataCfg, channels: int, reporter: Reporter | None) -> UserData:
         order = np.random.default_rng(SEED).permutation(len(listing.train)).tolist()
         entries = [listing.train[i] for i in order] + listing.test
         n_train, test_from = len(order), "the folder's test split"
-    settings = CacheSettings(_hw(d.image_size), channels, d.skip_bad_images, RESIZE_RULE)
-    cache = cached_images(entries, n_train, settings, source=str(root), reporter=reporter)
+    size = _hw(d.image_size) or first_size([p for p, _ in entries])
+    if size is None:
+        raise PrunesearchError(f"{root}: none of its {len(entries)} images can be read")
+    settings = CacheSettings(size, channels, d.skip_bad_images, RESIZE_RULE)
+    cache = cached_images(
+        entries,
+        n_train,
+        settings,
+        source=str(root),
+        exact=d.image_size is None,
+        reporter=reporter,
+    )
     m = cache.manifest
     if m["skipped"]:
         logger.warning("%s: skipped %d image(s) that cannot be decoded", root, len(m["skipped"]))
