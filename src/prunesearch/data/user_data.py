@@ -208,6 +208,11 @@ def _in_memory(
     else:
         order = np.random.default_rng(SEED).permutation(len(y_train))
         x_train, y_train = x_train[order], y_train[order]
+    if d.channels is not None and d.channels != x_train.shape[1]:
+        raise PrunesearchError(
+            f"data.channels is {d.channels} but {where} holds {x_train.shape[1]}-channel images "
+            "(arrays are not converted)"
+        )
     size = _hw(d.image_size)
     if size is not None and tuple(x_train.shape[2:]) != size:
         raise PrunesearchError(
