@@ -69,6 +69,10 @@ def test_second_load_reuses_the_cache_and_a_changed_folder_rebuilds_it(tmp_path,
     assert os.listdir(_image_cache / "images") == [changed["digest"]]
     other_size = load_train_test(folder_cfg(root, image_size=(6, 4)), channels=3)
     assert other_size.train.images.shape[2:] == (6, 4)
+    # a cache of other settings is another cache, and both stay
+    assert sorted(os.listdir(_image_cache / "images")) == sorted(
+        [changed["digest"], other_size.source["digest"]]
+    )
 
 
 def test_killed_build_leaves_no_cache(tmp_path, monkeypatch, _image_cache):

@@ -6,8 +6,8 @@ larger than memory trains from the page cache), ``labels.npy`` and ``manifest.js
 a sha256 of the file list (path, size, modification time, label, in order) and of the decode
 settings (size, channels, resize rule, skipping of bad images, the split): any change to the
 folder or the settings gives another key, and so a rebuild. A build is written into a temporary
-folder renamed into place at the end, so a killed build leaves no half cache; the caches of the
-same folder under older keys are removed after a build.
+folder renamed into place at the end, so a killed build leaves no half cache; after a build, the
+caches of the same folder and settings under other keys (its earlier contents) are removed.
 """
 
 from __future__ import annotations
@@ -178,16 +178,20 @@ class _Build:
         return trimmed
 
 
-def _remove_stale(root: Path, source: str, keep: str) -> None:
+def _remove_stale(root: Path, manifest: dict[str, Any]) -> None:
+    """Removes the caches of the same folder and settings under other keys: the folder's
+    earlier contents (a cache of other settings, e.g. another image size, is kept)."""
     for folder in root.iterdir():
-        if folder.name == keep or folder.name.startswith("."):
+        if folder.name == manifest["key"] or folder.name.startswith("."):
             continue
         try:
-            if json.loads((folder / "manifest.json").read_text()).get("source") == source:
-                shutil.rmtree(folder, ignore_errors=True)
-                logger.info("removed the stale image cache %s", folder)
+            other = json.loads((folder / "manifest.json").read_text())
         except (OSError, ValueError):
             continue
+        same = ("source", "settings")
+        if all(other.get(k) == json.loads(json.dumps(manifest.get(k))) for k in same):
+            shutil.rmtree(folder, ignore_errors=True)
+            logger.info("removed the stale image cache %s", folder)
 
 
 def cached_images(
@@ -272,5 +276,5 @@ def cached_images(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _remove_stale(root, source, key)
+    _remove_stale(root, manifest)
     return _open(final)
