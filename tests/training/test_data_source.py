@@ -17,7 +17,7 @@ def test_a_changed_or_moved_source_is_refused(tmp_path):
     check_same_source(dict(source), config)
     with pytest.raises(PrunesearchError, match="changed since"):
         check_same_source(source | {"digest": "b" * 64}, config)
-    with pytest.raises(PrunesearchError, match="was trained on /d/imgs"):
+    with pytest.raises(PrunesearchError, match="used /d/imgs"):
         check_same_source(source | {"path": "/e/imgs"}, config)
 
 
