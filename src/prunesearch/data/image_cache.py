@@ -18,7 +18,6 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -194,6 +193,43 @@ def _remove_stale(root: Path, manifest: dict[str, Any]) -> None:
             logger.info("removed the stale image cache %s", folder)
 
 
+def _write(
+    tmp: Path, entries: list[tuple[Path, int]], n_train: int, build: _Build, header: dict
+) -> dict[str, Any]:
+    """Decodes ``entries`` into ``tmp`` (images, labels, manifest); returns the manifest."""
+    images, kept = build.run(entries)
+    labels = np.array([lab for (_, lab), k in zip(entries, kept, strict=True) if k], np.int64)
+    kept_train = sum(kept[:n_train])
+    if kept_train == 0:
+        raise PrunesearchError(f"{header['source']}: no readable training images")
+    mean, std = mean_std(images[:kept_train])
+    np.save(tmp / "labels.npy", labels)
+    manifest = header | {
+        "n_train": kept_train,
+        "n_test": len(labels) - kept_train,
+        "shape": list(images.shape[1:]),
+        "skipped": build.skipped,
+        "resized": build.resized,
+        "train_mean": mean,
+        "train_std": std,
+    }
+    del images
+    atomic_write_json(tmp / "manifest.json", manifest)
+    return manifest
+
+
+def _reused(final: Path, exact: bool, settings: CacheSettings, source: str) -> CachedImages:
+    logger.info("reusing the image cache %s", final)
+    cached = _open(final)
+    if exact and cached.manifest.get("resized"):
+        h, w = settings.size
+        raise PrunesearchError(
+            f"images differ in size: {cached.manifest['resized']} of {source} are not "
+            f"{h}x{w}; set data.image_size (N or [H, W]) to resize them"
+        )
+    return cached
+
+
 def cached_images(
     entries: list[tuple[Path, int]],
     n_train: int,
@@ -202,7 +238,6 @@ def cached_images(
     source: str,
     exact: bool = False,
     reporter: Reporter | None = None,
-    extra: Callable[[], dict[str, Any]] | None = None,
 ) -> CachedImages:
     """The cache of ``entries`` (the first ``n_train`` the training split), built if missing.
 
@@ -210,60 +245,30 @@ def cached_images(
         entries: ``(image path, label)`` in the order they are stored.
         n_train: how many of ``entries`` are the training split.
         settings: how they are decoded.
+        source: the folder they come from (stale caches of it are removed after a build).
         exact: every image must already have ``settings.size`` (no ``data.image_size``; not
             part of the key: such a cache is the same as one resized to that size).
-        source: the folder they come from (stale caches of it are removed after a build).
         reporter: progress of the decoding.
-        extra: more manifest fields, computed only when building.
 
     Raises:
         PrunesearchError: an image cannot be decoded (unless skipped), images differ in size
             with no ``image_size``, no image is readable, or the cache cannot be written.
     """
-    files = _stat_list(entries)
-    key = cache_key(files, n_train, settings)
+    key = cache_key(_stat_list(entries), n_train, settings)
     root = cache_root() / "images"
     final = root / key
     if (final / "manifest.json").is_file():
-        logger.info("reusing the image cache %s", final)
-        cached = _open(final)
-        if exact and cached.manifest.get("resized"):
-            h, w = settings.size
-            raise PrunesearchError(
-                f"images differ in size: {cached.manifest['resized']} of {source} are not "
-                f"{h}x{w}; set data.image_size (N or [H, W]) to resize them"
-            )
-        return cached
+        return _reused(final, exact, settings, source)
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".build-{key[:12]}-", dir=root))
     except OSError as exc:
         raise PrunesearchError(f"cannot write the image cache in {root}: {exc}") from None
+    header = {"format": FORMAT, "key": key, "source": source, "settings": asdict(settings)}
     try:
         build = _Build(tmp, settings, exact, reporter or Reporter())
-        images, kept = build.run(entries)
-        labels = np.array([lab for (_, lab), k in zip(entries, kept, strict=True) if k], np.int64)
-        kept_train = sum(kept[:n_train])
-        if kept_train == 0:
-            raise PrunesearchError(f"{source}: no readable training images")
-        mean, std = mean_std(images[:kept_train])
-        np.save(tmp / "labels.npy", labels)
-        manifest = {
-            "format": FORMAT,
-            "key": key,
-            "source": source,
-            "n_train": kept_train,
-            "n_test": len(labels) - kept_train,
-            "shape": list(images.shape[1:]),
-            "settings": asdict(settings),
-            "skipped": build.skipped,
-            "resized": build.resized,
-            "train_mean": mean,
-            "train_std": std,
-            **(extra() if extra else {}),
-        }
-        del images, build
-        atomic_write_json(tmp / "manifest.json", manifest)
+        manifest = _write(tmp, entries, n_train, build, header)
+        del build
         try:
             os.rename(tmp, final)
         except OSError:  # built meanwhile by another process: theirs is the same
