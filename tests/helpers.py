@@ -197,3 +197,31 @@ def interruptible() -> None:
     run where SIGINT is ignored (a background job, ``nohup``: Python then installs no
     KeyboardInterrupt handler)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def write_image_folder(root: Path, classes=("ant", "bee", "cat"), per_class: int = 6) -> Path:
+    """A real image folder, ``root/<class>/*``: PNGs and JPEGs of odd sizes, each class a
+    different brightness (so it is learnable), one grayscale, one RGBA and one palette image,
+    and a ``.DS_Store`` and a ``notes.txt`` that are not images."""
+    from PIL import Image
+
+    gen = random.Random(0)
+    for ci, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            h, w = 9 + i % 4, 11 + i % 3
+            level = 40 + 80 * ci
+            pixels = bytes(min(255, level + gen.randrange(40)) for _ in range(h * w * 3))
+            image = Image.frombytes("RGB", (w, h), pixels)
+            if i == 0:
+                image = image.convert("L")
+            elif i == 1:
+                image = image.convert("RGBA")
+            elif i == 2:
+                image = image.convert("P")
+            suffix = ".jpg" if i == 3 else ".png"
+            image.save(folder / f"img{i}{suffix}")
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / classes[0] / "notes.txt").write_text("not an image")
+    return root

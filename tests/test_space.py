@@ -84,3 +84,45 @@ def test_float_fields_accept_ints(tmp_path):
     space = load_space(write(tmp_path, {**BASE, "train": {"epochs": 1, "lr": 1}}))
     assert space.train.lr == 1.0 and isinstance(space.train.lr, float)
     assert space.to_dict()["train"]["milestones"] == [0.5, 0.75]
+
+
+def own(**data):
+    return {**BASE, "data": {"dataset": {"folder": "imgs"}, **data}}
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"dataset": {"folder": "a", "arrays": "b"}}, r"data\.dataset: give exactly one of"),
+        ({"dataset": {"fold": "a"}}, r"data\.dataset\.'fold': unknown key"),
+        ({"dataset": {"callable": "nocolon"}}, r"data\.dataset\.callable: must be"),
+        ({"dataset": {"folder": "a", "args": {}}}, r"data\.dataset\.args: only a callable"),
+        ({"dataset": 3}, r"data\.dataset: must be a dataset name or a mapping"),
+        ({"dataset": "x", "image_size": [8]}, r"data\.image_size: must be an integer N or"),
+        ({"dataset": "x", "image_size": 0}, r"data\.image_size: must be an integer N or"),
+        ({"dataset": "x", "mean": "0.5"}, r"data\.mean: must be a list of numbers"),
+        ({"dataset": "x", "std": [0.2, 0]}, r"data\.std: must be > 0"),
+        ({"dataset": "x", "mean": [0.5], "std": [0.2, 0.2]}, r"data\.mean: must have as many"),
+        ({"dataset": "x", "test_size": 1.0}, r"data\.test_size: must be in \(0, 1\)"),
+        ({"dataset": "x", "channels": 0}, r"data\.channels: must be in 1\.\.64"),
+        ({"dataset": "x", "skip_bad_images": "yes"}, r"data\.skip_bad_images: must be true"),
+    ],
+)
+def test_own_data_keys_are_validated(tmp_path, data, message):
+    with pytest.raises(PrunesearchError, match=message):
+        load_space(write(tmp_path, {**BASE, "data": data}))
+
+
+def test_own_data_paths_resolve_against_the_space_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path.parent)
+    space = load_space(write(tmp_path, own(image_size=[8, 6], mean=[0.5], std=[0.25])))
+    assert space.data.dataset == {"folder": str(tmp_path / "imgs")}
+    assert space.data.image_size == (8, 6) and space.data.mean == (0.5,)
+    assert (space.data.test_size, space.data.skip_bad_images, space.data.channels) == (
+        0.1,
+        False,
+        None,
+    )
+    callable_ref = {"callable": "pkg.mod:read", "args": {"n": 1}}
+    data = {"dataset": callable_ref}
+    assert load_space(write(tmp_path, {**BASE, "data": data})).data.dataset == callable_ref

@@ -34,6 +34,15 @@ __all__ = [
 ]
 
 
+DatasetRef = Union[str, dict]  # noqa: UP007 - a built-in name or {folder|arrays|callable: ...}
+ImageSize = Union[int, tuple, None]  # noqa: UP007 - N or (H, W)
+FloatsOrNone = Union[tuple, None]  # noqa: UP007 - per-channel numbers
+IntOrNone = Union[int, None]  # noqa: UP007
+
+# the user's own data: {KIND: VALUE} and, for a callable, its keyword arguments
+USER_DATA_KINDS = ("folder", "arrays", "callable")
+
+
 @dataclass(frozen=True)
 class ModelCfg:
     name: str
@@ -42,12 +51,23 @@ class ModelCfg:
 
 @dataclass(frozen=True)
 class DataCfg:
-    dataset: str
+    """The ``data`` section. ``dataset`` is a built-in name or the user's own data:
+    ``{folder: DIR}``, ``{arrays: FILE.npz}`` or ``{callable: "pkg.module:fn", args: {...}}``
+    (paths resolved against the space file's folder, kept absolute). The keys after
+    ``synthetic`` apply to the user's own data only (README, "Your own data")."""
+
+    dataset: DatasetRef
     val_size: int = 5000
     batch_size: int = 128
     eval_batch_size: int = 500
     augment: bool = True
     synthetic: dict[str, Any] = field(default_factory=dict)  # arguments of the synthetic set
+    image_size: ImageSize = None  # N or [H, W]: shorter side resized, then a centre crop
+    mean: FloatsOrNone = None  # per channel; default: computed from the training images
+    std: FloatsOrNone = None
+    channels: IntOrNone = None  # default: the model args' in_channels, else 3
+    test_size: float = 0.1  # fraction carved off as the test split when the data has none
+    skip_bad_images: bool = False  # false: a corrupt image is an error; true: skipped, counted
 
 
 BoolOrAuto = Union[bool, str]  # noqa: UP007 - a runtime alias: true, false, or "auto"
@@ -157,8 +177,63 @@ _TYPE_NAMES = {
 }
 
 
+def _check_dataset(value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        raise PrunesearchError(
+            f"{where}: must be a dataset name or a mapping {{folder|arrays|callable: ...}}, "
+            f"got {shown(value)}"
+        )
+    kinds = [k for k in value if k in USER_DATA_KINDS]
+    for key in value:
+        if key not in (*USER_DATA_KINDS, "args"):
+            raise PrunesearchError(
+                f"{where}.{shown(key)}: unknown key; known: {', '.join(USER_DATA_KINDS)}, args"
+            )
+    if len(kinds) != 1:
+        raise PrunesearchError(f"{where}: give exactly one of {', '.join(USER_DATA_KINDS)}")
+    kind = kinds[0]
+    if not isinstance(value[kind], str) or not value[kind]:
+        raise PrunesearchError(f"{where}.{kind}: must be a non-empty string")
+    if kind == "callable" and ":" not in value[kind]:
+        raise PrunesearchError(f"{where}.callable: must be 'pkg.module:function'")
+    if "args" in value and (kind != "callable" or not isinstance(value["args"], dict)):
+        raise PrunesearchError(f"{where}.args: only a callable takes args, as a mapping")
+    return dict(value)
+
+
+def _check_optional(value: Any, type_name: str, where: str) -> Any:
+    """The optional keys of the ``data`` section (None: not given)."""
+    if value is None:
+        return None
+    if type_name == "ImageSize":
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8192:
+            return value
+        if (
+            isinstance(value, list | tuple)
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            and all(1 <= v <= 8192 for v in value)
+        ):
+            return tuple(value)
+        raise PrunesearchError(
+            f"{where}: must be an integer N or [H, W] in 1..8192, got {shown(value)}"
+        )
+    if type_name == "FloatsOrNone":
+        nums = _check(value, "tuple[float, ...]", where)
+        if not 1 <= len(nums) <= 64 or not all(math.isfinite(v) for v in nums):
+            raise PrunesearchError(f"{where}: must be 1..64 finite numbers, got {shown(value)}")
+        return nums
+    return _check(value, "int", where)
+
+
 def _check(value: Any, type_name: str, where: str) -> Any:
     """Checks ``value`` against a dataclass field's annotation (as written, a string)."""
+    if type_name == "DatasetRef":
+        return _check_dataset(value, where)
+    if type_name in ("ImageSize", "FloatsOrNone", "IntOrNone"):
+        return _check_optional(value, type_name, where)
     if type_name == "BoolOrAuto":
         if isinstance(value, bool) or value == "auto":
             return value
@@ -241,6 +316,18 @@ def _validate(space: Space, where: str) -> None:
         (d.val_size >= 0, "data.val_size", "must be >= 0"),
         (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1"),
+        (0 < d.test_size < 1, "data.test_size", "must be in (0, 1)"),
+        (d.channels is None or 1 <= d.channels <= 64, "data.channels", "must be in 1..64"),
+        (
+            d.std is None or all(v > 0 for v in d.std),
+            "data.std",
+            "must be > 0 for every channel",
+        ),
+        (
+            d.mean is None or d.std is None or len(d.mean) == len(d.std),
+            "data.mean",
+            "must have as many channels as data.std",
+        ),
     ]
     for ok, key, message in checks:
         if not ok:
@@ -265,6 +352,21 @@ def _validate(space: Space, where: str) -> None:
             )
 
 
+def _absolute(dataset: Any, space_path: str) -> Any:
+    """A folder or arrays path of the user's data made absolute: a relative one is relative to
+    the space file's folder (to the working folder for a space given as a mapping)."""
+    if not isinstance(dataset, dict):
+        return dataset
+    for kind in ("folder", "arrays"):
+        if kind in dataset:
+            path = Path(dataset[kind]).expanduser()
+            if not path.is_absolute():
+                base = Path(space_path).resolve().parent if space_path else Path.cwd()
+                path = base / path
+            return {kind: str(Path(os.path.abspath(path)))}
+    return dataset
+
+
 def space_from_dict(raw: Any, where: str = "space", path: str = "") -> Space:
     """Validates a parsed space."""
     if not isinstance(raw, dict):
@@ -277,10 +379,11 @@ def space_from_dict(raw: Any, where: str = "space", path: str = "") -> Space:
         if key not in raw:
             raise PrunesearchError(f"{where}.{key}: missing")
     name = _check(raw["name"], "str", f"{where}.name")
+    data = _section(DataCfg, raw["data"], f"{where}.data")
     space = Space(
         name=name,
         model=_section(ModelCfg, raw["model"], f"{where}.model"),
-        data=_section(DataCfg, raw["data"], f"{where}.data"),
+        data=dataclasses.replace(data, dataset=_absolute(data.dataset, path)),
         train=_section(TrainCfg, raw["train"], f"{where}.train"),
         search=_section(SearchCfg, raw.get("search", {}), f"{where}.search"),
         path=path,

@@ -27,31 +27,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prunesearch.data.image_data import DatasetInfo, ImageData
+from prunesearch.data.user_data import load_user_data
 from prunesearch.errors import PrunesearchError
 from prunesearch.fileio import file_digest
 
-__all__ = ["DATASETS", "DatasetInfo", "ImageData", "load_dataset", "split_validation"]
+__all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "ImageData",
+    "LoadedData",
+    "load_dataset",
+    "load_train_test",
+    "split_validation",
+]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a dataset is and how to find, augment and normalise it."""
-
-    name: str
-    num_classes: int
-    in_channels: int
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    flip: bool  # horizontal flips preserve the label
-    crop_padding: int  # random-crop padding for augmentation
-    subdirs: tuple[str, ...] = ()
-    files: dict[str, tuple[str, ...]] | None = None  # split -> file names
-    url: str = ""
-    md5: dict[str, str] | None = None  # download name -> md5
-    archive: str = ""  # downloads are one tar.gz (CIFAR) rather than the files themselves
 
 
 _FMNIST_FILES = {
@@ -131,21 +122,6 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 SYNTHETIC = "synthetic"
 SYSTEM_DIRS = (Path("/usr/share/datasets"),)
-
-
-@dataclass
-class ImageData:
-    """Images as ``(N, C, H, W)`` uint8 and labels as ``(N,)`` int64."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    info: DatasetInfo
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, idx: torch.Tensor | slice) -> ImageData:
-        return ImageData(self.images[idx], self.labels[idx], self.info)
 
 
 # -- readers ----------------------------------------------------------------------------------
@@ -334,6 +310,44 @@ def _synthetic(
     return ImageData(images, labels, info)
 
 
+@dataclass
+class LoadedData:
+    """A space's train and test splits, and (the user's own data) the record of its source."""
+
+    train: ImageData
+    test: ImageData
+    source: dict | None = None
+
+
+def load_train_test(
+    data_cfg,
+    *,
+    channels: int = 3,
+    num_classes: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    download_missing: bool = False,
+    reporter=None,
+) -> LoadedData:
+    """Both splits of a space's ``data`` section: a built-in dataset by name, or the user's own
+    (``{folder|arrays|callable: ...}``, :mod:`prunesearch.data.user_data`).
+
+    Args:
+        data_cfg: the space's :class:`~prunesearch.space.DataCfg`.
+        channels: the user's images are converted to this many channels (a folder).
+        num_classes: the model's class count if the space gives it (labels are checked).
+        data_dir, download_missing: where a built-in dataset is, and whether to download it.
+        reporter: progress of decoding the user's images.
+    """
+    if isinstance(data_cfg.dataset, dict):
+        user = load_user_data(
+            data_cfg, channels=channels, num_classes=num_classes, reporter=reporter
+        )
+        return LoadedData(user.train, user.test, user.source)
+    name, syn = data_cfg.dataset, data_cfg.synthetic
+    train = load_dataset(name, "train", data_dir=data_dir, download_missing=download_missing, **syn)
+    return LoadedData(train, load_dataset(name, "test", data_dir=data_dir, **syn))
+
+
 def dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
@@ -405,10 +419,17 @@ def split_validation(train: ImageData, val_size: int, seed: int = 0) -> tuple[Im
 
     The split depends only on ``seed`` (fixed at 0 by default, independent of the run's seed)
     so every run and every search scores on the same images. The test set is never used to
-    choose anything.
+    choose anything. Data stored in a seeded random order (the user's own, ``info.shuffled``)
+    gives its last ``val_size`` images: both splits stay views of a memory-mapped cache.
     """
     if not 0 < val_size < len(train):
-        raise PrunesearchError(f"val_size must be in 1..{len(train) - 1}, got {val_size}")
+        raise PrunesearchError(
+            f"data.val_size must be in 1..{len(train) - 1} (the training split holds "
+            f"{len(train)} images; default 5000, 0 for no validation split), got {val_size}"
+        )
+    if train.info.shuffled:
+        cut = len(train) - val_size
+        return train.subset(slice(0, cut)), train.subset(slice(cut, len(train)))
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
     return train.subset(train_idx), train.subset(val_idx)

@@ -237,28 +237,70 @@ def _trace(model: nn.Module, shape: Any, where: Path):
 
 def validation_images(run: TrainedRun, data_dir: str | None, n: int) -> tuple[Any, str]:
     """Up to ``n`` images of the run's validation split (its test split when the space holds
-    none out), normalised as training normalises them: (tensor N x C x H x W, where from)."""
-    from prunesearch.data.datasets import load_dataset, split_validation
+    none out), normalised as training normalises them: (tensor N x C x H x W, where from).
+    The user's own data is read from where the run recorded it (absolute), and refused when it
+    is not what the run read (another folder, or the same one changed)."""
+    from prunesearch.data.datasets import load_train_test, split_validation
     from prunesearch.data.loader import BatchLoader
     from prunesearch.space import space_from_dict
+    from prunesearch.training.runs import check_same_source
 
     space = space_from_dict(run.config.get("space"), f"{run.run_dir}/config.json space")
     d = space.data
     where = data_dir if data_dir is not None else (run.config.get("data") or {}).get("data_dir")
-    train = load_dataset(d.dataset, "train", data_dir=where, **d.synthetic)
+    args = space.model.args
+    loaded = load_train_test(
+        d,
+        channels=d.channels or args.get("in_channels", 3),
+        num_classes=args.get("num_classes"),
+        data_dir=where,
+    )
+    check_same_source(loaded.source, run.run_dir / "config.json")
+    name = dataset_text(d.dataset)
     if d.val_size:
-        images, source = split_validation(train, d.val_size)[1], "validation split"
+        images, source = split_validation(loaded.train, d.val_size)[1], "validation split"
     else:
-        images = load_dataset(d.dataset, "test", data_dir=where, **d.synthetic)
-        source = "test split (the space holds out no validation split)"
+        images, source = loaded.test, "test split (the space holds out no validation split)"
     images = images.subset(slice(0, n))
     if list(images.images.shape[1:]) != list(run.spec.input_shape):
         raise PrunesearchError(
-            f"{d.dataset} images are {list(images.images.shape[1:])}, the "
+            f"{name} images are {list(images.images.shape[1:])}, the "
             f"model takes {run.spec.input_shape}"
         )
     x = next(iter(BatchLoader(images, len(images), train=False)))[0]
-    return x, f"{len(x)} images of the {d.dataset} {source}"
+    return x, f"{len(x)} images of the {name} {source}"
+
+
+def dataset_text(dataset: Any) -> str:
+    """A space's ``data.dataset`` in words: the built-in name, or ``folder /abs/path``."""
+    if isinstance(dataset, dict):
+        kind = next((k for k in ("folder", "arrays", "callable") if k in dataset), "?")
+        return f"{kind} {dataset.get(kind)}"
+    return str(dataset)
+
+
+def preprocessing(run: TrainedRun) -> dict[str, Any] | None:
+    """What an input must go through before the model (the card's ``preprocessing``): image
+    size, channel order, mean, std (of x / 255), resize rule, class names."""
+    source = run.config.get("data_source")
+    if isinstance(source, dict):
+        keys = ("image_size", "channels", "channel_order", "mean", "std", "resize", "classes")
+        return {k: source.get(k) for k in keys}
+    from prunesearch.data.datasets import DATASETS
+
+    info = DATASETS.get(str(((run.config.get("space") or {}).get("data") or {}).get("dataset")))
+    if info is None:
+        return None
+    c, h, w = info.shape
+    return {
+        "image_size": [h, w],
+        "channels": c,
+        "channel_order": "RGB" if c == 3 else "L",
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "resize": "none (the dataset's own size)",
+        "classes": None,
+    }
 
 
 # -- export and verification -------------------------------------------------------------------
@@ -507,7 +549,9 @@ def card_data(
             "folder": str(run.run_dir),
             "kind": meta.get("kind"),
             "space": meta.get("space"),
-            "dataset": ((run.config.get("space") or {}).get("data") or {}).get("dataset"),
+            "dataset": dataset_text(
+                ((run.config.get("space") or {}).get("data") or {}).get("dataset")
+            ),
             "limit_train": (run.config.get("data") or {}).get("limit_train"),
             "seed": m.get("seed"),
             "epochs": m.get("epochs"),
@@ -517,6 +561,7 @@ def card_data(
             "device": m.get("device"),
         },
         "accuracy": {"test": m.get("test_accuracy"), "val": m.get("val_accuracy")},
+        "preprocessing": preprocessing(run),
         "architecture": {
             k: summary[k]
             for k in (
@@ -553,6 +598,24 @@ def card_data(
         "latency": latency,
         "versions": _versions(),
     }
+
+
+def _preprocessing_lines(p: dict[str, Any] | None) -> list[str]:
+    if not p:
+        return []
+    lines = [
+        "## Preprocessing",
+        "",
+        f"- **Input**: {p['image_size'][0]}x{p['image_size'][1]}, {p['channels']} channel(s) "
+        f"({p['channel_order']}), resized by: {p['resize']}.",
+        f"- **Normalisation**: (x / 255 - mean) / std per channel, mean {p['mean']}, std "
+        f"{p['std']}.",
+    ]
+    if p.get("classes"):
+        shown_classes = ", ".join(f"{i}: {c}" for i, c in enumerate(p["classes"][:50]))
+        more = f" (and {len(p['classes']) - 50} more)" if len(p["classes"]) > 50 else ""
+        lines.append(f"- **Classes** (logit index: name): {shown_classes}{more}.")
+    return [*lines, ""]
 
 
 def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -594,6 +657,7 @@ def render_card(card: dict[str, Any]) -> str:
         + ".",
         "",
     ]
+    lines += _preprocessing_lines(card.get("preprocessing"))
     s = card.get("search")
     if s:
         lines += [

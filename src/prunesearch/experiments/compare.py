@@ -54,7 +54,7 @@ from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import ArchSpec
 from prunesearch.training.loop import RunOptions, resolve_device
-from prunesearch.training.runs import DataOptions, load_splits
+from prunesearch.training.runs import DataOptions, load_splits, resolve_space
 from prunesearch.vocab import TRAINING_KINDS
 
 __all__ = [
@@ -234,6 +234,7 @@ def compare(
     Seeds are ``opts.seed`` .. ``opts.seed + seeds - 1``. The base of the first seed is the one
     the search prunes; ``epochs`` overrides the space's epochs everywhere (base, Scratch-E/B).
     """
+    space = resolve_space(space, data, reporter)  # the user's own data: its classes and size
     budgets = parse_budgets(options.budget)
     if len(budgets) != 1:
         raise PrunesearchError(f"--budget {options.budget}: compare takes one budget, not a family")

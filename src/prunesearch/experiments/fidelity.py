@@ -44,7 +44,7 @@ from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import ArchSpec
 from prunesearch.training.loop import RunOptions, resolve_device
-from prunesearch.training.runs import DataOptions
+from prunesearch.training.runs import DataOptions, resolve_space
 from prunesearch.vocab import EPOCH_BUDGETS, OBJECTIVES, require
 
 __all__ = [
@@ -238,6 +238,7 @@ def fidelity(
 ) -> dict[str, Any]:
     """Samples, scores and trains the architectures; writes fidelity.json and fidelity.md."""
     budget = check_options(options)
+    space = resolve_space(space, data, reporter)  # the user's own data: its classes and size
     device = resolve_device(opts.device).type
     if budget.kind == "latency":
         space = resolve_threads(space)

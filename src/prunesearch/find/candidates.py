@@ -19,7 +19,7 @@ import torch
 from prunesearch.data.datasets import DATASETS, SYNTHETIC
 from prunesearch.engine.budget import Budget, cost, project
 from prunesearch.engine.graph import ChannelGraph, trace
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import PrunesearchError, shown
 from prunesearch.find.granularity import Parameterization
 from prunesearch.find.objectives import SGD, Feed, InheritScorer, Rungs, ScratchScorer
 from prunesearch.latency.budgets import attach_latency, fastest
@@ -44,7 +44,17 @@ logger = logging.getLogger(__name__)
 
 
 def input_shape(space: Space) -> list[int]:
-    """(C, H, W) of the space's dataset, without loading it."""
+    """(C, H, W) of the space's dataset, without loading it (the user's own data: of a space
+    resolved by :func:`~prunesearch.training.runs.resolve_space`)."""
+    d = space.data
+    if isinstance(d.dataset, dict):
+        if d.image_size is None or d.channels is None:
+            raise PrunesearchError(
+                f"space {space.name}: the image size of {shown(d.dataset)} is known once it is "
+                "loaded (resolve_space)"
+            )
+        h, w = (d.image_size, d.image_size) if isinstance(d.image_size, int) else d.image_size
+        return [d.channels, h, w]
     if space.data.dataset == SYNTHETIC:
         syn = space.data.synthetic
         size = syn.get("image_size", 16)

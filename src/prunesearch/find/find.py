@@ -63,7 +63,7 @@ from prunesearch.training.base_weights import (
     load_space_base,
 )
 from prunesearch.training.loop import RunOptions, resolve_device
-from prunesearch.training.runs import DataOptions, train_base
+from prunesearch.training.runs import DataOptions, resolve_space, train_base
 from prunesearch.vocab import OBJECTIVES, require
 
 __all__ = ["Export", "FindOptions", "find", "run_study", "search_budget", "study_name"]
@@ -365,6 +365,7 @@ def find(
     ``epochs`` overrides the space's epochs when the base has to be trained first.
     """
     reporter = reporter or Reporter()
+    space = resolve_space(space, data, reporter)  # the user's own data: its classes and size
     budgets = parse_budgets(find_opts.budgets)
     trials, objective = _check_options(space, find_opts)
     device = resolve_device(opts.device).type

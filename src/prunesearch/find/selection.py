@@ -24,6 +24,7 @@ from prunesearch.find.candidates import Candidates, Job
 from prunesearch.find.studies import HOST, claim_export, mark_exported, redact
 from prunesearch.latency.budgets import latency_record, measured_within
 from prunesearch.spec import ArchSpec
+from prunesearch.training.runs import recorded_source
 
 __all__ = ["already_exported", "best", "export_once", "measured", "member_and_files"]
 
@@ -158,6 +159,17 @@ def _measure_choice(
     }
 
 
+def _data_source(base_path: Path) -> dict[str, Any] | None:
+    """The data source recorded in the base's run folder (none for a base given as a file
+    alone, or a model searched in Python)."""
+    if not Path(base_path).is_file():
+        return None
+    recorded = recorded_source(Path(base_path).parent / "config.json")
+    if recorded is None:
+        return None
+    return {k: recorded.get(k) for k in ("kind", "path", "callable", "digest") if k in recorded}
+
+
 def _search_info(
     job: Job,
     choice: dict[str, Any],
@@ -183,6 +195,8 @@ def _search_info(
         "base_checkpoint": str(job.base_path),
         "base_checkpoint_sha256": sha,
         "base": job.base_info,
+        # the user's own data the base was trained on (kind, absolute path, digest)
+        "data_source": _data_source(job.base_path),
         "baselines": {
             k: {"score": v["score"], "flops": v["flops"], "params": v["params"]}
             | ({"latency_ms": v["latency"]["measured_ms"]} if "latency" in v else {})

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunesearch.data.datasets import DatasetInfo, load_dataset, split_validation
+from prunesearch.data.datasets import DatasetInfo, load_train_test, split_validation
 from prunesearch.engine.flops import count_flops
 from prunesearch.engine.graph import trace
 from prunesearch.errors import PrunesearchError, first_line, shown
@@ -33,12 +33,18 @@ from prunesearch.vocab import ARCH_INITS, ARCH_KINDS, EPOCH_BUDGETS, require
 
 __all__ = [
     "DataOptions",
+    "PreparedData",
     "arch_kind",
     "arch_run_dir",
     "arch_training",
     "base_run_dir",
+    "check_same_source",
+    "check_source",
     "load_splits",
+    "prepare_data",
     "recipe_from_space",
+    "recorded_source",
+    "resolve_space",
     "scratch_b_epochs",
     "train_arch",
     "train_base",
@@ -54,14 +60,55 @@ class DataOptions:
     download: bool = False
 
 
-def load_splits(space: Space, data: DataOptions) -> Splits:
-    """Train (minus the held-out validation split, then limited), validation and test data."""
+@dataclass
+class PreparedData:
+    """A space's data, loaded: the space with what the data decides filled in (the user's own
+    data: the model's ``num_classes``, ``data.image_size`` and ``data.channels``), the splits,
+    and the record of the data's source (None for a built-in dataset)."""
+
+    space: Space
+    splits: Splits
+    source: dict[str, Any] | None
+
+
+def _channels(space: Space) -> int:
+    given = space.model.args.get("in_channels")
+    if space.data.channels is not None:
+        return space.data.channels
+    return given if isinstance(given, int) and not isinstance(given, bool) else 3
+
+
+def _with_data(space: Space, info: DatasetInfo, source: dict[str, Any]) -> Space:
+    """The space with the class count, image size and channels of the user's data."""
+    given = space.model.args.get("num_classes")
+    names = ", ".join(info.classes[:8]) + (", ..." if len(info.classes) > 8 else "")
+    if given is not None and given != info.num_classes:
+        raise PrunesearchError(
+            f"space {space.name}: model.args.num_classes is {shown(given)} but the data has "
+            f"{info.num_classes} classes ({names}); leave num_classes out to take it from the data"
+        )
+    c, h, w = info.shape
+    space = space.replace("model", args={**space.model.args, "num_classes": info.num_classes})
+    return space.replace("data", image_size=h if h == w else (h, w), channels=c)
+
+
+def prepare_data(space: Space, data: DataOptions, reporter: Reporter | None = None) -> PreparedData:
+    """Train (minus the held-out validation split, then limited), validation and test data,
+    checked against the space's model."""
     d = space.data
-    train = load_dataset(
-        d.dataset, "train", data_dir=data.data_dir, download_missing=data.download, **d.synthetic
+    num_classes = space.model.args.get("num_classes")
+    loaded = load_train_test(
+        d,
+        channels=_channels(space),
+        num_classes=num_classes if isinstance(num_classes, int) else None,
+        data_dir=data.data_dir,
+        download_missing=data.download,
+        reporter=reporter,
     )
-    test = load_dataset(d.dataset, "test", data_dir=data.data_dir, **d.synthetic)
-    check_model_fits(space, train.info)
+    train, test = loaded.train, loaded.test
+    if loaded.source is not None:
+        space = _with_data(space, train.info, loaded.source)
+    check_model_fits(space, train.info, exact=loaded.source is not None)
     val = None
     if d.val_size:
         train, val = split_validation(train, d.val_size)
@@ -69,15 +116,60 @@ def load_splits(space: Space, data: DataOptions) -> Splits:
         if data.limit_train < 1:
             raise PrunesearchError(f"--limit-train must be >= 1, got {data.limit_train}")
         train = train.subset(slice(0, data.limit_train))
-    return Splits(train, val, test)
+    return PreparedData(space, Splits(train, val, test), loaded.source)
 
 
-def check_model_fits(space: Space, info: DatasetInfo) -> None:
+def load_splits(space: Space, data: DataOptions, reporter: Reporter | None = None) -> Splits:
+    """The splits of :func:`prepare_data`."""
+    return prepare_data(space, data, reporter).splits
+
+
+def resolve_space(space: Space, data: DataOptions, reporter: Reporter | None = None) -> Space:
+    """The space with what the user's own data decides filled in (see :class:`PreparedData`);
+    a space on a built-in dataset as it is."""
+    if not isinstance(space.data.dataset, dict):
+        return space
+    return prepare_data(space, data, reporter).space
+
+
+def recorded_source(config_path: Path) -> dict[str, Any] | None:
+    """The ``data_source`` a run folder's config records (None: none, or no such file)."""
+    if not config_path.is_file():
+        return None
+    recorded = read_json(config_path, "run config").get("data_source")
+    return recorded if isinstance(recorded, dict) else None
+
+
+def check_source(source: dict[str, Any] | None, recorded: Any, what: str) -> None:
+    """Refuses data that is not what ``what`` (a run folder, a spec) recorded it read: another
+    folder, file or reader, or the same one changed since (its digest)."""
+    if source is None or not isinstance(recorded, dict):
+        return
+
+    def where(s: dict[str, Any]) -> Any:
+        return s.get("path", s.get("callable"))
+
+    if where(recorded) != where(source):
+        raise PrunesearchError(f"the data is {where(source)}, but {what} used {where(recorded)}")
+    if recorded.get("digest") and recorded["digest"] != source.get("digest"):
+        raise PrunesearchError(
+            f"the data at {where(source)} changed since {what} read it (digest "
+            f"{recorded['digest'][:12]}, now {str(source.get('digest'))[:12]})"
+        )
+
+
+def check_same_source(source: dict[str, Any] | None, config_path: Path) -> None:
+    """:func:`check_source` against the source the run folder of ``config_path`` recorded."""
+    check_source(source, recorded_source(config_path), f"the run {config_path.parent}")
+
+
+def check_model_fits(space: Space, info: DatasetInfo, exact: bool = False) -> None:
     """The space's model against the data it trains on: a forward pass of two blank images of
-    the dataset's shape must give a logit per class. Tried, not guessed from the argument
-    names (constructors call the input channels in_channels, in_chans, in_ch...)."""
+    the dataset's shape must give a logit per class (``exact``: exactly one per class). Tried,
+    not guessed from the argument names (constructors call the input channels in_channels,
+    in_chans, in_ch...)."""
     model = space.create_model().eval()
-    shape = (info.in_channels, info.image_size, info.image_size)
+    shape = info.shape
     what = f"space {space.name}: model {space.model.name} {shown(space.model.args)}"
     try:
         with torch.no_grad():
@@ -90,7 +182,7 @@ def check_model_fits(space: Space, info: DatasetInfo) -> None:
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise PrunesearchError(f"{what} returns {got} for 2 images, not logits [2, classes]")
-    if out.shape[1] < info.num_classes:
+    if out.shape[1] < info.num_classes or (exact and out.shape[1] != info.num_classes):
         raise PrunesearchError(
             f"{what} gives {out.shape[1]} logits but {info.name} has {info.num_classes} classes"
         )
@@ -152,7 +244,8 @@ def _config(
         "space_path": space.path,
         "recipe": asdict(recipe),
         "options": asdict(opts),
-        "data": asdict(data),
+        "data": asdict(data)
+        | {"data_dir": str(Path(data.data_dir).resolve()) if data.data_dir else None},
         "versions": package_versions(),
         "command": sys.argv,
         **extra,
@@ -207,7 +300,8 @@ def train_base(
     if finished is not None:
         return finished
     recipe = recipe_from_space(space, epochs=epochs, sparsity=sparsity)
-    splits = load_splits(space, data)
+    prepared = prepare_data(space, data, reporter)
+    space, splits = prepared.space, prepared.splits
     torch.manual_seed(opts.seed)
     model = space.create_model()
     shape = list(splits.train.images.shape[1:])
@@ -219,7 +313,8 @@ def train_base(
         "input_shape": shape,
         "flops": count_flops(model, torch.zeros(1, *shape)),
     }
-    _write_config(run_dir, _config(space, recipe, opts, data, kind="base"), opts)
+    config = _config(space, recipe, opts, data, kind="base", data_source=prepared.source)
+    _write_config(run_dir, config, opts)
     return fit(
         model,
         splits,
@@ -271,6 +366,11 @@ def train_arch(
     """
     require("schedule", schedule, EPOCH_BUDGETS)
     require("init", init, ARCH_INITS)
+    prepared = prepare_data(space, data, reporter)
+    space, splits = prepared.space, prepared.splits
+    base_dir = Path(base).parent if base else run_folder(space.name, "base")
+    check_same_source(prepared.source, base_dir / "config.json")
+    check_source(prepared.source, (spec.search or {}).get("data_source"), f"spec {spec_name}")
     if spec.model != space.model.name or spec.model_args != space.model.args:
         raise PrunesearchError(
             f"spec model {spec.model} {spec.model_args} does not match space "
@@ -313,11 +413,10 @@ def train_arch(
             )
         torch.manual_seed(opts.seed)
         model = build(spec)
-    splits = load_splits(space, data)
     if list(splits.train.images.shape[1:]) != list(spec.input_shape):
         raise PrunesearchError(
             f"spec input shape {spec.input_shape} does not match "
-            f"{space.data.dataset} images {list(splits.train.images.shape[1:])}"
+            f"{shown(space.data.dataset)} images {list(splits.train.images.shape[1:])}"
         )
     meta = {
         "kind": kind,
@@ -329,7 +428,18 @@ def train_arch(
         "spec": spec.to_dict(),
     }
     _write_config(
-        run_dir, _config(space, recipe, opts, data, kind=kind, schedule=schedule, init=init), opts
+        run_dir,
+        _config(
+            space,
+            recipe,
+            opts,
+            data,
+            kind=kind,
+            schedule=schedule,
+            init=init,
+            data_source=prepared.source,
+        ),
+        opts,
     )
     return fit(
         model,
