@@ -30,7 +30,7 @@ import torch
 
 from compare_specs import resnet20_specs  # benchmarks/ is the script's path
 from prunesearch.space import load_space
-from prunesearch.training.runs import DataOptions, train_arch
+from prunesearch.training.runs import ArchTraining, DataOptions, train_arch
 
 MODES = {"auto": "auto", "channels-last": True, "nchw": False}
 SPECS = ["base", "searched (compare)", "uniform (compare)", "torch-pruning (compare)"]
@@ -60,8 +60,8 @@ def main() -> None:
             m = train_arch(
                 specs[name],
                 sp,
+                ArchTraining(epochs=epochs),
                 out=Path(tmp) / f"{time.time_ns()}",
-                epochs=epochs,
                 data=DataOptions(limit_train=limit),
             )
             return m, time.perf_counter() - t

@@ -24,7 +24,7 @@ from prunesearch.models.densenet import DenseNet
 from prunesearch.models.mobilenetv2 import InvertedResidual
 from prunesearch.models.resnet import PreResNet
 from prunesearch.space import load_space
-from prunesearch.training.runs import DataOptions, train_arch
+from prunesearch.training.runs import ArchTraining, DataOptions, train_arch
 
 from ..conftest import TINY
 from ..helpers import randomize_bn, run_cli
@@ -62,7 +62,7 @@ def pruned_run(tmp_path_factory):
         budget={"kind": "flops", "target": 10**6, "text": "10%FLOPs"},
     )
     run = tmp_path_factory.mktemp("pruned") / "run"
-    train_arch(spec, space, out=run, epochs=1, data=DataOptions(limit_train=64))
+    train_arch(spec, space, ArchTraining(epochs=1), out=run, data=DataOptions(limit_train=64))
     return run
 
 

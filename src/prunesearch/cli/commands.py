@@ -151,7 +151,7 @@ def train_arch(
     """Train a spec from scratch (Scratch-E/B) or fine-tune inherited weights."""
     from prunesearch.space import space_for_spec
     from prunesearch.spec import ArchSpec
-    from prunesearch.training.runs import arch_kind, arch_run_dir
+    from prunesearch.training.runs import ArchTraining, arch_kind, arch_run_dir
     from prunesearch.training.runs import train_arch as run
 
     setup_logging()
@@ -162,13 +162,8 @@ def train_arch(
         metrics = run(
             spec,
             sp,
-            schedule=schedule,
-            init=init,
-            base=base,
-            max_epoch_factor=max_epoch_factor,
+            ArchTraining(schedule, init, base, max_epoch_factor, epochs, base_epochs),
             out=run_dir,
-            epochs=epochs,
-            base_epochs=base_epochs,
             spec_name=spec_path.stem,
             data=_data_options(data_dir, limit_train, download),
             opts=_run_options(seed, device, amp, compile_, resume),

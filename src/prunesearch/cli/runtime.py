@@ -17,6 +17,7 @@ from typing import Any
 import typer
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.paths import CHECKPOINT
 
 __all__ = [
     "bare_allow_import",
@@ -125,7 +126,7 @@ def interruptible(what: Callable[[], str]) -> Iterator[None]:
 
 def resume_hint(run_dir: Path) -> str:
     """What a training run interrupted at ``run_dir`` keeps."""
-    if (Path(run_dir) / "checkpoint.pt").is_file():
+    if (Path(run_dir) / CHECKPOINT).is_file():
         return (
             f"{run_dir} holds the last finished epoch: run the same command with --resume "
             "to go on from it"

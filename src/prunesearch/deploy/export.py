@@ -44,6 +44,7 @@ from prunesearch.latency.measure import (
     latency_table,
     spec_latency,
 )
+from prunesearch.paths import CONFIG, METRICS, WEIGHTS
 from prunesearch.spec import ArchSpec, build, package_versions
 from prunesearch.vocab import EXPORT_FORMATS, require
 
@@ -185,18 +186,18 @@ def load_run(run_dir: str | Path, allow_import: AllowImport = False) -> TrainedR
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PrunesearchError(f"run folder not found: {run_dir}")
-    weights = run_dir / "model.safetensors"
+    weights = run_dir / WEIGHTS
     if not weights.is_file():
         raise PrunesearchError(
             f"{run_dir} has no model.safetensors: export takes the folder "
             "of a finished train-arch or train-base run"
         )
-    for name in ("metrics.json", "config.json"):
+    for name in (METRICS, CONFIG):
         if not (run_dir / name).is_file():
             raise PrunesearchError(f"{run_dir} has no {name}: not a finished training run")
     state, meta = load_weights(weights)
-    metrics = read_json(run_dir / "metrics.json", "metrics")
-    config = read_json(run_dir / "config.json", "run config")
+    metrics = read_json(run_dir / METRICS, "metrics")
+    config = read_json(run_dir / CONFIG, "run config")
     if not isinstance(metrics.get("test_accuracy"), float | int):
         raise PrunesearchError(
             f"{run_dir}/metrics.json has no test_accuracy: not the metrics of "
@@ -255,7 +256,7 @@ def validation_images(run: TrainedRun, data_dir: str | None, n: int) -> tuple[An
         num_classes=args.get("num_classes"),
         data_dir=where,
     )
-    check_same_source(loaded.source, run.run_dir / "config.json")
+    check_same_source(loaded.source, run.run_dir / CONFIG)
     name = dataset_text(d.dataset)
     if d.val_size:
         images, source = split_validation(loaded.train, d.val_size)[1], "validation split"

@@ -50,6 +50,7 @@ from prunesearch.fileio import atomic_write_json, atomic_write_text, read_json
 from prunesearch.find.candidates import input_shape
 from prunesearch.find.find import FindOptions, find
 from prunesearch.latency.budgets import resolve_threads, spec_ms
+from prunesearch.paths import METRICS
 from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import ArchSpec
@@ -188,7 +189,7 @@ def _check(options: CompareOptions, epochs: int | None) -> None:
 
 
 def _given_base_metrics(base_path: Path) -> dict[str, Any]:
-    metrics = base_path.parent / "metrics.json"
+    metrics = base_path.parent / METRICS
     if not metrics.is_file():
         raise PrunesearchError(
             f"--base {base_path}: no metrics.json beside it (its test "

@@ -40,6 +40,7 @@ from prunesearch.find.baselines import baseline_widths, budget_targets
 from prunesearch.find.candidates import Candidates, objective_settings, resolve_signal
 from prunesearch.find.granularity import Parameterization
 from prunesearch.latency.budgets import resolve_threads
+from prunesearch.paths import CONFIG
 from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import ArchSpec
@@ -265,7 +266,7 @@ def fidelity(
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
-        run_dir / "config.json",
+        run_dir / CONFIG,
         {
             "space": space.to_dict(),
             "space_path": space.path,

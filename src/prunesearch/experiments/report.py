@@ -13,6 +13,7 @@ from typing import Any
 from prunesearch.errors import PrunesearchError, shown
 from prunesearch.experiments import figures
 from prunesearch.fileio import atomic_write_text, read_json
+from prunesearch.paths import CONFIG, FAMILY, METRICS
 from prunesearch.spec import ArchSpec
 
 __all__ = [
@@ -33,8 +34,8 @@ def run_kind(run_dir: Path) -> str:
     for name, kind in (
         ("compare.json", "compare"),
         ("fidelity.json", "fidelity"),
-        ("family.json", "search"),
-        ("metrics.json", "training"),
+        (FAMILY, "search"),
+        (METRICS, "training"),
     ):
         if (run_dir / name).is_file():
             return kind
@@ -113,8 +114,8 @@ def _study_trials(run_dir: Path, config: dict[str, Any], study_name: str) -> lis
 def search_data(run_dir: Path) -> dict[str, Any]:
     """Every completed trial of every budget (proxy accuracy vs FLOPs), the Pareto front over
     them, the baselines, the best-so-far history and the width profile of each spec."""
-    family = _read_json(run_dir / "family.json")
-    config = _read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    family = _read_json(run_dir / FAMILY)
+    config = _read_json(run_dir / CONFIG) if (run_dir / CONFIG).is_file() else {}
     prefix = config.get("find", {}).get("study")
     members = []
     for m in family["members"]:
@@ -162,8 +163,8 @@ def search_data(run_dir: Path) -> dict[str, Any]:
 
 
 _MAIN_FILE = {
-    "search": "family.json",
-    "training": "metrics.json",
+    "search": FAMILY,
+    "training": METRICS,
     "compare": "compare.json",
     "fidelity": "fidelity.json",
 }
@@ -171,7 +172,7 @@ _MAIN_FILE = {
 
 def training_data(run_dir: Path) -> dict[str, Any]:
     """Per-epoch loss and accuracy curves of a training run."""
-    metrics = _read_json(run_dir / "metrics.json")
+    metrics = _read_json(run_dir / METRICS)
     h = metrics["history"]
     if not isinstance(h, list) or not h:
         raise ValueError("no epochs in its history")

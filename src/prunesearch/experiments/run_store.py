@@ -26,14 +26,20 @@ from typing import Any
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.fileio import atomic_write_json, file_digest
-from prunesearch.paths import run_folder
+from prunesearch.paths import WEIGHTS, run_folder
 from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import ArchSpec
 from prunesearch.training.base_weights import base_epochs as base_epochs_of
 from prunesearch.training.base_weights import load_space_base
 from prunesearch.training.loop import RunOptions
-from prunesearch.training.runs import DataOptions, arch_training, train_arch, train_base
+from prunesearch.training.runs import (
+    ArchTraining,
+    DataOptions,
+    arch_training,
+    train_arch,
+    train_base,
+)
 from prunesearch.vocab import ARCH_KINDS
 
 __all__ = ["ArchCell", "CellStore", "Experiment", "Setting", "default_root", "start_experiment"]
@@ -163,7 +169,7 @@ class CellStore:
                 reporter=reporter,
                 opts=dataclasses.replace(opts, seed=seed, resume=True),
             )
-        return metrics | {"cell": str(path)}, path / "model.safetensors"
+        return metrics | {"cell": str(path)}, path / WEIGHTS
 
     def _arch_identity(self, cell: ArchCell, space: Space, data: DataOptions) -> dict[str, Any]:
         extra: dict[str, Any] = {"max_epoch_factor": cell.max_epoch_factor}
@@ -193,15 +199,18 @@ class CellStore:
         path = self._run(self._arch_identity(cell, space, data))
         schedule, init = arch_training(cell.kind)
         with self._owned(path):
+            how = ArchTraining(
+                schedule,
+                init,
+                base=cell.base if init == "inherit" else None,
+                max_epoch_factor=cell.max_epoch_factor,
+                epochs=None if init == "inherit" else cell.epochs,
+            )
             metrics = train_arch(
                 cell.spec,
                 space,
-                schedule=schedule,
-                init=init,
-                base=cell.base if init == "inherit" else None,
-                max_epoch_factor=cell.max_epoch_factor,
+                how,
                 out=path,
-                epochs=None if init == "inherit" else cell.epochs,
                 spec_name=cell.name,
                 data=data,
                 opts=dataclasses.replace(opts, seed=cell.seed, resume=True),
@@ -243,7 +252,7 @@ def start_experiment(
     seeds = [setting.opts.seed + k for k in range(n_seeds)]
     if base:
         path = Path(base)
-        path = path / "model.safetensors" if path.is_dir() else path
+        path = path / WEIGHTS if path.is_dir() else path
         if not path.is_file():
             raise PrunesearchError(f"--base {base}: no such weights file")
     else:

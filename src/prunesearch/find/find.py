@@ -52,7 +52,7 @@ from prunesearch.find.workers import (
     start_workers,
 )
 from prunesearch.latency.budgets import resolve_threads, study_qualifier
-from prunesearch.paths import run_folder
+from prunesearch.paths import CONFIG, WEIGHTS, run_folder
 from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import package_versions
@@ -126,12 +126,12 @@ def _resolve_base(
     if find_opts.base:
         path = Path(find_opts.base)
         if path.is_dir():
-            path = path / "model.safetensors"
+            path = path / WEIGHTS
         if not path.is_file():
             raise PrunesearchError(f"--base {find_opts.base}: no such weights file")
         return path
     base_dir = Path(out) / "base" if out else run_folder(space.name, "base")
-    path = base_dir / "model.safetensors"
+    path = base_dir / WEIGHTS
     # several finds started together (`find & find &`) train the base once: the others wait
     with held_lock(
         base_dir.parent / f".{base_dir.name}.lock",
@@ -166,7 +166,7 @@ def _write_config(
 ) -> None:
     """The find run's config.json: the space, the options as resolved, the base."""
     atomic_write_json(
-        run_dir / "config.json",
+        run_dir / CONFIG,
         {
             "space": space.to_dict(),
             "space_path": space.path,

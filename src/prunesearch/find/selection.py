@@ -23,6 +23,7 @@ from prunesearch.fileio import atomic_write_json, read_json
 from prunesearch.find.candidates import Candidates, Job
 from prunesearch.find.studies import HOST, claim_export, mark_exported, redact
 from prunesearch.latency.budgets import latency_record, measured_within
+from prunesearch.paths import CONFIG, FAMILY
 from prunesearch.spec import ArchSpec
 from prunesearch.training.runs import recorded_source
 
@@ -164,7 +165,7 @@ def _data_source(base_path: Path) -> dict[str, Any] | None:
     alone, or a model searched in Python)."""
     if not Path(base_path).is_file():
         return None
-    recorded = recorded_source(Path(base_path).parent / "config.json")
+    recorded = recorded_source(Path(base_path).parent / CONFIG)
     if recorded is None:
         return None
     return {k: recorded.get(k) for k in ("kind", "path", "callable", "digest") if k in recorded}
@@ -282,7 +283,7 @@ def export_once(
         return False
     for path, spec in files:
         spec.save(path)
-    atomic_write_json(run_dir / "family.json", _relative_to(family, run_dir))
+    atomic_write_json(run_dir / FAMILY, _relative_to(family, run_dir))
     mark_exported(study, run_dir, fingerprint)
     return True
 

@@ -40,6 +40,7 @@ import optuna
 from optuna.trial import TrialState
 
 from prunesearch.errors import PrunesearchError, first_line, shown
+from prunesearch.paths import FAMILY
 
 __all__ = [
     "Surplus",
@@ -339,7 +340,7 @@ def claim_export(
         exported = study.user_attrs.get("exported") or {}
         if exported.get("fingerprint") == fingerprint:
             mine = exported.get("host") == HOST and exported.get("run_dir") == str(run_dir)
-            return mine and not (run_dir / "family.json").is_file()
+            return mine and not (run_dir / FAMILY).is_file()
         bids = _bids(study, fingerprint)
         round_ = max(bids, default=0)
         if not any(t.user_attrs.get("bid") == nonce for t in bids.get(round_, ())):

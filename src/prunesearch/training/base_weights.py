@@ -25,6 +25,7 @@ from prunesearch.data.datasets import ImageData
 from prunesearch.data.loader import BatchLoader
 from prunesearch.errors import PrunesearchError, first_line, shown
 from prunesearch.fileio import file_digest
+from prunesearch.paths import WEIGHTS
 from prunesearch.space import Space
 from prunesearch.training.loop import WEIGHTS_FORMAT, evaluate, load_weights
 
@@ -91,7 +92,7 @@ def load_base(
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "model.safetensors"
+        path = path / WEIGHTS
     if not path.is_file():
         raise PrunesearchError(f"--base {path}: no such weights file")
     kind = _sniff(path)

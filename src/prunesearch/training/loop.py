@@ -41,6 +41,7 @@ from prunesearch.device import resolve_device, to_device
 from prunesearch.errors import PrunesearchError
 from prunesearch.fileio import atomic_write_bytes, atomic_write_json
 from prunesearch.latency.measure import time_calls
+from prunesearch.paths import CHECKPOINT, METRICS, WEIGHTS
 from prunesearch.progress import Reporter
 from prunesearch.space import Optimisation
 from prunesearch.vocab import MEMORY_FORMATS
@@ -294,7 +295,7 @@ def fit(
     """
     reporter = reporter or Reporter()
     metadata = metadata or {}
-    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt_path = run_dir / CHECKPOINT
     ckpt = (
         _load_checkpoint(ckpt_path, torch.device("cpu"))
         if opts.resume and ckpt_path.is_file()
@@ -597,10 +598,10 @@ def _finish(
     if t.rank == 0:
         save_weights(
             t.model,
-            run_dir / "model.safetensors",
+            run_dir / WEIGHTS,
             metadata | {"recipe": asdict(recipe), "seed": opts.seed},
         )
-        atomic_write_json(run_dir / "metrics.json", metrics)
+        atomic_write_json(run_dir / METRICS, metrics)
     if t.world > 1:
         dist.barrier()
     return metrics

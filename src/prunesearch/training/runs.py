@@ -23,7 +23,7 @@ from prunesearch.engine.graph import trace
 from prunesearch.errors import PrunesearchError, first_line, shown
 from prunesearch.fileio import atomic_write_json, read_json
 from prunesearch.models import create_model
-from prunesearch.paths import run_folder
+from prunesearch.paths import CHECKPOINT, CONFIG, METRICS, WEIGHTS, run_folder
 from prunesearch.progress import Reporter
 from prunesearch.space import Optimisation, Space
 from prunesearch.spec import ArchSpec, build, package_versions
@@ -32,6 +32,7 @@ from prunesearch.training.loop import Recipe, RunOptions, Splits, fit
 from prunesearch.vocab import ARCH_INITS, ARCH_KINDS, EPOCH_BUDGETS, require
 
 __all__ = [
+    "ArchTraining",
     "DataOptions",
     "PreparedData",
     "arch_kind",
@@ -226,10 +227,10 @@ def scratch_b_epochs(
 
 def _prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
     """Refuses to overwrite a run; returns the finished metrics when resuming a done run."""
-    done = run_dir / "metrics.json"
-    if resume and done.is_file() and (run_dir / "model.safetensors").is_file():
+    done = run_dir / METRICS
+    if resume and done.is_file() and (run_dir / WEIGHTS).is_file():
         return read_json(done, "metrics")
-    if not resume and ((run_dir / "checkpoint.pt").exists() or done.exists()):
+    if not resume and ((run_dir / CHECKPOINT).exists() or done.exists()):
         raise PrunesearchError(
             f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out"
         )
@@ -257,7 +258,7 @@ def _write_config(run_dir: Path, config: dict[str, Any], opts: RunOptions) -> No
 
     rank, _, _ = _distributed(resolve_device(opts.device))
     if rank == 0:
-        atomic_write_json(run_dir / "config.json", config)
+        atomic_write_json(run_dir / CONFIG, config)
 
 
 def base_run_dir(space: Space, out: str | Path | None = None) -> Path:
@@ -342,82 +343,63 @@ def _inherit(spec: ArchSpec, base_path: Path, signal: str) -> nn.Module:
     return graph.prune(spec.widths, importance=signal)
 
 
+@dataclass(frozen=True)
+class ArchTraining:
+    """How ``train-arch`` trains a spec.
+
+    Attributes:
+        schedule: ``scratch-e`` (the base's epochs) or ``scratch-b`` (the base's compute).
+        init: ``scratch`` (fresh weights) or ``inherit`` (fine-tune the pruned base).
+        base: the base's weights for ``inherit`` (default ``outputs/<space>/base/``).
+        max_epoch_factor: caps Scratch-B at this many times the base epochs.
+        epochs: overrides the base epochs that Scratch-E/B start from (fine-tuning: its
+            epochs); else ``base_epochs`` (``--base-epochs``: a base trained elsewhere), else
+            the base's epochs the spec's search recorded, else the space's.
+    """
+
+    schedule: str = "scratch-e"
+    init: str = "scratch"
+    base: str | Path | None = None
+    max_epoch_factor: float | None = None
+    epochs: int | None = None
+    base_epochs: int | None = None
+
+    def check(self) -> None:
+        require("schedule", self.schedule, EPOCH_BUDGETS)
+        require("init", self.init, ARCH_INITS)
+        if self.base_epochs is not None and self.base_epochs < 1:
+            raise PrunesearchError(f"--base-epochs must be >= 1, got {self.base_epochs}")
+        if self.base is not None and self.init != "inherit":
+            raise PrunesearchError("--base is only used with --init inherit")
+
+
 def train_arch(
     spec: ArchSpec,
     space: Space,
+    how: ArchTraining | None = None,
     *,
-    schedule: str = "scratch-e",
-    init: str = "scratch",
-    base: str | Path | None = None,
-    max_epoch_factor: float | None = None,
     out: str | Path | None = None,
-    epochs: int | None = None,
-    base_epochs: int | None = None,
     spec_name: str = "spec",
     data: DataOptions = DataOptions(),
     opts: RunOptions = RunOptions(),  # noqa: B008
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
-    """Trains a spec from scratch (Scratch-E / Scratch-B) or fine-tunes inherited weights.
-
-    ``epochs`` overrides the base epochs that Scratch-E/B start from (fine-tuning: its epochs);
-    else ``base_epochs`` (``--base-epochs``: a base trained elsewhere), else the base's epochs
-    the spec's search recorded, else the space's.
-    """
-    require("schedule", schedule, EPOCH_BUDGETS)
-    require("init", init, ARCH_INITS)
+    """Trains a spec from scratch (Scratch-E / Scratch-B) or fine-tunes inherited weights, as
+    ``how`` says (default: Scratch-E from fresh weights)."""
+    how = how or ArchTraining()
+    how.check()
     prepared = prepare_data(space, data, reporter)
     space, splits = prepared.space, prepared.splits
-    base_dir = Path(base).parent if base else run_folder(space.name, "base")
-    check_same_source(prepared.source, base_dir / "config.json")
+    base_dir = Path(how.base).parent if how.base else run_folder(space.name, "base")
+    check_same_source(prepared.source, base_dir / CONFIG)
     check_source(prepared.source, (spec.search or {}).get("data_source"), f"spec {spec_name}")
-    if spec.model != space.model.name or spec.model_args != space.model.args:
-        raise PrunesearchError(
-            f"spec model {spec.model} {spec.model_args} does not match space "
-            f"{space.name} ({space.model.name} {space.model.args})"
-        )
-    kind = arch_kind(init, schedule)
+    _check_spec_fits(spec, space, splits)
+    kind = arch_kind(how.init, how.schedule)
     run_dir = arch_run_dir(space, spec_name, kind, opts.seed, out)
     finished = _prepare_run_dir(run_dir, opts.resume)
     if finished is not None:
         return finished
-    if base_epochs is not None and base_epochs < 1:
-        raise PrunesearchError(f"--base-epochs must be >= 1, got {base_epochs}")
-    recorded = ((spec.search or {}).get("base") or {}).get("epochs")
-    recorded = recorded if isinstance(recorded, int) and recorded >= 1 else None
-    recipe = recipe_from_space(space, epochs=epochs or base_epochs or recorded, sparsity=0.0)
-    if init == "inherit":
-        base_path = Path(base) if base else run_folder(space.name, "base", "model.safetensors")
-        signal = (spec.search or {}).get("signal", space.search.signal)
-        torch.manual_seed(opts.seed)
-        model = _inherit(spec, base_path, signal)
-        recipe = Recipe(
-            **asdict(recipe)
-            | {
-                "epochs": epochs or space.train.finetune_epochs,
-                "lr": space.train.finetune_lr,
-                "schedule": "constant",
-            }
-        )
-    else:
-        if base is not None:
-            raise PrunesearchError("--base is only used with --init inherit")
-        if schedule == "scratch-b":
-            recipe = Recipe(
-                **asdict(recipe)
-                | {
-                    "epochs": scratch_b_epochs(
-                        recipe.epochs, spec.base_flops, spec.flops, max_epoch_factor
-                    )
-                }
-            )
-        torch.manual_seed(opts.seed)
-        model = build(spec)
-    if list(splits.train.images.shape[1:]) != list(spec.input_shape):
-        raise PrunesearchError(
-            f"spec input shape {spec.input_shape} does not match "
-            f"{shown(space.data.dataset)} images {list(splits.train.images.shape[1:])}"
-        )
+    model, recipe = _model_and_recipe(spec, space, how, opts.seed)
     meta = {
         "kind": kind,
         "space": space.name,
@@ -427,20 +409,8 @@ def train_arch(
         "flops": spec.flops,
         "spec": spec.to_dict(),
     }
-    _write_config(
-        run_dir,
-        _config(
-            space,
-            recipe,
-            opts,
-            data,
-            kind=kind,
-            schedule=schedule,
-            init=init,
-            data_source=prepared.source,
-        ),
-        opts,
-    )
+    config = _config(space, recipe, opts, data, kind=kind, schedule=how.schedule, init=how.init)
+    _write_config(run_dir, config | {"data_source": prepared.source}, opts)
     return fit(
         model,
         splits,
@@ -451,3 +421,39 @@ def train_arch(
         reporter=reporter,
         title=f"train-arch {spec_name} ({kind})",
     )
+
+
+def _check_spec_fits(spec: ArchSpec, space: Space, splits: Splits) -> None:
+    """The spec is of the space's model and takes the data's images."""
+    if spec.model != space.model.name or spec.model_args != space.model.args:
+        raise PrunesearchError(
+            f"spec model {spec.model} {spec.model_args} does not match space "
+            f"{space.name} ({space.model.name} {space.model.args})"
+        )
+    if list(splits.train.images.shape[1:]) != list(spec.input_shape):
+        raise PrunesearchError(
+            f"spec input shape {spec.input_shape} does not match "
+            f"{shown(space.data.dataset)} images {list(splits.train.images.shape[1:])}"
+        )
+
+
+def _model_and_recipe(
+    spec: ArchSpec, space: Space, how: ArchTraining, seed: int
+) -> tuple[nn.Module, Recipe]:
+    """The model to train (fresh, or the pruned base) and its recipe (Scratch-E/B epochs from
+    the base's, or the space's fine-tuning settings)."""
+    recorded = ((spec.search or {}).get("base") or {}).get("epochs")
+    recorded = recorded if isinstance(recorded, int) and recorded >= 1 else None
+    epochs = how.epochs or how.base_epochs or recorded
+    recipe = recipe_from_space(space, epochs=epochs, sparsity=0.0)
+    torch.manual_seed(seed)
+    if how.init == "inherit":
+        base_path = Path(how.base) if how.base else run_folder(space.name, "base", WEIGHTS)
+        signal = (spec.search or {}).get("signal", space.search.signal)
+        model = _inherit(spec, base_path, signal)
+        tune = {"epochs": how.epochs or space.train.finetune_epochs, "lr": space.train.finetune_lr}
+        return model, Recipe(**asdict(recipe) | tune | {"schedule": "constant"})
+    if how.schedule == "scratch-b":
+        n = scratch_b_epochs(recipe.epochs, spec.base_flops, spec.flops, how.max_epoch_factor)
+        recipe = Recipe(**asdict(recipe) | {"epochs": n})
+    return build(spec), recipe
