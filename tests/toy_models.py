@@ -462,6 +462,61 @@ class DepthwiseOverConcat(nn.Module):
         return self.fc(self.c(x).mean((2, 3)))
 
 
+class GhostModule(nn.Module):
+    """timm's GhostNet module: a primary conv, a cheap depthwise conv of its output, both
+    concatenated and sliced to ``out`` channels (the whole concatenation: the identity)."""
+
+    def __init__(self, c_in: int, out: int) -> None:
+        super().__init__()
+        self.out = out
+        self.primary = cbr(c_in, out // 2, 1)
+        self.cheap = nn.Sequential(
+            nn.Conv2d(out // 2, out // 2, 3, padding=1, groups=out // 2, bias=False),
+            nn.BatchNorm2d(out // 2),
+        )
+
+    def forward(self, x):
+        x1 = self.primary(x)
+        return torch.cat([x1, self.cheap(x1)], dim=1)[:, : self.out, :, :]  # (N, out, H, W)
+
+
+class GhostBottlenecks(nn.Module):
+    """Ghost modules added to a stem's output and to each other: the stem's one space meets
+    the ghost output's one space twice (``[x1, dw(x1)]``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = cbr(3, 8)
+        self.g1, self.g2 = GhostModule(8, 8), GhostModule(8, 8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.g1(x)  # (N, 8, H, W): [x1, dw(x1)] + one space
+        x = x + self.g2(x)
+        return self.fc(x.mean((2, 3)))
+
+
+class MultiResolutionFusion(nn.Module):
+    """HRNet's fusion: a high- and a low-resolution stream, each added to the other resized
+    (a 1x1 conv and ``nn.Upsample`` up, a strided conv down; ``F.interpolate`` bilinear)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.high, self.low = cbr(3, 6), cbr(3, 8, stride=2)
+        self.up = nn.Sequential(nn.Conv2d(8, 6, 1, bias=False), nn.BatchNorm2d(6))
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.down = nn.Sequential(nn.Conv2d(6, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8))
+        self.head = cbr(8, 6, 1)
+        self.fc = nn.Linear(12, 4)
+
+    def forward(self, x):
+        h, lo = self.high(x), self.low(x)  # (N, 6, H, W), (N, 8, H/2, W/2)
+        h, lo = F.relu(h + self.upsample(self.up(lo))), F.relu(lo + self.down(h))
+        h2 = F.interpolate(self.head(lo), scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.fc(torch.cat([h, h2], 1).mean((2, 3)))
+
+
 CONSTRUCTS = {
     "plain": Plain,
     "postact_residual": PostActResidual,
@@ -476,4 +531,6 @@ CONSTRUCTS = {
     "chunk_shuffle": ChunkShuffle,
     "cross_stage": CrossStage,
     "depthwise_concat": DepthwiseOverConcat,
+    "ghost_bottlenecks": GhostBottlenecks,
+    "multi_resolution_fusion": MultiResolutionFusion,
 }

@@ -3,6 +3,7 @@ import logging
 import networkx as nx
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import prunesearch as ps
@@ -14,6 +15,7 @@ from ..toy_models import (
     DynamicGate,
     FunctionalConvs,
     FunctionalNorms,
+    GhostModule,
     StdConv2d,
     StochasticDepthResidual,
     Untraceable,
@@ -106,6 +108,53 @@ def test_analytic_costs_are_exact(construct):
         pruned = graph.prune(widths)
         assert graph.flops(widths) == ps.count_flops(pruned, X[:1])
         assert graph.params(widths) == sum(p.numel() for p in pruned.parameters())
+
+
+def test_a_ghost_output_added_to_one_space_cuts_that_space_in_halves():
+    graph, groups = groups_of(CONSTRUCTS["ghost_bottlenecks"]())
+    assert graph.fixed_ops == []  # was: the residual adds kept every channel whole
+    (group,) = groups.values()  # the stem's halves, each ghost's x1 and its depthwise copy
+    assert group.size == 4 and group.producers[:2] == ["stem.0", "g1.primary.0"]
+    pruned = graph.prune({"stem.0": 3})
+    assert pruned.stem[0].out_channels == 6 and pruned.g1.primary[0].out_channels == 3
+    with torch.no_grad():
+        assert pruned.eval()(X).shape == (3, 4)
+
+
+def test_a_slice_inside_a_ghost_concatenation_keeps_its_channels():
+    class OddGhost(nn.Module):  # [:, :7] of 8 channels: the pruned model would cut elsewhere
+        def __init__(self):
+            super().__init__()
+            self.stem, self.g = nn.Conv2d(3, 7, 1), GhostModule(7, 8)
+            self.g.out = 7
+
+        def forward(self, x):
+            x = self.stem(x)
+            return (x + self.g(x)).mean((2, 3))
+
+    _, groups = groups_of(OddGhost().eval())
+    assert "g.primary.0" not in groups
+
+
+def test_resized_streams_fuse_by_addition():
+    graph, groups = groups_of(CONSTRUCTS["multi_resolution_fusion"]())
+    assert graph.fixed_ops == []  # was: nn.Upsample / F.interpolate kept the streams whole
+    assert groups["high.0"].producers == ["high.0", "up.0"]
+    assert groups["low.0"].producers == ["low.0", "down.0"]
+    _exact_everywhere(graph, X[:1])
+
+
+def test_a_resize_fvcore_does_not_count_keeps_its_channels():
+    class Bicubic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            return self.c2(F.interpolate(self.c1(x), scale_factor=2.0, mode="bicubic"))
+
+    graph, groups = groups_of(Bicubic().eval())
+    assert "c1" not in groups and "function 'interpolate' at node 'interpolate'" in graph.fixed_ops
 
 
 def test_prune_keeps_names_classes_and_leaves_original_untouched():

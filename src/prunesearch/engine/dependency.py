@@ -54,6 +54,7 @@ from prunesearch.engine.ops import (
     RESHAPE_FUNCTIONS,
     RESHAPE_METHODS,
     SHAPE_METHODS,
+    UPSAMPLE_FUNCTIONS,
     describe,
     eval_identity,
     int_list,
@@ -112,17 +113,10 @@ class _Walker(LayerRules):
 
     def unify(self, node: fx.Node, layouts: list[Layout]) -> Layout | None:
         """Unites layouts that must stay index-aligned (``a + b``, a shared module's inputs)."""
-        layouts = [self.a.expand(lay) for lay in layouts]
-        first = layouts[0]
-        shapes_match = all(
-            len(lay) == len(first)
-            and all(
-                (s.length, s.inner) == (t.length, t.inner) for s, t in zip(lay, first, strict=True)
-            )
-            for lay in layouts
-        )
-        if not shapes_match:
+        layouts = self.refine([self.a.expand(lay) for lay in layouts])
+        if layouts is None:
             return self.unknown(node)
+        first = layouts[0]
         prunable = any(not self.a.is_fixed(s.space) for lay in layouts for s in lay)
         for lay in layouts[1:]:
             for s, t in zip(lay, first, strict=True):
@@ -131,6 +125,28 @@ class _Walker(LayerRules):
             # e.g. a tensor we do not understand (a literal view) scales or is added to them
             self.a.unknown_ops.append(f"{describe(node, self.modules)}: joins channels kept whole")
         return first
+
+    def refine(self, layouts: list[Layout]) -> list[Layout] | None:
+        """Layouts cut at each other's segment boundaries until their segments match, so that
+        they can be united segment by segment: a ghost module's ``cat([x1, dw(x1)])`` (one
+        space twice) added to a shortcut of one space cuts that space in two halves, each
+        united with it. None if their sizes differ or a cut falls inside a channel."""
+        if len({layout_size(lay) for lay in layouts}) != 1:
+            return None
+        for _ in range(8):  # a cut may cut spaces united with it: a few rounds settle
+            layouts = [self.a.expand(lay) for lay in layouts]
+            if all(
+                [(s.length, s.inner) for s in lay] == [(s.length, s.inner) for s in layouts[0]]
+                for lay in layouts
+            ):
+                return layouts
+            ends = sorted({e for lay in layouts for e in _ends(lay)})
+            sizes = [b - a for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+            parts = [self.cut(lay, sizes) for lay in layouts]
+            if any(p is None for p in parts):
+                return None
+            layouts = [tuple(seg for part in p for seg in part) for p in parts]
+        return None
 
     def term(self, terms: list[Term], coef: int, *layouts: Layout, div: int = 1) -> None:
         terms.append(Term(int(coef), tuple(layouts), div))
@@ -231,6 +247,9 @@ class _Walker(LayerRules):
             return self.getitem(node, src, shape)
         if t is F.batch_norm:
             return self.functional_norm(node, src, order)
+        if t in UPSAMPLE_FUNCTIONS:
+            mode = node.args[3] if len(node.args) > 3 else node.kwargs.get("mode", "nearest")
+            return self.upsample(node, src, shape, mode)
         if t is F.pad:
             pad = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
             in_shape = tensor_shape(src)
@@ -474,6 +493,11 @@ class _Walker(LayerRules):
             tuple(seg for part in parts[: middle + (stop < channels)] for seg in part)
         )
         return parts[middle]
+
+
+def _ends(layout: Layout) -> list[int]:
+    """Where each segment of ``layout`` ends, in features."""
+    return list(itertools.accumulate(seg.length * seg.inner for seg in layout))
 
 
 def _part_sizes(total: int, arg: Any, chunk: bool) -> list[int] | None:

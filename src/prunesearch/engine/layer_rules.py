@@ -22,6 +22,7 @@ from prunesearch.engine.ops import (
     KNOWN_BASES,
     RESHAPE_FUNCTIONS,
     SPATIAL_MODULES,
+    UPSAMPLE_FLOPS,
     describe,
     is_op,
     not_plain,
@@ -74,7 +75,19 @@ class LayerRules:
             return self.pass_through(node, src, shape)
         if isinstance(m, nn.Flatten):
             return self.reshape(node, src, shape, literal_channels=False)
+        if isinstance(m, nn.Upsample):
+            return self.upsample(node, src, shape, m.mode)
         return self.unknown(node)
+
+    def upsample(self, node, src, shape, mode) -> Layout | None:
+        """Resizing (``nn.Upsample``, ``F.interpolate``) acts on each channel alone, as an
+        HRNet's fusion layers do before adding streams; fvcore counts ``UPSAMPLE_FLOPS[mode]``
+        ops per output element of a 4-D tensor."""
+        lay_in = self.layout_of(src)
+        if lay_in is None or len(shape) != 4 or mode not in UPSAMPLE_FLOPS:
+            return self.unknown(node)
+        self.term(self.a.flop_terms, math.prod(shape) // shape[1] * UPSAMPLE_FLOPS[mode], lay_in)
+        return self.pass_through(node, src, shape)
 
     # -- convolutions and linear layers -------------------------------------------------------
     def conv(self, node, name, m, lay_in, shape, order) -> Layout | None:

@@ -157,7 +157,13 @@ PERMUTE_METHODS = {"permute", "transpose", "swapaxes"}
 # Ops whose result is not a tensor and that do not constrain channels.
 SHAPE_METHODS = {"size", "dim", "numel"}
 
+# Resizing: per channel, over the spatial dims. fvcore counts one op per output element for
+# nearest and four for bilinear (4-D tensors); other modes are not understood here.
+UPSAMPLE_FUNCTIONS = {F.interpolate, F.upsample}
+UPSAMPLE_FLOPS = {"nearest": 1, "bilinear": 4}
+
 KNOWN_BASES: tuple[type[nn.Module], ...] = (
+    nn.Upsample,
     nn.Conv1d,
     nn.Conv2d,
     nn.Conv3d,
