@@ -43,6 +43,7 @@ from tests.helpers import (  # noqa: E402
     random_widths,
     randomize_bn,
     relative_error,
+    standardised_over_kept,
 )
 
 import prunesearch as ps  # noqa: E402
@@ -136,7 +137,11 @@ def equivalence_error(model: nn.Module, x: torch.Tensor, seed: int) -> float:
     importance = kill_removed_channels(graph, widths)
     pruned = graph.prune(widths, importance).eval()
     xs = torch.randn(2, *x.shape[1:], generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad(), layer_norms_over_kept(graph, widths, importance):
+    with (
+        torch.no_grad(),
+        layer_norms_over_kept(graph, widths, importance),
+        standardised_over_kept(graph, widths, importance),
+    ):
         ref = model(xs)
     with torch.no_grad():
         out = pruned(xs)

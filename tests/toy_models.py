@@ -188,7 +188,8 @@ class StdConv2d(nn.Conv2d):
 
 
 class WeightStandardised(nn.Module):
-    """A weight-standardised conv between plain ones: its channels stay whole, the others not."""
+    """A weight-standardised conv between plain ones: its output channels prune exactly, its
+    input channels with the stated semantics (filters standardised over the kept inputs)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -533,4 +534,5 @@ CONSTRUCTS = {
     "depthwise_concat": DepthwiseOverConcat,
     "ghost_bottlenecks": GhostBottlenecks,
     "multi_resolution_fusion": MultiResolutionFusion,
+    "weight_standardised": WeightStandardised,
 }

@@ -286,20 +286,50 @@ def _exact_everywhere(graph, x, seeds=3):
             pruned(x)  # and it runs
 
 
-@pytest.mark.parametrize("leaf", [False, True])
-def test_a_conv_subclass_with_its_own_forward_keeps_its_channels(leaf, caplog):
+def test_a_weight_standardised_conv_prunes_with_stated_semantics_on_its_inputs(caplog):
     model = WeightStandardised().eval()
     with caplog.at_level(logging.WARNING, logger="prunesearch.engine.graph"):
-        graph = ps.trace(model, X[:1], leaf_modules=[StdConv2d] if leaf else ())
-    groups = {g.name for g in graph.groups}
-    assert "c1.0" not in groups and "ws" not in groups  # its input and output stay whole
-    assert "c3.0" in groups  # the plain convs after it are still prunable
-    if leaf:  # a leaf is named with why: its forward is its own
-        assert "module 'ws' (StdConv2d, groups=1): its own forward (StdConv2d)" in graph.fixed_ops
+        graph = ps.trace(model, X[:1])
+    assert {g.name for g in graph.groups} == {"c1.0", "ws", "c3.0", "c4.0"}  # were kept whole
+    assert graph.fixed_ops == [] and graph.standardised == ["ws"]
+    assert "weight-standardised convs prunable on their input channels (not exact" in caplog.text
+    _exact_everywhere(graph, X[:1])
+    pruned = graph.prune({"c1.0": 5, "ws": 7}).eval()
+    kept_in, kept_out = graph.kept_slices({"c1.0": 5, "ws": 7})["ws"]
+    x = torch.randn(2, 8, 16, 16, generator=torch.Generator().manual_seed(1))
+    w = model.ws.weight[kept_out][:, kept_in]  # each filter standardised over the kept inputs
+    w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+    with torch.no_grad():
+        expected = F.conv2d(x[:, kept_in], w, model.ws.bias[kept_out], padding=1)
+        assert torch.allclose(pruned.ws(x[:, kept_in]), expected, atol=1e-5)
+        assert torch.allclose(pruned.ws.weight, model.ws.weight[kept_out][:, kept_in])
+
+
+def test_a_weight_standardised_conv_on_the_network_input_prunes_exactly(caplog):
+    model = nn.Sequential(StdConv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    with caplog.at_level(logging.WARNING, logger="prunesearch.engine.graph"):
+        graph = ps.trace(model, X[:1])
+    assert [g.name for g in graph.groups] == ["0"] and graph.standardised == []
+    assert "weight-standardised" not in caplog.text  # its inputs are not pruned: exact
+    assert_equivalent_after_pruning(model, X, 0)
+
+
+class ScaledConv(nn.Conv2d):  # its own forward, not a standardisation: output scales with w
+    def forward(self, x):
+        return super().forward(x) * self.weight.norm()
+
+
+@pytest.mark.parametrize("leaf", [False, True])
+def test_a_conv_subclass_with_another_forward_keeps_its_channels(leaf, caplog):
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 1), ScaledConv(8, 12, 3), nn.Conv2d(12, 6, 1), nn.ReLU(), nn.Conv2d(6, 4, 1)
+    ).eval()
+    with caplog.at_level(logging.WARNING, logger="prunesearch.engine.graph"):
+        graph = ps.trace(model, X[:1], leaf_modules=[ScaledConv] if leaf else ())
+    assert {g.name for g in graph.groups} == {"2"}  # its input and output stay whole
+    assert "module '1' (ScaledConv, groups=1): its own forward (ScaledConv)" in graph.fixed_ops
     assert "kept whole" in caplog.text
     _exact_everywhere(graph, X[:1])
-    torch.manual_seed(0)
-    assert_equivalent_after_pruning(WeightStandardised(), X, 0)
 
 
 def test_treat_as_prunes_a_vouched_subclass_like_its_base():

@@ -84,6 +84,7 @@ class _Walker(LayerRules):
         self.producer_space: dict[str, int] = {}
         self.treat_as = treat_as or {}
         self.why: dict[str, str] = {}  # node -> why its module is not sliced as torch's own
+        self.ws_flops: dict[str, int | None] = {}  # weight-standardised convs' extra FLOPs
 
     # -- helpers ------------------------------------------------------------------------------
     def fresh(self, shape: tuple[int, ...] | None) -> Layout | None:

@@ -101,6 +101,8 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if qualname in self.leaf_names or (self.leaf_types and isinstance(m, self.leaf_types)):
             return True
+        if isinstance(m, nn.modules.conv._ConvNd) and not list(m.children()):
+            return True  # a conv subclass with its own forward: judged whole by the rules
         return super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):
@@ -192,6 +194,17 @@ class ChannelGraph:
         self.groups: list[ChannelGroup] = []
         self._group_of_root: dict[int, int] = {}
         self._build_groups()
+        # pruned with stated semantics, not exactly: their inputs change their filters' statistics
+        self.standardised: list[str] = [
+            r.name for r in a.roles.values() if r.standardised and self._resolve(r.in_layout)[1]
+        ]
+        if self.standardised:
+            logger.warning(
+                "weight-standardised convs prunable on their input channels (not exact: each "
+                "filter is then standardised over the kept input channels alone, as a LayerNorm "
+                "over channels normalises the kept ones; their output channels prune exactly): %s",
+                ", ".join(self.standardised),
+            )
         if not self.groups:
             seen = list(dict.fromkeys(a.opaque_ops))
             logger.warning(

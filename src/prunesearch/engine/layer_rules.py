@@ -28,6 +28,7 @@ from prunesearch.engine.ops import (
     not_plain,
     tensor_shape,
 )
+from prunesearch.engine.standardised import standardisation_flops
 
 Shape = tuple[int, ...]
 
@@ -44,6 +45,10 @@ class LayerRules:
             return self.unknown(node)
         if isinstance(m, KNOWN_BASES) and not any(isinstance(m, t) for t in self.treat_as):
             why = not_plain(m)
+            if why is not None and why.startswith("its own forward"):
+                lay = self.standardised_conv(node, name, m, lay_in, shape, order)
+                if lay is not None:
+                    return lay
             if why is not None:
                 self.why[node.name] = why
                 return self.unknown(node)
@@ -90,6 +95,32 @@ class LayerRules:
         return self.pass_through(node, src, shape)
 
     # -- convolutions and linear layers -------------------------------------------------------
+    def standardised_conv(self, node, name, m, lay_in, shape, order) -> Layout | None:
+        """A weight-standardised conv (:mod:`prunesearch.engine.standardised`): a conv whose
+        role is marked, plus the cost of its standardisation (per call) and of its per-filter
+        parameters; None (kept whole) if ``m`` does not compute as one."""
+        if name not in self.ws_flops:
+            self.ws_flops[name] = standardisation_flops(m, tensor_shape(node.args[0]))
+        flops = self.ws_flops[name]
+        if flops is None or self.a.dim(node.args[0].name) != 1:
+            return None
+        new = name not in self.a.roles
+        lay_out = self.conv(node, name, m, lay_in, shape, order)
+        role = self.a.roles[name]
+        role.standardised = True
+        if flops:
+            k = math.prod(m.kernel_size)
+            self.term(self.a.flop_terms, flops * k, self.a.expand(lay_in), lay_out)
+        per_filter = [
+            p
+            for p in m._parameters.values()
+            if p is not None and p is not m.weight and p is not m.bias and p.dim() >= 1
+        ]
+        for p in per_filter if new else ():
+            if p.shape[0] == m.out_channels:  # a gain: sliced with the filters
+                self.term(self.a.param_terms, p.numel() // p.shape[0], lay_out)
+        return lay_out
+
     def conv(self, node, name, m, lay_in, shape, order) -> Layout | None:
         k = math.prod(m.kernel_size)
         spatial = shape[0] * math.prod(shape[2:])
