@@ -518,6 +518,43 @@ class MultiResolutionFusion(nn.Module):
         return self.fc(torch.cat([h, h2], 1).mean((2, 3)))
 
 
+class MixedConv2d(nn.ModuleDict):
+    """timm's MixedConv2d: the channels split into a list of sizes (an attribute), one conv
+    per chunk (kernel 3 and 5 depthwise, or 1x1), concatenated."""
+
+    def __init__(self, splits: list[int], out_splits: list[int] | None = None) -> None:
+        super().__init__()
+        for i, (c, o) in enumerate(zip(splits, out_splits or splits, strict=True)):
+            k = 1 if out_splits else 3 + 2 * i
+            self.add_module(
+                str(i), nn.Conv2d(c, o, k, padding=k // 2, groups=1 if out_splits else c)
+            )
+        self.splits = splits
+
+    def forward(self, x):
+        x_split = torch.split(x, self.splits, 1)
+        return torch.cat([c(x_split[i]) for i, c in enumerate(self.values())], 1)
+
+
+class MixedKernels(nn.Module):
+    """MixNet's block: a grouped 1x1 expansion and a depthwise conv of mixed kernel sizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = cbr(3, 8)
+        self.pw = MixedConv2d([4, 4], [6, 6])
+        self.bn1 = nn.BatchNorm2d(12)
+        self.dw = MixedConv2d([5, 7])
+        self.bn2 = nn.BatchNorm2d(12)
+        self.proj = nn.Conv2d(12, 8, 1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = F.relu(self.bn2(self.dw(F.relu(self.bn1(self.pw(x))))))
+        return self.fc((x + self.proj(y)).mean((2, 3)))
+
+
 CONSTRUCTS = {
     "plain": Plain,
     "postact_residual": PostActResidual,
@@ -535,4 +572,5 @@ CONSTRUCTS = {
     "ghost_bottlenecks": GhostBottlenecks,
     "multi_resolution_fusion": MultiResolutionFusion,
     "weight_standardised": WeightStandardised,
+    "mixed_kernels": MixedKernels,
 }

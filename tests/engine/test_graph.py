@@ -136,6 +136,38 @@ def test_a_slice_inside_a_ghost_concatenation_keeps_its_channels():
     assert "g.primary.0" not in groups
 
 
+def test_a_split_by_an_attribute_list_of_sizes_prunes_each_part():
+    graph, groups = groups_of(CONSTRUCTS["mixed_kernels"]())
+    assert graph.fixed_ops == []  # was: the split by a list kept its input whole
+    # the stem's halves (pw's chunks) prune apart; dw's chunks [5, 7] cut pw.0's output at 5
+    assert [(g.name, g.size) for g in graph.groups] == [
+        ("stem.0", 4),
+        ("stem.0@4", 4),
+        ("pw.0", 5),
+        ("pw.0@5", 1),
+        ("pw.1", 6),
+    ]
+    assert groups["stem.0@4"].producers == ["stem.0", "proj"]
+    assert groups["pw.0@5"].producers == ["pw.0", "dw.1"]
+    pruned = graph.prune({"stem.0": 3, "stem.0@4": 2, "pw.0": 2, "pw.1": 5})
+    assert pruned.pw.splits == [3, 2] and pruned.dw.splits == [2, 1 + 5]
+    assert graph.model.pw.splits == [4, 4]  # the original is untouched
+
+
+def test_a_split_by_a_literal_list_of_sizes_keeps_its_channels():
+    class Literal(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(3, 8, 1), nn.Conv2d(5, 4, 1)
+
+        def forward(self, x):
+            a, _ = torch.split(self.c1(x), [5, 3], 1)  # the pruned model would still cut at 5
+            return self.c2(a)
+
+    graph, groups = groups_of(Literal().eval())
+    assert "c1" not in groups and graph.fixed_ops
+
+
 def test_resized_streams_fuse_by_addition():
     graph, groups = groups_of(CONSTRUCTS["multi_resolution_fusion"]())
     assert graph.fixed_ops == []  # was: nn.Upsample / F.interpolate kept the streams whole

@@ -79,6 +79,9 @@ class Analysis:
     param_terms: list[Term] = field(default_factory=list)
     unknown_ops: list[str] = field(default_factory=list)  # ops that fixed prunable channels
     opaque_ops: list[str] = field(default_factory=list)  # every op the rules do not cover
+    # "module.attr" -> the parts of a split by that attribute's list of sizes (MixNet): the
+    # pruned model's attribute holds the parts' widths
+    split_sizes: dict[str, tuple[Layout, ...]] = field(default_factory=dict)
 
     # -- union-find over channel spaces -------------------------------------------------------
     def new_space(self, size: int, fixed: bool = False) -> int:

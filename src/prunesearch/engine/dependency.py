@@ -350,8 +350,10 @@ class _Walker(LayerRules):
         takes its part of the channels (a space a cut falls inside is cut in two). The pruned
         model cuts its fewer channels again: into ``n`` equal parts for ``chunk`` (the parts
         are united: each keeps the same channels), every ``size`` channels for ``split`` with
-        a literal int (every part but the last keeps its channels whole). Anything else, split
-        sections (a list) included, keeps them whole."""
+        a literal int (every part but the last keeps its channels whole). A list of sizes that
+        is an attribute of the module whose forward splits (timm's MixedConv2d ``splits``) is
+        rewritten in the pruned model to the parts' widths: each part prunes on its own.
+        Anything else keeps them whole."""
         src = node.args[0]
         lay, in_shape = self.layout_of(src), tensor_shape(src)
         arg = (
@@ -361,7 +363,7 @@ class _Walker(LayerRules):
         )
         chunk = node.target in ("chunk", torch.chunk)
         dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
-        sizes = None
+        sizes, attr = None, None
         if (
             lay is not None
             and in_shape is not None
@@ -370,6 +372,8 @@ class _Walker(LayerRules):
             and all(u.op == "call_function" and u.target is operator.getitem for u in node.users)
         ):
             sizes = _part_sizes(in_shape[1], arg, chunk)
+            attr = None if chunk or sizes is not None else self.sizes_attribute(node, arg)
+            sizes = list(arg) if attr is not None else sizes
         parts = None if sizes is None else self.cut(lay, sizes)
         if parts is None:
             self.unknown(node)
@@ -377,11 +381,31 @@ class _Walker(LayerRules):
         if chunk:
             if self.unify(node, parts) is None:
                 return
+        elif attr is not None:
+            if attr in self.a.split_sizes:  # a module called again: the same parts
+                for old, new in zip(self.a.split_sizes[attr], parts, strict=True):
+                    self.unify(node, [old, new])
+            self.a.split_sizes.setdefault(attr, tuple(parts))
         else:
             for part in parts[:-1]:
                 self.a.fix_layout(part)
         for user in node.users:
             self.a.layouts[user.name] = parts[user.args[1]]
+
+    def sizes_attribute(self, node: fx.Node, sizes: Any) -> str | None:
+        """``"module.attr"``: the one list (or tuple) attribute of the module whose forward
+        calls ``node`` that equals ``sizes`` (a split's sections); None if there is not one."""
+        if not isinstance(sizes, list | tuple) or not all(isinstance(n, int) for n in sizes):
+            return None
+        stack = list((node.meta.get("nn_module_stack") or {}).values())
+        owner = str(stack[-1][0]) if stack else ""
+        m = self.root_modules.get(owner)
+        found = [
+            k
+            for k, v in vars(m).items()
+            if isinstance(v, list | tuple) and [*v] == [*sizes] and not k.startswith("_")
+        ]
+        return f"{owner}.{found[0]}" if len(found) == 1 else None
 
     def cut(self, layout: Layout, sizes: list[int]) -> list[Layout] | None:
         """``layout`` cut into parts of ``sizes`` features; a space a cut falls inside is cut

@@ -255,9 +255,11 @@ class ChannelGraph:
                     root = a.find(seg.space)
                     if root not in self._group_of_root:
                         self._group_of_root[root] = len(self.groups)
+                        # a producer split into parts that prune apart (MixNet): by offset
+                        taken = any(g.name == role.name for g in self.groups)
                         self.groups.append(
                             ChannelGroup(
-                                role.name,
+                                f"{role.name}@{offset}" if taken else role.name,
                                 a.size[root],
                                 step=a.step[root],
                                 interleaved=a.interleaved[root],
@@ -444,7 +446,20 @@ class ChannelGraph:
         Module names and classes are those of the original model, which is left untouched.
         """
         slices = self.kept_slices(widths, importance)
-        return prune_copy(self.model, self._a.roles, lambda role: slices[role.name])
+        pruned = prune_copy(self.model, self._a.roles, lambda role: slices[role.name])
+        modules = dict(pruned.named_modules())
+        for target, parts in self._a.split_sizes.items():  # a split's list of sizes
+            owner, _, attr = target.rpartition(".")
+            sizes = [self._size(part, widths) for part in parts]
+            setattr(modules[owner], attr, type(getattr(modules[owner], attr))(sizes))
+        return pruned
+
+    def _size(self, layout: Layout, widths: Widths) -> int:
+        """The features of ``layout`` at ``widths``."""
+        const, linear = self._resolve(layout)
+        return const + sum(
+            widths.get(self.groups[g].name, self.groups[g].size) * inner for g, inner in linear
+        )
 
     def kept_slices(
         self, widths: Widths, importance: Importance = "l1"
