@@ -396,6 +396,30 @@ class GroupNorms(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+class GroupNormAct(nn.GroupNorm):
+    """timm's GroupNormAct: ``F.group_norm`` with its own group count, then an activation."""
+
+    def forward(self, x):
+        return F.relu(F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps))
+
+
+class StandardisedGroupNormed(nn.Module):
+    """BiT's (ResNetV2) pattern: weight-standardised convs, each followed by a GroupNormAct,
+    in a residual stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.gn0 = StdConv2d(3, 8, 3, padding=1), GroupNormAct(4, 8)
+        self.c1, self.gn1 = StdConv2d(8, 12, 3, padding=1), GroupNormAct(3, 12)
+        self.c2, self.gn2 = StdConv2d(12, 8, 1), GroupNormAct(2, 8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.gn0(self.stem(x))
+        x = x + self.gn2(self.c2(self.gn1(self.c1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """torchvision's ShuffleNetV2 channel shuffle (traced: sizes are traced values)."""
     batch, channels, height, width = x.size()
@@ -573,4 +597,5 @@ CONSTRUCTS = {
     "multi_resolution_fusion": MultiResolutionFusion,
     "weight_standardised": WeightStandardised,
     "mixed_kernels": MixedKernels,
+    "standardised_group_normed": StandardisedGroupNormed,
 }

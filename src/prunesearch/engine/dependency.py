@@ -57,6 +57,7 @@ from prunesearch.engine.ops import (
     UPSAMPLE_FUNCTIONS,
     describe,
     eval_identity,
+    group_norm_follows,
     int_list,
     is_op,
     layout_size,
@@ -246,7 +247,7 @@ class _Walker(LayerRules):
             return self.reduce(node, src, shape)
         if t is operator.getitem:
             return self.getitem(node, src, shape)
-        if t is F.batch_norm:
+        if t is F.batch_norm or t is F.group_norm:
             return self.functional_norm(node, src, order)
         if t in UPSAMPLE_FUNCTIONS:
             mode = node.args[3] if len(node.args) > 3 else node.kwargs.get("mode", "nearest")
@@ -259,8 +260,9 @@ class _Walker(LayerRules):
         return self.unknown(node)
 
     def functional_norm(self, node: fx.Node, src: Any, order: int) -> Layout | None:
-        """``F.batch_norm`` / ``F.layer_norm`` on a norm module's own tensors (timm's
-        BatchNormAct2d, torchvision's LayerNorm2d) prunes like that module."""
+        """``F.batch_norm`` / ``F.layer_norm`` / ``F.group_norm`` on a norm module's own
+        tensors (timm's BatchNormAct2d and GroupNormAct, torchvision's LayerNorm2d) prunes like
+        that module (a group norm: if its forward follows its pruned group count)."""
         owner = norm_owner(node, self.root_modules)
         lay_in, in_shape = self.layout_of(src), tensor_shape(src)
         if owner is None or lay_in is None or in_shape is None:
@@ -268,6 +270,11 @@ class _Walker(LayerRules):
         m = self.root_modules[owner]
         if node.target is F.batch_norm:
             return self.batchnorm(node, owner, m, lay_in, in_shape, order)
+        if node.target is F.group_norm:
+            groups = node.args[1] if len(node.args) > 1 else node.kwargs.get("num_groups")
+            if groups != m.num_groups or not group_norm_follows(m, in_shape):
+                return self.unknown(node)
+            return self.groupnorm(node, owner, m, lay_in, in_shape, order)
         shape_arg = node.args[1] if len(node.args) > 1 else node.kwargs.get("normalized_shape")
         if (
             self.a.dim(src.name) != len(in_shape) - 1

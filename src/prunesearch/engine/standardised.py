@@ -41,16 +41,25 @@ def standardisation_flops(m: nn.Module, in_shape: tuple[int, ...]) -> int | None
     if m.out_channels < 6 or m.in_channels < 2:
         return None
     gen = torch.Generator().manual_seed(0)
-    probe = copy.deepcopy(m).float().cpu().eval()
-    try:  # a few of its filters over a few inputs: as telling, and cheap to run
-        slice_module(probe, "conv", torch.arange(min(5, m.in_channels)), torch.arange(6))
+    # a few of its filters over a few inputs: as telling, and cheap to copy and run
+    c_in = min(5, m.in_channels)
+    memo = {
+        id(p): nn.Parameter(
+            p.detach()[:6, :c_in].float().cpu() if p is m.weight else p.detach()[:6].float().cpu()
+        )
+        if p.dim() >= 1 and p.shape[0] == m.out_channels
+        else nn.Parameter(p.detach().float().cpu().clone())
+        for p in m.parameters(recurse=False)
+    }
+    probe = copy.deepcopy(m, memo).eval()
+    try:
+        slice_module(probe, "conv", None, None)  # its channel counts from the sliced weight
     except Exception:
         return None
     with torch.no_grad():  # a gain initialised to 0 (NF-ResNets' last conv) would hide the
         for p in probe.parameters():  # rest, tiny weights would make the eps count
             p.copy_(torch.randn(p.shape, generator=gen) if p is probe.weight else 0.5 + p.abs())
     # a small input: the standardisation costs the same at any size, the probe less
-    c_in = probe.in_channels
     x = torch.randn((1, c_in, *(min(n, 8) for n in in_shape[2:])), generator=gen)
     try:
         with torch.no_grad():
