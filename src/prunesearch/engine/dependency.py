@@ -409,7 +409,7 @@ class _Walker(LayerRules):
         m = self.root_modules.get(owner)
         found = [
             k
-            for k, v in vars(m).items()
+            for k, v in (vars(m) if m is not None else {}).items()
             if isinstance(v, list | tuple) and [*v] == [*sizes] and not k.startswith("_")
         ]
         return f"{owner}.{found[0]}" if len(found) == 1 else None
