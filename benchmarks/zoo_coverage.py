@@ -13,10 +13,8 @@ on this machine's index is a CUDA build whose compiled ops do not load against C
 model definitions are pure Python, so its two op-registration modules are stubbed before the
 import (this script only: no model here uses the compiled ops)::
 
-    python -m venv /work/venv-tv --system-site-packages
-    /work/venv-tv/bin/pip install --no-deps torchvision==0.28.0 timm
-    /work/venv-tv/bin/pip install huggingface_hub safetensors pyyaml
-    PYTHONPATH=src /work/venv-tv/bin/python benchmarks/zoo_coverage.py [--models a,b] [--seeds 3]
+    pip install "torch==2.13.0+cpu" torchvision timm   # torch pinned: pip keeps the CPU build
+    PYTHONPATH=src python benchmarks/zoo_coverage.py [--models a,b] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -43,6 +41,7 @@ from tests.helpers import (  # noqa: E402
     random_widths,
     randomize_bn,
     relative_error,
+    standardised_over_kept,
 )
 
 import prunesearch as ps  # noqa: E402
@@ -63,6 +62,11 @@ MODELS = [
     "timm:repvgg_a0",
     "timm:cspresnet50",
     "timm:convnext_atto",
+    "timm:ghostnet_100",
+    "timm:mixnet_s",
+    "timm:hrnet_w18_small",
+    "timm:nf_resnet26",
+    "timm:resnetv2_50x1_bit",
 ]
 
 
@@ -136,7 +140,11 @@ def equivalence_error(model: nn.Module, x: torch.Tensor, seed: int) -> float:
     importance = kill_removed_channels(graph, widths)
     pruned = graph.prune(widths, importance).eval()
     xs = torch.randn(2, *x.shape[1:], generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad(), layer_norms_over_kept(graph, widths, importance):
+    with (
+        torch.no_grad(),
+        layer_norms_over_kept(graph, widths, importance),
+        standardised_over_kept(graph, widths, importance),
+    ):
         ref = model(xs)
     with torch.no_grad():
         out = pruned(xs)

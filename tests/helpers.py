@@ -111,20 +111,51 @@ def layer_norms_over_kept(graph: ps.ChannelGraph, widths: dict, importance) -> I
         F.layer_norm = layer_norm
 
 
+@contextlib.contextmanager
+def standardised_over_kept(graph: ps.ChannelGraph, widths: dict, importance) -> Iterator[None]:
+    """The reference for weight-standardised convs pruned on their inputs: while active, each
+    one that pruning slices sees the kept input channels alone (its filters standardised over
+    them: the pruned model's, by decision) and keeps all its output channels."""
+    import copy
+
+    from prunesearch.engine.prune import slice_module
+
+    modules = dict(graph.model.named_modules())
+    slices = graph.kept_slices(widths, importance)
+    patched = []
+    for name in graph.standardised:
+        in_idx = slices[name][0]
+        if in_idx is not None:
+            over_kept = copy.deepcopy(modules[name])
+            slice_module(over_kept, "conv", in_idx, None)
+            modules[name].forward = lambda x, m=over_kept, i=in_idx: m(x[:, i])
+            patched.append(modules[name])
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
+
+
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
 
 
 def assert_equivalent_after_pruning(model: torch.nn.Module, x: torch.Tensor, seed: int) -> None:
     """Prunes random widths of a dead-channel model and checks the outputs do not change
-    (pruned LayerNorms: against the model whose LayerNorms see the kept channels alone)."""
+    (pruned LayerNorms and weight-standardised convs: against the model whose LayerNorms and
+    weight-standardised convs see the kept channels alone)."""
     randomize_bn(model, seed)
     model.eval()
     graph = ps.trace(model, x[:1])
     widths = random_widths(graph, seed)
     importance = kill_removed_channels(graph, widths)
     pruned = graph.prune(widths, importance).eval()
-    with torch.no_grad(), layer_norms_over_kept(graph, widths, importance):
+    with (
+        torch.no_grad(),
+        layer_norms_over_kept(graph, widths, importance),
+        standardised_over_kept(graph, widths, importance),
+    ):
         ref = model(x)
     with torch.no_grad():
         out = pruned(x)

@@ -146,3 +146,33 @@ def test_the_checker_reads_every_import(tmp_path, source, expected):
     finally:
         PACKAGE = saved
     assert LEVEL_OF["find"] > LEVEL_OF["engine"]
+
+
+def test_the_readme_package_map_matches_the_package():
+    """README's package map names every subpackage and each of its modules, and every
+    top-level module: the map matches ``ls src/prunesearch``."""
+    readme = (PACKAGE.parents[1] / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        if line.startswith("| `") and "|" in line[1:]:
+            first, rest = line[2:].split("|", 1)
+            rows[first.strip()] = rest
+    missing = []
+    for path in sorted(PACKAGE.iterdir()):
+        name = path.stem
+        if path.is_dir() and (path / "__init__.py").is_file() and name != "search_spaces":
+            row = rows.get(f"`{name}/`") or ""
+            missing += [
+                f"{name}/{m.stem}"
+                for m in path.glob("*.py")
+                if m.stem != "__init__" and f"`{m.stem}`" not in row and not m.stem.startswith("_")
+            ]
+            if not row:
+                missing.append(f"{name}/")
+        elif (
+            path.suffix == ".py"
+            and name not in ("__init__", "__main__")
+            and not any(f"`{name}`" in key for key in rows)
+        ):
+            missing.append(name)
+    assert missing == [], f"README's package map does not name: {missing}"

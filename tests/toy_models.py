@@ -188,7 +188,8 @@ class StdConv2d(nn.Conv2d):
 
 
 class WeightStandardised(nn.Module):
-    """A weight-standardised conv between plain ones: its channels stay whole, the others not."""
+    """A weight-standardised conv between plain ones: its output channels prune exactly, its
+    input channels with the stated semantics (filters standardised over the kept inputs)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -395,6 +396,30 @@ class GroupNorms(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+class GroupNormAct(nn.GroupNorm):
+    """timm's GroupNormAct: ``F.group_norm`` with its own group count, then an activation."""
+
+    def forward(self, x):
+        return F.relu(F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps))
+
+
+class StandardisedGroupNormed(nn.Module):
+    """BiT's (ResNetV2) pattern: weight-standardised convs, each followed by a GroupNormAct,
+    in a residual stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.gn0 = StdConv2d(3, 8, 3, padding=1), GroupNormAct(4, 8)
+        self.c1, self.gn1 = StdConv2d(8, 12, 3, padding=1), GroupNormAct(3, 12)
+        self.c2, self.gn2 = StdConv2d(12, 8, 1), GroupNormAct(2, 8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.gn0(self.stem(x))
+        x = x + self.gn2(self.c2(self.gn1(self.c1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """torchvision's ShuffleNetV2 channel shuffle (traced: sizes are traced values)."""
     batch, channels, height, width = x.size()
@@ -462,6 +487,98 @@ class DepthwiseOverConcat(nn.Module):
         return self.fc(self.c(x).mean((2, 3)))
 
 
+class GhostModule(nn.Module):
+    """timm's GhostNet module: a primary conv, a cheap depthwise conv of its output, both
+    concatenated and sliced to ``out`` channels (the whole concatenation: the identity)."""
+
+    def __init__(self, c_in: int, out: int) -> None:
+        super().__init__()
+        self.out = out
+        self.primary = cbr(c_in, out // 2, 1)
+        self.cheap = nn.Sequential(
+            nn.Conv2d(out // 2, out // 2, 3, padding=1, groups=out // 2, bias=False),
+            nn.BatchNorm2d(out // 2),
+        )
+
+    def forward(self, x):
+        x1 = self.primary(x)
+        return torch.cat([x1, self.cheap(x1)], dim=1)[:, : self.out, :, :]  # (N, out, H, W)
+
+
+class GhostBottlenecks(nn.Module):
+    """Ghost modules added to a stem's output and to each other: the stem's one space meets
+    the ghost output's one space twice (``[x1, dw(x1)]``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = cbr(3, 8)
+        self.g1, self.g2 = GhostModule(8, 8), GhostModule(8, 8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.g1(x)  # (N, 8, H, W): [x1, dw(x1)] + one space
+        x = x + self.g2(x)
+        return self.fc(x.mean((2, 3)))
+
+
+class MultiResolutionFusion(nn.Module):
+    """HRNet's fusion: a high- and a low-resolution stream, each added to the other resized
+    (a 1x1 conv and ``nn.Upsample`` up, a strided conv down; ``F.interpolate`` bilinear)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.high, self.low = cbr(3, 6), cbr(3, 8, stride=2)
+        self.up = nn.Sequential(nn.Conv2d(8, 6, 1, bias=False), nn.BatchNorm2d(6))
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.down = nn.Sequential(nn.Conv2d(6, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8))
+        self.head = cbr(8, 6, 1)
+        self.fc = nn.Linear(12, 4)
+
+    def forward(self, x):
+        h, lo = self.high(x), self.low(x)  # (N, 6, H, W), (N, 8, H/2, W/2)
+        h, lo = F.relu(h + self.upsample(self.up(lo))), F.relu(lo + self.down(h))
+        h2 = F.interpolate(self.head(lo), scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.fc(torch.cat([h, h2], 1).mean((2, 3)))
+
+
+class MixedConv2d(nn.ModuleDict):
+    """timm's MixedConv2d: the channels split into a list of sizes (an attribute), one conv
+    per chunk (kernel 3 and 5 depthwise, or 1x1), concatenated."""
+
+    def __init__(self, splits: list[int], out_splits: list[int] | None = None) -> None:
+        super().__init__()
+        for i, (c, o) in enumerate(zip(splits, out_splits or splits, strict=True)):
+            k = 1 if out_splits else 3 + 2 * i
+            self.add_module(
+                str(i), nn.Conv2d(c, o, k, padding=k // 2, groups=1 if out_splits else c)
+            )
+        self.splits = splits
+
+    def forward(self, x):
+        x_split = torch.split(x, self.splits, 1)
+        return torch.cat([c(x_split[i]) for i, c in enumerate(self.values())], 1)
+
+
+class MixedKernels(nn.Module):
+    """MixNet's block: a grouped 1x1 expansion and a depthwise conv of mixed kernel sizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = cbr(3, 8)
+        self.pw = MixedConv2d([4, 4], [6, 6])
+        self.bn1 = nn.BatchNorm2d(12)
+        self.dw = MixedConv2d([5, 7])
+        self.bn2 = nn.BatchNorm2d(12)
+        self.proj = nn.Conv2d(12, 8, 1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = F.relu(self.bn2(self.dw(F.relu(self.bn1(self.pw(x))))))
+        return self.fc((x + self.proj(y)).mean((2, 3)))
+
+
 CONSTRUCTS = {
     "plain": Plain,
     "postact_residual": PostActResidual,
@@ -476,4 +593,9 @@ CONSTRUCTS = {
     "chunk_shuffle": ChunkShuffle,
     "cross_stage": CrossStage,
     "depthwise_concat": DepthwiseOverConcat,
+    "ghost_bottlenecks": GhostBottlenecks,
+    "multi_resolution_fusion": MultiResolutionFusion,
+    "weight_standardised": WeightStandardised,
+    "mixed_kernels": MixedKernels,
+    "standardised_group_normed": StandardisedGroupNormed,
 }

@@ -3,6 +3,7 @@ import logging
 import networkx as nx
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import prunesearch as ps
@@ -14,6 +15,7 @@ from ..toy_models import (
     DynamicGate,
     FunctionalConvs,
     FunctionalNorms,
+    GhostModule,
     StdConv2d,
     StochasticDepthResidual,
     Untraceable,
@@ -106,6 +108,85 @@ def test_analytic_costs_are_exact(construct):
         pruned = graph.prune(widths)
         assert graph.flops(widths) == ps.count_flops(pruned, X[:1])
         assert graph.params(widths) == sum(p.numel() for p in pruned.parameters())
+
+
+def test_a_ghost_output_added_to_one_space_cuts_that_space_in_halves():
+    graph, groups = groups_of(CONSTRUCTS["ghost_bottlenecks"]())
+    assert graph.fixed_ops == []  # was: the residual adds kept every channel whole
+    (group,) = groups.values()  # the stem's halves, each ghost's x1 and its depthwise copy
+    assert group.size == 4 and group.producers[:2] == ["stem.0", "g1.primary.0"]
+    pruned = graph.prune({"stem.0": 3})
+    assert pruned.stem[0].out_channels == 6 and pruned.g1.primary[0].out_channels == 3
+    with torch.no_grad():
+        assert pruned.eval()(X).shape == (3, 4)
+
+
+def test_a_slice_inside_a_ghost_concatenation_keeps_its_channels():
+    class OddGhost(nn.Module):  # [:, :7] of 8 channels: the pruned model would cut elsewhere
+        def __init__(self):
+            super().__init__()
+            self.stem, self.g = nn.Conv2d(3, 7, 1), GhostModule(7, 8)
+            self.g.out = 7
+
+        def forward(self, x):
+            x = self.stem(x)
+            return (x + self.g(x)).mean((2, 3))
+
+    _, groups = groups_of(OddGhost().eval())
+    assert "g.primary.0" not in groups
+
+
+def test_a_split_by_an_attribute_list_of_sizes_prunes_each_part():
+    graph, groups = groups_of(CONSTRUCTS["mixed_kernels"]())
+    assert graph.fixed_ops == []  # was: the split by a list kept its input whole
+    # the stem's halves (pw's chunks) prune apart; dw's chunks [5, 7] cut pw.0's output at 5
+    assert [(g.name, g.size) for g in graph.groups] == [
+        ("stem.0", 4),
+        ("stem.0@4", 4),
+        ("pw.0", 5),
+        ("pw.0@5", 1),
+        ("pw.1", 6),
+    ]
+    assert groups["stem.0@4"].producers == ["stem.0", "proj"]
+    assert groups["pw.0@5"].producers == ["pw.0", "dw.1"]
+    pruned = graph.prune({"stem.0": 3, "stem.0@4": 2, "pw.0": 2, "pw.1": 5})
+    assert pruned.pw.splits == [3, 2] and pruned.dw.splits == [2, 1 + 5]
+    assert graph.model.pw.splits == [4, 4]  # the original is untouched
+
+
+def test_a_split_by_a_literal_list_of_sizes_keeps_its_channels():
+    class Literal(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(3, 8, 1), nn.Conv2d(5, 4, 1)
+
+        def forward(self, x):
+            a, _ = torch.split(self.c1(x), [5, 3], 1)  # the pruned model would still cut at 5
+            return self.c2(a)
+
+    graph, groups = groups_of(Literal().eval())
+    assert "c1" not in groups and graph.fixed_ops
+
+
+def test_resized_streams_fuse_by_addition():
+    graph, groups = groups_of(CONSTRUCTS["multi_resolution_fusion"]())
+    assert graph.fixed_ops == []  # was: nn.Upsample / F.interpolate kept the streams whole
+    assert groups["high.0"].producers == ["high.0", "up.0"]
+    assert groups["low.0"].producers == ["low.0", "down.0"]
+    _exact_everywhere(graph, X[:1])
+
+
+def test_a_resize_fvcore_does_not_count_keeps_its_channels():
+    class Bicubic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            return self.c2(F.interpolate(self.c1(x), scale_factor=2.0, mode="bicubic"))
+
+    graph, groups = groups_of(Bicubic().eval())
+    assert "c1" not in groups and "function 'interpolate' at node 'interpolate'" in graph.fixed_ops
 
 
 def test_prune_keeps_names_classes_and_leaves_original_untouched():
@@ -237,20 +318,50 @@ def _exact_everywhere(graph, x, seeds=3):
             pruned(x)  # and it runs
 
 
-@pytest.mark.parametrize("leaf", [False, True])
-def test_a_conv_subclass_with_its_own_forward_keeps_its_channels(leaf, caplog):
+def test_a_weight_standardised_conv_prunes_with_stated_semantics_on_its_inputs(caplog):
     model = WeightStandardised().eval()
     with caplog.at_level(logging.WARNING, logger="prunesearch.engine.graph"):
-        graph = ps.trace(model, X[:1], leaf_modules=[StdConv2d] if leaf else ())
-    groups = {g.name for g in graph.groups}
-    assert "c1.0" not in groups and "ws" not in groups  # its input and output stay whole
-    assert "c3.0" in groups  # the plain convs after it are still prunable
-    if leaf:  # a leaf is named with why: its forward is its own
-        assert "module 'ws' (StdConv2d, groups=1): its own forward (StdConv2d)" in graph.fixed_ops
+        graph = ps.trace(model, X[:1])
+    assert {g.name for g in graph.groups} == {"c1.0", "ws", "c3.0", "c4.0"}  # were kept whole
+    assert graph.fixed_ops == [] and graph.standardised == ["ws"]
+    assert "weight-standardised convs prunable on their input channels (not exact" in caplog.text
+    _exact_everywhere(graph, X[:1])
+    pruned = graph.prune({"c1.0": 5, "ws": 7}).eval()
+    kept_in, kept_out = graph.kept_slices({"c1.0": 5, "ws": 7})["ws"]
+    x = torch.randn(2, 8, 16, 16, generator=torch.Generator().manual_seed(1))
+    w = model.ws.weight[kept_out][:, kept_in]  # each filter standardised over the kept inputs
+    w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+    with torch.no_grad():
+        expected = F.conv2d(x[:, kept_in], w, model.ws.bias[kept_out], padding=1)
+        assert torch.allclose(pruned.ws(x[:, kept_in]), expected, atol=1e-5)
+        assert torch.allclose(pruned.ws.weight, model.ws.weight[kept_out][:, kept_in])
+
+
+def test_a_weight_standardised_conv_on_the_network_input_prunes_exactly(caplog):
+    model = nn.Sequential(StdConv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    with caplog.at_level(logging.WARNING, logger="prunesearch.engine.graph"):
+        graph = ps.trace(model, X[:1])
+    assert [g.name for g in graph.groups] == ["0"] and graph.standardised == []
+    assert "weight-standardised" not in caplog.text  # its inputs are not pruned: exact
+    assert_equivalent_after_pruning(model, X, 0)
+
+
+class ScaledConv(nn.Conv2d):  # its own forward, not a standardisation: output scales with w
+    def forward(self, x):
+        return super().forward(x) * self.weight.norm()
+
+
+@pytest.mark.parametrize("leaf", [False, True])
+def test_a_conv_subclass_with_another_forward_keeps_its_channels(leaf, caplog):
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 1), ScaledConv(8, 12, 3), nn.Conv2d(12, 6, 1), nn.ReLU(), nn.Conv2d(6, 4, 1)
+    ).eval()
+    with caplog.at_level(logging.WARNING, logger="prunesearch.engine.graph"):
+        graph = ps.trace(model, X[:1], leaf_modules=[ScaledConv] if leaf else ())
+    assert {g.name for g in graph.groups} == {"2"}  # its input and output stay whole
+    assert "module '1' (ScaledConv, groups=1): its own forward (ScaledConv)" in graph.fixed_ops
     assert "kept whole" in caplog.text
     _exact_everywhere(graph, X[:1])
-    torch.manual_seed(0)
-    assert_equivalent_after_pruning(WeightStandardised(), X, 0)
 
 
 def test_treat_as_prunes_a_vouched_subclass_like_its_base():

@@ -14,7 +14,13 @@ import prunesearch as ps
 from prunesearch.engine.budget import project
 
 from ..helpers import kill_removed_channels, random_widths, randomize_bn, relative_error
-from ..toy_models import ConvNeXtBlocks, GroupedBottleneck, GroupNorms, cbr
+from ..toy_models import (
+    ConvNeXtBlocks,
+    GroupedBottleneck,
+    GroupNorms,
+    StandardisedGroupNormed,
+    cbr,
+)
 
 X = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 
@@ -168,6 +174,25 @@ def test_group_norms_lose_whole_groups():
     assert (pruned.gn2.num_groups, pruned.gn1.num_groups) == (1, 2)
     with pytest.raises(ps.PrunesearchError, match=r"multiple of 4 \(whole norm groups\)"):
         graph.prune({"c1": 6})
+
+
+def test_a_functional_group_norm_on_its_modules_tensors_loses_whole_groups():
+    graph, groups = _groups(StandardisedGroupNormed())
+    assert graph.fixed_ops == []  # was: F.group_norm kept every channel whole
+    assert groups["stem"].step == 4 and groups["c1"].step == 4  # lcm(8/4, 8/2); 12/3
+    assert groups["stem"].followers == ["gn0", "gn2"]
+    pruned = graph.prune({"stem": 4, "c1": 8})
+    assert [pruned.get_submodule(f"gn{i}").num_groups for i in range(3)] == [2, 2, 1]
+
+
+def test_a_functional_group_norm_with_a_literal_group_count_keeps_channels_whole():
+    class LiteralGroups(nn.GroupNorm):  # the pruned module would still make 4 groups
+        def forward(self, x):
+            return F.group_norm(x, 4, self.weight, self.bias, self.eps)
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), LiteralGroups(4, 8), nn.Conv2d(8, 4, 1))
+    graph, groups = _groups(model)
+    assert "0" not in groups and "function 'group_norm' at node 'group_norm'" in graph.fixed_ops
 
 
 def test_a_group_norm_of_one_group_or_uneven_cuts_keeps_channels_whole():

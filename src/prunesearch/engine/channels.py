@@ -40,7 +40,8 @@ class ModuleRole:
     conv: the same, its input sliced within each conv group), ``dwconv`` (dim 0 by
     ``in_layout``; in = out = groups), ``linear`` (like conv), ``bn``, ``ln`` and ``gn`` (all
     by ``in_layout``), ``param`` (the tensor named ``name``, along ``dim``, by ``in_layout``:
-    an elementwise scale such as a layer scale).
+    an elementwise scale such as a layer scale). ``standardised``: a weight-standardised conv,
+    whose filters are standardised over the input channels it keeps.
     """
 
     name: str
@@ -49,6 +50,7 @@ class ModuleRole:
     out_space: int | None
     order: int
     dim: int = 0
+    standardised: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class Analysis:
     param_terms: list[Term] = field(default_factory=list)
     unknown_ops: list[str] = field(default_factory=list)  # ops that fixed prunable channels
     opaque_ops: list[str] = field(default_factory=list)  # every op the rules do not cover
+    # "module.attr" -> the parts of a split by that attribute's list of sizes (MixNet): the
+    # pruned model's attribute holds the parts' widths
+    split_sizes: dict[str, tuple[Layout, ...]] = field(default_factory=dict)
 
     # -- union-find over channel spaces -------------------------------------------------------
     def new_space(self, size: int, fixed: bool = False) -> int:

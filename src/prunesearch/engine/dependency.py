@@ -54,8 +54,10 @@ from prunesearch.engine.ops import (
     RESHAPE_FUNCTIONS,
     RESHAPE_METHODS,
     SHAPE_METHODS,
+    UPSAMPLE_FUNCTIONS,
     describe,
     eval_identity,
+    group_norm_follows,
     int_list,
     is_op,
     layout_size,
@@ -83,6 +85,7 @@ class _Walker(LayerRules):
         self.producer_space: dict[str, int] = {}
         self.treat_as = treat_as or {}
         self.why: dict[str, str] = {}  # node -> why its module is not sliced as torch's own
+        self.ws_flops: dict[str, int | None] = {}  # weight-standardised convs' extra FLOPs
 
     # -- helpers ------------------------------------------------------------------------------
     def fresh(self, shape: tuple[int, ...] | None) -> Layout | None:
@@ -112,17 +115,10 @@ class _Walker(LayerRules):
 
     def unify(self, node: fx.Node, layouts: list[Layout]) -> Layout | None:
         """Unites layouts that must stay index-aligned (``a + b``, a shared module's inputs)."""
-        layouts = [self.a.expand(lay) for lay in layouts]
-        first = layouts[0]
-        shapes_match = all(
-            len(lay) == len(first)
-            and all(
-                (s.length, s.inner) == (t.length, t.inner) for s, t in zip(lay, first, strict=True)
-            )
-            for lay in layouts
-        )
-        if not shapes_match:
+        layouts = self.refine([self.a.expand(lay) for lay in layouts])
+        if layouts is None:
             return self.unknown(node)
+        first = layouts[0]
         prunable = any(not self.a.is_fixed(s.space) for lay in layouts for s in lay)
         for lay in layouts[1:]:
             for s, t in zip(lay, first, strict=True):
@@ -131,6 +127,28 @@ class _Walker(LayerRules):
             # e.g. a tensor we do not understand (a literal view) scales or is added to them
             self.a.unknown_ops.append(f"{describe(node, self.modules)}: joins channels kept whole")
         return first
+
+    def refine(self, layouts: list[Layout]) -> list[Layout] | None:
+        """Layouts cut at each other's segment boundaries until their segments match, so that
+        they can be united segment by segment: a ghost module's ``cat([x1, dw(x1)])`` (one
+        space twice) added to a shortcut of one space cuts that space in two halves, each
+        united with it. None if their sizes differ or a cut falls inside a channel."""
+        if len({layout_size(lay) for lay in layouts}) != 1:
+            return None
+        for _ in range(8):  # a cut may cut spaces united with it: a few rounds settle
+            layouts = [self.a.expand(lay) for lay in layouts]
+            if all(
+                [(s.length, s.inner) for s in lay] == [(s.length, s.inner) for s in layouts[0]]
+                for lay in layouts
+            ):
+                return layouts
+            ends = sorted({e for lay in layouts for e in _ends(lay)})
+            sizes = [b - a for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+            parts = [self.cut(lay, sizes) for lay in layouts]
+            if any(p is None for p in parts):
+                return None
+            layouts = [tuple(seg for part in p for seg in part) for p in parts]
+        return None
 
     def term(self, terms: list[Term], coef: int, *layouts: Layout, div: int = 1) -> None:
         terms.append(Term(int(coef), tuple(layouts), div))
@@ -229,8 +247,11 @@ class _Walker(LayerRules):
             return self.reduce(node, src, shape)
         if t is operator.getitem:
             return self.getitem(node, src, shape)
-        if t is F.batch_norm:
+        if t is F.batch_norm or t is F.group_norm:
             return self.functional_norm(node, src, order)
+        if t in UPSAMPLE_FUNCTIONS:
+            mode = node.args[3] if len(node.args) > 3 else node.kwargs.get("mode", "nearest")
+            return self.upsample(node, src, shape, mode)
         if t is F.pad:
             pad = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
             in_shape = tensor_shape(src)
@@ -239,8 +260,9 @@ class _Walker(LayerRules):
         return self.unknown(node)
 
     def functional_norm(self, node: fx.Node, src: Any, order: int) -> Layout | None:
-        """``F.batch_norm`` / ``F.layer_norm`` on a norm module's own tensors (timm's
-        BatchNormAct2d, torchvision's LayerNorm2d) prunes like that module."""
+        """``F.batch_norm`` / ``F.layer_norm`` / ``F.group_norm`` on a norm module's own
+        tensors (timm's BatchNormAct2d and GroupNormAct, torchvision's LayerNorm2d) prunes like
+        that module (a group norm: if its forward follows its pruned group count)."""
         owner = norm_owner(node, self.root_modules)
         lay_in, in_shape = self.layout_of(src), tensor_shape(src)
         if owner is None or lay_in is None or in_shape is None:
@@ -248,6 +270,11 @@ class _Walker(LayerRules):
         m = self.root_modules[owner]
         if node.target is F.batch_norm:
             return self.batchnorm(node, owner, m, lay_in, in_shape, order)
+        if node.target is F.group_norm:
+            groups = node.args[1] if len(node.args) > 1 else node.kwargs.get("num_groups")
+            if groups != m.num_groups or not group_norm_follows(m, in_shape):
+                return self.unknown(node)
+            return self.groupnorm(node, owner, m, lay_in, in_shape, order)
         shape_arg = node.args[1] if len(node.args) > 1 else node.kwargs.get("normalized_shape")
         if (
             self.a.dim(src.name) != len(in_shape) - 1
@@ -330,8 +357,10 @@ class _Walker(LayerRules):
         takes its part of the channels (a space a cut falls inside is cut in two). The pruned
         model cuts its fewer channels again: into ``n`` equal parts for ``chunk`` (the parts
         are united: each keeps the same channels), every ``size`` channels for ``split`` with
-        a literal int (every part but the last keeps its channels whole). Anything else, split
-        sections (a list) included, keeps them whole."""
+        a literal int (every part but the last keeps its channels whole). A list of sizes that
+        is an attribute of the module whose forward splits (timm's MixedConv2d ``splits``) is
+        rewritten in the pruned model to the parts' widths: each part prunes on its own.
+        Anything else keeps them whole."""
         src = node.args[0]
         lay, in_shape = self.layout_of(src), tensor_shape(src)
         arg = (
@@ -341,7 +370,7 @@ class _Walker(LayerRules):
         )
         chunk = node.target in ("chunk", torch.chunk)
         dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
-        sizes = None
+        sizes, attr = None, None
         if (
             lay is not None
             and in_shape is not None
@@ -350,6 +379,8 @@ class _Walker(LayerRules):
             and all(u.op == "call_function" and u.target is operator.getitem for u in node.users)
         ):
             sizes = _part_sizes(in_shape[1], arg, chunk)
+            attr = None if chunk or sizes is not None else self.sizes_attribute(node, arg)
+            sizes = list(arg) if attr is not None else sizes
         parts = None if sizes is None else self.cut(lay, sizes)
         if parts is None:
             self.unknown(node)
@@ -357,11 +388,31 @@ class _Walker(LayerRules):
         if chunk:
             if self.unify(node, parts) is None:
                 return
+        elif attr is not None:
+            if attr in self.a.split_sizes:  # a module called again: the same parts
+                for old, new in zip(self.a.split_sizes[attr], parts, strict=True):
+                    self.unify(node, [old, new])
+            self.a.split_sizes.setdefault(attr, tuple(parts))
         else:
             for part in parts[:-1]:
                 self.a.fix_layout(part)
         for user in node.users:
             self.a.layouts[user.name] = parts[user.args[1]]
+
+    def sizes_attribute(self, node: fx.Node, sizes: Any) -> str | None:
+        """``"module.attr"``: the one list (or tuple) attribute of the module whose forward
+        calls ``node`` that equals ``sizes`` (a split's sections); None if there is not one."""
+        if not isinstance(sizes, list | tuple) or not all(isinstance(n, int) for n in sizes):
+            return None
+        stack = list((node.meta.get("nn_module_stack") or {}).values())
+        owner = str(stack[-1][0]) if stack else ""
+        m = self.root_modules.get(owner)
+        found = [
+            k
+            for k, v in (vars(m) if m is not None else {}).items()
+            if isinstance(v, list | tuple) and [*v] == [*sizes] and not k.startswith("_")
+        ]
+        return f"{owner}.{found[0]}" if len(found) == 1 else None
 
     def cut(self, layout: Layout, sizes: list[int]) -> list[Layout] | None:
         """``layout`` cut into parts of ``sizes`` features; a space a cut falls inside is cut
@@ -474,6 +525,11 @@ class _Walker(LayerRules):
             tuple(seg for part in parts[: middle + (stop < channels)] for seg in part)
         )
         return parts[middle]
+
+
+def _ends(layout: Layout) -> list[int]:
+    """Where each segment of ``layout`` ends, in features."""
+    return list(itertools.accumulate(seg.length * seg.inner for seg in layout))
 
 
 def _part_sizes(total: int, arg: Any, chunk: bool) -> list[int] | None:

@@ -101,6 +101,8 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if qualname in self.leaf_names or (self.leaf_types and isinstance(m, self.leaf_types)):
             return True
+        if isinstance(m, nn.modules.conv._ConvNd) and not list(m.children()):
+            return True  # a conv subclass with its own forward: judged whole by the rules
         return super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):
@@ -192,6 +194,17 @@ class ChannelGraph:
         self.groups: list[ChannelGroup] = []
         self._group_of_root: dict[int, int] = {}
         self._build_groups()
+        # pruned with stated semantics, not exactly: their inputs change their filters' statistics
+        self.standardised: list[str] = [
+            r.name for r in a.roles.values() if r.standardised and self._resolve(r.in_layout)[1]
+        ]
+        if self.standardised:
+            logger.warning(
+                "weight-standardised convs prunable on their input channels (not exact: each "
+                "filter is then standardised over the kept input channels alone, as a LayerNorm "
+                "over channels normalises the kept ones; their output channels prune exactly): %s",
+                ", ".join(self.standardised),
+            )
         if not self.groups:
             seen = list(dict.fromkeys(a.opaque_ops))
             logger.warning(
@@ -242,9 +255,11 @@ class ChannelGraph:
                     root = a.find(seg.space)
                     if root not in self._group_of_root:
                         self._group_of_root[root] = len(self.groups)
+                        # a producer split into parts that prune apart (MixNet): by offset
+                        taken = any(g.name == role.name for g in self.groups)
                         self.groups.append(
                             ChannelGroup(
-                                role.name,
+                                f"{role.name}@{offset}" if taken else role.name,
                                 a.size[root],
                                 step=a.step[root],
                                 interleaved=a.interleaved[root],
@@ -431,7 +446,20 @@ class ChannelGraph:
         Module names and classes are those of the original model, which is left untouched.
         """
         slices = self.kept_slices(widths, importance)
-        return prune_copy(self.model, self._a.roles, lambda role: slices[role.name])
+        pruned = prune_copy(self.model, self._a.roles, lambda role: slices[role.name])
+        modules = dict(pruned.named_modules())
+        for target, parts in self._a.split_sizes.items():  # a split's list of sizes
+            owner, _, attr = target.rpartition(".")
+            sizes = [self._size(part, widths) for part in parts]
+            setattr(modules[owner], attr, type(getattr(modules[owner], attr))(sizes))
+        return pruned
+
+    def _size(self, layout: Layout, widths: Widths) -> int:
+        """The features of ``layout`` at ``widths``."""
+        const, linear = self._resolve(layout)
+        return const + sum(
+            widths.get(self.groups[g].name, self.groups[g].size) * inner for g, inner in linear
+        )
 
     def kept_slices(
         self, widths: Widths, importance: Importance = "l1"

@@ -22,11 +22,13 @@ from prunesearch.engine.ops import (
     KNOWN_BASES,
     RESHAPE_FUNCTIONS,
     SPATIAL_MODULES,
+    UPSAMPLE_FLOPS,
     describe,
     is_op,
     not_plain,
     tensor_shape,
 )
+from prunesearch.engine.standardised import standardisation_flops
 
 Shape = tuple[int, ...]
 
@@ -43,6 +45,10 @@ class LayerRules:
             return self.unknown(node)
         if isinstance(m, KNOWN_BASES) and not any(isinstance(m, t) for t in self.treat_as):
             why = not_plain(m)
+            if why is not None and why.startswith("its own forward"):
+                lay = self.standardised_conv(node, name, m, lay_in, shape, order)
+                if lay is not None:
+                    return lay
             if why is not None:
                 self.why[node.name] = why
                 return self.unknown(node)
@@ -74,9 +80,47 @@ class LayerRules:
             return self.pass_through(node, src, shape)
         if isinstance(m, nn.Flatten):
             return self.reshape(node, src, shape, literal_channels=False)
+        if isinstance(m, nn.Upsample):
+            return self.upsample(node, src, shape, m.mode)
         return self.unknown(node)
 
+    def upsample(self, node, src, shape, mode) -> Layout | None:
+        """Resizing (``nn.Upsample``, ``F.interpolate``) acts on each channel alone, as an
+        HRNet's fusion layers do before adding streams; fvcore counts ``UPSAMPLE_FLOPS[mode]``
+        ops per output element of a 4-D tensor."""
+        lay_in = self.layout_of(src)
+        if lay_in is None or len(shape) != 4 or mode not in UPSAMPLE_FLOPS:
+            return self.unknown(node)
+        self.term(self.a.flop_terms, math.prod(shape) // shape[1] * UPSAMPLE_FLOPS[mode], lay_in)
+        return self.pass_through(node, src, shape)
+
     # -- convolutions and linear layers -------------------------------------------------------
+    def standardised_conv(self, node, name, m, lay_in, shape, order) -> Layout | None:
+        """A weight-standardised conv (:mod:`prunesearch.engine.standardised`): a conv whose
+        role is marked, plus the cost of its standardisation (per call) and of its per-filter
+        parameters; None (kept whole) if ``m`` does not compute as one."""
+        if name not in self.ws_flops:
+            self.ws_flops[name] = standardisation_flops(m, tensor_shape(node.args[0]))
+        flops = self.ws_flops[name]
+        if flops is None or self.a.dim(node.args[0].name) != 1:
+            return None
+        new = name not in self.a.roles
+        lay_out = self.conv(node, name, m, lay_in, shape, order)
+        role = self.a.roles[name]
+        role.standardised = True
+        if flops:
+            k = math.prod(m.kernel_size)
+            self.term(self.a.flop_terms, flops * k, self.a.expand(lay_in), lay_out)
+        per_filter = [
+            p
+            for p in m._parameters.values()
+            if p is not None and p is not m.weight and p is not m.bias and p.dim() >= 1
+        ]
+        for p in per_filter if new else ():
+            if p.shape[0] == m.out_channels:  # a gain: sliced with the filters
+                self.term(self.a.param_terms, p.numel() // p.shape[0], lay_out)
+        return lay_out
+
     def conv(self, node, name, m, lay_in, shape, order) -> Layout | None:
         k = math.prod(m.kernel_size)
         spatial = shape[0] * math.prod(shape[2:])

@@ -157,7 +157,13 @@ PERMUTE_METHODS = {"permute", "transpose", "swapaxes"}
 # Ops whose result is not a tensor and that do not constrain channels.
 SHAPE_METHODS = {"size", "dim", "numel"}
 
+# Resizing: per channel, over the spatial dims. fvcore counts one op per output element for
+# nearest and four for bilinear (4-D tensors); other modes are not understood here.
+UPSAMPLE_FUNCTIONS = {F.interpolate, F.upsample}
+UPSAMPLE_FLOPS = {"nearest": 1, "bilinear": 4}
+
 KNOWN_BASES: tuple[type[nn.Module], ...] = (
+    nn.Upsample,
     nn.Conv1d,
     nn.Conv2d,
     nn.Conv3d,
@@ -250,14 +256,42 @@ NORM_FUNCTIONS: dict[Any, tuple[type[nn.Module], tuple[str | None, ...]]] = {
         ("running_mean", "running_var", "weight", "bias"),
     ),
     F.layer_norm: (nn.LayerNorm, (None, "weight", "bias")),
-}  # not F.group_norm: a literal num_groups would not follow a pruned module's
+    F.group_norm: (nn.GroupNorm, (None, "weight", "bias")),  # if it follows (group_norm_follows)
+}
+
+
+def group_norm_follows(m: nn.Module, in_shape: tuple[int, ...]) -> bool:
+    """Whether the forward of ``m``, a GroupNorm (subclass) that calls ``F.group_norm``
+    itself (timm's GroupNormAct), follows its pruned group count: a copy that keeps the first
+    half of its norm groups gives the original's output on those channels (a literal group
+    count would not)."""
+    import copy
+
+    from prunesearch.engine.prune import slice_module
+
+    if m.num_groups < 2:
+        return False
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((1, in_shape[1], *(min(n, 4) for n in in_shape[2:])), generator=gen)
+    kept = torch.arange(m.num_groups // 2 * (m.num_channels // m.num_groups))
+    probe = copy.deepcopy(m).float().cpu().eval()
+    try:
+        with torch.no_grad():
+            for p in probe.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen))
+            ref = probe(x)[:, kept]
+            slice_module(probe, "gn", kept, None)
+            out = probe(x[:, kept])
+    except Exception:
+        return False
+    return out.shape == ref.shape and bool(torch.allclose(out, ref, atol=1e-5, rtol=1e-4))
 
 
 def norm_owner(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
     """The norm module whose own tensors (statistics, affine parameters) a functional
-    ``F.batch_norm``/``F.layer_norm`` call uses (timm's BatchNormAct2d,
-    torchvision's LayerNorm2d), so that pruning slices them; None if they are not one
-    module's, or not all of its tensors."""
+    ``F.batch_norm``/``F.layer_norm``/``F.group_norm`` call uses (timm's BatchNormAct2d and
+    GroupNormAct, torchvision's LayerNorm2d), so that pruning slices them; None if they are
+    not one module's, or not all of its tensors."""
     cls, names = NORM_FUNCTIONS[node.target]
     given = {k: v for k, v in zip(names, node.args[1:], strict=False) if k is not None}
     given |= {k: v for k, v in node.kwargs.items() if k in names}

@@ -10,7 +10,7 @@ from torch import nn
 
 from prunesearch.engine.channels import Layout, ModuleRole
 
-__all__ = ["layout_indices", "prune_copy"]
+__all__ = ["layout_indices", "prune_copy", "slice_module"]
 
 
 def layout_indices(
@@ -48,38 +48,46 @@ def _set_param(m: nn.Module, name: str, value: torch.Tensor | None, old) -> None
         setattr(m, name, nn.Parameter(value, requires_grad=old.requires_grad))
 
 
-def _slice(m: nn.Module, role: ModuleRole, in_idx, out_idx) -> None:
+def slice_module(m: nn.Module, kind: str, in_idx, out_idx) -> None:
+    """Slices ``m``'s tensors in place as a module of role ``kind`` (:class:`ModuleRole`):
+    ``in_idx``/``out_idx`` are the kept input/output channels (None: all). A conv's other
+    parameters with one entry per filter (a weight-standardised conv's gain) go with its
+    filters."""
     w, b = m.weight, getattr(m, "bias", None)
-    if role.kind in ("conv", "gconv", "linear"):
-        if role.kind == "gconv" and in_idx is not None:
+    if kind in ("conv", "gconv", "linear"):
+        if kind == "gconv" and in_idx is not None:
             # every conv group keeps the same input positions: those of the first group
             in_idx = in_idx[: len(in_idx) // m.groups]
+        for name, p in list(m._parameters.items()):
+            if name not in ("weight", "bias") and p is not None:
+                per_filter = p.dim() >= 1 and p.shape[0] == w.shape[0]
+                _set_param(m, name, _take(p, 0, out_idx if per_filter else None), p)
         _set_param(m, "weight", _take(_take(w, 0, out_idx), 1, in_idx), w)
         _set_param(m, "bias", _take(b, 0, out_idx), b)
         c_in, c_out = m.weight.shape[1] * getattr(m, "groups", 1), m.weight.shape[0]
-        if role.kind == "linear":
+        if kind == "linear":
             m.in_features, m.out_features = c_in, c_out
         else:
             m.in_channels, m.out_channels = c_in, c_out
         return
-    if role.kind == "dwconv":
+    if kind == "dwconv":
         _set_param(m, "weight", _take(w, 0, in_idx), w)
         _set_param(m, "bias", _take(b, 0, in_idx), b)
         m.in_channels = m.out_channels = m.groups = m.weight.shape[0]
         return
-    if role.kind not in ("bn", "ln", "gn"):  # pragma: no cover - roles come from analyze
-        raise AssertionError(role.kind)
+    if kind not in ("bn", "ln", "gn"):  # pragma: no cover - roles come from analyze
+        raise AssertionError(kind)
     _set_param(m, "weight", _take(w, 0, in_idx), w)
     _set_param(m, "bias", _take(b, 0, in_idx), b)
-    if role.kind == "bn":
+    if kind == "bn":
         for buf in ("running_mean", "running_var"):
             if getattr(m, buf, None) is not None:
                 setattr(m, buf, _take(getattr(m, buf), 0, in_idx))
     if in_idx is None:
         return
-    if role.kind == "bn":
+    if kind == "bn":
         m.num_features = len(in_idx)
-    elif role.kind == "ln":
+    elif kind == "ln":
         m.normalized_shape = (len(in_idx),)
     else:  # whole groups are kept
         m.num_groups = len(in_idx) // (m.num_channels // m.num_groups)
@@ -130,7 +138,7 @@ def prune_copy(
             _slice_tensor(new_modules[owner], attr, role.dim, in_idx)
             continue
         m = new_modules[name]
-        _slice(m, role, in_idx, out_idx)
+        slice_module(m, role.kind, in_idx, out_idx)
         for buf_name, buf in list(m.named_buffers(recurse=False)):
             if buf_name not in ("running_mean", "running_var") and buf is not None:
                 setattr(m, buf_name, buf.clone())  # e.g. num_batches_tracked: never shared

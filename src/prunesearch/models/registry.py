@@ -11,6 +11,7 @@ from torch import nn
 
 from prunesearch.allow_import import AllowImport, import_permission, permits, stdlib
 from prunesearch.errors import PrunesearchError, shown
+from prunesearch.models.external import external_constructor, is_external
 
 __all__ = ["create_model", "is_import_ref", "list_models", "register_model", "resolve_model"]
 
@@ -70,7 +71,9 @@ def is_import_ref(name: str) -> bool:
 def resolve_model(name: str, *, allow_import: AllowImport = False) -> Callable[..., nn.Module]:
     """Returns the constructor for a registry name or a ``"pkg.module:callable"`` reference.
 
-    An import reference is imported only when ``allow_import`` permits its package (see
+    ``"torchvision.models:NAME"`` and ``"timm:NAME"`` are trusted: imported without
+    permission, never with pretrained weights (:mod:`prunesearch.models.external`). Another
+    import reference is imported only when ``allow_import`` permits its package (see
     :data:`AllowImport`), or when the callable it names is registered; its module is never
     one of the standard library's. What is imported is logged first.
 
@@ -96,6 +99,8 @@ def resolve_model(name: str, *, allow_import: AllowImport = False) -> Callable[.
         raise PrunesearchError(
             f"model reference {shown(name)} must look like 'pkg.module:callable'"
         )
+    if is_external(module_name):  # torchvision's and timm's models: trusted, no weights fetched
+        return external_constructor(module_name, attr)
     registered = _REGISTRY.get(attr.rsplit(".", 1)[-1])
     if registered is not None and registered.__module__ == module_name:
         return registered
