@@ -58,7 +58,7 @@ def test_ranks_share_each_batch():
     d = data()
     full = batches(BatchLoader(d, 20, train=True, augment=False, seed=5), 0)
     parts = [
-        batches(BatchLoader(d, 20, train=True, augment=False, seed=5, rank=r, world_size=2), 0)
+        batches(BatchLoader(d, 20, train=True, augment=False, seed=5, shard=(r, 2)), 0)
         for r in range(2)
     ]
     for i, (_, y) in enumerate(full):

@@ -26,7 +26,7 @@ class BatchLoader:
         train: shuffle, augment (if ``augment``) and drop the last incomplete batch.
         augment: random crop with padding, and horizontal flips where the dataset allows.
         channels_last: return batches in channels-last memory format.
-        rank, world_size: this process's shard of every batch (DDP).
+        shard: ``(rank, world_size)``: this process's share of every batch (DDP).
     """
 
     def __init__(
@@ -39,9 +39,9 @@ class BatchLoader:
         device: torch.device | str = "cpu",
         seed: int = 0,
         channels_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
+        rank, world_size = shard
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by {world_size} ranks")
         self.device = torch.device(device)

@@ -353,8 +353,7 @@ def _prepare(
         augment=recipe.augment,
         device=device,
         seed=opts.seed,
-        rank=rank,
-        world_size=world,
+        shard=(rank, world),
     )
     if len(train_loader) == 0:
         raise PrunesearchError(
