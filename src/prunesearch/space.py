@@ -276,9 +276,8 @@ def _section(cls: type, raw: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
-def _validate(space: Space, where: str) -> None:
-    t, s, d = space.train, space.search, space.data
-    checks = [
+def _train_checks(t: TrainCfg) -> list[tuple[bool, str, str]]:
+    return [
         (t.epochs >= 1, "train.epochs", "must be >= 1"),
         (t.lr > 0, "train.lr", "must be > 0"),
         (t.schedule in LR_SCHEDULES, "train.schedule", f"must be one of {', '.join(LR_SCHEDULES)}"),
@@ -289,6 +288,11 @@ def _validate(space: Space, where: str) -> None:
         (t.finetune_lr > 0, "train.finetune_lr", "must be > 0"),
         (t.sparsity >= 0, "train.sparsity", "must be >= 0"),
         (t.finetune_epochs >= 1, "train.finetune_epochs", "must be >= 1"),
+    ]
+
+
+def _search_checks(s: SearchCfg) -> list[tuple[bool, str, str]]:
+    return [
         (s.signal in SIGNALS, "search.signal", f"must be one of {', '.join(SIGNALS)}"),
         (s.trials >= 1, "search.trials", "must be >= 1"),
         (0 < s.min_ratio <= 1, "search.min_ratio", "must be in (0, 1]"),
@@ -313,6 +317,11 @@ def _validate(space: Space, where: str) -> None:
             f"must be one of {', '.join(LATENCY_FORMATS)}",
         ),
         (s.latency_round_to >= 1, "search.latency_round_to", "must be >= 1"),
+    ]
+
+
+def _data_checks(d: DataCfg) -> list[tuple[bool, str, str]]:
+    return [
         (d.val_size >= 0, "data.val_size", "must be >= 0"),
         (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1"),
@@ -329,12 +338,22 @@ def _validate(space: Space, where: str) -> None:
             "must have as many channels as data.std",
         ),
     ]
+
+
+def _validate(space: Space, where: str) -> None:
+    """Every value in its range (the first that is not, named with its key)."""
+    checks = _train_checks(space.train) + _search_checks(space.search) + _data_checks(space.data)
     for ok, key, message in checks:
         if not ok:
             section, name = key.split(".")
             value = getattr(getattr(space, section), name)
             raise PrunesearchError(f"{where}.{key}: {message}, got {shown(value)}")
-    for key, value in d.synthetic.items():  # the synthetic set's arguments (data.py)
+    _validate_synthetic(space.data.synthetic, where)
+
+
+def _validate_synthetic(synthetic: dict[str, Any], where: str) -> None:
+    """The synthetic set's arguments (data.py): known keys, integers in range."""
+    for key, value in synthetic.items():
         if key not in SYNTHETIC_KEYS:
             raise PrunesearchError(
                 f"{where}.data.synthetic.{shown(key)}: unknown key; known: "
