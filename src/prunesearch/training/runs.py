@@ -28,7 +28,7 @@ from prunesearch.progress import Reporter
 from prunesearch.space import Optimisation, Space
 from prunesearch.spec import ArchSpec, build, package_versions
 from prunesearch.training.base_weights import load_base, load_space_base
-from prunesearch.training.loop import Recipe, RunOptions, Splits, fit
+from prunesearch.training.loop import Progress, Recipe, RunOptions, Splits, fit
 from prunesearch.vocab import ARCH_INITS, ARCH_KINDS, EPOCH_BUDGETS, require
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "arch_run_dir",
     "arch_training",
     "base_run_dir",
+    "inherit_weights",
     "load_splits",
     "recipe_from_space",
     "scratch_b_epochs",
@@ -227,12 +228,11 @@ def train_base(
         opts,
         run_dir,
         metadata=meta,
-        reporter=reporter,
-        title=f"train-base {space.name}",
+        progress=Progress(reporter, f"train-base {space.name}"),
     )
 
 
-def _inherit(spec: ArchSpec, base_path: Path, signal: str) -> nn.Module:
+def inherit_weights(spec: ArchSpec, base_path: Path, signal: str) -> nn.Module:
     """The base model's trained weights pruned to the spec's widths by ``signal``."""
     model = create_model(spec.model, allow_import=spec.allow_import, **spec.model_args)
     base = load_base(base_path, model, model_ref=(spec.model, spec.model_args))
@@ -290,7 +290,7 @@ def train_arch(
         base_path = Path(base) if base else run_folder(space.name, "base", "model.safetensors")
         signal = (spec.search or {}).get("signal", space.search.signal)
         torch.manual_seed(opts.seed)
-        model = _inherit(spec, base_path, signal)
+        model = inherit_weights(spec, base_path, signal)
         recipe = Recipe(
             **asdict(recipe)
             | {
@@ -338,6 +338,5 @@ def train_arch(
         opts,
         run_dir,
         metadata=meta,
-        reporter=reporter,
-        title=f"train-arch {spec_name} ({kind})",
+        progress=Progress(reporter, f"train-arch {spec_name} ({kind})"),
     )
