@@ -25,6 +25,7 @@ LEVELS = [
     {"training"},
     {"find"},
     {"experiments", "deploy"},
+    {"family"},  # composes experiments and deploy: trained, exported families
     {"cli", "__main__", "__init__"},
 ]
 LEVEL_OF = {unit: i for i, units in enumerate(LEVELS) for unit in units}

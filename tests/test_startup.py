@@ -53,6 +53,8 @@ def test_import_leaves_optuna_logging_alone():
         (["find", "--budget", "50%bananas"], 2, "error: budget '50%bananas' not understood"),
         (["show", "missing.json"], 2, "error: spec file not found: missing.json"),
         (["export", "run", "--format", "tflite"], 2, "error: unknown format 'tflite'; choose onnx"),
+        (["family", "run", "--recipe", "prune"], 2, "error: unknown recipe 'prune'; choose"),
+        (["family", "run", "--format", "tflite"], 2, "error: unknown format 'tflite'; choose onnx"),
     ],
 )
 def test_cli_help_and_bad_input_load_no_torch(argv, code, stderr, tmp_path):

@@ -95,6 +95,13 @@ class Optimisation:
 class TrainCfg(Optimisation):
     finetune_epochs: int = 40
     finetune_lr: float = 0.001
+    # `prunesearch family`: a member trains for this fraction of the base's epochs (rounded up,
+    # at least 1) at this peak lr, cosine to 0 (family/recipes.py); distill adds the base as
+    # teacher at this temperature and soft-target weight
+    family_epochs: float = 0.25
+    family_lr: float = 0.01
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.7
 
 
 @dataclass(frozen=True)
@@ -371,6 +378,18 @@ def _validate_synthetic(synthetic: dict[str, Any], where: str) -> None:
             )
 
 
+def _validate_family(t: TrainCfg, where: str) -> None:
+    """The keys of ``prunesearch family``'s recipes (family/recipes.py)."""
+    for ok, key, message in (
+        (0 < t.family_epochs <= 1, "family_epochs", "must be in (0, 1] (of the base's epochs)"),
+        (t.family_lr > 0, "family_lr", "must be > 0"),
+        (t.distill_temperature > 0, "distill_temperature", "must be > 0"),
+        (0 <= t.distill_weight <= 1, "distill_weight", "must be in [0, 1]"),
+    ):
+        if not ok:
+            raise PrunesearchError(f"{where}.train.{key}: {message}, got {shown(getattr(t, key))}")
+
+
 def _absolute(dataset: Any, space_path: str) -> Any:
     """A folder or arrays path of the user's data made absolute: a relative one is relative to
     the space file's folder (to the working folder for a space given as a mapping)."""
@@ -408,6 +427,7 @@ def space_from_dict(raw: Any, where: str = "space", path: str = "") -> Space:
         path=path,
     )
     _validate(space, where)
+    _validate_family(space.train, where)
     return space
 
 

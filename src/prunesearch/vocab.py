@@ -13,6 +13,7 @@ __all__ = [
     "BUDGET_KINDS",
     "EPOCH_BUDGETS",
     "EXPORT_FORMATS",
+    "FAMILY_RECIPES",
     "GRANULARITIES",
     "LATENCY_FORMATS",
     "LR_SCHEDULES",
@@ -35,6 +36,10 @@ ARCH_INITS = ("scratch", "inherit")  # train-arch from random init or the pruned
 # it or trained from scratch (runs.arch_kind / arch_training map them to --init / --schedule)
 TRAINING_KINDS = ("base", "finetune", "scratch-e", "scratch-b")
 ARCH_KINDS = TRAINING_KINDS[1:]
+# how `prunesearch family` trains its members (family/recipes.py): from the pruned base
+# (finetune, distill: with the base as teacher), from the next larger trained member (chain),
+# or from scratch (the references)
+FAMILY_RECIPES = ("finetune", "distill", "chain", "scratch-e", "scratch-b")
 BUDGET_KINDS = ("flops", "params", "latency")  # what a budget bounds (engine/budget.py)
 MEMORY_FORMATS = ("nchw", "channels-last")  # a model's memory format when it runs
 EXPORT_FORMATS = ("onnx", "pt2")  # prunesearch export: ONNX, torch.export (export.py)

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from prunesearch.cli.app import app
 
 
-@pytest.mark.parametrize("command", ["find", "compare", "fidelity", "train-arch"])
+@pytest.mark.parametrize("command", ["find", "compare", "fidelity", "train-arch", "family"])
 def test_help_keeps_the_defaults_it_names(command):
     res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0

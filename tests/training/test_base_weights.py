@@ -56,7 +56,7 @@ def test_every_accepted_format_reads_the_same_weights(tiny_base, tmp_path):
 
 def test_foreign_formats_prune_to_the_prunesearch_bases_model(tiny_base, tmp_path):
     """train-arch --init inherit from each file gives the same pruned model."""
-    from prunesearch.training.runs import _inherit
+    from prunesearch.training.runs import inherit_weights
 
     space = load_space(TINY)
     graph = ps.trace(space.create_model(), torch.zeros(1, 3, 16, 16))
@@ -64,9 +64,9 @@ def test_foreign_formats_prune_to_the_prunesearch_bases_model(tiny_base, tmp_pat
     spec = ps.ArchSpec.from_graph(
         graph, widths, model=space.model.name, model_args=space.model.args
     )
-    want = _inherit(spec, tiny_base, "l1").state_dict()
+    want = inherit_weights(spec, tiny_base, "l1").state_dict()
     for path in _foreign_files(tiny_base, tmp_path).values():
-        got = _inherit(spec, path, "l1").state_dict()
+        got = inherit_weights(spec, path, "l1").state_dict()
         assert list(got) == list(want) and all(torch.equal(got[k], want[k]) for k in want)
 
 

@@ -16,7 +16,7 @@ import prunesearch as ps
 from prunesearch.errors import PrunesearchError
 from prunesearch.space import load_space
 from prunesearch.training import loop as train
-from prunesearch.training.loop import Recipe, RunOptions, fit, load_weights, lr_factor
+from prunesearch.training.loop import Progress, Recipe, RunOptions, fit, load_weights, lr_factor
 from prunesearch.training.runs import DataOptions, load_splits, recipe_from_space, scratch_b_epochs
 
 from ..helpers import interruptible, run_cli
@@ -155,7 +155,7 @@ def test_a_short_run_keeps_channels_last_and_a_resumed_run_its_first_choice(
             recipe,
             RunOptions(),
             tmp_path / "run",
-            reporter=StopInEpoch2(),
+            progress=Progress(StopInEpoch2()),
         )
 
     def probed_again(*args):

@@ -26,10 +26,13 @@ from prunesearch.cli.options import (
     DeviceOpt,
     DownloadOpt,
     EpochsOpt,
+    FamilyFormatOpt,
+    FamilyRecipeOpt,
     JsonOpt,
     LatencyBatchOpt,
     LimitOpt,
     MaxEpochFactorOpt,
+    NoExportOpt,
     ObjectiveOpt,
     OneBudgetOpt,
     OutOpt,
@@ -553,6 +556,48 @@ def export(
 
 
 @user_errors
+def family(
+    find_run: Annotated[
+        Path,
+        typer.Argument(metavar="FIND_RUN_DIR", help="The folder of a finished find run."),
+    ],
+    recipe: FamilyRecipeOpt = "finetune",
+    format_: FamilyFormatOpt = "pt2",
+    no_export: NoExportOpt = False,
+    space: SpaceOpt = None,
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+    download: DownloadOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    limit_train: LimitOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train, export and verify every member of a find run's family from its base; write the
+    family report (family.md, family.png, family.json) with each member's training cost."""
+    from prunesearch.vocab import EXPORT_FORMATS, FAMILY_RECIPES, require
+
+    require("recipe", recipe, FAMILY_RECIPES)  # refused before torch loads
+    require("format", format_, EXPORT_FORMATS)
+    from prunesearch.family.family import FamilyOptions, train_family
+
+    setup_logging()
+    options = FamilyOptions(
+        recipe,
+        out,
+        space,
+        None if no_export else format_,
+        data=_data_options(data_dir, limit_train, download),
+    )
+    kept = "finished members are kept: run the same command to go on from the interrupted one"
+    with interruptible(lambda: kept):
+        result = train_family(find_run, options, _run_options(seed, device), _reporter())
+    render.family_table(result)
+    if json_out:
+        render.emit_json(result)
+
+
+@user_errors
 def models(json_out: JsonOpt = False) -> None:
     """List the models of the zoo (and any registered ones)."""
     from prunesearch.models import list_models
@@ -579,6 +624,7 @@ COMMANDS = {
     "report": report,
     "transfer": transfer,
     "export": export,
+    "family": family,
     "models": models,
     "spaces": spaces,
 }

@@ -24,10 +24,13 @@ __all__ = [
     "DeviceOpt",
     "DownloadOpt",
     "EpochsOpt",
+    "FamilyFormatOpt",
+    "FamilyRecipeOpt",
     "JsonOpt",
     "LatencyBatchOpt",
     "LimitOpt",
     "MaxEpochFactorOpt",
+    "NoExportOpt",
     "ObjectiveOpt",
     "OneBudgetOpt",
     "OutOpt",
@@ -157,4 +160,25 @@ LatencyBatchOpt = Annotated[
     typer.Option(
         "--latency-batch", help="The throughput batch latency is also measured at (beside 1)."
     ),
+]
+FamilyRecipeOpt = Annotated[
+    str,
+    typer.Option(
+        "--recipe",
+        help="How members train: finetune (the pruned base, cosine from train.family_lr for "
+        "train.family_epochs of the base's epochs), distill (finetune with the base as "
+        "teacher), chain (each member pruned from the next larger trained one), scratch-e or "
+        "scratch-b (the references).",
+    ),
+]
+FamilyFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="Export format of the members: pt2 (torch.export) or onnx (needs "
+        "prunesearch[export]).",
+    ),
+]
+NoExportOpt = Annotated[
+    bool, typer.Option("--no-export", help="Train only: no export, card or latency.")
 ]

@@ -16,6 +16,7 @@ __all__ = [
     "console",
     "emit_json",
     "export_lines",
+    "family_table",
     "fidelity_table",
     "find_table",
     "human",
@@ -224,6 +225,36 @@ def export_lines(card: dict[str, Any]) -> None:
     else:
         print_latency(card["latency"])
     console.print(f"model card: {card['card']}, {card['card_json']}")
+
+
+def family_table(result: dict[str, Any]) -> None:
+    """A trained family: each member's size, speed, accuracy and cost, then the bill."""
+    table = _table(
+        f"family of {result['space']}: recipe {result['recipe']}, seed {result['seed']}",
+        ("member", "FLOPs", "params", "ms/image", "test acc", "MACs", "x base", "x Scratch-B"),
+        left=("member",),
+    )
+    b = result["base"]
+    ms = f"{b['latency_ms']:.3f}" if b["latency_ms"] is not None else "-"
+    acc = f"{b['test_accuracy']:.4f}" if b["test_accuracy"] is not None else "-"
+    table.add_row(
+        "base", human(b["flops"]), human(b["params"]), ms, acc,
+        human(b["cost"]["train_macs"]), "1", "-",
+    )  # fmt: skip
+    for m in result["members"]:
+        c = m["cost"]
+        ms = f"{m['latency_ms']:.3f}" if m["latency_ms"] is not None else "-"
+        table.add_row(
+            m["budget"], human(m["flops"]), human(m["params"]), ms, f"{m['test_accuracy']:.4f}",
+            human(c["total_macs"]), f"{c['x_base']:.3f}", f"{c['x_scratch_b']:.3f}",
+        )  # fmt: skip
+    console.print(table)
+    t = result["total"]
+    console.print(
+        f"family: {human(t['total_macs'])} training MACs, {t['x_base']:.3f}x the base's "
+        f"training, {t['x_scratch_b']:.3f}x Scratch-B of every member -> {result['out']}"
+        "/family.md"
+    )
 
 
 def print_names(key: str, names: list[str], json_out: bool) -> None:

@@ -478,11 +478,14 @@ def _failure(check: dict[str, Any]) -> str:
     )
 
 
-def export_run(run_dir: str | Path, options: ExportOptions) -> dict[str, Any]:
+def export_run(
+    run_dir: str | Path, options: ExportOptions, training_cost: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``prunesearch export``: the run's model exported, verified, its card written beside.
 
-    Every input is checked before anything is written. Returns the card's data with the paths
-    written (``path``, ``card``, ``card_json``).
+    Every input is checked before anything is written. ``training_cost``: what training the
+    model cost (``prunesearch family``'s bill), shown in the card. Returns the card's data with
+    the paths written (``path``, ``card``, ``card_json``).
     """
     fmt = options.format
     batch = _check_options(options)
@@ -515,6 +518,8 @@ def export_run(run_dir: str | Path, options: ExportOptions) -> dict[str, Any]:
             with_base=run.spec.flops < run.spec.base_flops,
         )
     card = card_data(run, exported, latency)
+    if training_cost:
+        card["training_cost"] = training_cost
     atomic_write_bytes(path, blob)  # the card last: a card always describes a file beside it
     card_json = atomic_write_json(path.parent / "model.json", card)
     card_md = atomic_write_text(path.parent / "MODEL.md", render_card(card))
@@ -681,7 +686,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"({v['near_ties']} near-ties). **{'Passed' if v['passed'] else 'FAILED'}.**",
         "",
     ]
-    lines += ["## Latency", "", *_latency_lines(lat)]
+    lines += [*_cost_lines(card.get("training_cost")), "## Latency", "", *_latency_lines(lat)]
     if a["flops"] < a["base_flops"]:
         lines += ["", "## Widths against the base", ""]
         lines += _md_table(
@@ -705,6 +710,22 @@ def _latency_lines(lat: dict[str, Any] | None) -> list[str]:
     return lines + _md_table(
         ["model", "memory format", *(f"batch {b}" for b in lat["batches"])], latency_table(lat)
     )
+
+
+def _cost_lines(cost: dict[str, Any] | None) -> list[str]:
+    """The card's "Training cost" block (``prunesearch family``'s bill; none for export)."""
+    if not cost:
+        return []
+    teacher = f" + teacher {cost['teacher_macs']:.3g}" if cost.get("teacher_macs") else ""
+    return [
+        "## Training cost",
+        "",
+        f"{cost['train_macs']:.3g} training MACs{teacher} ({cost['factor']}), "
+        f"{cost['x_base']:.3f}x the base's training and {cost['x_scratch_b']:.3f}x this "
+        f"architecture's Scratch-B; {cost['epochs']} epoch(s), {cost['images']:,} images, "
+        f"{cost['train_seconds']} s of training.",
+        "",
+    ]
 
 
 def _pct(x: Any) -> str:

@@ -47,9 +47,12 @@ from prunesearch.space import Optimisation
 from prunesearch.vocab import MEMORY_FORMATS
 
 __all__ = [
+    "Progress",
     "Recipe",
     "RunOptions",
     "Splits",
+    "Teacher",
+    "distillation_loss",
     "evaluate",
     "fit",
     "load_weights",
@@ -89,6 +92,50 @@ class Splits:
     train: ImageData
     val: ImageData | None
     test: ImageData
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run reports its progress (default: nowhere), under which title."""
+
+    reporter: Reporter | None = None
+    title: str = "train"
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """Knowledge distillation (Hinton et al. 2015): a trained model whose softened logits on
+    the same augmented batch are the student's second target.
+
+    Attributes:
+        model: the teacher, run in eval mode without gradients (its weights never change).
+        temperature: T, dividing both models' logits before the softmax.
+        weight: w, the share of the soft-target term in the loss (0: cross-entropy only).
+    """
+
+    model: nn.Module
+    temperature: float = 4.0
+    weight: float = 0.7
+
+    def settings(self) -> dict[str, float]:
+        """The teacher's settings as data (the run's fingerprint and metrics)."""
+        return {"temperature": self.temperature, "weight": self.weight}
+
+
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor, t: float, w: float
+) -> torch.Tensor:
+    """``(1 - w) CE(student, targets) + w T^2 KL(softmax(teacher / T) || softmax(student / T))``,
+    the KL summed over classes and averaged over the batch; the T^2 keeps the soft term's
+    gradients on the scale of the hard one's as T grows."""
+    hard = F.cross_entropy(student, targets)
+    soft = F.kl_div(
+        F.log_softmax(student / t, dim=1),
+        F.log_softmax(teacher / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
+    return (1 - w) * hard + w * t * t * soft
 
 
 def lr_factor(recipe: Recipe, progress: float) -> float:
@@ -269,6 +316,7 @@ class _Training:
     rank: int
     world: int
     memory_format: dict[str, Any]  # the training memory format, and how it was chosen
+    teacher: Teacher | None = None  # distillation: the teacher on the device, in eval mode
 
 
 def fit(
@@ -279,8 +327,8 @@ def fit(
     run_dir: Path,
     *,
     metadata: dict[str, Any] | None = None,
-    reporter: Reporter | None = None,
-    title: str = "train",
+    progress: Progress = Progress(),
+    teacher: Teacher | None = None,
 ) -> dict[str, Any]:
     """Trains ``model`` and writes the run folder; returns the metrics written to metrics.json.
 
@@ -291,9 +339,10 @@ def fit(
         opts: seed, device, AMP, compile, resume.
         run_dir: where checkpoint.pt, model.safetensors and metrics.json go.
         metadata: JSON-able data stored with the weights (spec, config) and in metrics.json.
-        reporter: progress sink (default: silent).
+        progress: the progress sink (default: silent) and the run's title in it.
+        teacher: distil from this model (its settings join the run's fingerprint).
     """
-    reporter = reporter or Reporter()
+    reporter = progress.reporter or Reporter()
     metadata = metadata or {}
     ckpt_path = run_dir / CHECKPOINT
     ckpt = (
@@ -312,6 +361,15 @@ def fit(
         if ckpt is None
         else ckpt.get("memory_format", {"memory_format": "channels-last", "how": "resumed"}),
     )
+    if teacher is not None:
+        metadata = metadata | {"distillation": teacher.settings()}
+        t.teacher = Teacher(
+            to_device(teacher.model, t.device, t.memory_format["memory_format"] == "channels-last")
+            .eval()
+            .requires_grad_(False),
+            teacher.temperature,
+            teacher.weight,
+        )
     fingerprint = json.dumps(
         {"recipe": asdict(recipe), "seed": opts.seed, "world": t.world} | metadata,
         sort_keys=True,
@@ -323,7 +381,7 @@ def fit(
         logger.info("resuming %s after epoch %d", run_dir, start_epoch)
     _wrap(t, opts)
 
-    reporter.start(title, recipe.epochs, len(t.train_loader), start_epoch)
+    reporter.start(progress.title, recipe.epochs, len(t.train_loader), start_epoch)
     try:
         for epoch in range(start_epoch, recipe.epochs):
             history.append(_train_epoch(t, recipe, epoch, reporter))
@@ -529,7 +587,7 @@ def _train_epoch(t: _Training, recipe: Recipe, epoch: int, reporter: Reporter) -
     for i, (x, y) in enumerate(t.train_loader):
         with _autocast(t.device, t.amp_dtype):
             out = t.net(x)
-            loss = F.cross_entropy(out.float(), y)
+            loss = _loss(t, x, out, y)
         if not torch.isfinite(loss):
             raise PrunesearchError(
                 f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, batch "
@@ -558,6 +616,7 @@ def _train_epoch(t: _Training, recipe: Recipe, epoch: int, reporter: Reporter) -
         "lr": t.scheduler.get_last_lr()[0],
         "seconds": round(seconds, 3),
         "images_per_s": round(seen / seconds, 1),
+        "images": int(seen),  # training images seen (a cost: images x MACs per image)
     }
     if "val" in t.eval_loaders:
         record["val_loss"], record["val_accuracy"] = evaluate(
@@ -565,6 +624,15 @@ def _train_epoch(t: _Training, recipe: Recipe, epoch: int, reporter: Reporter) -
         )
     reporter.epoch(epoch, record)
     return record
+
+
+def _loss(t: _Training, x: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy, or with a teacher the distillation loss on the same (augmented) batch."""
+    if t.teacher is None:
+        return F.cross_entropy(out.float(), y)
+    with torch.no_grad():
+        soft = t.teacher.model(x).float()
+    return distillation_loss(out.float(), soft, y, t.teacher.temperature, t.teacher.weight)
 
 
 def _finish(

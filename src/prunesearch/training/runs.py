@@ -28,7 +28,7 @@ from prunesearch.progress import Reporter
 from prunesearch.space import Optimisation, Space
 from prunesearch.spec import ArchSpec, build, package_versions
 from prunesearch.training.base_weights import load_base, load_space_base
-from prunesearch.training.loop import Recipe, RunOptions, Splits, fit
+from prunesearch.training.loop import Progress, Recipe, RunOptions, Splits, fit
 from prunesearch.vocab import ARCH_INITS, ARCH_KINDS, EPOCH_BUDGETS, require
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "base_run_dir",
     "check_same_source",
     "check_source",
+    "inherit_weights",
     "load_splits",
     "prepare_data",
     "recipe_from_space",
@@ -323,12 +324,11 @@ def train_base(
         opts,
         run_dir,
         metadata=meta,
-        reporter=reporter,
-        title=f"train-base {space.name}",
+        progress=Progress(reporter, f"train-base {space.name}"),
     )
 
 
-def _inherit(spec: ArchSpec, base_path: Path, signal: str) -> nn.Module:
+def inherit_weights(spec: ArchSpec, base_path: Path, signal: str) -> nn.Module:
     """The base model's trained weights pruned to the spec's widths by ``signal``."""
     model = create_model(spec.model, allow_import=spec.allow_import, **spec.model_args)
     base = load_base(base_path, model, model_ref=(spec.model, spec.model_args))
@@ -418,8 +418,7 @@ def train_arch(
         opts,
         run_dir,
         metadata=meta,
-        reporter=reporter,
-        title=f"train-arch {spec_name} ({kind})",
+        progress=Progress(reporter, f"train-arch {spec_name} ({kind})"),
     )
 
 
@@ -450,7 +449,7 @@ def _model_and_recipe(
     if how.init == "inherit":
         base_path = Path(how.base) if how.base else run_folder(space.name, "base", WEIGHTS)
         signal = (spec.search or {}).get("signal", space.search.signal)
-        model = _inherit(spec, base_path, signal)
+        model = inherit_weights(spec, base_path, signal)
         tune = {"epochs": how.epochs or space.train.finetune_epochs, "lr": space.train.finetune_lr}
         return model, Recipe(**asdict(recipe) | tune | {"schedule": "constant"})
     if how.schedule == "scratch-b":

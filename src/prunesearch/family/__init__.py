@@ -1,0 +1,1 @@
+"""A family of trained, exported models from one trained base (``prunesearch family``)."""

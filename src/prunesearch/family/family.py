@@ -1,0 +1,195 @@
+"""``prunesearch family``: a finished find run -> trained, exported, verified members with
+model cards, a family report (``family.json``, ``family.md``, ``family.png``) and the bill.
+
+1. :func:`~prunesearch.family.inputs.read_find_run` checks the find run, its specs and base
+   (and the options) before anything is written.
+2. :class:`~prunesearch.family.members.Trainer` trains each member in its own resumable run
+   folder ``<out>/members/<slug>/`` (default out: ``<find run>/family-<recipe>-s<seed>``).
+3. Each member's cost (:mod:`~prunesearch.family.costs`) is reckoned from its run, and the
+   member is exported and verified as ``prunesearch export`` does, its card with the cost.
+4. The report: the table, the figure (with the base and any Scratch-B family of the same find
+   run), the family's total against the base's training and against Scratch-B.
+
+Rerunning the command resumes: finished members and exports are reused.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prunesearch.deploy.export import ExportOptions, export_run, require_extra
+from prunesearch.errors import PrunesearchError
+from prunesearch.family.costs import base_cost, family_total, images_seen, member_cost
+from prunesearch.family.inputs import FindRun, read_find_run
+from prunesearch.family.members import Trainer, member_dir
+from prunesearch.family.recipes import MemberRecipe, member_epochs, member_recipe
+from prunesearch.family.report import (
+    FAMILY_RUN_FORMAT,
+    draw_figure,
+    figure_data,
+    latency_ms,
+    markdown,
+    member_row,
+    scratch_b_points,
+)
+from prunesearch.fileio import atomic_write_json, atomic_write_text, read_json
+from prunesearch.progress import Reporter
+from prunesearch.training.loop import RunOptions
+from prunesearch.training.runs import DataOptions
+
+__all__ = ["FamilyOptions", "family_out", "train_family"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FamilyOptions:
+    """What ``prunesearch family`` was asked for.
+
+    Attributes:
+        recipe: how members train (:data:`~prunesearch.family.recipes.RECIPES`).
+        out: the family's folder (default: ``<find run>/family-<recipe>-s<seed>``).
+        space: ``--space``, overriding the find run's space.
+        format: the export format (``onnx``, ``pt2``), or None: no export.
+        latency: measure each export's latency (1 thread, as ``export``).
+        repeats: timed repeats of each latency measurement.
+    """
+
+    recipe: str = "finetune"
+    out: str | Path | None = None
+    space: str | None = None
+    format: str | None = "pt2"
+    latency: bool = True
+    repeats: int = 30
+    data: DataOptions = field(default_factory=DataOptions)
+
+
+def family_out(find_run: str | Path, recipe: str, seed: int, out: str | Path | None) -> Path:
+    """Where a family is written: ``out``, else ``<find run>/family-<recipe>-s<seed>``."""
+    return Path(out) if out else Path(find_run) / f"family-{recipe}-s{seed}"
+
+
+def train_family(
+    find_run: str | Path,
+    options: FamilyOptions = FamilyOptions(),
+    opts: RunOptions = RunOptions(),  # noqa: B008
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Trains, exports and reports a family from a finished find run; returns the report
+    (also written to ``family.json``), with ``out`` its folder.
+
+    Raises:
+        PrunesearchError: bad input (no family.json, a missing spec or base, an unknown
+            recipe or format), before anything is written.
+    """
+    recipe = member_recipe(options.recipe)
+    if options.format is not None:
+        require_extra(options.format)
+    if options.repeats < 1:
+        raise PrunesearchError(f"--repeats must be >= 1, got {options.repeats}")
+    run = read_find_run(find_run, options.space)
+    out = family_out(find_run, recipe.name, opts.seed, options.out)
+    if out.exists() and not out.is_dir():
+        raise PrunesearchError(f"--out {out}: exists and is not a folder")
+    trainer = Trainer(run, recipe, out, options.data, opts, reporter)
+    metrics = trainer.train_all()
+    base = _base(run, metrics)
+    rows, cards = [], []
+    for member in run.members:
+        m = metrics[member.slug]
+        teacher = run.base_flops if recipe.teacher else None
+        cost = member_cost(m, teacher, base["cost"])
+        cards.append(_export(member_dir(out, member), options, cost))
+        rows.append(member_row(m, cost, cards[-1], member_dir(out, member)))
+    base["latency_ms"] = next(
+        (ms for ms in (latency_ms(c, "base") for c in cards) if ms is not None), None
+    )
+    report = _report(run, recipe, out, opts, rows, base)
+    return _write(report, out)
+
+
+def _base(run: FindRun, metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The base's point of the report: its size, accuracy (its run's metrics.json, when it is
+    a prunesearch base folder) and training cost."""
+    base_metrics_path = run.base_path.parent / "metrics.json"
+    base_metrics = (
+        read_json(base_metrics_path, "base metrics") if base_metrics_path.is_file() else None
+    )
+    first = next(iter(metrics.values()))
+    per_epoch = (images_seen(first) or 0) // max(int(first["epochs"]), 1)
+    summary = run.members[0].spec.summary()
+    return {
+        "path": str(run.base_path),
+        "flops": summary["base_flops"],
+        "params": summary["base_params"],
+        "epochs": run.base_epochs,
+        "test_accuracy": (base_metrics or {}).get("test_accuracy"),
+        "val_accuracy": (run.family.get("base_info") or {}).get("val_accuracy"),
+        "latency_ms": None,
+        "cost": base_cost(summary["base_flops"], run.base_epochs, base_metrics, per_epoch),
+    }
+
+
+def _export(run_dir: Path, options: FamilyOptions, cost: dict[str, Any]) -> dict[str, Any] | None:
+    """The member exported, verified and its card written (reused when already done); None
+    without a format (``--no-export``)."""
+    if options.format is None:
+        return None
+    export = ExportOptions(
+        options.format,
+        data_dir=options.data.data_dir,
+        repeats=options.repeats,
+        latency=options.latency,
+    )
+    folder = run_dir / f"export-{options.format}"
+    card_path, model_path = folder / "model.json", folder / f"model.{options.format}"
+    if card_path.is_file() and model_path.is_file():
+        card = read_json(card_path, "model card")
+        return card | {"path": str(model_path), "card": str(folder / "MODEL.md")}
+    logger.info("exporting %s (%s) and verifying it", run_dir.name, options.format)
+    return export_run(run_dir, export, training_cost=cost)
+
+
+def _report(
+    run: FindRun,
+    recipe: MemberRecipe,
+    out: Path,
+    opts: RunOptions,
+    rows: list[dict[str, Any]],
+    base: dict[str, Any],
+) -> dict[str, Any]:
+    t = run.space.train
+    settings: dict[str, Any] = {"init": recipe.init, "schedule": recipe.schedule}
+    if recipe.inherits:
+        settings |= {
+            "lr": t.family_lr,
+            "epochs_fraction": t.family_epochs,
+            "epochs": member_epochs(t.family_epochs, run.base_epochs),
+        }
+    if recipe.teacher:
+        settings |= {"temperature": t.distill_temperature, "weight": t.distill_weight}
+    return {
+        "format": FAMILY_RUN_FORMAT,
+        "find_run": str(run.run_dir),
+        "space": run.space.name,
+        "recipe": recipe.name,
+        "recipe_settings": settings,
+        "seed": opts.seed,
+        "signal": run.signal,
+        "base": base,
+        "members": rows,
+        "total": family_total([r["cost"] for r in rows], base["cost"]),
+        "scratch_b": scratch_b_points([run.run_dir, out.parent], out),
+        "figure": "family.png",
+    }
+
+
+def _write(report: dict[str, Any], out: Path) -> dict[str, Any]:
+    """family.png, family.md, then family.json (last: it says the family is complete)."""
+    draw_figure(figure_data(report), out / "family.png")
+    atomic_write_text(out / "family.md", markdown(report))
+    atomic_write_json(out / "family.json", report)
+    return report | {"out": str(out)}
