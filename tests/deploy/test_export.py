@@ -18,7 +18,8 @@ from torch import nn
 
 import prunesearch as ps
 from prunesearch.deploy import export
-from prunesearch.deploy.export import TOLERANCE, load_run, verified_export, verify
+from prunesearch.deploy.export import TOLERANCE, verified_export, verify
+from prunesearch.deploy.trained_run import load_run
 from prunesearch.errors import PrunesearchError
 from prunesearch.models.densenet import DenseNet
 from prunesearch.models.mobilenetv2 import InvertedResidual

@@ -11,8 +11,8 @@ its model card.
    PyTorch model: the largest absolute logit difference must stay within :data:`TOLERANCE` of
    the logit scale, and top-1 must agree on every image except near-ties (a reference top-2
    margin within the tolerance). A failure is an error and leaves no file.
-4. Beside the file, the model card: ``model.json`` (:func:`card_data`) and ``MODEL.md``
-   (:func:`render_card`), with the architecture, accuracy, recipe, search provenance, the
+4. Beside the file, the model card (:mod:`prunesearch.deploy.model_card`): ``model.json`` and
+   ``MODEL.md``, with the architecture, accuracy, recipe, search provenance, the
    verification and the measured latency of the model and of its base.
 """
 
@@ -29,23 +29,22 @@ import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prunesearch.allow_import import AllowImport, import_permission
+from prunesearch.allow_import import AllowImport
+from prunesearch.deploy.model_card import card_data, dataset_text, render_card
+from prunesearch.deploy.trained_run import TrainedRun, load_run
 from prunesearch.errors import PrunesearchError, first_line, shown
-from prunesearch.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from prunesearch.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from prunesearch.latency.measure import (
     MAX_BATCH,
     REPEATS,
     THROUGHPUT_BATCH,
     Timing,
-    latency_table,
     spec_latency,
 )
-from prunesearch.paths import CONFIG, METRICS, WEIGHTS
-from prunesearch.spec import ArchSpec, build, package_versions
+from prunesearch.paths import CONFIG
 from prunesearch.vocab import EXPORT_FORMATS, require
 
 if TYPE_CHECKING:
@@ -57,11 +56,7 @@ __all__ = [
     "OPSET",
     "TOLERANCE",
     "ExportOptions",
-    "TrainedRun",
-    "card_data",
     "export_run",
-    "load_run",
-    "render_card",
     "require_extra",
     "validation_images",
     "verified_export",
@@ -77,7 +72,6 @@ OPSET = 18  # ONNX 1.13's (2022), not the exporter's default 20: older runtimes 
 TOLERANCE = 1e-4  # largest |logit difference| allowed, relative to max(1, largest |logit|)
 VERIFY_IMAGES = 256
 VERIFY_CHUNK = 64  # images per run of a dynamic-batch export (after one of batch 1)
-CARD_FORMAT = "prunesearch.model-card/v1"
 
 
 @dataclass(frozen=True)
@@ -159,83 +153,6 @@ def _out_path(run_dir: Path, options: ExportOptions) -> Path:
 # -- the trained run ---------------------------------------------------------------------------
 
 
-@dataclass
-class TrainedRun:
-    """A finished training run folder, read: its model (weights loaded, eval mode), the spec it
-    trains (for a base run: the unpruned widths), and its files' contents."""
-
-    run_dir: Path
-    model: nn.Module
-    spec: ArchSpec
-    meta: dict[str, Any]
-    metrics: dict[str, Any]
-    config: dict[str, Any]
-
-
-def load_run(run_dir: str | Path, allow_import: AllowImport = False) -> TrainedRun:
-    """Reads a ``train-arch`` or ``train-base`` run folder and rebuilds its trained model.
-
-    Raises:
-        PrunesearchError: not a finished training run, or weights that do not fit the model.
-    """
-    import torch
-
-    from prunesearch.models import create_model
-    from prunesearch.training.loop import load_weights
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise PrunesearchError(f"run folder not found: {run_dir}")
-    weights = run_dir / WEIGHTS
-    if not weights.is_file():
-        raise PrunesearchError(
-            f"{run_dir} has no model.safetensors: export takes the folder "
-            "of a finished train-arch or train-base run"
-        )
-    for name in (METRICS, CONFIG):
-        if not (run_dir / name).is_file():
-            raise PrunesearchError(f"{run_dir} has no {name}: not a finished training run")
-    state, meta = load_weights(weights)
-    metrics = read_json(run_dir / METRICS, "metrics")
-    config = read_json(run_dir / CONFIG, "run config")
-    if not isinstance(metrics.get("test_accuracy"), float | int):
-        raise PrunesearchError(
-            f"{run_dir}/metrics.json has no test_accuracy: not the metrics of "
-            "a finished training run"
-        )
-    if meta.get("spec") is not None:
-        spec = ArchSpec.from_dict(meta["spec"], allow_import=allow_import)
-        model = build(spec)
-    else:
-        if not isinstance(meta.get("model"), str) or not isinstance(meta.get("model_args"), dict):
-            raise PrunesearchError(f"{weights}: its metadata names no model")
-        permission = import_permission(allow_import, meta["model"])
-        model = create_model(meta["model"], allow_import=permission, **meta["model_args"])
-        graph = _trace(model, meta.get("input_shape"), weights)
-        spec = ArchSpec.from_graph(graph, {}, model=meta["model"], model_args=meta["model_args"])
-        spec.allow_import = permission
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise PrunesearchError(
-            f"{weights} does not fit {spec.model}: {first_line(exc)[:200]}"
-        ) from None
-    model = model.to(torch.float32).eval()
-    return TrainedRun(run_dir, model, spec, meta, metrics, config)
-
-
-def _trace(model: nn.Module, shape: Any, where: Path):
-    import torch
-
-    from prunesearch.engine.graph import trace
-    from prunesearch.spec import check_input_shape
-
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise PrunesearchError(f"{where}: its metadata has no valid input_shape")
-    check_input_shape(shape, f"{where}: input_shape")
-    return trace(model, torch.zeros(1, *shape))
-
-
 def validation_images(run: TrainedRun, data_dir: str | None, n: int) -> tuple[Any, str]:
     """Up to ``n`` images of the run's validation split (its test split when the space holds
     none out), normalised as training normalises them: (tensor N x C x H x W, where from).
@@ -270,38 +187,6 @@ def validation_images(run: TrainedRun, data_dir: str | None, n: int) -> tuple[An
         )
     x = next(iter(BatchLoader(images, len(images), train=False)))[0]
     return x, f"{len(x)} images of the {name} {source}"
-
-
-def dataset_text(dataset: Any) -> str:
-    """A space's ``data.dataset`` in words: the built-in name, or ``folder /abs/path``."""
-    if isinstance(dataset, dict):
-        kind = next((k for k in ("folder", "arrays", "callable") if k in dataset), "?")
-        return f"{kind} {dataset.get(kind)}"
-    return str(dataset)
-
-
-def preprocessing(run: TrainedRun) -> dict[str, Any] | None:
-    """What an input must go through before the model (the card's ``preprocessing``): image
-    size, channel order, mean, std (of x / 255), resize rule, class names."""
-    source = run.config.get("data_source")
-    if isinstance(source, dict):
-        keys = ("image_size", "channels", "channel_order", "mean", "std", "resize", "classes")
-        return {k: source.get(k) for k in keys}
-    from prunesearch.data.datasets import DATASETS
-
-    info = DATASETS.get(str(((run.config.get("space") or {}).get("data") or {}).get("dataset")))
-    if info is None:
-        return None
-    c, h, w = info.shape
-    return {
-        "image_size": [h, w],
-        "channels": c,
-        "channel_order": "RGB" if c == 3 else "L",
-        "mean": list(info.mean),
-        "std": list(info.std),
-        "resize": "none (the dataset's own size)",
-        "classes": None,
-    }
 
 
 # -- export and verification -------------------------------------------------------------------
@@ -527,221 +412,3 @@ def export_run(
 
 
 # -- the model card ----------------------------------------------------------------------------
-
-
-def _versions() -> dict[str, str]:
-    out = package_versions()
-    for pkg in ("onnx", "onnxruntime", "onnxscript"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[pkg] = version(pkg)
-    return out
-
-
-def card_data(
-    run: TrainedRun, exported: dict[str, Any], latency: dict[str, Any] | None
-) -> dict[str, Any]:
-    """The model card's content as plain data (``model.json``; ``latency`` None: not
-    measured)."""
-    summary = run.spec.summary()
-    m, meta = run.metrics, run.meta
-    search = (run.spec.search or {}) if meta.get("spec") is not None else {}
-    budget = run.spec.budget if meta.get("spec") is not None else None
-    return {
-        "format": CARD_FORMAT,
-        "model": run.spec.model,
-        "model_args": run.spec.model_args,
-        "input_shape": list(run.spec.input_shape),
-        "run": {
-            "folder": str(run.run_dir),
-            "kind": meta.get("kind"),
-            "space": meta.get("space"),
-            "dataset": dataset_text(
-                ((run.config.get("space") or {}).get("data") or {}).get("dataset")
-            ),
-            "limit_train": (run.config.get("data") or {}).get("limit_train"),
-            "seed": m.get("seed"),
-            "epochs": m.get("epochs"),
-            "recipe": m.get("recipe"),
-            "memory_format": m.get("memory_format"),
-            "train_seconds": m.get("train_seconds"),
-            "device": m.get("device"),
-        },
-        "accuracy": {"test": m.get("test_accuracy"), "val": m.get("val_accuracy")},
-        "preprocessing": preprocessing(run),
-        "architecture": {
-            k: summary[k]
-            for k in (
-                "flops",
-                "base_flops",
-                "flops_ratio",
-                "params",
-                "base_params",
-                "flop_counter",
-                "groups",
-            )
-        },
-        "search": {
-            "budget": (budget or {}).get("text"),
-            **{
-                k: search.get(k)
-                for k in (
-                    "objective",
-                    "signal",
-                    "trial",
-                    "score",
-                    "trials",
-                    "study",
-                    "granularity",
-                    "baseline",
-                    "base_checkpoint_sha256",
-                )
-            },
-        }
-        if search
-        else None,
-        "export": {k: v for k, v in exported.items() if k != "verification"},
-        "verification": exported["verification"],
-        "latency": latency,
-        "versions": _versions(),
-    }
-
-
-def _preprocessing_lines(p: dict[str, Any] | None) -> list[str]:
-    if not p:
-        return []
-    lines = [
-        "## Preprocessing",
-        "",
-        f"- **Input**: {p['image_size'][0]}x{p['image_size'][1]}, {p['channels']} channel(s) "
-        f"({p['channel_order']}), resized by: {p['resize']}.",
-        f"- **Normalisation**: (x / 255 - mean) / std per channel, mean {p['mean']}, std "
-        f"{p['std']}.",
-    ]
-    if p.get("classes"):
-        shown_classes = ", ".join(f"{i}: {c}" for i, c in enumerate(p["classes"][:50]))
-        more = f" (and {len(p['classes']) - 50} more)" if len(p["classes"]) > 50 else ""
-        lines.append(f"- **Classes** (logit index: name): {shown_classes}{more}.")
-    return [*lines, ""]
-
-
-def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-
-
-def render_card(card: dict[str, Any]) -> str:
-    """``MODEL.md``: the card as Markdown."""
-    a, r, e, v, lat = (
-        card["architecture"],
-        card["run"],
-        card["export"],
-        card["verification"],
-        card["latency"],
-    )
-    acc = card["accuracy"]
-    lines = [
-        f"# {card['model']} ({r['kind']} run of {r['space']})",
-        "",
-        f"- **File**: `{e['file']}` ({e['format']}, {e['bytes']:,} bytes, sha256 "
-        f"`{e['sha256'][:16]}...`), input `{e['input']['name']}` float32 "
-        f"{' x '.join(map(str, e['input']['shape']))} (NCHW), output `logits`; "
-        f"{e['exporter']}.",
-        f"- **Test accuracy**: {_pct(acc['test'])} (validation {_pct(acc['val'])}) on "
-        f"{r['dataset']}"
-        + (
-            f", trained on the first {r['limit_train']:,} training images"
-            if r.get("limit_train")
-            else ""
-        )
-        + ".",
-        f"- **Cost**: {a['flops']:,} FLOPs ({a['flops_ratio']:.1%} of the base's "
-        f"{a['base_flops']:,}; fvcore: 1 multiply-add = 1), {a['params']:,} params (base "
-        f"{a['base_params']:,}).",
-        f"- **Training**: {r['epochs']} epoch(s), seed {r['seed']}, "
-        + _recipe(r.get("recipe") or {})
-        + _format_text(r.get("memory_format"))
-        + ".",
-        "",
-    ]
-    lines += _preprocessing_lines(card.get("preprocessing"))
-    s = card.get("search")
-    if s:
-        lines += [
-            "## Search provenance",
-            "",
-            f"Budget {s['budget']}, objective `{s['objective']}`, signal `{s['signal']}`, "
-            f"trial {s['trial']} of {s['trials']} (score {_num(s['score'])}), study "
-            f"`{s['study']}`, granularity {s['granularity']}"
-            + (f"; the `{s['baseline']}` baseline's architecture" if s.get("baseline") else "")
-            + f"; base checkpoint sha256 `{str(s['base_checkpoint_sha256'])[:16]}...`.",
-            "",
-        ]
-    lines += [
-        "## Verification",
-        "",
-        f"{v['runtime']} against the PyTorch model on {v['images_from']}, in batches of "
-        f"{', '.join(map(str, v['batches']))}: max |logit difference| "
-        f"{v['max_abs_logit_diff']:.3g} (tolerance {v['tolerance']:.3g}: "
-        f"{v['tolerance_rule']}), top-1 agreement {v['top1_agreement']:.2%} "
-        f"({v['near_ties']} near-ties). **{'Passed' if v['passed'] else 'FAILED'}.**",
-        "",
-    ]
-    lines += [*_cost_lines(card.get("training_cost")), "## Latency", "", *_latency_lines(lat)]
-    if a["flops"] < a["base_flops"]:
-        lines += ["", "## Widths against the base", ""]
-        lines += _md_table(
-            ["group", "base", "width", "keep"],
-            [[g["group"], g["base"], g["width"], f"{g['keep_ratio']:.0%}"] for g in a["groups"]],
-        )
-    lines += ["", "Versions: " + ", ".join(f"{k} {val}" for k, val in card["versions"].items()), ""]
-    return "\n".join(lines)
-
-
-def _latency_lines(lat: dict[str, Any] | None) -> list[str]:
-    if lat is None:
-        return ["Not measured (exported with `--no-latency`)."]
-    lines = [
-        f"PyTorch eager inference on {lat['device']}, {lat['threads']} thread(s), torch "
-        f"{lat['torch']}: median ms per image (25th-75th percentile over "
-        f"{lat['repeats']} repeats after {lat['warmup']} warm-up calls), for this model "
-        "(`spec`)" + (" and its unpruned base." if lat["speedup"] else "."),
-        "",
-    ]
-    return lines + _md_table(
-        ["model", "memory format", *(f"batch {b}" for b in lat["batches"])], latency_table(lat)
-    )
-
-
-def _cost_lines(cost: dict[str, Any] | None) -> list[str]:
-    """The card's "Training cost" block (``prunesearch family``'s bill; none for export)."""
-    if not cost:
-        return []
-    teacher = f" + teacher {cost['teacher_macs']:.3g}" if cost.get("teacher_macs") else ""
-    return [
-        "## Training cost",
-        "",
-        f"{cost['train_macs']:.3g} training MACs{teacher} ({cost['factor']}), "
-        f"{cost['x_base']:.3f}x the base's training and {cost['x_scratch_b']:.3f}x this "
-        f"architecture's Scratch-B; {cost['epochs']} epoch(s), {cost['images']:,} images, "
-        f"{cost['train_seconds']} s of training.",
-        "",
-    ]
-
-
-def _pct(x: Any) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
-def _num(x: Any) -> str:
-    return f"{x:.4f}" if isinstance(x, float) else str(x)
-
-
-def _recipe(recipe: dict[str, Any]) -> str:
-    keys = ("lr", "momentum", "weight_decay", "schedule", "batch_size", "augment")
-    return "SGD " + ", ".join(f"{k} {recipe[k]}" for k in keys if k in recipe)
-
-
-def _format_text(choice: Any) -> str:
-    if not isinstance(choice, dict):
-        return ""
-    return f"; trained in {choice.get('memory_format')} ({choice.get('how')})"
