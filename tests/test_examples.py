@@ -168,3 +168,21 @@ def test_custom_model_report_and_compare(tmp_path):
         report = run_cli("report", run_dir, cwd=tmp_path)
         assert report.returncode == 0, report.stderr
         assert "custom_cnn" not in sys.modules
+
+
+def test_own_data_walkthrough(tmp_path, monkeypatch):
+    """examples/own_data: an image folder written with Pillow, a model trained by a plain loop
+    and saved as a state dict, then find --base, train-arch, export and ps.search with a score
+    of the user's; no conversion by hand anywhere."""
+    monkeypatch.setenv("PRUNESEARCH_CACHE", str(tmp_path / "cache"))
+    proc = run_script(
+        ROOT / "examples" / "own_data" / "walkthrough.py", "--out", tmp_path, "--tiny"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    spec = ps.ArchSpec.load(tmp_path / "find" / "spec-50pct-flops.json")
+    assert spec.model_args["num_classes"] == 3  # from the folder's classes
+    assert spec.flops <= 0.5 * spec.base_flops
+    card = json.loads((tmp_path / "arch" / "export-pt2" / "model.json").read_text())
+    assert card["preprocessing"]["classes"] == ["bars", "discs", "squares"]
+    assert card["verification"]["passed"]
+    assert "ps.search: score" in proc.stdout
