@@ -57,7 +57,7 @@ class DataCfg:
     ``synthetic`` apply to the user's own data only (README, "Your own data")."""
 
     dataset: DatasetRef
-    val_size: int = 5000
+    val_size: IntOrNone = None  # None: 10% of the training images, at most 5000
     batch_size: int = 128
     eval_batch_size: int = 500
     augment: bool = True
@@ -329,7 +329,7 @@ def _search_checks(s: SearchCfg) -> list[tuple[bool, str, str]]:
 
 def _data_checks(d: DataCfg) -> list[tuple[bool, str, str]]:
     return [
-        (d.val_size >= 0, "data.val_size", "must be >= 0"),
+        (d.val_size is None or d.val_size >= 0, "data.val_size", "must be >= 0"),
         (d.batch_size >= 1, "data.batch_size", "must be >= 1"),
         (d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1"),
         (0 < d.test_size < 1, "data.test_size", "must be in (0, 1)"),
@@ -413,9 +413,15 @@ def space_from_dict(raw: Any, where: str = "space", path: str = "") -> Space:
     for key in raw:
         if key not in known:
             raise PrunesearchError(f"{where}.{key}: unknown key; known: {', '.join(known)}")
+    example = {
+        "name": "NAME",
+        "model": "{name: resnet20, args: {}}",
+        "data": "{dataset: {folder: DIR}, image_size: 32}",
+        "train": "{epochs: 10}",
+    }
     for key in ("name", "model", "data", "train"):
         if key not in raw:
-            raise PrunesearchError(f"{where}.{key}: missing")
+            raise PrunesearchError(f"{where}.{key}: missing (e.g. {key}: {example[key]})")
     name = _check(raw["name"], "str", f"{where}.name")
     data = _section(DataCfg, raw["data"], f"{where}.data")
     space = Space(
@@ -515,7 +521,8 @@ def load_space(name_or_path: str | os.PathLike | None = None) -> Space:
                 break
         else:
             raise PrunesearchError(f"unknown space {text!r}; known: {', '.join(list_spaces())}")
-    return space_from_dict(_read_yaml(path), f"space {path.name}", str(path))
+    # recorded absolute: a spec names the space file it was searched with, from any folder
+    return space_from_dict(_read_yaml(path), f"space {path.name}", str(path.resolve()))
 
 
 def space_for_spec(search: Mapping[str, Any] | None, override: str | None = None) -> Space:

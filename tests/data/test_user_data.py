@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from prunesearch.data import image_folder
-from prunesearch.data.datasets import load_train_test, split_validation
+from prunesearch.data.datasets import load_train_test, split_validation, validation_size
 from prunesearch.data.user_data import carve_test
 from prunesearch.errors import PrunesearchError
 from prunesearch.space import DataCfg
@@ -133,8 +133,15 @@ def test_carve_test_is_seeded_stratified_and_disjoint():
 def test_val_size_error_names_the_key_and_its_default(tmp_path):
     root = write_image_folder(tmp_path / "imgs")
     train = load_train_test(folder_cfg(root), channels=3).train
-    with pytest.raises(PrunesearchError, match=r"data\.val_size must be in 1\.\.14 .*default 5000"):
+    with pytest.raises(PrunesearchError, match=r"data\.val_size must be in 1\.\.14 .*default 10%"):
         split_validation(train, 5000)
+
+
+def test_the_default_validation_split_is_sized_to_the_training_images():
+    """data.val_size unset: 10% of the training images, at least one, at most 5000 (a small
+    folder works without setting it; the built-in datasets keep their 5000)."""
+    assert [validation_size(None, n) for n in (1, 2, 15, 400, 60_000)] == [0, 1, 1, 40, 5000]
+    assert validation_size(7, 15) == 7 and validation_size(0, 400) == 0
 
 
 def test_same_size_images_need_no_image_size_and_share_the_cache_of_that_size(tmp_path):

@@ -414,6 +414,14 @@ def load_dataset(
     )
 
 
+def validation_size(val_size: int | None, n_train: int) -> int:
+    """``data.val_size``, or by default 10% of the training images (at least 1, at most 5000:
+    the validation split of the built-in datasets), so that a small folder works unset."""
+    if val_size is not None:
+        return val_size
+    return min(5000, max(1, n_train // 10)) if n_train > 1 else 0
+
+
 def split_validation(train: ImageData, val_size: int, seed: int = 0) -> tuple[ImageData, ImageData]:
     """Carves a held-out validation split from the training set, deterministically.
 
@@ -425,7 +433,8 @@ def split_validation(train: ImageData, val_size: int, seed: int = 0) -> tuple[Im
     if not 0 < val_size < len(train):
         raise PrunesearchError(
             f"data.val_size must be in 1..{len(train) - 1} (the training split holds "
-            f"{len(train)} images; default 5000, 0 for no validation split), got {val_size}"
+            f"{len(train)} images; default 10% of them, at most 5000; 0 for no validation split), "
+            f"got {val_size}"
         )
     if train.info.shuffled:
         cut = len(train) - val_size

@@ -158,7 +158,7 @@ def validation_images(run: TrainedRun, data_dir: str | None, n: int) -> tuple[An
     none out), normalised as training normalises them: (tensor N x C x H x W, where from).
     The user's own data is read from where the run recorded it (absolute), and refused when it
     is not what the run read (another folder, or the same one changed)."""
-    from prunesearch.data.datasets import load_train_test, split_validation
+    from prunesearch.data.datasets import load_train_test, split_validation, validation_size
     from prunesearch.data.loader import BatchLoader
     from prunesearch.space import space_from_dict
     from prunesearch.training.runs import check_same_source
@@ -175,8 +175,9 @@ def validation_images(run: TrainedRun, data_dir: str | None, n: int) -> tuple[An
     )
     check_same_source(loaded.source, run.run_dir / CONFIG)
     name = dataset_text(d.dataset)
-    if d.val_size:
-        images, source = split_validation(loaded.train, d.val_size)[1], "validation split"
+    val_size = validation_size(d.val_size, len(loaded.train))
+    if val_size:
+        images, source = split_validation(loaded.train, val_size)[1], "validation split"
     else:
         images, source = loaded.test, "test split (the space holds out no validation split)"
     images = images.subset(slice(0, n))

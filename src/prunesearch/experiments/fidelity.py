@@ -40,12 +40,11 @@ from prunesearch.find.baselines import baseline_widths, budget_targets
 from prunesearch.find.candidates import Candidates, objective_settings, resolve_signal
 from prunesearch.find.granularity import Parameterization
 from prunesearch.latency.budgets import resolve_threads
-from prunesearch.paths import CONFIG
 from prunesearch.progress import Reporter
 from prunesearch.space import Space
 from prunesearch.spec import ArchSpec
 from prunesearch.training.loop import RunOptions, resolve_device
-from prunesearch.training.runs import DataOptions, resolve_space
+from prunesearch.training.runs import DataOptions, resolve_space, write_config
 from prunesearch.vocab import EPOCH_BUDGETS, OBJECTIVES, require
 
 __all__ = [
@@ -265,18 +264,8 @@ def fidelity(
             f"{MIN_ARCHS}"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(
-        run_dir / CONFIG,
-        {
-            "space": space.to_dict(),
-            "space_path": space.path,
-            "fidelity": dataclasses.asdict(options),
-            "base": str(base_path),
-            "signal": signal,
-            "options": dataclasses.asdict(opts),
-            "data": dataclasses.asdict(data),
-        },
-    )
+    fid = dataclasses.asdict(options)
+    write_config(run_dir, space, opts, data, fidelity=fid, base=str(base_path), signal=signal)
     _score_all(exp, signal, archs, options.objectives, search)
     specs = _save_specs(search, space, budget, target, archs, run_dir / "archs")
     _train_archs(exp, options, archs, specs)

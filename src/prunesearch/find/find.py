@@ -52,10 +52,9 @@ from prunesearch.find.workers import (
     start_workers,
 )
 from prunesearch.latency.budgets import resolve_threads, study_qualifier
-from prunesearch.paths import CONFIG, WEIGHTS, run_folder
+from prunesearch.paths import WEIGHTS, run_folder
 from prunesearch.progress import Reporter
 from prunesearch.space import Space
-from prunesearch.spec import package_versions
 from prunesearch.training.base_weights import (
     BaseWeights,
     base_accuracy,
@@ -63,7 +62,7 @@ from prunesearch.training.base_weights import (
     load_space_base,
 )
 from prunesearch.training.loop import RunOptions, resolve_device
-from prunesearch.training.runs import DataOptions, resolve_space, train_base
+from prunesearch.training.runs import DataOptions, resolve_space, train_base, write_config
 from prunesearch.vocab import OBJECTIVES, require
 
 __all__ = ["Export", "FindOptions", "find", "run_study", "search_budget", "study_name"]
@@ -153,31 +152,6 @@ def _resolve_base(
 def _run_dir(space: Space, budgets: list[Budget], out: str | Path | None) -> Path:
     """``out``, else ``outputs/<space>/find-<budget slugs>``."""
     return Path(out) if out else run_folder(space.name, "find-" + "_".join(b.slug for b in budgets))
-
-
-def _write_config(
-    run_dir: Path,
-    space: Space,
-    find: dict[str, Any],
-    base_path: Path,
-    sha: str,
-    opts: RunOptions,
-    data: DataOptions,
-) -> None:
-    """The find run's config.json: the space, the options as resolved, the base."""
-    atomic_write_json(
-        run_dir / CONFIG,
-        {
-            "space": space.to_dict(),
-            "space_path": space.path,
-            "find": find,
-            "base": str(base_path.resolve()),
-            "base_sha256": sha,
-            "options": dataclasses.asdict(opts),
-            "data": dataclasses.asdict(data),
-            "versions": package_versions(),
-        },
-    )
 
 
 def _base_info(
@@ -388,7 +362,8 @@ def find(
     chosen = {"storage": None if find_opts.storage is None else redact(storage_url)}
     chosen |= {"trials": trials, "signal": signal, "objective": objective}
     chosen = dataclasses.asdict(find_opts) | chosen
-    _write_config(run_dir, space, chosen, base_path, sha, opts, data)
+    write_config(run_dir, space, opts, data, find=chosen, base=str(base_path.resolve()),
+                 base_sha256=sha)  # fmt: skip
     search = Candidates(space, base_path, signal, data, opts, objective, find_opts.finetune_steps)
     base_info = _base_info(search, base, base_path, find_opts)
     search.use_budgets(budgets, device, reporter)

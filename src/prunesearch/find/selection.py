@@ -193,7 +193,9 @@ def _search_info(
         "granularity": space.search.granularity,
         "space": space.name,
         "space_path": space.path,
-        "base_checkpoint": str(job.base_path),
+        "base_checkpoint": str(
+            Path(job.base_path).resolve() if Path(job.base_path).is_file() else job.base_path
+        ),
         "base_checkpoint_sha256": sha,
         "base": job.base_info,
         # the user's own data the base was trained on (kind, absolute path, digest)

@@ -17,7 +17,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunesearch.data.datasets import DatasetInfo, load_train_test, split_validation
+from prunesearch.data.datasets import (
+    DatasetInfo,
+    load_train_test,
+    split_validation,
+    validation_size,
+)
 from prunesearch.engine.flops import count_flops
 from prunesearch.engine.graph import trace
 from prunesearch.errors import PrunesearchError, first_line, shown
@@ -50,6 +55,7 @@ __all__ = [
     "scratch_b_epochs",
     "train_arch",
     "train_base",
+    "write_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -112,8 +118,9 @@ def prepare_data(space: Space, data: DataOptions, reporter: Reporter | None = No
         space = _with_data(space, train.info, loaded.source)
     check_model_fits(space, train.info, exact=loaded.source is not None)
     val = None
-    if d.val_size:
-        train, val = split_validation(train, d.val_size)
+    val_size = validation_size(d.val_size, len(train))
+    if val_size:
+        train, val = split_validation(train, val_size)
     if data.limit_train is not None:
         if data.limit_train < 1:
             raise PrunesearchError(f"--limit-train must be >= 1, got {data.limit_train}")
@@ -238,28 +245,28 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
     return None
 
 
-def _config(
-    space: Space, recipe: Recipe, opts: RunOptions, data: DataOptions, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "space": space.to_dict(),
-        "space_path": space.path,
-        "recipe": asdict(recipe),
-        "options": asdict(opts),
-        "data": asdict(data)
-        | {"data_dir": str(Path(data.data_dir).resolve()) if data.data_dir else None},
-        "versions": package_versions(),
-        "command": sys.argv,
-        **extra,
-    }
-
-
-def _write_config(run_dir: Path, config: dict[str, Any], opts: RunOptions) -> None:
+def write_config(
+    run_dir: Path, space: Space, opts: RunOptions, data: DataOptions, **sections: Any
+) -> None:
+    """A run folder's ``config.json``, the one writer of its shape: the resolved space, the run
+    and data options, versions and the command line, then the run kind's own ``sections``
+    (``recipe`` and ``data_source`` of a training run, ``find``'s options and base, ...).
+    Written by rank 0 only."""
     from prunesearch.training.loop import _distributed, resolve_device
 
     rank, _, _ = _distributed(resolve_device(opts.device))
-    if rank == 0:
-        atomic_write_json(run_dir / CONFIG, config)
+    if rank != 0:
+        return
+    data_dir = str(Path(data.data_dir).resolve()) if data.data_dir else None
+    config = {
+        "space": space.to_dict(),
+        "space_path": space.path,
+        "options": asdict(opts),
+        "data": asdict(data) | {"data_dir": data_dir},
+        "versions": package_versions(),
+        "command": sys.argv,
+    }
+    atomic_write_json(run_dir / CONFIG, config | sections)
 
 
 def base_run_dir(space: Space, out: str | Path | None = None) -> Path:
@@ -315,8 +322,9 @@ def train_base(
         "input_shape": shape,
         "flops": count_flops(model, torch.zeros(1, *shape)),
     }
-    config = _config(space, recipe, opts, data, kind="base", data_source=prepared.source)
-    _write_config(run_dir, config, opts)
+    write_config(
+        run_dir, space, opts, data, recipe=asdict(recipe), kind="base", data_source=prepared.source
+    )
     return fit(
         model,
         splits,
@@ -409,8 +417,8 @@ def train_arch(
         "flops": spec.flops,
         "spec": spec.to_dict(),
     }
-    config = _config(space, recipe, opts, data, kind=kind, schedule=how.schedule, init=how.init)
-    _write_config(run_dir, config | {"data_source": prepared.source}, opts)
+    sections = {"recipe": asdict(recipe), "kind": kind, "schedule": how.schedule, "init": how.init}
+    write_config(run_dir, space, opts, data, **sections, data_source=prepared.source)
     return fit(
         model,
         splits,
