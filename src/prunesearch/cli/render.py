@@ -246,7 +246,7 @@ def family_table(result: dict[str, Any]) -> None:
         for r in [m, *(c for c in controls if c["of"] == m["member"])]:
             c = r["cost"]
             ms = f"{r['latency_ms']:.3f}" if r["latency_ms"] is not None else "-"
-            name = r["budget"] + (f" {r['control']} (control)" if r.get("control") else "")
+            name = r["budget"] + (f" {r['control']}" if r.get("control") else "")
             table.add_row(
                 name, human(r["flops"]), human(r["params"]), ms, f"{r['test_accuracy']:.4f}",
                 human(c["total_macs"]), f"{c['x_base']:.3f}", f"{c['x_scratch_b']:.3f}",
@@ -261,8 +261,8 @@ def family_table(result: dict[str, Any]) -> None:
     if controls:
         ct = result["controls_total"]
         console.print(
-            f"controls (not members, counted apart): {human(ct['total_macs'])} training MACs, "
-            f"{ct['x_base']:.3f}x the base's training"
+            "controls (rows '<budget> <baseline>'; not members, counted apart): "
+            f"{human(ct['total_macs'])} training MACs, {ct['x_base']:.3f}x the base's training"
         )
 
 
