@@ -96,7 +96,7 @@ class TrainCfg(Optimisation):
     finetune_epochs: int = 40
     finetune_lr: float = 0.001
     # `prunesearch family`: a member trains for this fraction of the base's epochs (rounded up,
-    # at least 1) at this peak lr, cosine to 0 (family/recipes.py); distill adds the base as
+    # at least 1) at this peak lr, cosine to 0 (training/recipes.py); distill adds the base as
     # teacher at this temperature and soft-target weight
     family_epochs: float = 0.25
     family_lr: float = 0.01
@@ -379,7 +379,7 @@ def _validate_synthetic(synthetic: dict[str, Any], where: str) -> None:
 
 
 def _validate_family(t: TrainCfg, where: str) -> None:
-    """The keys of ``prunesearch family``'s recipes (family/recipes.py)."""
+    """The keys of ``prunesearch family``'s recipes (training/recipes.py)."""
     for ok, key, message in (
         (0 < t.family_epochs <= 1, "family_epochs", "must be in (0, 1] (of the base's epochs)"),
         (t.family_lr > 0, "family_lr", "must be > 0"),

@@ -19,8 +19,10 @@ __all__ = [
     "LR_SCHEDULES",
     "MEMORY_FORMATS",
     "OBJECTIVES",
+    "RECIPE_KINDS",
     "SIGNALS",
     "TRAINING_KINDS",
+    "TRAIN_ARCH_KINDS",
     "require",
 ]
 
@@ -32,11 +34,16 @@ LR_SCHEDULES = ("step", "cosine", "constant")  # learning-rate schedules (train.
 # Scratch-B the base's compute at the architecture's FLOPs (runs.scratch_b_epochs)
 EPOCH_BUDGETS = ("scratch-e", "scratch-b")
 ARCH_INITS = ("scratch", "inherit")  # train-arch from random init or the pruned base
-# how a compare row or a stored cell is trained: the base, or an architecture fine-tuned from
-# it or trained from scratch (runs.arch_kind / arch_training map them to --init / --schedule)
-TRAINING_KINDS = ("base", "finetune", "scratch-e", "scratch-b")
+# how train-arch trains an architecture: fine-tuned from the base or trained from scratch
+# (runs.arch_kind / arch_training map them to --init / --schedule)
+TRAIN_ARCH_KINDS = ("finetune", "scratch-e", "scratch-b")
+# the family's cheap recipes as compare rows (training/recipes.py KIND_RECIPES: the family's
+# finetune, a cosine schedule from train.family_lr, and distill)
+RECIPE_KINDS = ("finetune-cosine", "distill")
+# how a compare row or a stored cell is trained: the base, or an architecture trained from it
+TRAINING_KINDS = ("base", *TRAIN_ARCH_KINDS, *RECIPE_KINDS)
 ARCH_KINDS = TRAINING_KINDS[1:]
-# how `prunesearch family` trains its members (family/recipes.py): from the pruned base
+# how `prunesearch family` trains its members (training/recipes.py): from the pruned base
 # (finetune, distill: with the base as teacher), from the next larger trained member (chain),
 # or from scratch (the references)
 FAMILY_RECIPES = ("finetune", "distill", "chain", "scratch-e", "scratch-b")

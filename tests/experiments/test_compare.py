@@ -2,9 +2,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
-from prunesearch.experiments.compare import ROWS, CompareOptions, compare
+from prunesearch.experiments.compare import DEFAULT_TRAININGS, ROWS, CompareOptions, compare
 from prunesearch.experiments.report import render_report
+from prunesearch.experiments.run_store import ArchCell, CellStore
+from prunesearch.fileio import file_digest
 from prunesearch.space import load_space
 from prunesearch.spec import ArchSpec
 from prunesearch.training.runs import DataOptions
@@ -31,7 +35,7 @@ def run(tmp_path_factory):
 
 def test_every_row_with_every_seed(run):
     out, result = run
-    assert [r["row"] for r in result["rows"]] == [r[0] for r in ROWS]
+    assert [r["row"] for r in result["rows"]] == [r[0] for r in ROWS if r[2] in DEFAULT_TRAININGS]
     assert result["seeds"] == [0, 1]
     for r in result["rows"]:
         assert r["seeds"] == 2 and len(r["test_accuracy"]) == 2
@@ -227,3 +231,58 @@ def test_rows_select_what_is_trained(run):
     assert {r["training"] for r in result["rows"]} == {"scratch-b"}
     assert {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")} == stamps
     assert result["paired"]["minus"] == first["paired"]["minus"]
+
+
+def test_the_cheap_recipes_are_rows_trained_from_the_base_in_their_own_cells(run, tmp_path):
+    out, first = run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
+    rows = ("base", "scratch-b", "finetune-cosine", "distill")
+    options = CompareOptions("50%FLOPs", seeds=2, trials=3, trainings=rows)
+    result = compare(load_space(TINY), options, out=out, epochs=1, data=DATA)
+    got = {r["row"]: r for r in result["rows"]}
+    searched_rows = ["searched / fine-tuned (cosine)", "searched / distilled"]
+    assert list(got)[:4] == ["base", "searched / Scratch-B", *searched_rows]
+    assert {r["training"] for r in result["rows"][4:]} == {"scratch-b"}
+    tuned, taught = got["searched / fine-tuned (cosine)"], got["searched / distilled"]
+    base, searched = got["base"], got["searched / Scratch-B"]
+    # the base, Scratch-B cells were reused; only the new rows' cells trained
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert (
+        searched["test_accuracy"]
+        == next(r for r in first["rows"] if r["row"] == "searched / Scratch-B")["test_accuracy"]
+    )
+    base_path = Path(result["base"])
+    for row in (tuned, taught):
+        assert row["seeds"] == 2 and row["epochs"] == 1  # 0.25 of the 1-epoch base, at least 1
+        assert row["flops"] == searched["flops"] and row["same_as"] is None
+        for cell in row["cells"]:
+            identity = json.loads((Path(cell) / "cell.json").read_text())
+            assert identity["kind"] == row["training"]
+            assert identity["base_sha256"] == file_digest(base_path)
+            metrics = json.loads((Path(cell) / "metrics.json").read_text())
+            assert metrics["recipe"]["schedule"] == "cosine" and metrics["recipe"]["lr"] == 0.01
+            assert metrics["init"] == {"from": "base", "signal": "slimming"}
+    assert json.loads((Path(taught["cells"][0]) / "cell.json").read_text())["recipe"]["teacher"]
+    assert "teacher_sha256" in json.loads((Path(taught["cells"][0]) / "cell.json").read_text())
+    assert "distillation" in json.loads((Path(taught["cells"][0]) / "metrics.json").read_text())
+    assert set(tuned["cells"]).isdisjoint(taught["cells"])
+    # the teacher changed what was learnt (the tiny data's accuracies may tie)
+    a, b = (load_file(Path(r["cells"][0]) / "model.safetensors") for r in (tuned, taught))
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    # the cost: its epochs at its FLOPs; distillation adds the teacher's forward per image
+    ratio = searched["flops"] / base["flops"]
+    assert tuned["compute_vs_base"] == round(ratio, 3) and tuned["teacher_macs"] == 0
+    assert taught["compute_vs_base"] == round(ratio + 1 / 3, 3)
+    assert taught["teacher_macs"] == base["flops"] * result["n_train"]
+    md = (out / "compare.md").read_text()
+    assert f"| searched / distilled | {100 * taught['mean']:.2f}" in md
+    # another teacher (base) is another cell
+    store, spec = CellStore(result["cells"]), ArchSpec.load(out / "find" / "spec-50pct-flops.json")
+    other = tmp_path / "other-base.safetensors"
+    other.write_bytes(b"not the same base")
+    space = load_space(TINY)
+    folders = {
+        store.arch_folder(ArchCell(spec, "distill", 0, epochs=1, base=b), space, DATA)
+        for b in (base_path, other)
+    }
+    assert len(folders) == 2 and Path(taught["cells"][0]) in folders

@@ -102,6 +102,39 @@ def test_distillation_counts_the_teachers_forward(find_run, tmp_path, finetuned)
     assert result["recipe_settings"]["temperature"] == 4.0
 
 
+def test_controls_train_beside_each_member_exported_and_costed_apart(finetuned, tmp_path):
+    out = tmp_path / "fam"
+    shutil.copytree(finetuned["out"], out)  # the members are done: reused, not retrained
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "members").rglob("model.safetensors")}
+    options = FamilyOptions("finetune", out=out, baselines=("uniform", "global"), **QUICK)
+    result = train_family(finetuned["find_run"], options)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    got = [(m["member"], m["test_accuracy"]) for m in result["members"]]
+    assert got == [(m["member"], m["test_accuracy"]) for m in finetuned["members"]]
+    controls = {c["member"]: c for c in result["controls"]}
+    assert list(controls) == [
+        f"{m}-{b}" for b in ("uniform", "global") for m in ("40pct-flops", "70pct-flops")
+    ]
+    family = json.loads((Path(finetuned["find_run"]) / "family.json").read_text())
+    for c in controls.values():
+        member = next(m for m in family["members"] if m["slug"] == c["of"])
+        rel = member["baseline_specs"][c["control"]]
+        spec = ps.ArchSpec.load(Path(finetuned["find_run"]) / rel)
+        assert (c["flops"], c["params"]) == (spec.flops, spec.params)
+        assert c["budget"] == member["budget"] and c["recipe"] == "finetune"
+        assert Path(c["run_dir"]) == out / "members" / c["member"]
+        assert c["verified"] is True and Path(c["export"]).name == "model.pt2"
+        assert c["cost"]["train_macs"] == 3 * c["flops"] * 256
+    # the family's total is the members' alone; the controls' is apart
+    assert result["total"] == finetuned["total"]
+    assert result["controls_total"]["total_macs"] == sum(
+        c["cost"]["total_macs"] for c in controls.values()
+    )
+    md = (out / "family.md").read_text()
+    assert "| 40pct-flops-uniform | 40%FLOPs |" in md and "counted apart" in md
+    assert json.loads((out / "family.json").read_text())["controls"] == result["controls"]
+
+
 def _nested_find_run(
     tiny_base: Path, out: Path, ratios: dict[str, float], full_first: str | None = None
 ) -> Path:
@@ -216,6 +249,8 @@ def test_bad_input_is_one_line_and_writes_nothing(find_run, tiny_base, tmp_path)
     assert "not found" in _one_error_line(run_cli("family", tmp_path / "nowhere"))
     line = _one_error_line(run_cli("family", find_run, "--recipe", "nope"))
     assert "unknown recipe 'nope'" in line
+    line = _one_error_line(run_cli("family", find_run, "--baselines", "uniform,nope"))
+    assert "--baselines nope: the find run has no nope spec at 40%FLOPs" in line
     no_spec = _nested_find_run(tiny_base, tmp_path / "no-spec", {"a": 0.5})
     (no_spec / "spec-a.json").unlink()
     assert "spec spec-a.json is missing" in _one_error_line(run_cli("family", no_spec))
@@ -227,3 +262,12 @@ def test_bad_input_is_one_line_and_writes_nothing(find_run, tiny_base, tmp_path)
     for folder in (empty, no_spec, no_base):
         assert not list(folder.glob("family-*"))
     assert not list(find_run.glob("family-*"))
+
+
+def test_the_scratch_references_train_as_train_arch(tiny_base, tmp_path):
+    run_dir = _nested_find_run(tiny_base, tmp_path / "find", {"half": 0.5})
+    result = train_family(run_dir, FamilyOptions("scratch-e", format=None))
+    (m,) = result["members"]
+    metrics = json.loads((Path(m["run_dir"]) / "metrics.json").read_text())
+    assert metrics["kind"] == "scratch-e" and metrics["epochs"] == 2  # the base's epochs
+    assert m["init"] == {"from": "scratch"} and m["cost"]["train_macs"] == 3 * m["flops"] * 512

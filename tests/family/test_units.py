@@ -6,9 +6,9 @@ import pytest
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.family.costs import TRAIN_FACTOR, base_cost, family_total, member_cost
-from prunesearch.family.recipes import RECIPES, member_epochs, member_recipe, training_recipe
-from prunesearch.family.report import figure_data, latency_ms, markdown
+from prunesearch.family.report import draw_figure, figure_data, latency_ms, markdown
 from prunesearch.space import load_space, space_from_dict
+from prunesearch.training.recipes import RECIPES, member_epochs, member_recipe, training_recipe
 from prunesearch.vocab import FAMILY_RECIPES
 
 TINY = Path(__file__).parents[1] / "spaces" / "tiny.yaml"
@@ -130,3 +130,46 @@ def test_the_figure_data_holds_members_base_and_scratch_b_points():
     assert "| base | - | 4,000,000 |" in md and "**family**" in md and "(family.png)" in md
     no_latency = report | {"members": [m | {"latency_ms": None} for m in report["members"]]}
     assert list(figure_data(no_latency)["panels"]) == ["MFLOPs (fvcore MACs)"]
+
+
+def test_controls_sit_beside_their_member_in_the_figure_and_table_costed_apart(tmp_path):
+    base = base_cost(4_000_000, 2, None, per_epoch=10)
+    cost = member_cost(_metrics(2_000_000, 1, 10), None, base)
+    row = {"cost": cost, "params": 5, "recipe": "finetune", "latency_ms": None}
+    members = [
+        row | {"member": "75pct", "budget": "75%", "flops": 3_000_000, "test_accuracy": 0.88},
+        row | {"member": "50pct", "budget": "50%", "flops": 2_000_000, "test_accuracy": 0.85},
+    ]
+    controls = [
+        m
+        | {"member": f"{m['member']}-{name}", "control": name, "of": m["member"]}
+        | {"test_accuracy": m["test_accuracy"] - 0.01 * (k + 1)}
+        for k, name in enumerate(("uniform", "global"))
+        for m in members
+    ]
+    report = {
+        "space": "tiny",
+        "recipe": "finetune",
+        "seed": 0,
+        "find_run": "find",
+        "base": {"flops": 4_000_000, "params": 10, "epochs": 2, "test_accuracy": 0.9}
+        | {"latency_ms": None, "cost": base},
+        "members": members,
+        "controls": controls,
+        "total": family_total([m["cost"] for m in members], base),
+        "controls_total": family_total([c["cost"] for c in controls], base),
+    }
+    data = figure_data(report)
+    assert data["budgets"] == ["50%", "75%"]  # colour i: the i-th budget by FLOPs
+    flops = data["panels"]["MFLOPs (fvcore MACs)"]
+    assert (2.0, 0.84, "50%", "uniform") in flops["controls"]
+    assert (3.0, 0.86, "75%", "global") in flops["controls"] and len(flops["controls"]) == 4
+    assert draw_figure(data, tmp_path / "f.png").stat().st_size > 0
+    lines = markdown(report).splitlines()
+    at = lines.index(next(x for x in lines if x.startswith("| 75pct |")))
+    assert lines[at + 1].startswith("| 75pct-uniform | 75% |")
+    assert "finetune (control: uniform)" in lines[at + 1]
+    assert lines[at + 2].startswith("| 75pct-global | 75% |")
+    # the family's total counts the members only; the controls' bill is said apart
+    assert report["total"]["members"] == 2 and report["controls_total"]["members"] == 4
+    assert "counted apart from the family's total" in markdown(report)

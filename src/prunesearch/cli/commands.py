@@ -316,7 +316,8 @@ def compare(
         typer.Option(
             "--rows",
             help="Train only these kinds of rows, comma-separated: base, finetune, "
-            "scratch-e, scratch-b (default: all).",
+            "scratch-e, scratch-b (default: these four), and the family's cheap recipes "
+            "finetune-cosine and distill.",
         ),
     ] = None,
     latency_batch: BudgetBatchOpt = None,
@@ -564,6 +565,15 @@ def family(
     recipe: FamilyRecipeOpt = "finetune",
     format_: FamilyFormatOpt = "pt2",
     no_export: NoExportOpt = False,
+    baselines: Annotated[
+        str | None,
+        typer.Option(
+            "--baselines",
+            help="Also train these baselines of the find run (comma-separated, e.g. "
+            "uniform,global) at every budget by the same recipe, as controls beside each "
+            "member (members/<slug>-<baseline>/; costed apart from the family).",
+        ),
+    ] = None,
     space: SpaceOpt = None,
     out: OutOpt = None,
     data_dir: DataDirOpt = None,
@@ -580,6 +590,7 @@ def family(
     require("recipe", recipe, FAMILY_RECIPES)  # refused before torch loads
     require("format", format_, EXPORT_FORMATS)
     from prunesearch.family.family import FamilyOptions, train_family
+    from prunesearch.family.inputs import parse_baselines
 
     setup_logging()
     options = FamilyOptions(
@@ -588,6 +599,7 @@ def family(
         space,
         None if no_export else format_,
         data=_data_options(data_dir, limit_train, download),
+        baselines=parse_baselines(baselines),
     )
     kept = "finished members are kept: run the same command to go on from the interrupted one"
     with interruptible(lambda: kept):

@@ -241,13 +241,16 @@ def family_table(result: dict[str, Any]) -> None:
         "base", human(b["flops"]), human(b["params"]), ms, acc,
         human(b["cost"]["train_macs"]), "1", "-",
     )  # fmt: skip
+    controls = result.get("controls") or []
     for m in result["members"]:
-        c = m["cost"]
-        ms = f"{m['latency_ms']:.3f}" if m["latency_ms"] is not None else "-"
-        table.add_row(
-            m["budget"], human(m["flops"]), human(m["params"]), ms, f"{m['test_accuracy']:.4f}",
-            human(c["total_macs"]), f"{c['x_base']:.3f}", f"{c['x_scratch_b']:.3f}",
-        )  # fmt: skip
+        for r in [m, *(c for c in controls if c["of"] == m["member"])]:
+            c = r["cost"]
+            ms = f"{r['latency_ms']:.3f}" if r["latency_ms"] is not None else "-"
+            name = r["budget"] + (f" {r['control']}" if r.get("control") else "")
+            table.add_row(
+                name, human(r["flops"]), human(r["params"]), ms, f"{r['test_accuracy']:.4f}",
+                human(c["total_macs"]), f"{c['x_base']:.3f}", f"{c['x_scratch_b']:.3f}",
+            )  # fmt: skip
     console.print(table)
     t = result["total"]
     console.print(
@@ -255,6 +258,12 @@ def family_table(result: dict[str, Any]) -> None:
         f"training, {t['x_scratch_b']:.3f}x Scratch-B of every member -> {result['out']}"
         "/family.md"
     )
+    if controls:
+        ct = result["controls_total"]
+        console.print(
+            "controls (rows '<budget> <baseline>'; not members, counted apart): "
+            f"{human(ct['total_macs'])} training MACs, {ct['x_base']:.3f}x the base's training"
+        )
 
 
 def print_names(key: str, names: list[str], json_out: bool) -> None:

@@ -8,6 +8,10 @@ base                the unpruned model (the paper's baseline row)
 searched/fine-tune  the searched spec with the base's weights, pruned by the signal, fine-tuned
 searched/scratch-e  the searched spec trained from scratch for the base's epochs
 searched/scratch-b  ... for the base's compute (epochs x base FLOPs / spec FLOPs)
+searched/finetune-  the family's cheap recipes (``--rows``, not by default): the searched spec
+cosine, /distill    from the base pruned, SGD cosine from ``train.family_lr`` for
+                    ``train.family_epochs`` of the base's epochs; ``distill`` with the base as
+                    teacher (its forward pass counted in the row's compute)
 uniform/scratch-b   every group at the same keep ratio, at equal FLOPs (the paper's section-5
                     control: is the searched *architecture* better than a predefined one?)
 slimming/scratch-b  network slimming's single global threshold on BN |gamma|, at equal FLOPs
@@ -56,7 +60,7 @@ from prunesearch.space import Space
 from prunesearch.spec import ArchSpec
 from prunesearch.training.loop import RunOptions, resolve_device
 from prunesearch.training.runs import DataOptions, load_splits, resolve_space
-from prunesearch.vocab import TRAINING_KINDS
+from prunesearch.vocab import RECIPE_KINDS, TRAIN_ARCH_KINDS, TRAINING_KINDS
 
 __all__ = [
     "ROWS",
@@ -76,6 +80,8 @@ ROWS = (
     ("searched / fine-tuned", "searched", "finetune"),
     ("searched / Scratch-E", "searched", "scratch-e"),
     ("searched / Scratch-B", "searched", "scratch-b"),
+    ("searched / fine-tuned (cosine)", "searched", "finetune-cosine"),
+    ("searched / distilled", "searched", "distill"),
     ("uniform / Scratch-B", "uniform", "scratch-b"),
     ("slimming threshold / Scratch-B", "slimming", "scratch-b"),
     ("global threshold / Scratch-B", "global", "scratch-b"),
@@ -84,6 +90,7 @@ ROWS = (
 
 
 TRAININGS = TRAINING_KINDS  # the kinds of rows compare trains
+DEFAULT_TRAININGS = ("base", *TRAIN_ARCH_KINDS)  # without --rows: the paper's rows
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ class CompareOptions:
     extra: tuple[tuple[str, str], ...] = ()  # (row name, spec path): more Scratch-B rows
     objective: str | None = None  # the search's objective [default: the space's]
     cells: str | None = None  # the cell store [default: cells.default_root]
-    trainings: tuple[str, ...] = TRAININGS  # which rows to train, by how they are trained
+    trainings: tuple[str, ...] = DEFAULT_TRAININGS  # which rows to train, by how they train
     base_epochs: int | None = None  # the epochs a base trained elsewhere was trained for
 
 
@@ -113,8 +120,9 @@ def parse_extra(items: list[str] | None) -> tuple[tuple[str, str], ...]:
 
 
 def parse_rows(text: str | None) -> tuple[str, ...]:
-    """``--rows base,scratch-b``: the kinds of rows to train (None: all)."""
-    return tuple(t.strip() for t in text.split(",")) if text else TRAININGS
+    """``--rows base,scratch-b,distill``: the kinds of rows to train (None: the paper's rows,
+    :data:`DEFAULT_TRAININGS`)."""
+    return tuple(t.strip() for t in text.split(",")) if text else DEFAULT_TRAININGS
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -336,12 +344,13 @@ def _train_rows(
                     reporter=reporter,
                 )[0]
             continue
+        from_base = how in ("finetune", *RECIPE_KINDS)
         cell = ArchCell(
             specs[arch],
             how,
             seed,
             epochs=None if how == "finetune" else base_epochs,
-            base=base_path if how == "finetune" else None,
+            base=base_path if from_base else None,
             max_epoch_factor=options.max_epoch_factor,
             name=arch,
         )
@@ -371,6 +380,8 @@ def _row_results(
         flops = base_flops if arch == "base" else specs[arch].flops
         params = base_params if arch == "base" else specs[arch].params
         run_epochs = runs[0]["epochs"]
+        # distillation: the base's forward per image seen, a third of its training step
+        taught = base_flops * run_epochs if how == "distill" else 0
         search = {} if arch == "base" else (specs[arch].search or {})
         rows.append(
             {
@@ -385,8 +396,11 @@ def _row_results(
                 "params": params,
                 "epochs": run_epochs,
                 # training compute: forward+backward ~ 3 forwards, in fvcore MACs
-                "train_macs": 3 * flops * run_epochs * result["n_train"],
-                "compute_vs_base": round(flops * run_epochs / (base_flops * base_epochs), 3),
+                "train_macs": (3 * flops * run_epochs + taught) * result["n_train"],
+                "teacher_macs": taught * result["n_train"],
+                "compute_vs_base": round(
+                    (flops * run_epochs + taught / 3) / (base_flops * base_epochs), 3
+                ),
                 "train_seconds": round(sum(r.get("train_seconds") or 0 for r in runs), 1),
                 "score": search.get("score") if arch != "base" else None,
                 "same_as": runs[0].get("same_as"),
@@ -449,6 +463,11 @@ def compare_markdown(result: dict[str, Any]) -> str:
             f"{r['flops'] / 1e6:.2f}M | {r['params'] / 1e6:.3f}M | {r['epochs']} | "
             f"{r['compute_vs_base']:.2f} | {score} |{ms}"
         )
+    lines += [
+        "",
+        "Compute vs base: the row's training MACs (3 x forward MACs x images seen, plus the "
+        "teacher's forward for distillation) over the base's.",
+    ]
     paired = result.get("paired") or {}
     if paired.get("minus"):
         lines += [

@@ -2,8 +2,10 @@
 what defines it, so that ``compare`` and ``fidelity`` never train the same cell twice.
 
 A cell's identity is everything that changes what it learns: the model and its widths, how it
-is trained (``base``, ``scratch-e``, ``scratch-b``, ``finetune`` and, for fine-tuning, the base
-checkpoint it inherits from), the space's training and data settings, the epochs it starts
+is trained (``base``, ``scratch-e``, ``scratch-b``, ``finetune``, the cheap recipes
+``finetune-cosine`` and ``distill`` with the recipe itself and, for every training from the base,
+the sha256 of the base checkpoint it inherits from, which for ``distill`` is also its teacher's),
+the space's training and data settings, the epochs it starts
 from, ``--limit-train`` and the seed. The folder is ``<kind>-s<seed>-<hash>`` with ``cell.json``
 holding those fields; it is an ordinary resumable run folder (``train-arch --resume``).
 
@@ -33,6 +35,13 @@ from prunesearch.spec import ArchSpec
 from prunesearch.training.base_weights import base_epochs as base_epochs_of
 from prunesearch.training.base_weights import load_space_base
 from prunesearch.training.loop import RunOptions
+from prunesearch.training.recipes import (
+    KIND_RECIPES,
+    FromBase,
+    RecipeJob,
+    member_recipe,
+    train_by_recipe,
+)
 from prunesearch.training.runs import (
     ArchTraining,
     DataOptions,
@@ -40,7 +49,7 @@ from prunesearch.training.runs import (
     train_arch,
     train_base,
 )
-from prunesearch.vocab import ARCH_KINDS
+from prunesearch.vocab import ARCH_KINDS, RECIPE_KINDS
 
 __all__ = ["ArchCell", "CellStore", "Experiment", "Setting", "default_root", "start_experiment"]
 
@@ -62,8 +71,9 @@ class Setting:
 @dataclass(frozen=True)
 class ArchCell:
     """One architecture cell: ``spec`` trained as ``kind`` (``scratch-e``, ``scratch-b``, or
-    ``finetune`` from ``base``) with ``seed``; ``epochs``: the base epochs Scratch-E/B start
-    from (None: the space's); ``name``: the spec's name in logs and metrics."""
+    from ``base``: ``finetune``, ``finetune-cosine``, ``distill``) with ``seed``; ``epochs``: the
+    base epochs Scratch-E/B and the cheap recipes start from (None: the space's); ``name``: the
+    spec's name in logs and metrics."""
 
     spec: ArchSpec
     kind: str
@@ -173,9 +183,14 @@ class CellStore:
 
     def _arch_identity(self, cell: ArchCell, space: Space, data: DataOptions) -> dict[str, Any]:
         extra: dict[str, Any] = {"max_epoch_factor": cell.max_epoch_factor}
-        if cell.kind == "finetune":
+        if cell.kind in ("finetune", *RECIPE_KINDS):
             extra["base_sha256"] = file_digest(cell.base) if cell.base else None
             extra["signal"] = (cell.spec.search or {}).get("signal")
+        if cell.kind in RECIPE_KINDS:
+            recipe = member_recipe(KIND_RECIPES[cell.kind])
+            extra["recipe"] = dataclasses.asdict(recipe)
+            if recipe.teacher:
+                extra["teacher_sha256"] = extra["base_sha256"]
         widths, epochs = cell.spec.widths, cell.epochs
         return self._identity(space, cell.kind, widths, cell.seed, epochs, data, **extra)
 
@@ -197,6 +212,10 @@ class CellStore:
         if cell.kind not in ARCH_KINDS:
             raise ValueError(f"unknown cell kind {cell.kind!r}")
         path = self._run(self._arch_identity(cell, space, data))
+        if cell.kind in RECIPE_KINDS:
+            with self._owned(path):
+                metrics = self._by_recipe(cell, space, path, data, opts, reporter)
+            return metrics | {"cell": str(path)}
         schedule, init = arch_training(cell.kind)
         with self._owned(path):
             how = ArchTraining(
@@ -217,6 +236,29 @@ class CellStore:
                 reporter=reporter,
             )
         return metrics | {"cell": str(path)}
+
+    @staticmethod
+    def _by_recipe(
+        cell: ArchCell,
+        space: Space,
+        path: Path,
+        data: DataOptions,
+        opts: RunOptions,
+        reporter: Reporter | None,
+    ) -> dict[str, Any]:
+        """A cheap recipe's cell: the spec trained from the base by the family's recipe."""
+        if cell.base is None:
+            raise PrunesearchError(f"a {cell.kind} cell needs the base it trains from")
+        signal = (cell.spec.search or {}).get("signal") or space.search.signal
+        epochs = cell.epochs or base_epochs_of(load_space_base(cell.base, space), None, space)[0]
+        job = RecipeJob(
+            cell.spec,
+            member_recipe(KIND_RECIPES[cell.kind]),
+            FromBase(Path(cell.base), epochs, signal),
+            name=cell.name,
+        )
+        run = dataclasses.replace(opts, seed=cell.seed, resume=True)
+        return train_by_recipe(job, space, path, data, run, reporter)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ model cards, a family report (``family.json``, ``family.md``, ``family.png``) an
 1. :func:`~prunesearch.family.inputs.read_find_run` checks the find run, its specs and base
    (and the options) before anything is written.
 2. :class:`~prunesearch.family.members.Trainer` trains each member in its own resumable run
-   folder ``<out>/members/<slug>/`` (default out: ``<find run>/family-<recipe>-s<seed>``).
+   folder ``<out>/members/<slug>/`` (default out: ``<find run>/family-<recipe>-s<seed>``), then
+   any ``--baselines`` controls (the find run's baseline specs at every budget, same recipe) in
+   ``<out>/members/<slug>-<baseline>/``: not members, costed apart from the family's total.
 3. Each member's cost (:mod:`~prunesearch.family.costs`) is reckoned from its run, and the
    member is exported and verified as ``prunesearch export`` does, its card with the cost.
 4. The report: the table, the figure (with the base and any Scratch-B family of the same find
@@ -23,9 +25,8 @@ from typing import Any
 from prunesearch.deploy.export import ExportOptions, export_run, require_extra
 from prunesearch.errors import PrunesearchError
 from prunesearch.family.costs import base_cost, family_total, images_seen, member_cost
-from prunesearch.family.inputs import FindRun, read_find_run
+from prunesearch.family.inputs import FindRun, Member, control_members, read_find_run
 from prunesearch.family.members import Trainer, member_dir
-from prunesearch.family.recipes import MemberRecipe, member_epochs, member_recipe
 from prunesearch.family.report import (
     FAMILY_RUN_FORMAT,
     draw_figure,
@@ -38,6 +39,7 @@ from prunesearch.family.report import (
 from prunesearch.fileio import atomic_write_json, atomic_write_text, read_json
 from prunesearch.progress import Reporter
 from prunesearch.training.loop import RunOptions
+from prunesearch.training.recipes import MemberRecipe, member_epochs, member_recipe
 from prunesearch.training.runs import DataOptions
 
 __all__ = ["FamilyOptions", "family_out", "train_family"]
@@ -50,12 +52,14 @@ class FamilyOptions:
     """What ``prunesearch family`` was asked for.
 
     Attributes:
-        recipe: how members train (:data:`~prunesearch.family.recipes.RECIPES`).
+        recipe: how members train (:data:`~prunesearch.training.recipes.RECIPES`).
         out: the family's folder (default: ``<find run>/family-<recipe>-s<seed>``).
         space: ``--space``, overriding the find run's space.
         format: the export format (``onnx``, ``pt2``), or None: no export.
         latency: measure each export's latency (1 thread, as ``export``).
         repeats: timed repeats of each latency measurement.
+        baselines: the find run's baselines (``uniform``, ``global``...) whose specs at every
+            budget train beside the members by the same recipe, as controls.
     """
 
     recipe: str = "finetune"
@@ -65,6 +69,7 @@ class FamilyOptions:
     latency: bool = True
     repeats: int = 30
     data: DataOptions = field(default_factory=DataOptions)
+    baselines: tuple[str, ...] = ()
 
 
 def family_out(find_run: str | Path, recipe: str, seed: int, out: str | Path | None) -> Path:
@@ -78,12 +83,13 @@ def train_family(
     opts: RunOptions = RunOptions(),  # noqa: B008
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
-    """Trains, exports and reports a family from a finished find run; returns the report
-    (also written to ``family.json``), with ``out`` its folder.
+    """Trains, exports and reports a family from a finished find run (and, with
+    ``options.baselines``, those baselines' specs at every budget beside the members, as
+    controls); returns the report (also written to ``family.json``), with ``out`` its folder.
 
     Raises:
         PrunesearchError: bad input (no family.json, a missing spec or base, an unknown
-            recipe or format), before anything is written.
+            recipe, format or baseline), before anything is written.
     """
     recipe = member_recipe(options.recipe)
     if options.format is not None:
@@ -91,24 +97,48 @@ def train_family(
     if options.repeats < 1:
         raise PrunesearchError(f"--repeats must be >= 1, got {options.repeats}")
     run = read_find_run(find_run, options.space)
+    controls = control_members(run, options.baselines)
     out = family_out(find_run, recipe.name, opts.seed, options.out)
     if out.exists() and not out.is_dir():
         raise PrunesearchError(f"--out {out}: exists and is not a folder")
     trainer = Trainer(run, recipe, out, options.data, opts, reporter)
     metrics = trainer.train_all()
     base = _base(run, metrics)
-    rows, cards = [], []
-    for member in run.members:
-        m = metrics[member.slug]
-        teacher = run.base_flops if recipe.teacher else None
-        cost = member_cost(m, teacher, base["cost"])
-        cards.append(_export(member_dir(out, member), options, cost))
-        rows.append(member_row(m, cost, cards[-1], member_dir(out, member)))
+    rows, cards = _rows(run.members, metrics, out, options, base, recipe.teacher, run.base_flops)
+    control_rows = []
+    for members in controls.values():
+        done = trainer.train_all(members)
+        control_rows += _rows(members, done, out, options, base, recipe.teacher, run.base_flops)[0]
     base["latency_ms"] = next(
         (ms for ms in (latency_ms(c, "base") for c in cards) if ms is not None), None
     )
     report = _report(run, recipe, out, opts, rows, base)
+    if control_rows:
+        report["controls"] = control_rows
+        report["controls_total"] = family_total([r["cost"] for r in control_rows], base["cost"])
     return _write(report, out)
+
+
+def _rows(
+    members: list[Member],
+    metrics: dict[str, dict[str, Any]],
+    out: Path,
+    options: FamilyOptions,
+    base: dict[str, Any],
+    taught: bool,
+    base_flops: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:
+    """The trained members' rows (costed, exported) in the order given, and their cards."""
+    rows, cards = [], []
+    for member in members:
+        m = metrics[member.slug]
+        cost = member_cost(m, base_flops if taught else None, base["cost"])
+        cards.append(_export(member_dir(out, member), options, cost))
+        row = member_row(m, cost, cards[-1], member_dir(out, member))
+        if member.control:
+            row |= {"budget": member.budget, "control": member.control, "of": member.of}
+        rows.append(row)
+    return rows, cards
 
 
 def _base(run: FindRun, metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:

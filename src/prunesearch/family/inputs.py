@@ -8,7 +8,7 @@ written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +17,21 @@ from prunesearch.fileio import read_json
 from prunesearch.space import Space, load_space, space_for_spec, space_from_dict
 from prunesearch.spec import ArchSpec
 
-__all__ = ["FindRun", "Member", "read_find_run"]
+__all__ = ["FindRun", "Member", "control_members", "parse_baselines", "read_find_run"]
 
 
 @dataclass(frozen=True)
 class Member:
-    """One budget's spec of the find run."""
+    """One budget's spec of the find run (or, with ``control``, one of its baselines' specs
+    at that budget: a control trained beside the member ``of``)."""
 
     budget: str
     slug: str
     spec_path: Path
     spec: ArchSpec
+    baselines: dict[str, str] = field(default_factory=dict)  # name -> spec path, as listed
+    control: str | None = None
+    of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,41 @@ def _members(run_dir: Path, family: dict[str, Any]) -> list[Member]:
             raise PrunesearchError(f"{run_dir}/family.json: the spec {m['spec']} is missing")
         spec = ArchSpec.load(path)
         slug = m.get("slug") if isinstance(m.get("slug"), str) else path.stem
-        members.append(Member(str(m.get("budget") or slug), slug, path, spec))
+        baselines = m.get("baseline_specs") if isinstance(m.get("baseline_specs"), dict) else {}
+        members.append(Member(str(m.get("budget") or slug), slug, path, spec, dict(baselines)))
     return members
+
+
+def parse_baselines(text: str | None) -> tuple[str, ...]:
+    """``--baselines uniform,global`` as names (None or empty: none)."""
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+
+def control_members(run: FindRun, names: tuple[str, ...]) -> dict[str, list[Member]]:
+    """The find run's ``names`` baselines at every budget, as members to train beside the
+    searched ones (slug ``<member slug>-<baseline>``), by baseline name.
+
+    Raises:
+        PrunesearchError: a budget without that baseline's spec, or its spec file missing.
+    """
+    controls: dict[str, list[Member]] = {}
+    for name in dict.fromkeys(names):
+        controls[name] = []
+        for m in run.members:
+            rel = m.baselines.get(name)
+            if not isinstance(rel, str):
+                have = ", ".join(sorted(m.baselines)) or "none"
+                raise PrunesearchError(
+                    f"--baselines {name}: the find run has no {name} spec at {m.budget} "
+                    f"(its baselines: {have})"
+                )
+            path = run.run_dir / rel
+            if not path.is_file():
+                raise PrunesearchError(f"{run.run_dir}/family.json: the spec {rel} is missing")
+            spec = ArchSpec.load(path)
+            slug = f"{m.slug}-{name}"
+            controls[name].append(Member(m.budget, slug, path, spec, control=name, of=m.slug))
+    return controls
 
 
 def read_find_run(run_dir: str | Path, space: str | None = None) -> FindRun:

@@ -48,7 +48,7 @@ def member_row(
         "test_accuracy": metrics["test_accuracy"],
         "val_accuracy": metrics.get("val_accuracy"),
         "recipe": metrics.get("kind"),
-        "init": family.get("init") or {"from": "scratch"},
+        "init": metrics.get("init") or family.get("init") or {"from": "scratch"},
         "cost": cost,
         "run_dir": str(where),
         "export": None if card is None else card.get("path"),
@@ -79,29 +79,33 @@ def scratch_b_points(folders: list[Path], skip: Path) -> list[dict[str, Any]]:
 
 def figure_data(report: dict[str, Any]) -> dict[str, Any]:
     """The figure's points: accuracy against MFLOPs (and against ms per image where
-    measured) for the members (in FLOPs order), the base and any Scratch-B members."""
+    measured) for the members (in FLOPs order), the controls (``(x, y, budget, baseline)``:
+    each drawn in its member's colour), the base and any Scratch-B members."""
     members = sorted(report["members"], key=lambda m: m["flops"])
+    controls = report.get("controls") or []
     base = report["base"]
 
-    def panel(x_key: str, scale: float) -> dict[str, Any] | None:
-        def pts(rows):
-            return [
-                (r[x_key] / scale, r["test_accuracy"], r.get("budget"))
-                for r in rows
-                if r.get(x_key) is not None and r.get("test_accuracy") is not None
-            ]
+    def pts(rows, x_key: str, scale: float, *keys: str):
+        return [
+            (r[x_key] / scale, r["test_accuracy"], *(r.get(k) for k in keys))
+            for r in rows
+            if r.get(x_key) is not None and r.get("test_accuracy") is not None
+        ]
 
-        if not pts(members):
+    def panel(x_key: str, scale: float) -> dict[str, Any] | None:
+        if not pts(members, x_key, scale):
             return None
-        base_pt = pts([base])
+        base_pt = pts([base], x_key, scale, "budget")
         return {
-            "members": pts(members),
+            "members": pts(members, x_key, scale, "budget"),
+            "controls": pts(controls, x_key, scale, "budget", "control"),
             "base": base_pt[0] if base_pt else None,
-            "scratch_b": pts(report.get("scratch_b") or []),
+            "scratch_b": pts(report.get("scratch_b") or [], x_key, scale, "budget"),
         }
 
     return {
         "title": f"{report['space']}: {report['recipe']} family (seed {report['seed']})",
+        "budgets": [m["budget"] for m in members],  # colour i: budget i, member and controls
         "panels": {
             name: p
             for name, p in (
@@ -111,6 +115,32 @@ def figure_data(report: dict[str, Any]) -> dict[str, Any]:
             if p is not None
         },
     }
+
+
+CONTROL_MARKERS = ("^", "s", "v", "D", "P", "X")
+
+
+def _draw_panel(ax, p: dict[str, Any], budgets: list[str]) -> None:
+    """One panel: the members' curve (each budget its colour), the controls in their member's
+    colour with a marker per baseline, Scratch-B points and the base."""
+    colour = {b: f"C{i % 10}" for i, b in enumerate(budgets)}
+    xs, ys, _ = zip(*p["members"], strict=True)
+    ax.plot(xs, ys, "-", color="0.6", zorder=1)
+    for x, y, budget in p["members"]:
+        ax.scatter([x], [y], marker="o", color=colour.get(budget, "C0"), zorder=3)
+        ax.annotate(budget, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.scatter([], [], marker="o", color="0.3", label="searched members")
+    names = list(dict.fromkeys(c[3] for c in p["controls"]))
+    for k, name in enumerate(names):
+        marker = CONTROL_MARKERS[k % len(CONTROL_MARKERS)]
+        for x, y, budget, _ in (c for c in p["controls"] if c[3] == name):
+            ax.scatter([x], [y], marker=marker, color=colour.get(budget, "C0"), zorder=3)
+        ax.scatter([], [], marker=marker, color="0.3", label=f"{name} (control)")
+    if p["scratch_b"]:
+        sx, sy, _ = zip(*p["scratch_b"], strict=True)
+        ax.scatter(sx, sy, marker="x", color="k", label="Scratch-B", zorder=3)
+    if p["base"]:
+        ax.scatter([p["base"][0]], [p["base"][1]], marker="*", s=150, color="k", label="base")
 
 
 def draw_figure(data: dict[str, Any], path: Path) -> Path:
@@ -124,15 +154,7 @@ def draw_figure(data: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6 * max(1, len(panels)), 4.2))
     axes = axes if len(panels) > 1 else [axes]
     for ax, (xlabel, p) in zip(axes, panels.items(), strict=False):
-        xs, ys, _ = zip(*p["members"], strict=True)
-        ax.plot(xs, ys, "o-", color="C0", label="members")
-        for x, y, label in p["members"]:
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        if p["scratch_b"]:
-            sx, sy, _ = zip(*p["scratch_b"], strict=True)
-            ax.scatter(sx, sy, marker="s", color="C1", label="Scratch-B", zorder=3)
-        if p["base"]:
-            ax.scatter([p["base"][0]], [p["base"][1]], marker="*", s=150, color="k", label="base")
+        _draw_panel(ax, p, data.get("budgets") or [])
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
@@ -148,6 +170,18 @@ def draw_figure(data: dict[str, Any], path: Path) -> Path:
 
 def _num(x: float | None, fmt: str) -> str:
     return "n/a" if x is None else format(x, fmt)
+
+
+def _table_row(m: dict[str, Any]) -> str:
+    """A member's (or a control's) line of the table."""
+    c = m["cost"]
+    recipe = m["recipe"] + (f" (control: {m['control']})" if m.get("control") else "")
+    return (
+        f"| {m['member']} | {m['budget']} | {m['flops']:,} | {m['params']:,} | "
+        f"{_num(m['latency_ms'], '.3f')} | {m['test_accuracy']:.4f} | {recipe} | "
+        f"{c['total_macs']:.3g} | {c['x_base']:.3f} | {c['x_scratch_b']:.3f} | "
+        f"{_num(c['train_seconds'], '')} |"
+    )
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -168,14 +202,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"{_num(b['test_accuracy'], '.4f')} | base, {b['epochs']} epoch(s) | "
         f"{b['cost']['train_macs']:.3g} | 1 | - | {_num(b['cost']['train_seconds'], '')} |",
     ]
+    controls = report.get("controls") or []
     for m in report["members"]:
-        c = m["cost"]
-        lines.append(
-            f"| {m['member']} | {m['budget']} | {m['flops']:,} | {m['params']:,} | "
-            f"{_num(m['latency_ms'], '.3f')} | {m['test_accuracy']:.4f} | {m['recipe']} | "
-            f"{c['total_macs']:.3g} | {c['x_base']:.3f} | {c['x_scratch_b']:.3f} | "
-            f"{_num(c['train_seconds'], '')} |"
-        )
+        lines.append(_table_row(m))
+        lines += [_table_row(c) for c in controls if c["of"] == m["member"]]
     lines += [
         f"| **family** | | | | | | | {total['total_macs']:.3g} | {total['x_base']:.3f} | "
         f"{_num(total['x_scratch_b'], '.3f')} | {_num(total['train_seconds'], '')} |",
@@ -185,6 +215,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"Scratch-B of every member would cost {total['scratch_b_macs']:.3g}.",
         "",
     ]
+    if controls:
+        ct = report["controls_total"]
+        names = ", ".join(dict.fromkeys(c["control"] for c in controls))
+        lines += [
+            f"Controls ({names}: the find run's baseline allocations at each budget, trained by "
+            f"the same recipe, beside their member) are not members: their training, "
+            f"{ct['total_macs']:.3g} MACs ({ct['x_base']:.3f}x the base's), is counted apart "
+            "from the family's total.",
+            "",
+        ]
     if report.get("figure"):
         lines += [f"![accuracy against FLOPs and latency]({report['figure']})", ""]
     return "\n".join(lines)

@@ -34,7 +34,7 @@ from prunesearch.space import Optimisation, Space
 from prunesearch.spec import ArchSpec, build, package_versions
 from prunesearch.training.base_weights import load_base, load_space_base
 from prunesearch.training.loop import Progress, Recipe, RunOptions, Splits, fit
-from prunesearch.vocab import ARCH_INITS, ARCH_KINDS, EPOCH_BUDGETS, require
+from prunesearch.vocab import ARCH_INITS, EPOCH_BUDGETS, TRAIN_ARCH_KINDS, require
 
 __all__ = [
     "ArchTraining",
@@ -289,7 +289,7 @@ def arch_kind(init: str, schedule: str) -> str:
 
 def arch_training(kind: str) -> tuple[str, str]:
     """``(schedule, init)`` of a train-arch kind (the inverse of :func:`arch_kind`)."""
-    require("training kind", kind, ARCH_KINDS)
+    require("training kind", kind, TRAIN_ARCH_KINDS)
     return ("scratch-e", "inherit") if kind == "finetune" else (kind, "scratch")
 
 
