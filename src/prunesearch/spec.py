@@ -340,6 +340,12 @@ class ArchSpec:
                 raise
             raise SpecError(f"spec {self.source}: {exc}") from None
 
+    def require_code(self) -> None:
+        """Refuses, before any other work, a spec whose model code may not be imported here
+        (the error says how to allow it)."""
+        if not model_code_available(self.model, self.allow_import):
+            self.graph()  # raises the refusal, naming --allow-import
+
     def check(self, graph: ChannelGraph) -> None:
         """Checks the widths and recorded costs against the traced base model."""
         groups = graph.base_widths

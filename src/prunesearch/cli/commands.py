@@ -159,6 +159,7 @@ def train_arch(
 
     setup_logging()
     spec = ArchSpec.load(spec_path, allow_import=allow_import or False)
+    spec.require_code()  # before the space (whose model may be the same code) is loaded
     sp = space_for_spec(spec.search, space)
     run_dir = arch_run_dir(sp, spec_path.stem, arch_kind(init, schedule), seed, out)
     with interruptible(lambda: resume_hint(run_dir)):
