@@ -164,14 +164,17 @@ def check_budget(value: Any) -> dict[str, Any] | None:
         _str(budget["text"], "$.budget.text")
     latency = _obj(budget.get("latency"), "$.budget.latency", optional=True)
     for key, value in (latency or {}).items():  # every recorded time is in milliseconds
-        if key.endswith("_ms") and (
-            isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9
-        ):
+        values = value if isinstance(value, list) else [value]  # a spread, or rounds: a list
+        if key.endswith("_ms") and not all(_positive_ms(v) for v in values):
             raise SpecError(
-                f"$.budget.latency.{key}: must be a positive number of "
-                f"milliseconds, got {shown(value)}"
+                f"$.budget.latency.{key}: must be a positive number of milliseconds (or a "
+                f"list of them), got {shown(value)}"
             )
     return budget
+
+
+def _positive_ms(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 < value < 1e9
 
 
 def model_code_available(model: str, allow_import: AllowImport = False) -> bool:

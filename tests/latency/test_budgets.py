@@ -150,16 +150,26 @@ def test_a_budget_within_the_timings_noise_of_the_base_is_judged_by_the_predicti
 
 
 def test_the_spec_format_checks_latency_records(tmp_path):
-    spec = ps.ArchSpec.from_graph(
-        ps.trace(ps.create_model("resnet20"), _zeros()),
-        {},
-        model="resnet20",
-        budget={"kind": "latency", "target": 10, "latency": {"measured_ms": -1}},
+    graph = ps.trace(ps.create_model("resnet20"), _zeros())
+    latency = {"target_ms": 1.0, "measured_ms": 0.9, "measured_iqr_ms": [0.8, 1.1]}
+    spec = ps.ArchSpec.from_graph(  # what find records: scalars and spreads in milliseconds
+        graph, {}, model="resnet20", budget={"kind": "latency", "target": 10, "latency": latency}
     )
-    path = tmp_path / "s.json"
-    path.write_text(json.dumps(spec.to_dict()))
-    with pytest.raises(ps.PrunesearchError, match=r"\$\.budget\.latency\.target_ms"):
-        ps.ArchSpec.load(path)
+    path = spec.save(tmp_path / "s.json")
+    assert ps.ArchSpec.load(path).budget["latency"] == latency  # what save writes, load reads
+    for bad in ({"measured_ms": -1}, {"measured_iqr_ms": [0.8, -1]}, {"round_ms": "fast"}):
+        key = next(iter(bad))
+        with pytest.raises(ps.PrunesearchError, match=rf"\$\.budget\.latency\.{key}"):
+            ps.ArchSpec.from_graph(
+                graph,
+                {},
+                model="resnet20",
+                budget={"kind": "latency", "target": 10, "latency": bad},
+            )
+        path.write_text(json.dumps(spec.to_dict() | {"budget": {"kind": "latency", "target": 10,
+                                                                  "latency": bad}}))  # fmt: skip
+        with pytest.raises(ps.PrunesearchError, match=rf"\$\.budget\.latency\.{key}"):
+            ps.ArchSpec.load(path)
 
 
 def _zeros():

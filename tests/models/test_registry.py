@@ -45,8 +45,9 @@ def spec_for(ref: str, tmp_path, allow) -> str:
 def test_unregistered_code_needs_allow_import(tmp_path):
     ref = f"{__name__}:tiny_unregistered"
     path = spec_for(ref, tmp_path, allow=True)
+    unallowed = ps.ArchSpec.load(path)  # a spec is data: it loads, its code is not imported
     with pytest.raises(ps.SpecError, match="--allow-import"):
-        ps.ArchSpec.load(path)
+        ps.build(unallowed)
     spec = ps.ArchSpec.load(path, allow_import=True)
     assert ps.build(spec).conv.out_channels == 4  # the permission travels with the spec
 
@@ -63,9 +64,9 @@ def test_the_permission_names_the_packages_it_covers(tmp_path, caplog):
     ref = f"{__name__}:tiny_unregistered"  # this module is tests.models.test_registry
     path = spec_for(ref, tmp_path, allow="tests")
     with pytest.raises(ps.SpecError, match="--allow-import tests "):
-        ps.ArchSpec.load(path, allow_import=["numpy"])  # another package: refused
+        ps.build(ps.ArchSpec.load(path, allow_import=["numpy"]))  # another package: refused
     with pytest.raises(ps.SpecError, match="--allow-import tests "):
-        ps.ArchSpec.load(path, allow_import=["test"])  # a prefix of the name is not its package
+        ps.build(ps.ArchSpec.load(path, allow_import=["test"]))  # a prefix is not its package
     with caplog.at_level("INFO", logger="prunesearch"):
         for allowed in (["tests"], ["tests.models.test_registry"], "tests"):
             assert ps.build(ps.ArchSpec.load(path, allow_import=allowed)).conv.out_channels == 4

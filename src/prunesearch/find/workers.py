@@ -16,6 +16,7 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from multiprocessing.process import BaseProcess
 
 __all__ = ["accept_interrupts", "ignore_interrupts", "join_workers", "start_workers"]
@@ -39,6 +40,10 @@ def _sigint_blocked() -> Iterator[None]:
 
 def start_workers(workers: list[BaseProcess]) -> None:
     """Starts spawned workers with SIGINT blocked until they call :func:`accept_interrupts`."""
+    if workers:
+        # multiprocessing's resource tracker, started by the first spawn, unblocks SIGINT once
+        # it runs (bpo-33613's mask dance): started first, it leaves our mask alone
+        resource_tracker.ensure_running()
     with _sigint_blocked():
         for w in workers:
             w.start()
