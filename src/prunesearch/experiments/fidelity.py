@@ -153,10 +153,10 @@ def halton(index: int, dims: int) -> list[float]:
 
 
 def sample_architectures(
-    search: Candidates, budget: Budget, target: int, n: int
+    candidates: Candidates, budget: Budget, target: int, n: int
 ) -> list[dict[str, Any]]:
     """``n`` distinct architectures at the budget: the baselines first, then the spread."""
-    graph, s = search.graph, search.space.search
+    graph, s = candidates.graph, candidates.space.search
     archs: list[dict[str, Any]] = []
     seen: set[str] = set()
 
@@ -166,7 +166,7 @@ def sample_architectures(
             seen.add(key)
             archs.append({"name": name, "origin": origin, "widths": widths})
 
-    for name, (widths, _) in baseline_widths(search, budget, target).items():
+    for name, (widths, _) in baseline_widths(candidates, budget, target).items():
         add(name, "baseline", widths)
     by_group = Parameterization(graph, "group", s.min_ratio)
     profile = Parameterization(graph, "profile", s.min_ratio)
@@ -215,13 +215,15 @@ def _score_all(
             json.dumps([settings, signal, file_digest(base_path)], sort_keys=True).encode()
         ).hexdigest()[:12]
         table = cache.setdefault(f"{objective}-{tag}", {"settings": settings, "scores": {}})
-        search = inherit if objective == "inherit" else None
+        candidates = inherit if objective == "inherit" else None
         for i, a in enumerate(archs, 1):
             key = json.dumps(a["widths"], sort_keys=True)
             if key not in table["scores"]:
-                search = search or Candidates(space, base_path, signal, data, opts, objective)
+                candidates = candidates or Candidates(
+                    space, base_path, signal, data, opts, objective
+                )
                 logger.info("fidelity: %s score %d/%d (%s)", objective, i, len(archs), a["name"])
-                table["scores"][key] = search.score(a["widths"], signal)
+                table["scores"][key] = candidates.score(a["widths"], signal)
                 atomic_write_json(cache_path, cache)
             a.setdefault("scores", {})[objective] = table["scores"][key]
 
@@ -254,9 +256,9 @@ def fidelity(
     )
     run_dir, base_path = exp.run_dir, exp.base_path
     signal = resolve_signal(space, options.signal, exp.base_meta)
-    search = Candidates(space, base_path, signal, data, opts, "inherit")
-    search.use_budgets([budget], device, reporter)
-    archs = sample_architectures(search, budget, target, options.archs)
+    candidates = Candidates(space, base_path, signal, data, opts, "inherit")
+    candidates.use_budgets([budget], device, reporter)
+    archs = sample_architectures(candidates, budget, target, options.archs)
     if len(archs) < MIN_ARCHS:
         raise PrunesearchError(
             f"budget {budget.text}: only {len(archs)} distinct "
@@ -266,8 +268,8 @@ def fidelity(
     run_dir.mkdir(parents=True, exist_ok=True)
     fid = dataclasses.asdict(options)
     write_config(run_dir, space, opts, data, fidelity=fid, base=str(base_path), signal=signal)
-    _score_all(exp, signal, archs, options.objectives, search)
-    specs = _save_specs(search, space, budget, target, archs, run_dir / "archs")
+    _score_all(exp, signal, archs, options.objectives, candidates)
+    specs = _save_specs(candidates, space, budget, target, archs, run_dir / "archs")
     _train_archs(exp, options, archs, specs)
     result = {
         "space": space.name,
@@ -288,7 +290,7 @@ def fidelity(
 
 
 def _save_specs(
-    search: Candidates,
+    candidates: Candidates,
     space: Space,
     budget: Budget,
     target: int,
@@ -300,7 +302,7 @@ def _save_specs(
     specs = {}
     for a in archs:
         spec = ArchSpec.from_graph(
-            search.graph,
+            candidates.graph,
             a["widths"],
             model=space.model.name,
             model_args=space.model.args,

@@ -225,10 +225,10 @@ def _candidates(
             feed=Feed(d.batch_size, d.eval_batch_size, device, channels_last=False),
         )
         settings = objective_settings(space, objective)
-    search = Candidates.on_graph(
+    candidates = Candidates.on_graph(
         space, graph, scorer, signal=s.signal, objective=objective, device=device, rungs=rungs
     )
-    return search, settings
+    return candidates, settings
 
 
 @contextlib.contextmanager

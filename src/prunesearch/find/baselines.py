@@ -78,12 +78,12 @@ def budget_targets(
 
 
 def baseline_widths(
-    search: Candidates, budget: Budget, target: int
+    candidates: Candidates, budget: Budget, target: int
 ) -> dict[str, tuple[dict[str, int], str]]:
     """The baselines' widths at the budget, with the signal that picks their channels:
     ``uniform`` and ``l1`` (the same widths), ``slimming`` (one global threshold on BN |gamma|,
     when the model has BN), ``global`` (mean-normalised signal, one global threshold)."""
-    graph, s = search.graph, search.space.search
+    graph, s = candidates.graph, candidates.space.search
 
     def on_budget(ratios: dict[str, float]) -> dict[str, int]:
         return project(
@@ -91,25 +91,25 @@ def baseline_widths(
         )
 
     uniform = on_budget({})
-    out = {"uniform": (uniform, search.signal), "l1": (uniform, "l1")}
+    out = {"uniform": (uniform, candidates.signal), "l1": (uniform, "l1")}
     slim_scores = comparable_scores(graph.model, graph.groups, "slimming")
     if slim_scores:
         out["slimming"] = (
             on_budget(threshold_ratios(graph, slim_scores, budget.kind, target, s.min_ratio)),
             "slimming",
         )
-    scores = comparable_scores(graph.model, graph.groups, search.signal) or comparable_scores(
+    scores = comparable_scores(graph.model, graph.groups, candidates.signal) or comparable_scores(
         graph.model, graph.groups, "l1"
     )
     out["global"] = (
         on_budget(global_ratios(graph, scores, budget.kind, target, s.min_ratio)),
-        search.signal,
+        candidates.signal,
     )
     return out
 
 
 def score_baselines(
-    search: Candidates,
+    candidates: Candidates,
     budget: Budget,
     target: int,
     cache: dict[str, Any],
@@ -121,7 +121,7 @@ def score_baselines(
     unchanged."""
     cached = cache.get(budget.slug, {})
     baselines = {}
-    todo = baseline_widths(search, budget, target)
+    todo = baseline_widths(candidates, budget, target)
     if reporter is not None:
         reporter.work_start(f"baselines at {budget.text}", len(todo))
     for i, (name, (widths, importance)) in enumerate(todo.items(), 1):
@@ -138,9 +138,9 @@ def score_baselines(
                 "widths": widths,
                 "signal": importance,
                 "settings": settings,
-                "score": search.score(widths, importance),
-                "flops": search.graph.flops(widths),
-                "params": search.graph.params(widths),
+                "score": candidates.score(widths, importance),
+                "flops": candidates.graph.flops(widths),
+                "params": candidates.graph.params(widths),
             }
             how = f"{time.perf_counter() - started:.1f} s"
         logger.info("baseline %s at %s: score %.4f (%s)", name, budget.text, entry["score"], how)
@@ -162,17 +162,17 @@ def _perturbations(
 
 
 def seed_trials(
-    search: Candidates, budget: Budget, target: int, trials: int, seed: int
+    candidates: Candidates, budget: Budget, target: int, trials: int, seed: int
 ) -> list[tuple[str, dict[str, float]]]:
     """The first trials, each with what it starts from: the signal's threshold allocation, the
     global allocation, uniform ratios, then perturbations of the global allocation."""
-    graph, s = search.graph, search.space.search
-    comparable = comparable_scores(graph.model, graph.groups, search.signal)
+    graph, s = candidates.graph, candidates.space.search
+    comparable = comparable_scores(graph.model, graph.groups, candidates.signal)
     allocation = threshold_ratios(graph, comparable, budget.kind, target, s.min_ratio)
     scores = comparable or comparable_scores(graph.model, graph.groups, "l1")
     global_alloc = global_ratios(graph, scores, budget.kind, target, s.min_ratio)
     ratios = [
-        (f"{search.signal} threshold", allocation),
+        (f"{candidates.signal} threshold", allocation),
         ("global", global_alloc),
         ("uniform", {g.name: 1.0 for g in graph.groups}),
     ]
@@ -184,7 +184,7 @@ def seed_trials(
     ]
     out: list[tuple[str, dict[str, float]]] = []
     for name, r in ratios:
-        params = search.param.params(r)
+        params = candidates.param.params(r)
         if all(params != p for _, p in out):
             out.append((name, params))
     return out

@@ -95,7 +95,7 @@ def _worker(job: Job, seed: int) -> None:
     keep_interrupts()
     try:
         accept_interrupts()
-        search = Candidates(
+        candidates = Candidates(
             job.space,
             job.base_path,
             job.signal,
@@ -104,10 +104,10 @@ def _worker(job: Job, seed: int) -> None:
             job.objective,
             job.finetune_steps,
         )
-        search.use_budgets([job.budget], search.device.type)  # the main process cached them
+        candidates.use_budgets([job.budget], candidates.device.type)  # the main process cached them
         storage, _ = storage_for(job.storage_url, job.run_dir)
-        study, _ = open_study(storage, job.study_name, seed, job.n_startup, search.pruner())
-        run_trials(study, search.objective_fn(job.budget, job.target), job.n_trials)
+        study, _ = open_study(storage, job.study_name, seed, job.n_startup, candidates.pruner())
+        run_trials(study, candidates.objective_fn(job.budget, job.target), job.n_trials)
     except KeyboardInterrupt:
         ignore_interrupts()
         sys.exit(130)
@@ -155,16 +155,16 @@ def _run_dir(space: Space, budgets: list[Budget], out: str | Path | None) -> Pat
 
 
 def _base_info(
-    search: Candidates, base: BaseWeights, base_path: Path, find_opts: FindOptions
+    candidates: Candidates, base: BaseWeights, base_path: Path, find_opts: FindOptions
 ) -> dict[str, Any]:
     """The base's provenance, its validation accuracy (measured and logged before the search
     starts) and the epochs Scratch-B starts from: recorded in family.json and every spec."""
-    epochs, source = base_epochs(base, find_opts.base_epochs, search.space)
+    epochs, source = base_epochs(base, find_opts.base_epochs, candidates.space)
     accuracy = base_accuracy(
-        search.graph.model,
-        search.val,
-        batch_size=search.space.data.eval_batch_size,
-        device=search.device,
+        candidates.graph.model,
+        candidates.val,
+        batch_size=candidates.space.data.eval_batch_size,
+        device=candidates.device,
         name=base_path.name if find_opts.base else str(base_path),
     )
     return base.provenance() | accuracy | {"epochs": epochs, "epochs_from": source}
@@ -189,7 +189,7 @@ def _check_options(space: Space, find_opts: FindOptions) -> tuple[int, str]:
 
 
 def run_study(
-    search: Candidates,
+    candidates: Candidates,
     job: Job,
     seeds: list[tuple[str, dict[str, float]]],
     jobs: int,
@@ -200,10 +200,10 @@ def run_study(
     """Runs one budget's study to ``job.n_trials`` finished trials (``seeds`` first), with
     ``jobs - 1`` local worker processes beside this one."""
     study, created = open_study(
-        storage, job.study_name, job.opts.seed, job.n_startup, search.pruner()
+        storage, job.study_name, job.opts.seed, job.n_startup, candidates.pruner()
     )
     if created:  # only the worker that created the study seeds it and describes it
-        _describe(study, search, job, baselines or {})
+        _describe(study, candidates, job, baselines or {})
         for name, params in seeds[: job.n_trials]:
             study.enqueue_trial(
                 params, user_attrs={"seeded": True, "seeded_from": name}, skip_if_exists=True
@@ -226,7 +226,7 @@ def run_study(
         start_workers(workers)
         run_trials(
             study,
-            search.objective_fn(job.budget, job.target),
+            candidates.objective_fn(job.budget, job.target),
             job.n_trials,
             on_trial=lambda n: reporter.search_trial(n, best_value()),
         )
@@ -248,7 +248,7 @@ def run_study(
 
 
 def _describe(
-    study: optuna.Study, search: Candidates, job: Job, baselines: dict[str, dict[str, Any]]
+    study: optuna.Study, candidates: Candidates, job: Job, baselines: dict[str, dict[str, Any]]
 ) -> None:
     """What the study searches, as its user attributes and metric name (what optuna-dashboard
     shows of a study): the budget, the space, signal and objective, the base, and the
@@ -262,8 +262,8 @@ def _describe(
         "signal": job.signal,
         "objective": job.objective,
         "granularity": job.space.search.granularity,
-        "base_flops": search.graph.flops(),
-        "base_params": search.graph.params(),
+        "base_flops": candidates.graph.flops(),
+        "base_params": candidates.graph.params(),
         "base_checkpoint": str(job.base_path),
         "baselines": {
             name: {
@@ -294,7 +294,7 @@ class Export:
 
 
 def search_budget(
-    search: Candidates,
+    candidates: Candidates,
     job: Job,
     seeds: list[tuple[str, dict[str, float]]],
     baselines: dict[str, dict[str, Any]],
@@ -307,13 +307,13 @@ def search_budget(
 
     ``run``: what runs the study (default :func:`run_study`)."""
     run = run or run_study
-    study = run(search, job, seeds, export.n_jobs, export.storage, reporter, baselines)
-    choice = best(search, study, baselines, job, job.run_dir / "confirm.json")
+    study = run(candidates, job, seeds, export.n_jobs, export.storage, reporter, baselines)
+    choice = best(candidates, study, baselines, job, job.run_dir / "confirm.json")
     n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     if job.budget.kind == "latency":
-        choice = measured(search, job, choice, baselines, job.run_dir / "measured.json")
+        choice = measured(candidates, job, choice, baselines, job.run_dir / "measured.json")
     member, files = member_and_files(
-        job, choice, baselines, search.graph, export.sha, export.settings, n_done
+        job, choice, baselines, candidates.graph, export.sha, export.settings, n_done
     )
     return member, files, study
 
@@ -364,10 +364,12 @@ def find(
     chosen = dataclasses.asdict(find_opts) | chosen
     write_config(run_dir, space, opts, data, find=chosen, base=str(base_path.resolve()),
                  base_sha256=sha)  # fmt: skip
-    search = Candidates(space, base_path, signal, data, opts, objective, find_opts.finetune_steps)
-    base_info = _base_info(search, base, base_path, find_opts)
-    search.use_budgets(budgets, device, reporter)
-    settings = objective_settings(space, objective, find_opts.finetune_steps, search.rungs)
+    candidates = Candidates(
+        space, base_path, signal, data, opts, objective, find_opts.finetune_steps
+    )
+    base_info = _base_info(candidates, base, base_path, find_opts)
+    candidates.use_budgets(budgets, device, reporter)
+    settings = objective_settings(space, objective, find_opts.finetune_steps, candidates.rungs)
     export = Export(settings, sha, storage, find_opts.jobs)
     common = {"space": space, "base_path": base_path, "signal": signal, "objective": objective}
     common |= {"finetune_steps": find_opts.finetune_steps, "data": data, "opts": opts}
@@ -376,13 +378,15 @@ def find(
     cache = read_json(baselines_path, "baseline scores") if baselines_path.is_file() else {}
     members, files, studies = [], [], []
     for budget, target in zip(budgets, targets, strict=True):
-        baselines = score_baselines(search, budget, target, cache, settings, reporter)
+        baselines = score_baselines(candidates, budget, target, cache, settings, reporter)
         atomic_write_json(baselines_path, cache)
-        seeds = seed_trials(search, budget, target, trials, opts.seed)
+        seeds = seed_trials(candidates, budget, target, trials, opts.seed)
         name = study_name(study_prefix, budget, space, device)
         job = Job(budget=budget, target=target, study_name=name, n_trials=trials,
                   n_startup=min(len(seeds), trials), **common)  # fmt: skip
-        member, member_files, study = search_budget(search, job, seeds, baselines, export, reporter)
+        member, member_files, study = search_budget(
+            candidates, job, seeds, baselines, export, reporter
+        )
         members.append(member)
         files += member_files
         studies.append(study)

@@ -35,7 +35,7 @@ CONFIRM_SEED = 1  # the finalists' second opinion: another init and data order
 
 
 def best(
-    search: Candidates,
+    candidates: Candidates,
     study: optuna.Study,
     baselines: dict[str, dict[str, Any]],
     job: Job,
@@ -79,7 +79,7 @@ def best(
         key = json.dumps(f["widths"], sort_keys=True)
         if key not in table:
             logger.info("confirming finalist %s with a second seed", f["trial"])
-            table[key] = search.scorer.score(f["widths"], seed=CONFIRM_SEED)
+            table[key] = candidates.scorer.score(f["widths"], seed=CONFIRM_SEED)
             atomic_write_json(confirm_path, cache)
             logger.info(
                 "finalist %s: scores %.4f (search), %.4f (second seed)",
@@ -95,7 +95,7 @@ def best(
 
 
 def measured(
-    search: Candidates,
+    candidates: Candidates,
     job: Job,
     choice: dict[str, Any],
     baselines: dict[str, dict[str, Any]],
@@ -113,7 +113,7 @@ def measured(
         sort_keys=True,
     )
     if key not in memo:
-        memo[key] = _measure_choice(search, job, choice, baselines)
+        memo[key] = _measure_choice(candidates, job, choice, baselines)
         atomic_write_json(memo_path, memo)
     done = memo[key]
     for name, b in baselines.items():
@@ -122,9 +122,9 @@ def measured(
 
 
 def _measure_choice(
-    search: Candidates, job: Job, choice: dict[str, Any], baselines: dict[str, dict[str, Any]]
+    candidates: Candidates, job: Job, choice: dict[str, Any], baselines: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    graph, s, device = search.graph, job.space.search, search.device.type
+    graph, s, device = candidates.graph, job.space.search, candidates.device.type
     round_to = choice.get("round_to", s.round_to)
     ratios = {g.name: choice["widths"][g.name] / g.size for g in graph.groups}
 
@@ -133,7 +133,7 @@ def _measure_choice(
 
     widths, record = measured_within(
         graph,
-        search.latency_models,
+        candidates.latency_models,
         choice["widths"],
         job.target,
         job.space,
@@ -142,7 +142,7 @@ def _measure_choice(
     )
     timed = {
         name: latency_record(
-            graph, search.latency_models, b["widths"], job.target, job.space, device=device
+            graph, candidates.latency_models, b["widths"], job.target, job.space, device=device
         )
         for name, b in baselines.items()
     }
@@ -153,7 +153,7 @@ def _measure_choice(
         "choice": {
             "widths": widths,
             "latency": record,
-            "score": search.score(widths),
+            "score": candidates.score(widths),
             "score_before_reprojection": choice["score"],
         },
         "baselines": timed,
