@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import multiprocessing
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from prunesearch.errors import PrunesearchError, keep_interrupts
 from prunesearch.fileio import atomic_write_json, held_lock, read_json
 from prunesearch.find.baselines import budget_targets, score_baselines, seed_trials
 from prunesearch.find.candidates import Candidates, Job, objective_settings, resolve_signal
+from prunesearch.find.score_cache import SCORES, fingerprint, load_scores, save_scores
 from prunesearch.find.selection import best, export_once, measured, member_and_files
 from prunesearch.find.studies import (
     counts,
@@ -106,6 +108,9 @@ def _worker(job: Job, seed: int) -> None:
             job.finetune_steps,
         )
         search.use_budgets([job.budget], search.device.type)  # the main process cached them
+        settings = objective_settings(job.space, job.objective, job.finetune_steps, search.rungs)
+        key = fingerprint(job.space, settings, job.data, search.device)
+        load_scores(job.run_dir / SCORES, search.scorer, key)  # the baselines' at least
         storage, _ = storage_for(job.storage_url, job.run_dir)
         study, _ = open_study(storage, job.study_name, seed, job.n_startup, search.pruner())
         run_trials(study, search.objective_fn(job.budget, job.target), job.n_trials)
@@ -333,8 +338,16 @@ def search_budget(
 
     ``run``: what runs the study (default :func:`run_study`)."""
     run = run or run_study
+    started = time.perf_counter()
     study = run(search, job, seeds, export.n_jobs, export.storage, reporter, baselines)
+    searched = time.perf_counter()
     choice = best(search, study, baselines, job, job.run_dir / "confirm.json")
+    logger.info(
+        "%s: trials %.1f s, finalists %.1f s",
+        job.budget.text,
+        searched - started,
+        time.perf_counter() - searched,
+    )
     n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     if job.budget.kind == "latency":
         choice = measured(search, job, choice, baselines, job.run_dir / "measured.json")
@@ -342,6 +355,13 @@ def search_budget(
         job, choice, baselines, search.graph, export.sha, export.settings, n_done
     )
     return member, files, study
+
+
+def _log_budget_time(search: Candidates, budget: Budget, seconds: float, trained: int) -> None:
+    """One line per budget: its wall time, and how many candidates were trained for it."""
+    trainings = getattr(search.scorer, "trainings", None)
+    fresh = "" if trainings is None else f" ({trainings - trained} candidates trained)"
+    logger.info("%s searched in %.1f s%s", budget.text, seconds, fresh)
 
 
 def study_name(prefix: str, budget: Budget, space: Space, device: str) -> str:
@@ -399,15 +419,22 @@ def find(
     common |= {"storage_url": storage_url, "run_dir": run_dir, "base_info": base_info}
     baselines_path = run_dir / "baselines.json"
     cache = read_json(baselines_path, "baseline scores") if baselines_path.is_file() else {}
+    scores_key = fingerprint(space, settings, data, search.device)
+    load_scores(run_dir / SCORES, search.scorer, scores_key)
     members, files, studies = [], [], []
     for budget, target in zip(budgets, targets, strict=True):
+        started, trained = time.perf_counter(), getattr(search.scorer, "trainings", 0)
         baselines = score_baselines(search, budget, target, cache, settings, reporter)
         atomic_write_json(baselines_path, cache)
+        save_scores(run_dir / SCORES, search.scorer, scores_key)
+        logger.info("%s: baselines %.1f s", budget.text, time.perf_counter() - started)
         seeds = seed_trials(search, budget, target, trials, opts.seed)
         name = study_name(study_prefix, budget, space, device)
         job = Job(budget=budget, target=target, study_name=name, n_trials=trials,
                   n_startup=min(len(seeds), trials), **common)  # fmt: skip
         member, member_files, study = search_budget(search, job, seeds, baselines, export, reporter)
+        save_scores(run_dir / SCORES, search.scorer, scores_key)
+        _log_budget_time(search, budget, time.perf_counter() - started, trained)
         members.append(member)
         files += member_files
         studies.append(study)
