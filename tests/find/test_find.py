@@ -1,6 +1,7 @@
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 import prunesearch as ps
+from prunesearch.engine.budget import project
 from prunesearch.find import studies
 from prunesearch.find.find import FindOptions, find
 from prunesearch.space import load_space
@@ -480,3 +482,64 @@ def test_ctrl_c_while_a_worker_is_starting_is_one_line_not_a_traceback(base, tmp
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert err.strip().splitlines()[-1].startswith("error: interrupted;")
     assert not any(Path(f"/proc/{w}").exists() for w in workers)  # no worker left running
+
+
+def scratch_space():
+    return load_space(TINY).replace(
+        "search",
+        objective="scratch",
+        granularity="profile",
+        scratch_images=64,
+        scratch_rungs=2,
+        scratch_reduction=2,
+    )
+
+
+def trained_per_budget(caplog) -> dict[str, int]:
+    """Each budget's count of fresh trainings, from find's log line per budget."""
+    pattern = re.compile(r"^(\S+) searched in [\d.]+ s \((\d+) candidates trained\)$")
+    found = [pattern.match(r.getMessage()) for r in caplog.records]
+    return {m[1]: int(m[2]) for m in found if m}
+
+
+def test_a_family_trains_an_architecture_two_budgets_share_once(base, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="prunesearch")
+    space = scratch_space()
+    graph = ps.trace(space.create_model(), torch.zeros(1, 3, 16, 16))
+    s = space.search
+    uniform = project(graph, {}, "flops", graph.flops() // 2, min_ratio=s.min_ratio, round_to=1)
+    flops = graph.flops(uniform)
+    # two budgets 0.05% apart: what the first proposes, the second proposes too
+    near = int(flops * 1.0005)
+    assert project(graph, {}, "flops", near, min_ratio=s.min_ratio, round_to=1) == uniform
+    budgets = f"{flops},{near}FLOPs"
+    result = find(space, FindOptions(budgets, base=str(base), trials=5), out=tmp_path)
+    first, second = result["members"]
+    trained = trained_per_budget(caplog)
+    assert trained[first["budget"]] >= 3  # two baselines, trials, the finalists' second seed
+    assert trained[second["budget"]] == 0  # every score replayed, the finalists' too
+    assert first["baselines"] == second["baselines"]
+    assert (first["score"], first["flops"]) == (second["score"], second["flops"])
+    specs = [ps.ArchSpec.load(tmp_path / m["spec"]).search for m in (first, second)]
+    assert specs[0]["finalists"] == specs[1]["finalists"]
+
+
+def test_a_later_run_in_the_folder_replays_the_scores_it_trained(base, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="prunesearch")
+    space = scratch_space()
+    first = find(space, FindOptions("50%FLOPs", base=str(base), trials=3), out=tmp_path)
+    kept = json.loads((tmp_path / "scores.json").read_text())
+    assert kept["fingerprint"]["settings"]["rung_images"] == [64, 128]
+    assert len(kept["scores"]) == trained_per_budget(caplog)["50%FLOPs"]
+    caplog.clear()
+    # another signal is another study; the architectures it shares with the first are replayed
+    l1 = FindOptions("50%FLOPs", base=str(base), trials=3, signal="l1")
+    again = find(space, l1, out=tmp_path)
+    assert again["signal"] == "l1"
+    assert trained_per_budget(caplog)["50%FLOPs"] < len(kept["scores"])
+    before, after = first["members"][0]["baselines"], again["members"][0]["baselines"]
+    assert after["uniform"] == before["uniform"]  # the same widths: the same score, not retrained
+    caplog.clear()
+    changed = space.replace("search", scratch_cooldown=0.5)  # other scores: nothing replayed
+    find(changed, l1, out=tmp_path)
+    assert "scores of other settings, not reused" in caplog.text

@@ -1,5 +1,7 @@
 """The from-scratch objective: deterministic, rung by rung, stopped early by successive halving."""
 
+import json
+
 import optuna
 import pytest
 import torch
@@ -98,3 +100,39 @@ def test_divergence_is_an_error(setup):
     )
     with pytest.raises(PrunesearchError, match="candidate diverged"):
         s.score({g.name: g.size for g in graph.groups})
+
+
+def test_a_second_seed_without_a_trial_cools_down_only_the_last_rung(setup, monkeypatch):
+    graph = setup[0]
+    widths = {g.name: max(1, g.size // 2) for g in graph.groups}
+    rec = Recorder()
+    full = scorer(setup).score(widths, rec, seed=1)  # every rung, reported
+    s = scorer(setup)
+    cooled = []
+    cool = s._cooled
+    monkeypatch.setattr(s, "_cooled", lambda *a: cooled.append(a[2]) or cool(*a))
+    assert s.score(widths, seed=1) == full  # a finalist's second opinion: the same last score
+    assert cooled == [192]  # the first rung was trained through, not cooled down nor evaluated
+    again = Recorder()
+    assert s.score(widths, again, seed=1) == full  # a trial needs every rung: trained again
+    assert [step for step, _ in again.reports] == [step for step, _ in rec.reports] == [64, 192]
+    assert s.trainings == 2
+    assert cooled == [192, 64, 192]
+
+
+def test_scores_kept_by_one_scorer_are_replayed_by_another(setup):
+    graph = setup[0]
+    half = {g.name: max(1, g.size // 2) for g in graph.groups}
+    quarter = {g.name: max(1, g.size // 4) for g in graph.groups}
+    first = scorer(setup)
+    scores = (first.score(half), first.score(quarter, seed=1))
+    records = json.loads(json.dumps(first.memo()))  # as scores.json keeps them
+    later = scorer(setup)
+    later.remember(records)
+    rec = Recorder()
+    assert (later.score(half, rec), later.score(quarter, seed=1)) == scores
+    assert later.trainings == 0 and [step for step, _ in rec.reports] == [64, 192]
+    other = scorer(setup, count=3)  # records of another rung count are not scores of these rungs
+    other.remember(records)
+    other.score(half)
+    assert other.trainings == 1

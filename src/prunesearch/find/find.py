@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import multiprocessing
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from prunesearch.errors import PrunesearchError, keep_interrupts
 from prunesearch.fileio import atomic_write_json, held_lock, read_json
 from prunesearch.find.baselines import budget_targets, score_baselines, seed_trials
 from prunesearch.find.candidates import Candidates, Job, objective_settings, resolve_signal
+from prunesearch.find.score_cache import SCORES, fingerprint, load_scores, save_scores
 from prunesearch.find.selection import best, export_once, measured, member_and_files
 from prunesearch.find.studies import (
     counts,
@@ -105,6 +107,11 @@ def _worker(job: Job, seed: int) -> None:
             job.finetune_steps,
         )
         candidates.use_budgets([job.budget], candidates.device.type)  # the main process cached them
+        settings = objective_settings(
+            job.space, job.objective, job.finetune_steps, candidates.rungs
+        )
+        key = fingerprint(job.space, settings, job.data, candidates.device)
+        load_scores(job.run_dir / SCORES, candidates.scorer, key)  # the baselines' at least
         storage, _ = storage_for(job.storage_url, job.run_dir)
         study, _ = open_study(storage, job.study_name, seed, job.n_startup, candidates.pruner())
         run_trials(study, candidates.objective_fn(job.budget, job.target), job.n_trials)
@@ -147,6 +154,61 @@ def _resolve_base(
                 opts=dataclasses.replace(opts, resume=True),
             )
     return path
+
+
+@dataclass
+class _Caches:
+    """A find run folder's caches of scores: the baselines' (``baselines.json``) and every
+    from-scratch candidate's (``scores.json``, kept under its settings' fingerprint)."""
+
+    run_dir: Path
+    baselines: dict[str, Any]
+    key: str
+
+    @classmethod
+    def open(cls, run_dir: Path, candidates: Candidates, key: str) -> _Caches:
+        path = run_dir / "baselines.json"
+        baselines = read_json(path, "baseline scores") if path.is_file() else {}
+        load_scores(run_dir / SCORES, candidates.scorer, key)
+        return cls(run_dir, baselines, key)
+
+    def save(self, candidates: Candidates) -> None:
+        atomic_write_json(self.run_dir / "baselines.json", self.baselines)
+        save_scores(self.run_dir / SCORES, candidates.scorer, self.key)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every budget of one find shares: the score caches, the export's settings, the
+    fields common to the budgets' jobs, the study names' prefix, trials, seed and device."""
+
+    caches: _Caches
+    export: Export
+    common: dict[str, Any]
+    study_prefix: str
+    trials: int
+    seed: int
+    device: str
+    reporter: Reporter
+
+    def budget(
+        self, candidates: Candidates, budget: Budget, target: int
+    ) -> tuple[dict[str, Any], list[tuple[Path, Any]], optuna.Study]:
+        """One budget: its baselines scored, its study run, its choice exported (as data)."""
+        started, trained = time.perf_counter(), getattr(candidates.scorer, "trainings", 0)
+        baselines = score_baselines(
+            candidates, budget, target, self.caches.baselines, self.export.settings, self.reporter
+        )
+        self.caches.save(candidates)
+        logger.info("%s: baselines %.1f s", budget.text, time.perf_counter() - started)
+        seeds = seed_trials(candidates, budget, target, self.trials, self.seed)
+        name = study_name(self.study_prefix, budget, self.common["space"], self.device)
+        job = Job(budget=budget, target=target, study_name=name, n_trials=self.trials,
+                  n_startup=min(len(seeds), self.trials), **self.common)  # fmt: skip
+        result = search_budget(candidates, job, seeds, baselines, self.export, self.reporter)
+        self.caches.save(candidates)
+        _log_budget_time(candidates, budget, time.perf_counter() - started, trained)
+        return result
 
 
 def _run_dir(space: Space, budgets: list[Budget], out: str | Path | None) -> Path:
@@ -307,8 +369,16 @@ def search_budget(
 
     ``run``: what runs the study (default :func:`run_study`)."""
     run = run or run_study
+    started = time.perf_counter()
     study = run(candidates, job, seeds, export.n_jobs, export.storage, reporter, baselines)
+    searched = time.perf_counter()
     choice = best(candidates, study, baselines, job, job.run_dir / "confirm.json")
+    logger.info(
+        "%s: trials %.1f s, finalists %.1f s",
+        job.budget.text,
+        searched - started,
+        time.perf_counter() - searched,
+    )
     n_done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     if job.budget.kind == "latency":
         choice = measured(candidates, job, choice, baselines, job.run_dir / "measured.json")
@@ -316,6 +386,13 @@ def search_budget(
         job, choice, baselines, candidates.graph, export.sha, export.settings, n_done
     )
     return member, files, study
+
+
+def _log_budget_time(candidates: Candidates, budget: Budget, seconds: float, trained: int) -> None:
+    """One line per budget: its wall time, and how many candidates were trained for it."""
+    trainings = getattr(candidates.scorer, "trainings", None)
+    fresh = "" if trainings is None else f" ({trainings - trained} candidates trained)"
+    logger.info("%s searched in %.1f s%s", budget.text, seconds, fresh)
 
 
 def study_name(prefix: str, budget: Budget, space: Space, device: str) -> str:
@@ -374,31 +451,18 @@ def find(
     common = {"space": space, "base_path": base_path, "signal": signal, "objective": objective}
     common |= {"finetune_steps": find_opts.finetune_steps, "data": data, "opts": opts}
     common |= {"storage_url": storage_url, "run_dir": run_dir, "base_info": base_info}
-    baselines_path = run_dir / "baselines.json"
-    cache = read_json(baselines_path, "baseline scores") if baselines_path.is_file() else {}
+    caches = _Caches.open(
+        run_dir, candidates, fingerprint(space, settings, data, candidates.device)
+    )
+    plan = _Plan(caches, export, common, study_prefix, trials, opts.seed, device, reporter)
     members, files, studies = [], [], []
     for budget, target in zip(budgets, targets, strict=True):
-        baselines = score_baselines(candidates, budget, target, cache, settings, reporter)
-        atomic_write_json(baselines_path, cache)
-        seeds = seed_trials(candidates, budget, target, trials, opts.seed)
-        name = study_name(study_prefix, budget, space, device)
-        job = Job(budget=budget, target=target, study_name=name, n_trials=trials,
-                  n_startup=min(len(seeds), trials), **common)  # fmt: skip
-        member, member_files, study = search_budget(
-            candidates, job, seeds, baselines, export, reporter
-        )
+        member, member_files, study = plan.budget(candidates, budget, target)
         members.append(member)
         files += member_files
         studies.append(study)
-    family = {
-        "space": space.name,
-        "signal": signal,
-        "objective": objective,
-        "base": str(base_path),
-        "base_sha256": sha,
-        "base_info": base_info,
-        "trials": trials,
-        "members": members,
-    }
+    family = {"space": space.name, "signal": signal, "objective": objective}
+    family |= {"base": str(base_path), "base_sha256": sha, "base_info": base_info}
+    family |= {"trials": trials, "members": members}
     exported = export_once(studies[0], run_dir, family, files)
     return family | {"run_dir": str(run_dir), "exported": exported}

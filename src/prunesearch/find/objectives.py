@@ -283,7 +283,9 @@ class ScratchScorer:
         self.graph, self.rungs, self.sgd, self.device = graph, rungs, sgd, feed.device
         self.train, self.batch_size, self.augment = train, feed.batch_size, feed.augment
         self.seed, self.channels_last = feed.seed, feed.channels_last
-        self._memo: dict[tuple, list[float]] = {}  # (seed, widths) -> every rung's score
+        # (seed, widths) -> every rung's score (None: a rung not scored, see :meth:`score`)
+        self._memo: dict[tuple, list[float | None]] = {}
+        self.trainings = 0  # fresh trainings (replays from the memo are not counted)
         self.val = BatchLoader(
             val,
             feed.eval_batch_size,
@@ -328,17 +330,36 @@ class ScratchScorer:
         with or without a trial (the cool-down branches leave the trunk untouched). ``seed``
         replaces the shared initialisation seed and data order (a second opinion on a
         finalist). Widths already trained through every rung with the same seed (a baseline the
-        search proposes again, two ratios that project to the same widths) are not trained
-        again: their rung scores are replayed."""
+        search proposes again, two ratios that project to the same widths, a finalist of
+        another budget) are not trained again: their rung scores are replayed.
+
+        Under another ``seed`` and without a trial, no trial will ever see the earlier rungs:
+        only the last rung is cooled down and evaluated (the same last score, less work)."""
         seed = self.seed if seed is None else seed
         key = (seed, tuple(sorted(widths.items())))
         accs = self._memo.get(key)
-        if accs is None:
-            accs = self._train(widths, seed, trial)
+        if accs is None or (trial is not None and None in accs):
+            every_rung = trial is not None or seed == self.seed
+            accs = self._train(widths, seed, trial, every_rung)
             self._memo[key] = accs
         else:
             self._report(accs, trial)
         return accs[-1]
+
+    def memo(self) -> list[dict]:
+        """The scores trained so far, as JSON-ready records (``seed``, ``widths``, ``rungs``)."""
+        return [
+            {"seed": seed, "widths": dict(widths), "rungs": accs}
+            for (seed, widths), accs in self._memo.items()
+        ]
+
+    def remember(self, records: list[dict]) -> None:
+        """Takes scores of :meth:`memo` (an earlier run's, with the same settings) as if
+        trained here; records of another rung count are ignored."""
+        for r in records:
+            if isinstance(r.get("rungs"), list) and len(r["rungs"]) == self.rungs.count:
+                key = (int(r["seed"]), tuple(sorted((k, int(v)) for k, v in r["widths"].items())))
+                self._memo.setdefault(key, list(r["rungs"]))
 
     def _report(self, accs: list[float], trial, first: int = 0) -> None:
         """Reports the scores of rungs ``first``, ``first + 1``, ... to ``trial`` and stops a
@@ -353,8 +374,12 @@ class ScratchScorer:
             if k < len(sizes) - 1 and trial.should_prune():
                 raise optuna.TrialPruned()
 
-    def _train(self, widths: Mapping[str, int], seed: int, trial) -> list[float]:
-        """Every rung's score of a fresh training of ``widths``, reported as it comes."""
+    def _train(
+        self, widths: Mapping[str, int], seed: int, trial, every_rung: bool = True
+    ) -> list[float | None]:
+        """Every rung's score of a fresh training of ``widths``, reported as it comes (only the
+        last rung's unless ``every_rung``: the others are None)."""
+        self.trainings += 1
         torch.manual_seed(seed)
         model = reinitialize(self.graph.prune(widths))
         model = to_device(model, self.device, self.channels_last)
@@ -364,10 +389,14 @@ class ScratchScorer:
         )
         trunk = self._stream(seed)
         done, accs = 0, []
+        last = len(self.rungs.sizes) - 1
         for k, images in enumerate(self.rungs.sizes):
             steps = images // self.batch_size - done
             sgd_steps(trunk, model, optimizer, steps)
             done += steps
+            if not every_rung and k < last:
+                accs.append(None)
+                continue
             accs.append(self._cooled(model, optimizer, images, k, seed))
             self._report(accs[-1:], trial, first=k)
         return accs
