@@ -156,6 +156,8 @@ def test_custom_model_report_and_compare(tmp_path):
             "1",
             "--limit-train",
             "512",
+            "--rows",
+            "base,scratch-b",  # the rows' training is tested in experiments/test_compare.py
             "--out",
             "cmp",
             "--json",
