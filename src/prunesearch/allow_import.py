@@ -7,14 +7,22 @@ the user names the packages they trust; the standard library is never one of the
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Union
+from collections.abc import Callable, Sequence
+from typing import Any, Union
 
 from prunesearch.errors import PrunesearchError
 
-__all__ = ["OWN_PACKAGE", "AllowImport", "import_permission", "permits", "stdlib"]
+__all__ = [
+    "OWN_PACKAGE",
+    "AllowImport",
+    "import_callable",
+    "import_permission",
+    "permits",
+    "stdlib",
+]
 
 AllowImport = Union[bool, str, Sequence[str]]  # noqa: UP007 - a runtime alias
 """Permission to import the code an import reference names: ``False`` (none), package names
@@ -65,3 +73,30 @@ def permits(allow: bool | tuple[str, ...], module_name: str) -> bool:
     if allow is True:
         return True
     return any(module_name == p or module_name.startswith(p + ".") for p in allow or ())
+
+
+def import_callable(reference: str, what: str) -> Callable[..., Any]:
+    """The callable ``"pkg.module:attr.path"`` names, imported (the caller has checked that the
+    package may be imported). Refused: a module that does not import, a missing attribute,
+    something not callable, and a callable defined in the standard library (``pkg:os.system``
+    reaches ``os`` through ``pkg``). ``what`` names the reference in errors (``model``)."""
+    module_name, _, attr = reference.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PrunesearchError(
+            f"cannot import module {module_name!r} for {what} {reference!r}: {exc}"
+        ) from None
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise PrunesearchError(f"module {module_name!r} has no attribute {attr!r}")
+    if not callable(obj):
+        raise PrunesearchError(f"{what} reference {reference!r} does not name a callable")
+    home = getattr(obj, "__module__", None)
+    if not isinstance(home, str) or stdlib(home):
+        raise PrunesearchError(
+            f"{what} reference {reference!r} names a callable defined in "
+            f"{home or 'no module'}, the standard library: refused"
+        )
+    return obj

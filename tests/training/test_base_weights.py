@@ -175,3 +175,30 @@ def test_find_on_a_foreign_base_says_its_accuracy_and_records_it(tiny_base, tmp_
     spec = ps.ArchSpec.load(tmp_path / "run" / family["members"][0]["spec"])
     assert spec.search["base"] == info
     assert spec.search["base_checkpoint_sha256"] == info["sha256"]
+
+
+class _Constant(torch.nn.Module):
+    """Says class 0 whatever the image: a base at chance level."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.classes = classes
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(
+            torch.zeros(len(x), dtype=torch.long), self.classes
+        ).float()
+
+
+@pytest.mark.parametrize("n, classes, warned", [(400, 4, True), (8, 2, False)])
+def test_a_base_at_chance_level_is_warned_of_when_the_split_can_tell(n, classes, warned, caplog):
+    """Within three standard errors of guessing: a warning; on a split too small to tell any
+    accuracy from chance (8 images of 2 classes), a note instead of a false alarm."""
+    from prunesearch.data.datasets import load_dataset
+    from prunesearch.training.base_weights import base_accuracy
+
+    val = load_dataset("synthetic", "test", test_size=n, num_classes=classes)
+    with caplog.at_level(logging.INFO, logger="prunesearch"):
+        base_accuracy(_Constant(classes), val, batch_size=64, device=torch.device("cpu"), name="b")
+    assert ("at chance level" in caplog.text) == warned
+    assert ("too few to tell" in caplog.text) == (not warned)

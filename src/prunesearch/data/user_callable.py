@@ -11,13 +11,12 @@ library's.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
 import numpy as np
 
-from prunesearch.allow_import import stdlib
+from prunesearch.allow_import import import_callable, stdlib
 from prunesearch.errors import PrunesearchError, first_line
 from prunesearch.progress import Reporter
 
@@ -35,17 +34,7 @@ def _resolve(reference: str):
             f"data.dataset.callable {reference!r} names the standard library: refused"
         )
     logger.info("importing the data reader %s", reference)
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise PrunesearchError(f"cannot import {module_name!r} for data: {exc}") from None
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise PrunesearchError(f"module {module_name!r} has no attribute {attr!r}")
-    if not callable(obj):
-        raise PrunesearchError(f"data.dataset.callable {reference!r} is not callable")
-    return obj
+    return import_callable(reference, "data.dataset.callable")
 
 
 def call_reader(reference: str, args: dict[str, Any]) -> tuple[Any, Any | None]:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from prunesearch.allow_import import AllowImport, import_permission, permits, stdlib
+from prunesearch.allow_import import (
+    AllowImport,
+    import_callable,
+    import_permission,
+    permits,
+    stdlib,
+)
 from prunesearch.errors import PrunesearchError, shown
 from prunesearch.models.external import external_constructor, is_external
 
@@ -117,20 +122,9 @@ def resolve_model(name: str, *, allow_import: AllowImport = False) -> Callable[.
             "a package that declares a 'prunesearch.models' entry point)"
         )
     logging.getLogger(__name__).info("importing model code %s", name)
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise PrunesearchError(
-            f"cannot import module {module_name!r} for model {name!r}: {exc}"
-        ) from None
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise PrunesearchError(f"module {module_name!r} has no attribute {attr!r}")
-    if not callable(obj):
-        raise PrunesearchError(f"model reference {name!r} does not name a callable")
-    home = getattr(obj, "__module__", None)  # "pkg:os.system" reaches os through pkg
-    if not isinstance(home, str) or stdlib(home) or not permits(allow, home):
+    obj = import_callable(name, "model")
+    home = obj.__module__  # "pkg:torch.nn.Conv2d" reaches torch through pkg
+    if not permits(allow, home):
         raise PrunesearchError(
             f"model reference {name!r} names a callable defined in "
             f"{home or 'no module'}, outside the allowed packages: refused"

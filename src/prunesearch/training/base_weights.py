@@ -294,8 +294,12 @@ def base_accuracy(
     n, classes = len(val), val.info.num_classes
     logger.info("base %s: validation accuracy %.4f on %d images", name, acc, n)
     chance = 1 / classes
-    # within three standard errors of guessing: no better than chance on this split
-    if acc < chance + 3 * math.sqrt(chance * (1 - chance) / max(n, 1)):
+    # within three standard errors of guessing: no better than chance on this split; on a
+    # split so small that the band reaches 90% no accuracy tells the two apart
+    band = chance + 3 * math.sqrt(chance * (1 - chance) / max(n, 1))
+    if band >= 0.9:
+        logger.info("(%d validation images are too few to tell the base from chance)", n)
+    elif acc < band:
         logger.warning(
             "base %s is at chance level (%.4f, %d classes): its weights, the data or the "
             "normalisation may not fit together",
