@@ -264,6 +264,34 @@ def test_bad_input_is_one_line_and_writes_nothing(find_run, tiny_base, tmp_path)
     assert not list(find_run.glob("family-*"))
 
 
+def test_family_with_a_budget_searches_first_then_trains_inside_the_run(tiny_base, tmp_path):
+    out = tmp_path / "fam"
+    args = ["family", "--budget", "50%FLOPs", "--base", tiny_base, "--space", TINY]
+    res = run_cli(*args, "--trials", "2", "--objective", "inherit", "--out", out, "--no-export")
+    assert res.returncode == 0, res.stderr
+    found = json.loads((out / "family.json").read_text())  # the find run's
+    assert [m["budget"] for m in found["members"]] == ["50%FLOPs"]
+    (member,) = json.loads((out / "family-finetune-s0" / "family.json").read_text())["members"]
+    spec = json.loads((out / found["members"][0]["spec"]).read_text())
+    assert member["flops"] == spec["flops"] and member["recipe"] == "finetune"
+    # run again: the finished search and member are reused, nothing is trained again
+    kept = (Path(member["run_dir"]) / "model.safetensors").read_bytes()
+    res = run_cli(*args, "--trials", "2", "--objective", "inherit", "--out", out, "--no-export")
+    assert res.returncode == 0, res.stderr
+    assert "reusing the finished run" in res.stderr
+    assert (Path(member["run_dir"]) / "model.safetensors").read_bytes() == kept
+
+
+def test_a_finished_family_is_not_reused_with_other_data_or_seed(find_run, finetuned):
+    out = Path(finetuned["out"])
+    before = (out / "family.json").read_bytes()
+    line = _one_error_line(run_cli("family", find_run, "--out", out, "--limit-train", "64"))
+    assert "was trained with no --limit-train, not --limit-train 64" in line
+    line = _one_error_line(run_cli("family", find_run, "--out", out, "--seed", "3"))
+    assert "was trained with --seed 0, not --seed 3" in line
+    assert (out / "family.json").read_bytes() == before
+
+
 def test_the_scratch_references_train_as_train_arch(tiny_base, tmp_path):
     run_dir = _nested_find_run(tiny_base, tmp_path / "find", {"half": 0.5})
     result = train_family(run_dir, FamilyOptions("scratch-e", format=None))

@@ -53,6 +53,7 @@ from prunesearch.cli.runtime import (
     silence_optuna,
     user_errors,
 )
+from prunesearch.errors import PrunesearchError
 
 __all__ = ["COMMANDS"]
 
@@ -560,9 +561,12 @@ def export(
 @user_errors
 def family(
     find_run: Annotated[
-        Path,
-        typer.Argument(metavar="FIND_RUN_DIR", help="The folder of a finished find run."),
-    ],
+        Path | None,
+        typer.Argument(
+            metavar="[FIND_RUN_DIR]",
+            help="The folder of a finished find run (or give --budget to search one first).",
+        ),
+    ] = None,
     recipe: FamilyRecipeOpt = "finetune",
     format_: FamilyFormatOpt = "pt2",
     no_export: NoExportOpt = False,
@@ -575,6 +579,17 @@ def family(
             "member (members/<slug>-<baseline>/; costed apart from the family).",
         ),
     ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            "--budget",
+            help="Without FIND_RUN_DIR: search these budgets first, as find does (e.g. "
+            "25%,50%,75%FLOPs; --out is then the find run's folder, the family inside it).",
+        ),
+    ] = None,
+    base: BaseOpt = None,
+    trials: TrialsOpt = None,
+    objective: ObjectiveOpt = None,
     space: SpaceOpt = None,
     out: OutOpt = None,
     data_dir: DataDirOpt = None,
@@ -584,13 +599,15 @@ def family(
     limit_train: LimitOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train, export and verify every member of a find run's family from its base; write the
-    family report (family.md, family.png, family.json) with each member's training cost."""
+    """Train, export and verify every member of a find run's family from its base (or search
+    the --budget family first); write the family report (family.md, family.png, family.json)
+    with each member's training cost."""
     from prunesearch.vocab import EXPORT_FORMATS, FAMILY_RECIPES, require
 
     require("recipe", recipe, FAMILY_RECIPES)  # refused before torch loads
     require("format", format_, EXPORT_FORMATS)
-    from prunesearch.family.family import FamilyOptions, train_family
+    search = _family_search(find_run, budget, base, trials, objective)
+    from prunesearch.family.family import FamilyOptions, search_family, train_family
     from prunesearch.family.inputs import parse_baselines
 
     setup_logging()
@@ -604,10 +621,37 @@ def family(
     )
     kept = "finished members are kept: run the same command to go on from the interrupted one"
     with interruptible(lambda: kept):
-        result = train_family(find_run, options, _run_options(seed, device), _reporter())
+        if search is None:
+            result = train_family(find_run, options, _run_options(seed, device), _reporter())
+        else:
+            silence_optuna()
+            result = search_family(search, options, _run_options(seed, device), _reporter())
     render.family_table(result)
     if json_out:
         render.emit_json(result)
+
+
+def _family_search(find_run, budget, base, trials, objective):
+    """family's find options with --budget (None with FIND_RUN_DIR); bad combinations refused."""
+    if find_run is not None:
+        if budget is not None:
+            raise PrunesearchError("give a finished find run folder or --budget, not both")
+        given = [f for f, v in (("--base", base), ("--trials", trials), ("--objective", objective))
+                 if v is not None]  # fmt: skip
+        if given:
+            raise PrunesearchError(f"{given[0]} is for a family searched first (with --budget)")
+        return None
+    if budget is None:
+        raise PrunesearchError(
+            "family needs the folder of a finished find run, or --budget (and --base) to search "
+            "one first"
+        )
+    from prunesearch.engine.budget import parse_budgets
+
+    parse_budgets(budget)  # a malformed budget is refused before torch and optuna load
+    from prunesearch.find.find import FindOptions
+
+    return FindOptions(budget, base, trials=trials, objective=objective)
 
 
 @user_errors

@@ -18,9 +18,9 @@ Rerunning the command resumes: finished members and exports are reused.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prunesearch.deploy.export import ExportOptions, export_run, require_extra
 from prunesearch.errors import PrunesearchError
@@ -42,7 +42,10 @@ from prunesearch.training.loop import RunOptions
 from prunesearch.training.recipes import MemberRecipe, member_epochs, member_recipe
 from prunesearch.training.runs import DataOptions
 
-__all__ = ["FamilyOptions", "family_out", "train_family"]
+if TYPE_CHECKING:
+    from prunesearch.find.find import FindOptions
+
+__all__ = ["FamilyOptions", "family_out", "search_family", "train_family"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +105,7 @@ def train_family(
     if out.exists() and not out.is_dir():
         raise PrunesearchError(f"--out {out}: exists and is not a folder")
     trainer = Trainer(run, recipe, out, options.data, opts, reporter)
+    trainer.check(run.members + [m for ms in controls.values() for m in ms])
     metrics = trainer.train_all()
     base = _base(run, metrics)
     rows, cards = _rows(run.members, metrics, out, options, base, recipe.teacher, run.base_flops)
@@ -117,6 +121,28 @@ def train_family(
         report["controls"] = control_rows
         report["controls_total"] = family_total([r["cost"] for r in control_rows], base["cost"])
     return _write(report, out)
+
+
+def search_family(
+    find_opts: FindOptions,
+    options: FamilyOptions = FamilyOptions(),
+    opts: RunOptions = RunOptions(),  # noqa: B008
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """``family --budget``: searches the budgets as ``find`` does (``options.out`` is the find
+    run's folder; its base trained first when none is given; an interrupted search resumes),
+    then trains the family from that run as :func:`train_family` does, inside its folder."""
+    from prunesearch.find.find import find
+    from prunesearch.space import load_space
+
+    member_recipe(options.recipe)  # refused before the search
+    if options.format is not None:
+        require_extra(options.format)
+    found = find(
+        load_space(options.space), find_opts, out=options.out, data=options.data, opts=opts,
+        reporter=reporter,
+    )  # fmt: skip
+    return train_family(found["run_dir"], replace(options, out=None), opts, reporter)
 
 
 def _rows(

@@ -9,7 +9,7 @@ is reused; an interrupted one continues from its last checkpoint (the loop's exa
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,12 @@ from prunesearch.training.recipes import (
     finished_run,
     train_by_recipe,
 )
-from prunesearch.training.runs import DataOptions, inherit_weights, load_splits
+from prunesearch.training.runs import (
+    DataOptions,
+    inherit_weights,
+    load_splits,
+    prepare_run_dir,
+)
 
 __all__ = ["Trainer", "chain_start", "member_dir", "training_order"]
 
@@ -81,6 +86,13 @@ class Trainer:
     opts: RunOptions = field(default_factory=RunOptions)
     reporter: Reporter | None = None
     _splits: Splits | None = None
+
+    def check(self, members: list[Member]) -> None:
+        """Before any training: every member's folder that holds a run was trained with this
+        seed and data (raises :class:`~prunesearch.errors.PrunesearchError` otherwise)."""
+        opts = replace(self.opts, resume=True)
+        for member in members:
+            prepare_run_dir(member_dir(self.out, member), opts, self.data)
 
     def train_all(self, members: list[Member] | None = None) -> dict[str, dict[str, Any]]:
         """Every member (default: the find run's; or ``members``, e.g. one baseline's specs

@@ -33,6 +33,7 @@ from prunesearch.training.runs import (
     DataOptions,
     inherit_weights,
     load_splits,
+    prepare_run_dir,
     recipe_from_space,
     train_arch,
     write_config,
@@ -193,7 +194,7 @@ def train_by_recipe(
     opts = replace(opts, resume=True)
     if not job.recipe.inherits:  # the references: as train-arch trains them
         return _scratch(job, space, run_dir, data, opts)
-    finished = finished_run(run_dir)
+    finished = prepare_run_dir(run_dir, opts, data)
     if finished is not None:
         logger.info("%s: reusing the finished run %s", job.name, run_dir)
         return finished

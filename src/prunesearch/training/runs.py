@@ -49,6 +49,7 @@ __all__ = [
     "inherit_weights",
     "load_splits",
     "prepare_data",
+    "prepare_run_dir",
     "recipe_from_space",
     "recorded_source",
     "resolve_space",
@@ -233,16 +234,41 @@ def scratch_b_epochs(
     return max(epochs, round(epochs * factor))
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
-    """Refuses to overwrite a run; returns the finished metrics when resuming a done run."""
+def prepare_run_dir(run_dir: Path, opts: RunOptions, data: DataOptions) -> dict[str, Any] | None:
+    """Refuses to overwrite a run; returns the finished metrics when resuming a done run.
+
+    Raises:
+        PrunesearchError: a run there already (without ``opts.resume``), or one resumed with
+            another seed or ``--limit-train`` than it was trained with (its config.json).
+    """
     done = run_dir / METRICS
-    if resume and done.is_file() and (run_dir / WEIGHTS).is_file():
-        return read_json(done, "metrics")
-    if not resume and ((run_dir / CHECKPOINT).exists() or done.exists()):
+    if not opts.resume and ((run_dir / CHECKPOINT).exists() or done.exists()):
         raise PrunesearchError(
             f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out"
         )
+    _same_settings(run_dir, opts, data)
+    if done.is_file() and (run_dir / WEIGHTS).is_file():
+        return read_json(done, "metrics")
     return None
+
+
+def _same_settings(run_dir: Path, opts: RunOptions, data: DataOptions) -> None:
+    """A run continued or reused must be the one asked for: same seed, same training data."""
+    if not (run_dir / CONFIG).is_file():
+        return
+    config = read_json(run_dir / CONFIG, "run config")
+    was = {
+        "--seed": (config.get("options") or {}).get("seed", opts.seed),
+        "--limit-train": (config.get("data") or {}).get("limit_train", data.limit_train),
+    }
+    now = {"--seed": opts.seed, "--limit-train": data.limit_train}
+    for flag, value in was.items():
+        if value != now[flag]:
+            said = [f"{flag} {v}" if v is not None else f"no {flag}" for v in (value, now[flag])]
+            raise PrunesearchError(
+                f"{run_dir} was trained with {said[0]}, not {said[1]}: run with the same "
+                "options, or choose another --out"
+            )
 
 
 def write_config(
@@ -305,7 +331,7 @@ def train_base(
 ) -> dict[str, Any]:
     """Trains the space's base model (with network-slimming sparsity from the space or flag)."""
     run_dir = base_run_dir(space, out)
-    finished = _prepare_run_dir(run_dir, opts.resume)
+    finished = prepare_run_dir(run_dir, opts, data)
     if finished is not None:
         return finished
     recipe = recipe_from_space(space, epochs=epochs, sparsity=sparsity)
@@ -404,7 +430,7 @@ def train_arch(
     _check_spec_fits(spec, space, splits)
     kind = arch_kind(how.init, how.schedule)
     run_dir = arch_run_dir(space, spec_name, kind, opts.seed, out)
-    finished = _prepare_run_dir(run_dir, opts.resume)
+    finished = prepare_run_dir(run_dir, opts, data)
     if finished is not None:
         return finished
     model, recipe = _model_and_recipe(spec, space, how, opts.seed)

@@ -1,0 +1,210 @@
+"""The family targets of issue 26: recipes against Scratch-E/Scratch-B, paired seeds.
+
+``run`` trains (resumably: every step is a prunesearch command that reuses what is finished)
+one base, one find run at the family's budgets, then ``prunesearch family`` for every recipe and
+seed, spread over ``--lanes`` processes of one torch thread each; the controls (``--baselines``)
+train with the first recipe listed. ``table`` reads the family folders and prints the tables of
+BENCHMARKS.md: accuracy mean ± std per member and recipe, each cheap recipe's paired difference
+against Scratch-E and Scratch-B (95% t interval), the cost as a multiple of the base's training,
+and per budget the searched widths against the controls under the same recipe (headroom).
+
+    python benchmarks/family_targets.py run --runs RUNS --seeds 0,1,2 --lanes 2 \
+        --recipes finetune,chain,distill,scratch-e,scratch-b --baselines uniform,global
+    python benchmarks/family_targets.py table --runs RUNS > table.md
+
+Nothing is chosen on the test set: the "chosen" recipe of the table is the cheap recipe with
+the best mean validation accuracy over members and seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from prunesearch.experiments.stats import headroom, paired_difference
+
+CHEAP = ("finetune", "chain", "distill")
+
+
+def _cmd(args: list[str], log: Path, threads: int) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    t0 = time.time()
+    with log.open("a") as f:
+        f.write(f"\n$ prunesearch {' '.join(args)}\n")
+        f.flush()
+        rc = subprocess.call(
+            [sys.executable, "-m", "prunesearch", *args],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        f.write(f"# rc {rc}, {time.time() - t0:.1f} s\n")
+    if rc:
+        raise SystemExit(f"failed ({rc}): prunesearch {' '.join(args)}; see {log}")
+
+
+def run(a: argparse.Namespace) -> None:
+    runs = Path(a.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    log = runs / "log.txt"
+    common = ["--space", a.space] + (["--limit-train", str(a.limit_train)] if a.limit_train else [])
+    if not (runs / "base" / "metrics.json").is_file():
+        _cmd(["train-base", *common, "--out", str(runs / "base")], log, 2)
+    if not (runs / "find" / "family.json").is_file():
+        find = ["find", *common, "--base", str(runs / "base"), "--budget", a.budgets]
+        _cmd([*find, "--objective", a.objective, "--out", str(runs / "find")], log, 2)
+    jobs = []
+    for seed in a.seeds.split(","):
+        for i, recipe in enumerate(a.recipes.split(",")):
+            extra = ["--baselines", a.baselines] if a.baselines and i == 0 else []
+            jobs.append(
+                ["family", str(runs / "find"), *common, "--recipe", recipe, "--seed", seed]
+                + extra
+                + (["--no-export"] if a.no_export else [])
+            )
+
+    def lane(job: list[str]) -> None:
+        recipe, seed = job[job.index("--recipe") + 1], job[job.index("--seed") + 1]
+        _cmd(job, runs / f"log-{recipe}-s{seed}.txt", 1)
+
+    with ThreadPoolExecutor(a.lanes) as pool:
+        for _ in pool.map(lane, jobs):
+            pass
+
+
+def _families(find: Path) -> dict[tuple[str, int], dict]:
+    out = {}
+    for f in sorted(find.glob("family-*-s*/family.json")):
+        rep = json.loads(f.read_text())
+        out[(rep["recipe"], int(rep["seed"]))] = rep
+    return out
+
+
+def _acc(fams, recipe, seeds, member, key="test_accuracy", control=None):
+    vals = []
+    for s in seeds:
+        rep = fams[(recipe, s)]
+        rows = rep["members"] if control is None else rep.get("controls") or []
+        row = next(
+            r
+            for r in rows
+            if (r["member"] if control is None else r["of"]) == member
+            and (control is None or r["control"] == control)
+        )
+        vals.append(100 * row[key])
+    return vals
+
+
+def _ms(v: list[float]) -> str:
+    return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
+
+
+def table(a: argparse.Namespace) -> None:
+    find = Path(a.runs) / "find"
+    fams = _families(find)
+    recipes = list(dict.fromkeys(r for r, _ in fams))
+    seeds = sorted({s for r, s in fams if all((q, s) in fams for q in recipes)})
+    any_rep = fams[(recipes[0], seeds[0])]
+    members = [m["member"] for m in any_rep["members"]]
+    base = any_rep["base"]
+    print(
+        f"{any_rep['space']}, base {base['epochs']} epochs, test {100 * base['test_accuracy']:.2f}"
+        f", seeds {seeds} (paired: every recipe the same seeds)\n"
+    )
+    print("| recipe | " + " | ".join(members) + " | family x base | family x Scratch-B |")
+    print("| --- |" + " ---: |" * (len(members) + 2))
+    for r in recipes:
+        accs = [_ms(_acc(fams, r, seeds, m)) for m in members]
+        tot = fams[(r, seeds[0])]["total"]
+        print(
+            f"| {r} | " + " | ".join(accs) + f" | {tot['x_base']:.3f} | {tot['x_scratch_b']:.3f} |"
+        )
+    cheap = [r for r in recipes if r in CHEAP]
+    val = {
+        r: statistics.mean(v for m in members for v in _acc(fams, r, seeds, m, "val_accuracy"))
+        for r in cheap
+    }
+    print(
+        "\nValidation accuracy (mean over members and seeds): "
+        + ", ".join(f"{r} {v:.2f}" for r, v in val.items())
+    )
+    print("\nPaired differences, cheap recipe minus reference (test points, 95% t interval):\n")
+    print("| recipe | member | vs Scratch-E | vs Scratch-B |")
+    print("| --- | --- | ---: | ---: |")
+    for r in cheap:
+        for m in members:
+            cells = []
+            for ref in ("scratch-e", "scratch-b"):
+                if ref not in recipes:
+                    cells.append("")
+                    continue
+                d = paired_difference(_acc(fams, r, seeds, m), _acc(fams, ref, seeds, m))
+                cells.append(f"{d.value:+.2f} [{d.low:+.2f}, {d.high:+.2f}]")
+            print(f"| {r} | {m} | " + " | ".join(cells) + " |")
+    ctl_recipe = next((r for r in recipes if fams[(r, seeds[0])].get("controls")), None)
+    if ctl_recipe:
+        print(f"\nSearched widths against the controls, all by {ctl_recipe} (test, paired):\n")
+        names = list(dict.fromkeys(c["control"] for c in fams[(ctl_recipe, seeds[0])]["controls"]))
+        print(
+            "| budget | searched | "
+            + " | ".join(names)
+            + " | "
+            + " | ".join(f"searched - {n}" for n in names)
+            + " | headroom sd [95%] / noise sd |"
+        )
+        print("| --- |" + " ---: |" * (1 + 2 * len(names) + 1))
+        for m in members:
+            s = _acc(fams, ctl_recipe, seeds, m)
+            cs = [_acc(fams, ctl_recipe, seeds, m, control=n) for n in names]
+            diffs = []
+            for c in cs:
+                d = paired_difference(s, c)
+                diffs.append(f"{d.value:+.2f} [{d.low:+.2f}, {d.high:+.2f}]")
+            h = headroom([s, *cs])
+            print(
+                f"| {m} | {_ms(s)} | "
+                + " | ".join(_ms(c) for c in cs)
+                + " | "
+                + " | ".join(diffs)
+                + f" | {h.arch_sd.value:.2f} [{h.arch_sd.low:.2f}, {h.arch_sd.high:.2f}]"
+                f" / {h.seed_sd:.2f} |"
+            )
+    print("\nPer seed, test %:")
+    for r in recipes:
+        print(
+            f"- {r}: "
+            + "; ".join(
+                f"{m} " + " ".join(f"{v:.2f}" for v in _acc(fams, r, seeds, m)) for m in members
+            )
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--runs", required=True)
+    r.add_argument("--space", default="resnet20-fmnist")
+    r.add_argument("--budgets", default="25%,50%,75%FLOPs")
+    r.add_argument("--objective", default="inherit")
+    r.add_argument("--seeds", default="0,1,2")
+    r.add_argument("--recipes", default="finetune,chain,distill,scratch-e,scratch-b")
+    r.add_argument("--baselines", default="uniform,global")
+    r.add_argument("--limit-train", type=int, default=0)
+    r.add_argument("--lanes", type=int, default=2)
+    r.add_argument("--no-export", action="store_true")
+    t = sub.add_parser("table")
+    t.add_argument("--runs", required=True)
+    a = ap.parse_args()
+    run(a) if a.what == "run" else table(a)
+
+
+if __name__ == "__main__":
+    main()
