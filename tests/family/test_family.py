@@ -282,6 +282,22 @@ def test_family_with_a_budget_searches_first_then_trains_inside_the_run(tiny_bas
     assert (Path(member["run_dir"]) / "model.safetensors").read_bytes() == kept
 
 
+def test_report_draws_a_trained_family_again(finetuned, tmp_path):
+    res = run_cli("report", finetuned["out"], "--out", tmp_path / "rep")
+    assert res.returncode == 0, res.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert md == (Path(finetuned["out"]) / "family.md").read_text()  # the same table
+    assert (tmp_path / "rep" / "family.png").stat().st_size > 0
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    data = json.loads((Path(finetuned["out"]) / "family.json").read_text())
+    del data["base"]
+    (edited / "family.json").write_text(json.dumps(data))
+    line = _one_error_line(run_cli("report", edited))
+    assert "family.json is not as prunesearch writes it" in line
+    assert not (edited / "report").exists()
+
+
 def test_a_finished_family_is_not_reused_with_other_data_or_seed(find_run, finetuned):
     out = Path(finetuned["out"])
     before = (out / "family.json").read_bytes()

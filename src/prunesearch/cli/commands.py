@@ -434,15 +434,20 @@ def fidelity(
 def report(
     run_dir: Annotated[
         Path,
-        typer.Argument(metavar="RUN_DIR", help="A find, compare or training run folder."),
+        typer.Argument(
+            metavar="RUN_DIR", help="A find, compare, fidelity, family or training run folder."
+        ),
     ],
     out: OutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Figures (PNG) and a markdown summary of a search, compare or training run."""
+    """Figures (PNG) and a markdown summary of a search, compare, fidelity, family or training
+    run."""
     from prunesearch.experiments.report import render_report
+    from prunesearch.family.report import render_family_report, trained_family
 
-    result = render_report(run_dir, out)
+    trained = trained_family(run_dir) if run_dir.is_dir() else None
+    result = (render_family_report if trained else render_report)(run_dir, out)
     render.report_lines(result)
     if json_out:
         render.emit_json(result)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prunesearch.fileio import read_json
+from prunesearch.errors import PrunesearchError, shown
+from prunesearch.fileio import atomic_write_text, read_json
 
 __all__ = [
     "FAMILY_RUN_FORMAT",
@@ -19,7 +20,9 @@ __all__ = [
     "latency_ms",
     "markdown",
     "member_row",
+    "render_family_report",
     "scratch_b_points",
+    "trained_family",
 ]
 
 FAMILY_RUN_FORMAT = "prunesearch.trained-family/v1"
@@ -228,3 +231,39 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("figure"):
         lines += [f"![accuracy against FLOPs and latency]({report['figure']})", ""]
     return "\n".join(lines)
+
+
+def trained_family(run_dir: Path) -> dict[str, Any] | None:
+    """The family.json of a folder written by ``prunesearch family``; None for any other
+    folder (a find run's family.json is a family of specs, read by ``report`` as a search)."""
+    path = run_dir / "family.json"
+    if not path.is_file():
+        return None
+    data = read_json(path, "family")
+    return data if data.get("format") == FAMILY_RUN_FORMAT else None
+
+
+def render_family_report(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """``prunesearch report`` on a trained family: its table (``report.md``) and figure drawn
+    again from its family.json into ``out`` (default ``<run>/report``); their paths."""
+    run_dir = Path(run_dir)
+    report = trained_family(run_dir)
+    if report is None:
+        raise PrunesearchError(f"{run_dir}: not a folder written by prunesearch family")
+    out = Path(out) if out else run_dir / "report"
+    try:
+        data, md = figure_data(report), markdown(report)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise PrunesearchError(
+            f"{run_dir / 'family.json'} is not as prunesearch writes it "
+            f"({type(exc).__name__}: {shown(str(exc))}); was it edited?"
+        ) from None
+    figure = draw_figure(data, out / "family.png")
+    atomic_write_text(out / "report.md", md)
+    return {
+        "kind": "family",
+        "run_dir": str(run_dir),
+        "out": str(out),
+        "figures": [str(figure)],
+        "markdown": str(out / "report.md"),
+    }
