@@ -298,6 +298,19 @@ def test_report_draws_a_trained_family_again(finetuned, tmp_path):
     assert not (edited / "report").exists()
 
 
+def test_jobs_train_members_in_processes_as_one_process_does(find_run, finetuned, tmp_path):
+    out = tmp_path / "jobs"
+    res = run_cli("family", find_run, "--out", out, "--jobs", "2", "--no-export")
+    assert res.returncode == 0, res.stderr
+    assert "training 2 unit(s) in 2 processes" in res.stderr
+    assert res.stderr.count("reusing the finished run") == 2  # the report trains nothing more
+    for m in json.loads((out / "family.json").read_text())["members"]:
+        ref = next(f for f in finetuned["members"] if f["member"] == m["member"])
+        a, b = _weights(m), _weights(ref)  # the same training; threads may round differently
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+        assert m["cost"] == ref["cost"] | {"train_seconds": m["cost"]["train_seconds"]}
+
+
 def test_a_finished_family_is_not_reused_with_other_data_or_seed(find_run, finetuned):
     out = Path(finetuned["out"])
     before = (out / "family.json").read_bytes()

@@ -592,6 +592,14 @@ def family(
             "25%,50%,75%FLOPs; --out is then the find run's folder, the family inside it).",
         ),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            help="Local processes training members at once, each with its share of the cores "
+            "(a chain trains whole in one).",
+        ),
+    ] = 1,
     base: BaseOpt = None,
     trials: TrialsOpt = None,
     objective: ObjectiveOpt = None,
@@ -623,6 +631,7 @@ def family(
         None if no_export else format_,
         data=_data_options(data_dir, limit_train, download),
         baselines=parse_baselines(baselines),
+        jobs=jobs,
     )
     kept = "finished members are kept: run the same command to go on from the interrupted one"
     with interruptible(lambda: kept):

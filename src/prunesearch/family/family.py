@@ -36,6 +36,7 @@ from prunesearch.family.report import (
     member_row,
     scratch_b_points,
 )
+from prunesearch.family.workers import train_in_workers, work_units
 from prunesearch.fileio import atomic_write_json, atomic_write_text, read_json
 from prunesearch.progress import Reporter
 from prunesearch.training.loop import RunOptions
@@ -63,6 +64,7 @@ class FamilyOptions:
         repeats: timed repeats of each latency measurement.
         baselines: the find run's baselines (``uniform``, ``global``...) whose specs at every
             budget train beside the members by the same recipe, as controls.
+        jobs: local processes training members at once (:mod:`~prunesearch.family.workers`).
     """
 
     recipe: str = "finetune"
@@ -73,6 +75,7 @@ class FamilyOptions:
     repeats: int = 30
     data: DataOptions = field(default_factory=DataOptions)
     baselines: tuple[str, ...] = ()
+    jobs: int = 1
 
 
 def family_out(find_run: str | Path, recipe: str, seed: int, out: str | Path | None) -> Path:
@@ -99,13 +102,18 @@ def train_family(
         require_extra(options.format)
     if options.repeats < 1:
         raise PrunesearchError(f"--repeats must be >= 1, got {options.repeats}")
+    if options.jobs < 1:
+        raise PrunesearchError(f"--jobs must be >= 1, got {options.jobs}")
     run = read_find_run(find_run, options.space)
     controls = control_members(run, options.baselines)
     out = family_out(find_run, recipe.name, opts.seed, options.out)
     if out.exists() and not out.is_dir():
         raise PrunesearchError(f"--out {out}: exists and is not a folder")
     trainer = Trainer(run, recipe, out, options.data, opts, reporter)
-    trainer.check(run.members + [m for ms in controls.values() for m in ms])
+    groups = [run.members, *controls.values()]
+    trainer.check([m for g in groups for m in g])
+    if options.jobs > 1:
+        train_in_workers(trainer, work_units(groups, recipe.init == "previous"), options.jobs)
     metrics = trainer.train_all()
     base = _base(run, metrics)
     rows, cards = _rows(run.members, metrics, out, options, base, recipe.teacher, run.base_flops)
