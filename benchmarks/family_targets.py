@@ -109,7 +109,8 @@ def _ms(v: list[float]) -> str:
 def table(a: argparse.Namespace) -> None:
     find = Path(a.runs) / "find"
     fams = _families(find)
-    recipes = list(dict.fromkeys(r for r, _ in fams))
+    order = (*CHEAP, "scratch-e", "scratch-b")
+    recipes = sorted(dict.fromkeys(r for r, _ in fams), key=order.index)
     seeds = sorted({s for r, s in fams if all((q, s) in fams for q in recipes)})
     any_rep = fams[(recipes[0], seeds[0])]
     members = [m["member"] for m in any_rep["members"]]

@@ -120,16 +120,21 @@ def test_the_figure_data_holds_members_base_and_scratch_b_points():
         "figure": "family.png",
     }
     data = figure_data(report)
-    flops, latency = data["panels"].values()
+    flops, params, latency = data["panels"].values()
     assert flops["members"] == [(2.0, 0.85, "50%"), (3.0, 0.88, "75%")]  # in FLOPs order
     assert flops["base"] == (4.0, 0.9, None)
     assert flops["scratch_b"] == [(2.0, 0.86, "50%")]
+    assert params["members"] == [(5e-6, 0.85, "50%"), (8e-6, 0.88, "75%")]
+    assert params["base"] == (1e-5, 0.9, None) and params["scratch_b"] == []  # no params given
     assert latency["members"] == [(0.8, 0.88, "75%")] and latency["base"] == (1.0, 0.9, None)
     assert latency["scratch_b"] == []  # not timed
     md = markdown(report)
     assert "| base | - | 4,000,000 |" in md and "**family**" in md and "(family.png)" in md
     no_latency = report | {"members": [m | {"latency_ms": None} for m in report["members"]]}
-    assert list(figure_data(no_latency)["panels"]) == ["MFLOPs (fvcore MACs)"]
+    assert list(figure_data(no_latency)["panels"]) == [
+        "MFLOPs (fvcore MACs)",
+        "parameters (millions)",
+    ]
 
 
 def test_controls_sit_beside_their_member_in_the_figure_and_table_costed_apart(tmp_path):

@@ -73,7 +73,7 @@ def scratch_b_points(folders: list[Path], skip: Path) -> list[dict[str, Any]]:
             if data.get("format") != FAMILY_RUN_FORMAT:
                 continue
             points += [
-                {k: m.get(k) for k in ("budget", "flops", "test_accuracy", "latency_ms")}
+                {k: m.get(k) for k in ("budget", "flops", "params", "test_accuracy", "latency_ms")}
                 | {"seed": data.get("seed"), "folder": str(path.parent)}
                 for m in data.get("members") or []
             ]
@@ -81,9 +81,9 @@ def scratch_b_points(folders: list[Path], skip: Path) -> list[dict[str, Any]]:
 
 
 def figure_data(report: dict[str, Any]) -> dict[str, Any]:
-    """The figure's points: accuracy against MFLOPs (and against ms per image where
-    measured) for the members (in FLOPs order), the controls (``(x, y, budget, baseline)``:
-    each drawn in its member's colour), the base and any Scratch-B members."""
+    """The figure's points: accuracy against MFLOPs, against parameters (and against ms per
+    image where measured) for the members (in FLOPs order), the controls (``(x, y, budget,
+    baseline)``: each drawn in its member's colour), the base and any Scratch-B members."""
     members = sorted(report["members"], key=lambda m: m["flops"])
     controls = report.get("controls") or []
     base = report["base"]
@@ -113,6 +113,7 @@ def figure_data(report: dict[str, Any]) -> dict[str, Any]:
             name: p
             for name, p in (
                 ("MFLOPs (fvcore MACs)", panel("flops", 1e6)),
+                ("parameters (millions)", panel("params", 1e6)),
                 ("latency, ms per image (batch 1)", panel("latency_ms", 1.0)),
             )
             if p is not None
@@ -154,7 +155,7 @@ def draw_figure(data: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     panels = data["panels"]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6 * max(1, len(panels)), 4.2))
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 4.2))
     axes = axes if len(panels) > 1 else [axes]
     for ax, (xlabel, p) in zip(axes, panels.items(), strict=False):
         _draw_panel(ax, p, data.get("budgets") or [])
