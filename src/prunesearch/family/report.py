@@ -240,8 +240,11 @@ def trained_family(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / "family.json"
     if not path.is_file():
         return None
-    data = read_json(path, "family")
-    return data if data.get("format") == FAMILY_RUN_FORMAT else None
+    try:
+        data = read_json(path, "family")
+    except PrunesearchError:
+        return None  # damaged: told by the reader of a find run's family.json
+    return data if isinstance(data, dict) and data.get("format") == FAMILY_RUN_FORMAT else None
 
 
 def render_family_report(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:
