@@ -30,7 +30,7 @@ from pathlib import Path
 
 from prunesearch.experiments.stats import headroom, paired_difference
 
-CHEAP = ("finetune", "chain", "distill")
+CHEAP = ("finetune", "finetune-shared", "chain", "distill")
 
 
 def _cmd(args: list[str], log: Path, threads: int) -> None:
@@ -80,10 +80,13 @@ def run(a: argparse.Namespace) -> None:
 
 
 def _families(find: Path) -> dict[tuple[str, int], dict]:
+    """The trained families by (label, seed); the label is the folder's name between
+    ``family-`` and ``-s<seed>`` (the recipe, or a variant such as ``finetune-shared``)."""
     out = {}
     for f in sorted(find.glob("family-*-s*/family.json")):
         rep = json.loads(f.read_text())
-        out[(rep["recipe"], int(rep["seed"]))] = rep
+        label = f.parent.name[len("family-") :].rsplit("-s", 1)[0]
+        out[(label, int(rep["seed"]))] = rep
     return out
 
 
@@ -106,85 +109,95 @@ def _ms(v: list[float]) -> str:
     return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
 
 
-def table(a: argparse.Namespace) -> None:
-    find = Path(a.runs) / "find"
-    fams = _families(find)
-    order = (*CHEAP, "scratch-e", "scratch-b")
-    recipes = sorted(dict.fromkeys(r for r, _ in fams), key=order.index)
-    seeds = sorted({s for r, s in fams if all((q, s) in fams for q in recipes)})
-    any_rep = fams[(recipes[0], seeds[0])]
-    members = [m["member"] for m in any_rep["members"]]
-    base = any_rep["base"]
-    print(
-        f"{any_rep['space']}, base {base['epochs']} epochs, test {100 * base['test_accuracy']:.2f}"
-        f", seeds {seeds} (paired: every recipe the same seeds)\n"
-    )
-    print("| recipe | " + " | ".join(members) + " | family x base | family x Scratch-B |")
-    print("| --- |" + " ---: |" * (len(members) + 2))
+def _seeds(fams, *recipes) -> list[int]:
+    """The seeds every one of ``recipes`` was trained with (the pairs of a comparison)."""
+    return sorted(set.intersection(*({s for q, s in fams if q == r} for r in recipes)))
+
+
+def _diff(a: list[float], b: list[float]) -> str:
+    if len(a) < 2:
+        return f"{a[0] - b[0]:+.2f} (1 seed)" if a else ""
+    d = paired_difference(a, b)
+    return f"{d.value:+.2f} [{d.low:+.2f}, {d.high:+.2f}] (n={len(a)})"
+
+
+def _recipe_rows(fams, recipes, members) -> None:
+    print("| recipe | seeds | " + " | ".join(members) + " | family x base | x Scratch-B |")
+    print("| --- | --- |" + " ---: |" * (len(members) + 2))
     for r in recipes:
+        seeds = _seeds(fams, r)
         accs = [_ms(_acc(fams, r, seeds, m)) for m in members]
         tot = fams[(r, seeds[0])]["total"]
         print(
-            f"| {r} | " + " | ".join(accs) + f" | {tot['x_base']:.3f} | {tot['x_scratch_b']:.3f} |"
-        )
-    cheap = [r for r in recipes if r in CHEAP]
-    val = {
-        r: statistics.mean(v for m in members for v in _acc(fams, r, seeds, m, "val_accuracy"))
-        for r in cheap
-    }
+            f"| {r} | {','.join(map(str, seeds))} | " + " | ".join(accs)
+            + f" | {tot['x_base']:.3f} | {tot['x_scratch_b']:.3f} |"
+        )  # fmt: skip
+
+
+def _controls(fams, ctl: str, members) -> None:
+    seeds = _seeds(fams, ctl)
+    names = list(dict.fromkeys(c["control"] for c in fams[(ctl, seeds[0])]["controls"]))
+    print(f"\nSearched widths against the controls, all by {ctl}, seeds {seeds} (test):\n")
+    heads = ["searched", *names, *(f"searched - {n}" for n in names), "headroom sd / noise sd"]
+    print("| budget | " + " | ".join(heads) + " |")
+    print("| --- |" + " ---: |" * len(heads))
+    for m in members:
+        s = _acc(fams, ctl, seeds, m)
+        cs = [_acc(fams, ctl, seeds, m, control=n) for n in names]
+        h = ""
+        if len(seeds) >= 2:
+            hr = headroom([s, *cs])
+            h = f"{hr.arch_sd.value:.2f} [{hr.arch_sd.low:.2f}, {hr.arch_sd.high:.2f}] / "
+            h += f"{hr.seed_sd:.2f}"
+        cells = [_ms(s), *(_ms(c) for c in cs), *(_diff(s, c) for c in cs), h]
+        print(f"| {m} | " + " | ".join(cells) + " |")
+
+
+def table(a: argparse.Namespace) -> None:
+    fams = _families(Path(a.runs) / "find")
+    order = (*CHEAP, "scratch-e", "scratch-b")
+    recipes = sorted(dict.fromkeys(r for r, _ in fams), key=order.index)
+    first = next(iter(fams.values()))
+    members, base = [m["member"] for m in first["members"]], first["base"]
     print(
-        "\nValidation accuracy (mean over members and seeds): "
+        f"{first['space']}, base {base['epochs']} epochs, test {100 * base['test_accuracy']:.2f};"
+        " test accuracy %, mean ± std over the seeds listed (the same seeds for every recipe "
+        "where listed: paired)\n"
+    )
+    _recipe_rows(fams, recipes, members)
+    cheap = [r for r in recipes if r in CHEAP]
+    val = {}
+    for r in cheap:
+        vals = _acc_all(fams, r, members, "val_accuracy")
+        val[r] = statistics.mean(vals)
+    print(
+        "\nValidation accuracy (mean over members and the recipe's seeds): "
         + ", ".join(f"{r} {v:.2f}" for r, v in val.items())
     )
+    refs = [r for r in ("scratch-e", "scratch-b") if r in recipes]
     print("\nPaired differences, cheap recipe minus reference (test points, 95% t interval):\n")
-    print("| recipe | member | vs Scratch-E | vs Scratch-B |")
-    print("| --- | --- | ---: | ---: |")
+    print("| recipe | member | " + " | ".join(f"vs {r}" for r in refs) + " |")
+    print("| --- | --- |" + " ---: |" * len(refs))
     for r in cheap:
         for m in members:
             cells = []
-            for ref in ("scratch-e", "scratch-b"):
-                if ref not in recipes:
-                    cells.append("")
-                    continue
-                d = paired_difference(_acc(fams, r, seeds, m), _acc(fams, ref, seeds, m))
-                cells.append(f"{d.value:+.2f} [{d.low:+.2f}, {d.high:+.2f}]")
+            for ref in refs:
+                seeds = _seeds(fams, r, ref)
+                cells.append(_diff(_acc(fams, r, seeds, m), _acc(fams, ref, seeds, m)))
             print(f"| {r} | {m} | " + " | ".join(cells) + " |")
-    ctl_recipe = next((r for r in recipes if fams[(r, seeds[0])].get("controls")), None)
-    if ctl_recipe:
-        print(f"\nSearched widths against the controls, all by {ctl_recipe} (test, paired):\n")
-        names = list(dict.fromkeys(c["control"] for c in fams[(ctl_recipe, seeds[0])]["controls"]))
-        print(
-            "| budget | searched | "
-            + " | ".join(names)
-            + " | "
-            + " | ".join(f"searched - {n}" for n in names)
-            + " | headroom sd [95%] / noise sd |"
-        )
-        print("| --- |" + " ---: |" * (1 + 2 * len(names) + 1))
-        for m in members:
-            s = _acc(fams, ctl_recipe, seeds, m)
-            cs = [_acc(fams, ctl_recipe, seeds, m, control=n) for n in names]
-            diffs = []
-            for c in cs:
-                d = paired_difference(s, c)
-                diffs.append(f"{d.value:+.2f} [{d.low:+.2f}, {d.high:+.2f}]")
-            h = headroom([s, *cs])
-            print(
-                f"| {m} | {_ms(s)} | "
-                + " | ".join(_ms(c) for c in cs)
-                + " | "
-                + " | ".join(diffs)
-                + f" | {h.arch_sd.value:.2f} [{h.arch_sd.low:.2f}, {h.arch_sd.high:.2f}]"
-                f" / {h.seed_sd:.2f} |"
-            )
+    ctl = next((r for r, s in fams if fams[(r, s)].get("controls")), None)
+    if ctl:
+        _controls(fams, ctl, members)
     print("\nPer seed, test %:")
     for r in recipes:
-        print(
-            f"- {r}: "
-            + "; ".join(
-                f"{m} " + " ".join(f"{v:.2f}" for v in _acc(fams, r, seeds, m)) for m in members
-            )
-        )
+        seeds = _seeds(fams, r)
+        per = [f"{m} " + " ".join(f"{v:.2f}" for v in _acc(fams, r, seeds, m)) for m in members]
+        print(f"- {r} (seeds {seeds}): " + "; ".join(per))
+
+
+def _acc_all(fams, r, members, key) -> list[float]:
+    seeds = _seeds(fams, r)
+    return [v for m in members for v in _acc(fams, r, seeds, m, key)]
 
 
 def main() -> None:

@@ -100,6 +100,9 @@ class TrainCfg(Optimisation):
     # teacher at this temperature and soft-target weight
     family_epochs: float = 0.25
     family_lr: float = 0.01
+    # > 0: the family's training compute as this fraction of the base's, split evenly among
+    # the members (a smaller member trains more epochs); replaces family_epochs (recipes.py)
+    family_compute: float = 0.0
     distill_temperature: float = 4.0
     distill_weight: float = 0.7
 
@@ -383,6 +386,7 @@ def _validate_family(t: TrainCfg, where: str) -> None:
     for ok, key, message in (
         (0 < t.family_epochs <= 1, "family_epochs", "must be in (0, 1] (of the base's epochs)"),
         (t.family_lr > 0, "family_lr", "must be > 0"),
+        (0 <= t.family_compute <= 100, "family_compute", "must be in [0, 100] (0: off)"),
         (t.distill_temperature > 0, "distill_temperature", "must be > 0"),
         (0 <= t.distill_weight <= 1, "distill_weight", "must be in [0, 1]"),
     ):

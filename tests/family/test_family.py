@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 import prunesearch as ps
@@ -309,6 +310,24 @@ def test_jobs_train_members_in_processes_as_one_process_does(find_run, finetuned
         a, b = _weights(m), _weights(ref)  # the same training; threads may round differently
         assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
         assert m["cost"] == ref["cost"] | {"train_seconds": m["cost"]["train_seconds"]}
+
+
+def test_a_shared_compute_gives_the_smaller_member_more_epochs(find_run, tmp_path):
+    raw = load_space(TINY).to_dict()
+    raw["train"]["family_compute"] = 1.0  # the family's compute: one base training, shared
+    (tmp_path / "shared.yaml").write_text(yaml.safe_dump(raw))
+    options = FamilyOptions(out=tmp_path / "fam", space=str(tmp_path / "shared.yaml"), format=None)
+    result = train_family(find_run, options)
+    epochs = {m["member"]: m["cost"]["epochs"] for m in result["members"]}
+    assert epochs == {"40pct-flops": 2, "70pct-flops": 1}  # the base's 2 epochs, shared by FLOPs
+    assert result["recipe_settings"] == {
+        "init": "base",
+        "schedule": "cosine",
+        "lr": 0.01,
+        "compute": 1.0,
+        "epochs": epochs,
+    }
+    assert 0.5 < result["total"]["x_base"] <= 1.0
 
 
 def test_a_finished_family_is_not_reused_with_other_data_or_seed(find_run, finetuned):

@@ -8,7 +8,13 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.family.costs import TRAIN_FACTOR, base_cost, family_total, member_cost
 from prunesearch.family.report import draw_figure, figure_data, latency_ms, markdown
 from prunesearch.space import load_space, space_from_dict
-from prunesearch.training.recipes import RECIPES, member_epochs, member_recipe, training_recipe
+from prunesearch.training.recipes import (
+    RECIPES,
+    member_epochs,
+    member_recipe,
+    share_epochs,
+    training_recipe,
+)
 from prunesearch.vocab import FAMILY_RECIPES
 
 TINY = Path(__file__).parents[1] / "spaces" / "tiny.yaml"
@@ -37,9 +43,24 @@ def test_a_member_trains_a_fraction_of_the_bases_epochs_at_the_family_lr():
     assert r.batch_size == space.data.batch_size and r.momentum == space.train.momentum
 
 
+def test_a_shared_family_compute_gives_smaller_members_more_epochs_within_it():
+    ratios = (0.25, 0.5, 0.75)
+    assert [share_epochs(1.0, 3, r, 2) for r in ratios] == [2, 1, 1]
+    assert [share_epochs(1.0, 3, r, 3) for r in ratios] == [4, 2, 1]
+    for base_epochs in (2, 3, 10, 160):  # within the share, bar the at-least-one-epoch floor
+        epochs = [share_epochs(1.0, 3, r, base_epochs) for r in ratios]
+        cost = sum(e * r for e, r in zip(epochs, ratios, strict=True)) / base_epochs
+        assert cost <= 1.0 + 1e-9 and all(e >= 1 for e in epochs)
+    assert share_epochs(0.1, 3, 0.75, 2) == 1  # never 0 epochs
+    space = load_space(TINY)
+    r = training_recipe(RECIPES["finetune"], space, base_epochs=8, epochs=5)
+    assert (r.epochs, r.lr) == (5, space.train.family_lr)
+
+
 @pytest.mark.parametrize(
     "key, value, message",
     [
+        ("family_compute", -0.5, r"train.family_compute: must be in \[0, 100\] \(0: off\)"),
         ("family_epochs", 0.0, r"train.family_epochs: must be in \(0, 1\]"),
         ("family_lr", -1.0, "train.family_lr: must be > 0"),
         ("distill_temperature", 0.0, "train.distill_temperature: must be > 0"),

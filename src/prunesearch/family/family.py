@@ -227,7 +227,10 @@ def _report(
 ) -> dict[str, Any]:
     t = run.space.train
     settings: dict[str, Any] = {"init": recipe.init, "schedule": recipe.schedule}
-    if recipe.inherits:
+    if recipe.inherits and t.family_compute:
+        settings |= {"lr": t.family_lr, "compute": t.family_compute}
+        settings["epochs"] = {m["member"]: m["cost"]["epochs"] for m in rows}
+    elif recipe.inherits:
         settings |= {
             "lr": t.family_lr,
             "epochs_fraction": t.family_epochs,

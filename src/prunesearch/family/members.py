@@ -26,6 +26,7 @@ from prunesearch.training.recipes import (
     MemberRecipe,
     RecipeJob,
     finished_run,
+    share_epochs,
     train_by_recipe,
 )
 from prunesearch.training.runs import (
@@ -117,11 +118,22 @@ class Trainer:
             start=(lambda: self._chain_start(member, previous)) if chained else None,
             meta={"family": family | {"find_run": str(self.run.run_dir)}},
         )
+        job = replace(job, epochs=self.epochs(member))
         run_dir = member_dir(self.out, member)
         splits = None if not self.recipe.inherits or finished_run(run_dir) else self.splits()
         return train_by_recipe(
             job, self.run.space, run_dir, self.data, self.opts, self.reporter, splits
         )
+
+    def epochs(self, member: Member) -> int | None:
+        """A short training's epochs under ``train.family_compute`` (the family's compute
+        shared evenly: :func:`~prunesearch.training.recipes.share_epochs`; a control as a
+        member of its FLOPs); None: the space's ``train.family_epochs`` for every member."""
+        compute = self.run.space.train.family_compute
+        if not compute or not self.recipe.inherits:
+            return None
+        ratio = member.spec.flops / member.spec.base_flops
+        return share_epochs(compute, len(self.run.members), ratio, self.run.base_epochs)
 
     def splits(self) -> Splits:
         """The space's data, loaded once for all the members that train."""

@@ -50,6 +50,7 @@ __all__ = [
     "member_epochs",
     "member_recipe",
     "recipe_teacher",
+    "share_epochs",
     "train_by_recipe",
     "training_recipe",
 ]
@@ -106,15 +107,26 @@ def member_epochs(fraction: float, base_epochs: int) -> int:
     return max(1, math.ceil(fraction * base_epochs - 1e-9))
 
 
-def training_recipe(recipe: MemberRecipe, space: Space, base_epochs: int) -> Recipe:
+def share_epochs(compute: float, members: int, flops_ratio: float, base_epochs: int) -> int:
+    """A member's epochs when a family of ``members`` shares ``compute`` (a fraction of the
+    base's training compute) evenly: ``base_epochs x compute / (members x flops_ratio)``,
+    rounded down so that the family stays within it, at least 1 (the default space's 2-epoch
+    base, 3 members, compute 1: 2 epochs at 25% FLOPs, 1 at 50% and 75%: 0.875 of the base)."""
+    return max(1, math.floor(base_epochs * compute / (members * flops_ratio) + 1e-9))
+
+
+def training_recipe(
+    recipe: MemberRecipe, space: Space, base_epochs: int, epochs: int | None = None
+) -> Recipe:
     """The optimisation recipe of an inherited member: the space's SGD settings and batches, no
-    sparsity, ``train.family_lr`` cosine-annealed to 0 over ``member_epochs``."""
+    sparsity, ``train.family_lr`` cosine-annealed to 0 over ``epochs`` (default:
+    ``member_epochs`` of the space's ``train.family_epochs``)."""
     t = space.train
     start = recipe_from_space(space, epochs=base_epochs, sparsity=0.0)
     return Recipe(
         **asdict(start)
         | {
-            "epochs": member_epochs(t.family_epochs, base_epochs),
+            "epochs": epochs or member_epochs(t.family_epochs, base_epochs),
             "lr": t.family_lr,
             "schedule": recipe.schedule,
         }
@@ -147,6 +159,8 @@ class RecipeJob:
         start: its starting weights and where they came from, when not the base pruned to the
             spec (a chain's member: the previous member pruned); called only when it trains.
         meta: more fields of its metrics.json and config.json (a family member's budget...).
+        epochs: a short training's epochs, when not the space's ``train.family_epochs`` of the
+            base's (a family sharing ``train.family_compute``: :func:`share_epochs`).
     """
 
     spec: ArchSpec
@@ -155,6 +169,7 @@ class RecipeJob:
     name: str = "spec"
     start: Start | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    epochs: int | None = None
 
 
 def finished_run(run_dir: Path) -> dict[str, Any] | None:
@@ -204,7 +219,7 @@ def train_by_recipe(
     else:
         model = inherit_weights(job.spec, job.base.path, job.base.signal)
         init = {"from": "base", "signal": job.base.signal}
-    recipe = training_recipe(job.recipe, space, job.base.epochs)
+    recipe = training_recipe(job.recipe, space, job.base.epochs, job.epochs)
     spec = job.spec
     meta = {
         "kind": job.recipe.name,
