@@ -110,9 +110,11 @@ def member_epochs(fraction: float, base_epochs: int) -> int:
 def share_epochs(compute: float, members: int, flops_ratio: float, base_epochs: int) -> int:
     """A member's epochs when a family of ``members`` shares ``compute`` (a fraction of the
     base's training compute) evenly: ``base_epochs x compute / (members x flops_ratio)``,
-    rounded down so that the family stays within it, at least 1 (the default space's 2-epoch
-    base, 3 members, compute 1: 2 epochs at 25% FLOPs, 1 at 50% and 75%: 0.875 of the base)."""
-    return max(1, math.floor(base_epochs * compute / (members * flops_ratio) + 1e-9))
+    rounded down so that the family stays within it, at least 1, at most the base's epochs (a
+    member never costs more than its Scratch-E). The default space's 2-epoch base, 3 members,
+    compute 1: 2 epochs at 25% FLOPs, 1 at 50% and 75%, 0.875 of the base's compute."""
+    share = math.floor(base_epochs * compute / (members * flops_ratio) + 1e-9)
+    return max(1, min(base_epochs, share))
 
 
 def training_recipe(
