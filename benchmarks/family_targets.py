@@ -10,7 +10,11 @@ and per budget the searched widths against the controls under the same recipe (h
 
     python benchmarks/family_targets.py run --runs RUNS --seeds 0,1,2 --lanes 2 \
         --recipes finetune,chain,distill,scratch-e,scratch-b --baselines uniform,global
-    python benchmarks/family_targets.py table --runs RUNS > table.md
+    python benchmarks/family_targets.py table --runs RUNS --json rows.json > table.md
+
+A family folder ``family-<label>-s<seed>`` is one row of the table under ``<label>``: the
+recipe, or a variant trained with ``--out`` into such a folder (``finetune-shared``: the
+finetune recipe with ``train.family_compute`` set in a copy of the space).
 
 Nothing is chosen on the test set: the "chosen" recipe of the table is the cheap recipe with
 the best mean validation accuracy over members and seeds.
@@ -153,8 +157,26 @@ def _controls(fams, ctl: str, members) -> None:
         print(f"| {m} | " + " | ".join(cells) + " |")
 
 
+def _dump(fams, path: Path) -> None:
+    """The families' rows, per recipe and seed, as JSON (what the tables are computed from)."""
+    keep = ("member", "budget", "flops", "params", "test_accuracy", "val_accuracy", "control")
+    out = {}
+    for (label, seed), rep in sorted(fams.items()):
+        rows = rep["members"] + (rep.get("controls") or [])
+        out.setdefault(label, {})[seed] = {
+            "space": rep["space"],
+            "recipe_settings": rep["recipe_settings"],
+            "rows": [{k: r.get(k) for k in keep} | {"cost": r["cost"]} for r in rows],
+            "total": rep["total"],
+            "base": rep["base"],
+        }
+    path.write_text(json.dumps(out, indent=1))
+
+
 def table(a: argparse.Namespace) -> None:
     fams = _families(Path(a.runs) / "find")
+    if a.json:
+        _dump(fams, Path(a.json))
     order = (*CHEAP, "scratch-e", "scratch-b")
     recipes = sorted(dict.fromkeys(r for r, _ in fams), key=order.index)
     first = next(iter(fams.values()))
@@ -216,6 +238,7 @@ def main() -> None:
     r.add_argument("--no-export", action="store_true")
     t = sub.add_parser("table")
     t.add_argument("--runs", required=True)
+    t.add_argument("--json", help="also write the per-seed rows to this JSON file")
     a = ap.parse_args()
     run(a) if a.what == "run" else table(a)
 
