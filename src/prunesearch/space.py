@@ -95,14 +95,16 @@ class Optimisation:
 class TrainCfg(Optimisation):
     finetune_epochs: int = 40
     finetune_lr: float = 0.001
-    # `prunesearch family`: a member trains for this fraction of the base's epochs (rounded up,
-    # at least 1) at this peak lr, cosine to 0 (training/recipes.py); distill adds the base as
+    # `prunesearch family` with family_compute 0 (and compare's finetune-cosine and distill
+    # rows): a member trains for this fraction of the base's epochs (rounded up, at least 1) at
+    # this peak lr, cosine to 0 (training/recipes.py); distill adds the base as
     # teacher at this temperature and soft-target weight
     family_epochs: float = 0.25
     family_lr: float = 0.01
     # > 0: the family's training compute as this fraction of the base's, split evenly among
-    # the members (a smaller member trains more epochs); replaces family_epochs (recipes.py)
-    family_compute: float = 0.0
+    # the members (a smaller member trains more epochs; recipes.py); 0: family_epochs instead.
+    # 1.0 chosen by validation accuracy over 3 paired seeds (BENCHMARKS.md, issue 26)
+    family_compute: float = 1.0
     distill_temperature: float = 4.0
     distill_weight: float = 0.7
 

@@ -76,13 +76,15 @@ def test_the_costs_add_up(finetuned):
     base, total = finetuned["base"], finetuned["total"]
     costs = [m["cost"] for m in finetuned["members"]]
     assert total["total_macs"] == sum(c["total_macs"] for c in costs)
-    # the tiny space: 256 training images per epoch, 2 base epochs, 1 epoch per member
+    # the tiny space: 256 training images per epoch, 2 base epochs; the base's compute shared
+    # by the 2 members (train.family_compute 1): 2 epochs at 40% FLOPs, 1 at 70%
     assert base["cost"]["train_macs"] == 3 * base["flops"] * 2 * 256
-    for m, c in zip(finetuned["members"], costs, strict=True):
-        assert c["train_macs"] == 3 * m["flops"] * 256 and c["teacher_macs"] == 0
+    for m, c, epochs in zip(finetuned["members"], costs, (2, 1), strict=True):
+        assert c["train_macs"] == 3 * m["flops"] * epochs * 256 and c["teacher_macs"] == 0
         assert c["x_base"] == pytest.approx(c["total_macs"] / base["cost"]["train_macs"])
-        assert c["x_scratch_b"] < 1  # a quarter of the base's epochs, cheaper than Scratch-B
+        assert c["x_scratch_b"] < 1  # a share of the base's compute, cheaper than Scratch-B
     assert total["x_base"] == pytest.approx(sum(c["x_base"] for c in costs))
+    assert 0.5 < total["x_base"] <= 1.0  # within the family's compute
 
 
 def test_distillation_counts_the_teachers_forward(find_run, tmp_path, finetuned):
@@ -90,11 +92,12 @@ def test_distillation_counts_the_teachers_forward(find_run, tmp_path, finetuned)
     base_flops = result["base"]["flops"]
     for m, f in zip(result["members"], finetuned["members"], strict=True):
         c = m["cost"]
-        assert c["teacher_macs"] == base_flops * 256
+        assert c["epochs"] == f["cost"]["epochs"]  # the same share of the compute as finetune
+        assert c["teacher_macs"] == base_flops * 256 * c["epochs"]
         assert (
             c["total_macs"]
             == c["train_macs"] + c["teacher_macs"]
-            == f["cost"]["total_macs"] + (base_flops * 256)
+            == f["cost"]["total_macs"] + (base_flops * 256 * c["epochs"])
         )
         assert m["export"] is None and m["latency_ms"] is None
         metrics = json.loads((Path(m["run_dir"]) / "metrics.json").read_text())
@@ -125,7 +128,7 @@ def test_controls_train_beside_each_member_exported_and_costed_apart(finetuned, 
         assert c["budget"] == member["budget"] and c["recipe"] == "finetune"
         assert Path(c["run_dir"]) == out / "members" / c["member"]
         assert c["verified"] is True and Path(c["export"]).name == "model.pt2"
-        assert c["cost"]["train_macs"] == 3 * c["flops"] * 256
+        assert c["cost"]["train_macs"] == 3 * c["flops"] * 256 * c["cost"]["epochs"]
     # the family's total is the members' alone; the controls' is apart
     assert result["total"] == finetuned["total"]
     assert result["controls_total"]["total_macs"] == sum(
