@@ -243,28 +243,31 @@ def test_kill_during_a_trial_then_resume(base, tmp_path):
     ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
+
+    def ready() -> bool:
+        """Two trials finished and one being scored (every parameter sampled, its widths
+        recorded): the moment to kill."""
+        try:
+            trials = trials_of(tmp_path, "50pct-flops")
+        except Exception:
+            return False
+        states = [t.state for t in trials]
+        done = states.count(optuna.trial.TrialState.COMPLETE)
+        done += states.count(optuna.trial.TrialState.PRUNED)
+        scoring = [
+            t
+            for t in trials
+            if t.state == optuna.trial.TrialState.RUNNING and "widths" in t.user_attrs
+        ]
+        return done >= 2 and bool(scoring)
+
     while True:
         assert proc.poll() is None, proc.communicate()[1]
         assert time.time() < deadline
-        if (tmp_path / "study.db").exists():
-            os.kill(proc.pid, signal.SIGSTOP)  # the state read is the state killed
-            try:
-                trials = trials_of(tmp_path, "50pct-flops")
-            except Exception:
-                trials = []
-            states = [t.state for t in trials]
-            scoring = [
-                t
-                for t in trials  # every parameter sampled (its widths recorded):
-                if t.state == optuna.trial.TrialState.RUNNING  # killed while scored
-                and "widths" in t.user_attrs
-            ]
-            if (
-                states.count(optuna.trial.TrialState.COMPLETE)
-                + states.count(optuna.trial.TrialState.PRUNED)
-                >= 2
-                and scoring
-            ):
+        # read while it runs; stopped only to confirm (the state read is the state killed)
+        if (tmp_path / "study.db").exists() and ready():
+            os.kill(proc.pid, signal.SIGSTOP)
+            if ready():
                 break
             os.kill(proc.pid, signal.SIGCONT)
         time.sleep(0.1)

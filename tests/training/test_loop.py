@@ -222,9 +222,9 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, command):
         )
         spec.save(tmp_path / "spec.json")
         args = ["train-arch", str(tmp_path / "spec.json"), "--space", space]
-    ref = cli(*args, "--out", str(tmp_path / "ref"))
-    assert ref.wait(timeout=300) == 0, ref.communicate()[1]
+    ref = cli(*args, "--out", str(tmp_path / "ref"))  # the uninterrupted run, alongside
     kill_mid_epoch(args, tmp_path / "run")
+    assert ref.wait(timeout=300) == 0, ref.communicate()[1]
     resumed = cli(*args, "--out", str(tmp_path / "run"), "--resume")
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
