@@ -27,8 +27,11 @@ def test_shown_is_bounded(value, text):
 
 
 _WEAKREF_CTRL_C = """
-import sys, time, weakref
+import signal, sys, time, weakref
 from prunesearch.errors import keep_interrupts
+# as in a CLI started from a terminal: Python handles SIGINT (a test runner's worker may have
+# left it ignored, which a child inherits, and then interrupt_main does nothing)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 keep_interrupts()
 keep_interrupts()  # idempotent
 

@@ -54,7 +54,7 @@ def _worker(trainer: Trainer, units: list[list[Member]], todo, done, threads: in
         accept_interrupts()
         while True:
             try:
-                k = todo.get_nowait()
+                k = todo.get(timeout=1.0)  # the queue's feeder may still be filling it
             except queue.Empty:
                 return
             t0 = time.perf_counter()
