@@ -118,3 +118,18 @@ def test_arrays_label_out_of_range(tmp_path):
     result = run_cli("train-base", "--space", space, "--out", tmp_path / "run")
     assert result.returncode == 2
     assert "error: " in result.stderr and "label 3 out of range" in result.stderr
+
+
+def test_family_with_a_budget_on_a_folder_trains_members_of_its_class_count(tmp_path):
+    """family --budget with the user's own space file: the family reads the space the search
+    resolved against the data (its class count), not the raw file (a regression)."""
+    write_image_folder(tmp_path / "imgs")
+    space = write_space(tmp_path)
+    args = ["family", "--space", space, "--budget", "60%FLOPs", "--trials", "1"]
+    res = run_cli(*args, "--objective", "inherit", "--out", tmp_path / "run", "--no-export")
+    assert res.returncode == 0, res.stderr
+    family = json.loads((tmp_path / "run" / "family-finetune-s0" / "family.json").read_text())
+    (member,) = family["members"]
+    metrics = json.loads((tmp_path / "run" / "family-finetune-s0" / "members" / member["member"]
+                          / "metrics.json").read_text())  # fmt: skip
+    assert metrics["model_args"]["num_classes"] == 3

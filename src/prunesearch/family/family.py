@@ -150,7 +150,9 @@ def search_family(
         load_space(options.space), find_opts, out=options.out, data=options.data, opts=opts,
         reporter=reporter,
     )  # fmt: skip
-    return train_family(found["run_dir"], replace(options, out=None), opts, reporter)
+    # the find run's own config holds the space resolved against the data (a folder's class
+    # count in the model's args), which the raw --space file lacks
+    return train_family(found["run_dir"], replace(options, out=None, space=None), opts, reporter)
 
 
 def _rows(
