@@ -11,7 +11,15 @@ import _thread
 import sys
 import threading
 
-__all__ = ["PrunesearchError", "SpecError", "TraceError", "first_line", "keep_interrupts", "shown"]
+__all__ = [
+    "PrunesearchError",
+    "SpecError",
+    "TraceError",
+    "edited_file",
+    "first_line",
+    "keep_interrupts",
+    "shown",
+]
 
 
 class PrunesearchError(Exception):
@@ -48,6 +56,15 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
         return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def edited_file(path: object, exc: BaseException) -> PrunesearchError:
+    """The error for a run folder's file that parsed but is not shaped as prunesearch writes
+    it (a ``KeyError``/``TypeError``... met while reading it): one line naming the file."""
+    return PrunesearchError(
+        f"{path} is not as prunesearch writes it ({type(exc).__name__}: {shown(str(exc))}); "
+        "was it edited?"
+    )
 
 
 def first_line(exc: BaseException) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prunesearch.errors import PrunesearchError, shown
+from prunesearch.errors import PrunesearchError, edited_file
 from prunesearch.experiments import figures
 from prunesearch.fileio import atomic_write_text, read_json
 from prunesearch.paths import CONFIG, FAMILY, METRICS
@@ -258,10 +258,7 @@ def render_report(run_dir: str | Path, out: str | Path | None = None) -> dict[st
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         # the run folder's files are input too: edited or damaged, they are an error naming
         # the file, not a traceback (nothing is drawn before they are all read)
-        raise PrunesearchError(
-            f"{run_dir / _MAIN_FILE[kind]} is not as prunesearch writes "
-            f"it ({type(exc).__name__}: {shown(str(exc))}); was it edited?"
-        ) from None
+        raise edited_file(run_dir / _MAIN_FILE[kind], exc) from None
     draw = {
         "search": figures.search_figures,
         "training": figures.training_figures,

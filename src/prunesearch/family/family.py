@@ -97,13 +97,7 @@ def train_family(
         PrunesearchError: bad input (no family.json, a missing spec or base, an unknown
             recipe, format or baseline), before anything is written.
     """
-    recipe = member_recipe(options.recipe)
-    if options.format is not None:
-        require_extra(options.format)
-    if options.repeats < 1:
-        raise PrunesearchError(f"--repeats must be >= 1, got {options.repeats}")
-    if options.jobs < 1:
-        raise PrunesearchError(f"--jobs must be >= 1, got {options.jobs}")
+    recipe = _checked_recipe(options)
     run = read_find_run(find_run, options.space)
     controls = control_members(run, options.baselines)
     out = family_out(find_run, recipe.name, opts.seed, options.out)
@@ -131,6 +125,19 @@ def train_family(
     return _write(report, out)
 
 
+def _checked_recipe(options: FamilyOptions) -> MemberRecipe:
+    """The options' recipe, once the options that need no find run are checked (an unknown
+    recipe, an export format whose package is missing, --repeats or --jobs below 1)."""
+    recipe = member_recipe(options.recipe)
+    if options.format is not None:
+        require_extra(options.format)
+    if options.repeats < 1:
+        raise PrunesearchError(f"--repeats must be >= 1, got {options.repeats}")
+    if options.jobs < 1:
+        raise PrunesearchError(f"--jobs must be >= 1, got {options.jobs}")
+    return recipe
+
+
 def search_family(
     find_opts: FindOptions,
     options: FamilyOptions = FamilyOptions(),
@@ -143,9 +150,7 @@ def search_family(
     from prunesearch.find.find import find
     from prunesearch.space import load_space
 
-    member_recipe(options.recipe)  # refused before the search
-    if options.format is not None:
-        require_extra(options.format)
+    _checked_recipe(options)  # bad options refused before the search
     found = find(
         load_space(options.space), find_opts, out=options.out, data=options.data, opts=opts,
         reporter=reporter,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prunesearch.errors import PrunesearchError, shown
+from prunesearch.errors import PrunesearchError, edited_file
 from prunesearch.fileio import atomic_write_text, read_json
 
 __all__ = [
@@ -258,10 +258,7 @@ def render_family_report(run_dir: str | Path, out: str | Path | None = None) -> 
     try:
         data, md = figure_data(report), markdown(report)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise PrunesearchError(
-            f"{run_dir / 'family.json'} is not as prunesearch writes it "
-            f"({type(exc).__name__}: {shown(str(exc))}); was it edited?"
-        ) from None
+        raise edited_file(run_dir / "family.json", exc) from None
     figure = draw_figure(data, out / "family.png")
     atomic_write_text(out / "report.md", md)
     return {
