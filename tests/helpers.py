@@ -192,6 +192,14 @@ def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
+def tiny_find_args(base, out, trials: int, *extra) -> list[str]:
+    """``find``'s arguments for a 50%-FLOPs search of the tiny space from ``base`` into
+    ``out`` (``extra`` appended)."""
+    tiny = Path(__file__).parent / "spaces" / "tiny.yaml"
+    return ["find", "--space", str(tiny), "--budget", "50%FLOPs", "--base", str(base),
+            "--trials", str(trials), "--out", str(out), *map(str, extra)]  # fmt: skip
+
+
 def run_script(path, *args, cwd=None) -> subprocess.CompletedProcess:
     """``python PATH ARGS`` in this process (``runpy`` as ``__main__``, with ``sys.argv`` and
     ``sys.path[0]`` as the interpreter sets them), captured like :func:`run_cli`."""

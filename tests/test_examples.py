@@ -1,6 +1,7 @@
 import contextlib
 import importlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +21,22 @@ def test_quickstart_writes_a_half_flops_spec(tmp_path):
 
 
 CUSTOM = ROOT / "examples" / "custom_model"
+# the example's space on synthetic images (tests/spaces/custom.yaml says why); the example's
+# own file must stay the same space but for its data
+CUSTOM_SPACE = ROOT / "tests" / "spaces" / "custom.yaml"
+
+
+def test_the_custom_space_of_the_tests_is_the_examples_but_for_its_data():
+    from prunesearch.space import load_space
+
+    example, tests = load_space(str(CUSTOM / "space.yaml")), load_space(str(CUSTOM_SPACE))
+    assert example.data.dataset == "fashion-mnist" and tests.data.dataset == "synthetic"
+    assert (example.name, example.model, example.train, example.search) == (
+        tests.name,
+        tests.model,
+        tests.train,
+        tests.search,
+    )
 
 
 @contextlib.contextmanager
@@ -43,7 +60,7 @@ def test_library_example_runs():
 
 
 def test_custom_model_find_and_train(tmp_path):
-    space = str(CUSTOM / "space.yaml")
+    space = str(CUSTOM_SPACE)
     with custom_importable():
         find = run_cli(
             "find",
@@ -105,14 +122,14 @@ def test_custom_model_find_and_train(tmp_path):
         assert ps.count_flops(model, torch.zeros(1, 1, 28, 28)) == spec.flops
         # deployed: exported and verified on Fashion-MNIST validation images; the run's
         # weights name code too, so the same opt-in applies
-        refused = run_cli("export", "arch", "--format", "onnx", cwd=tmp_path)
+        refused = run_cli("export", "arch", "--format", "pt2", cwd=tmp_path)
         assert refused.returncode == 2 and "--allow-import" in refused.stderr
-        assert not (tmp_path / "arch" / "export-onnx").exists()
+        assert not (tmp_path / "arch" / "export-pt2").exists()
         exported = run_cli(
             "export",
             "arch",
             "--format",
-            "onnx",
+            "pt2",
             "--allow-import",
             "custom_cnn",
             "--verify-images",
@@ -129,18 +146,15 @@ def test_custom_model_find_and_train(tmp_path):
         assert exported.returncode == 0, exported.stderr
         card = json.loads(exported.stdout.strip().splitlines()[-1])
         assert card["model"] == "custom_cnn.nets:branchy_se" and card["verification"]["passed"]
-        assert (
-            card["verification"]["images_from"]
-            == "128 images of the fashion-mnist validation split"
-        )
-        assert (tmp_path / "arch" / "export-onnx" / "model.onnx").is_file()
-        assert (tmp_path / "arch" / "export-onnx" / "MODEL.md").is_file()
+        assert card["verification"]["images_from"] == "128 images of the synthetic validation split"
+        assert (tmp_path / "arch" / "export-pt2" / "model.pt2").is_file()
+        assert (tmp_path / "arch" / "export-pt2" / "MODEL.md").is_file()
 
 
 def test_custom_model_report_and_compare(tmp_path):
     """A space naming its model by import path: report reads the specs' widths without
     importing anything; compare builds the space's own model (the space is the user's file)."""
-    space = str(CUSTOM / "space.yaml")
+    space = str(CUSTOM_SPACE)
     with custom_importable():
         proc = run_cli(
             "compare",
@@ -174,11 +188,26 @@ def test_custom_model_report_and_compare(tmp_path):
         assert "custom_cnn" not in sys.modules
 
 
+def cli_in_this_process(cmd, check=False, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run`` for ``[python, -m, prunesearch, ARGS]``: the CLI run in this process
+    (:func:`run_cli`, as the CLI tests run it; the real entry point in a fresh interpreter is
+    tested in test_wheel.py), its output passed on; it saves an interpreter's start-up, torch's
+    import, per command."""
+    assert list(cmd[:3]) == [sys.executable, "-m", "prunesearch"] and not kwargs, cmd
+    proc = run_cli(*cmd[3:])
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    if check and proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+    return proc
+
+
 def test_own_data_walkthrough(tmp_path, monkeypatch):
     """examples/own_data: an image folder written with Pillow, a model trained by a plain loop
     and saved as a state dict, then find --base, train-arch, export and ps.search with a score
     of the user's; no conversion by hand anywhere."""
     monkeypatch.setenv("PRUNESEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(subprocess, "run", cli_in_this_process)
     proc = run_script(
         ROOT / "examples" / "own_data" / "walkthrough.py", "--out", tmp_path, "--tiny"
     )

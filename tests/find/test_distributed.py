@@ -14,6 +14,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from ..helpers import run_cli, tiny_find_args
+
 TINY = str(Path(__file__).parents[1] / "spaces" / "tiny.yaml")
 
 
@@ -48,29 +50,17 @@ def base(tiny_base):
     return tiny_base  # trained once per session (conftest.py); only read here
 
 
+def _find_args(base, url, out, trials, *extra, study="shared") -> list[str]:
+    return tiny_find_args(base, out, trials, "--storage", url, "--study", study, "--json", *extra)
+
+
 def _find(base, url, out, trials, *extra, study="shared"):
     return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "prunesearch",
-            "find",
-            "--space",
-            TINY,
-            "--budget",
-            "50%FLOPs",
-            "--base",
-            str(base),
-            "--trials",
-            str(trials),
-            "--storage",
-            url,
-            "--study",
-            study,
-            "--out",
-            str(out),
-            "--json",
-            *extra,
+            *_find_args(base, url, out, trials, *extra, study=study),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -109,20 +99,18 @@ def test_two_workers_share_one_postgresql_study(pg_url, base, tmp_path):
 
 
 def test_rerun_with_more_trials_exports_again(pg_url, base, tmp_path):
+    # one process after another on the same PostgreSQL study: run in this process, as the CLI
+    # tests run the CLI (the processes above are what needs a server shared between them)
     out = tmp_path / "run"
-    first = _find(base, pg_url, out, 3, study="rerun")
-    assert first.wait(timeout=300) == 0, first.stderr.read()
+
+    def find_json(trials: int) -> dict:
+        proc = run_cli(*_find_args(base, pg_url, out, trials, study="rerun"))
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    assert find_json(3)["exported"] is True
     spec = out / "spec-50pct-flops.json"
     assert spec.is_file()
-    # same command: nothing new to export
-    same = _find(base, pg_url, out, 3, study="rerun")
-    stdout, err = same.communicate(timeout=300)
-    assert same.returncode == 0, err
-    assert json.loads(stdout.strip().splitlines()[-1])["exported"] is False
-    # more trials: the family is exported again
-    more = _find(base, pg_url, out, 5, study="rerun")
-    stdout, err = more.communicate(timeout=300)
-    assert more.returncode == 0, err
-    result = json.loads(stdout.strip().splitlines()[-1])
-    assert result["exported"] is True
+    assert find_json(3)["exported"] is False  # same command: nothing new to export
+    assert find_json(5)["exported"] is True  # more trials: the family is exported again
     assert json.loads(spec.read_text())["search"]["trials"] == 5

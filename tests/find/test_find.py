@@ -19,7 +19,7 @@ from prunesearch.find import studies
 from prunesearch.find.find import FindOptions, find
 from prunesearch.space import load_space
 
-from ..helpers import interruptible, run_cli
+from ..helpers import interruptible, run_cli, tiny_find_args
 
 SPACES = Path(__file__).parents[1] / "spaces"
 TINY = str(SPACES / "tiny.yaml")
@@ -223,24 +223,8 @@ def test_local_workers_share_a_journal_study(base, tmp_path):
 
 
 def test_kill_during_a_trial_then_resume(base, tmp_path):
-    args = [
-        sys.executable,
-        "-m",
-        "prunesearch",
-        "find",
-        "--space",
-        TINY,
-        "--budget",
-        "50%FLOPs",
-        "--base",
-        str(base),
-        "--trials",
-        "4",
-        "--finetune-steps",
-        "20",
-        "--out",
-        str(tmp_path),
-    ]
+    args = [sys.executable, "-m", "prunesearch"]
+    args += tiny_find_args(base, tmp_path, 4, "--finetune-steps", "20")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
 
