@@ -199,10 +199,10 @@ def test_local_workers_share_a_journal_study(base, tmp_path):
         FindOptions(
             "50%FLOPs",
             base=str(base),
-            trials=7,
+            trials=5,
             jobs=2,
             storage=f"journal:{journal}",
-            finetune_steps=60,
+            finetune_steps=30,  # the worker joined in the 2nd of 5 such trials when measured
         ),
         out=tmp_path,
     )
@@ -216,8 +216,8 @@ def test_local_workers_share_a_journal_study(base, tmp_path):
         for t in trials
         if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     ]
-    assert len(done) == 7
-    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 7  # none duplicated
+    assert len(done) == 5
+    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 5  # none duplicated
     assert {t.user_attrs["pid"] for t in done} != {os.getpid()}  # a worker process took part
     assert result["members"][0]["score"] > 0
 
