@@ -15,6 +15,10 @@ from prunesearch.training.runs import DataOptions
 
 from ..helpers import run_cli
 
+# one worker runs the module: its module-scoped fixtures (trained runs) are built once,
+# not once per pytest-xdist worker (pyproject.toml: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("compare")
+
 TINY = str(Path(__file__).parents[1] / "spaces" / "tiny.yaml")
 # two batches of training images: every cell trains, none of the checks needs more
 DATA = DataOptions(limit_train=64)

@@ -19,6 +19,10 @@ from prunesearch.experiments.stats import headroom
 from prunesearch.space import load_space
 from prunesearch.training.runs import DataOptions
 
+# one worker runs the module: its module-scoped fixtures (trained runs) are built once,
+# not once per pytest-xdist worker (pyproject.toml: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("fidelity")
+
 TINY = str(Path(__file__).parents[1] / "spaces" / "tiny.yaml")
 # two batches of training images: every cell trains, none of the checks needs more
 DATA = DataOptions(limit_train=64)

@@ -11,6 +11,10 @@ from prunesearch.space import load_space
 
 from ..helpers import run_cli
 
+# one worker runs the module: its module-scoped fixtures (trained runs) are built once,
+# not once per pytest-xdist worker (pyproject.toml: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("report")
+
 TINY = str(Path(__file__).parents[1] / "spaces" / "tiny.yaml")
 
 

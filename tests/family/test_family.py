@@ -26,6 +26,10 @@ from prunesearch.training.runs import inherit_weights
 
 from ..helpers import run_cli
 
+# one worker runs the module: its module-scoped fixtures (trained runs) are built once,
+# not once per pytest-xdist worker (pyproject.toml: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("family")
+
 TINY = str(Path(__file__).parents[1] / "spaces" / "tiny.yaml")
 QUICK = {"format": "pt2", "repeats": 2}  # latency measured, briefly
 
