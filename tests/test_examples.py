@@ -120,7 +120,7 @@ def test_custom_model_find_and_train(tmp_path):
         import torch
 
         assert ps.count_flops(model, torch.zeros(1, 1, 28, 28)) == spec.flops
-        # deployed: exported and verified on Fashion-MNIST validation images; the run's
+        # deployed: exported and verified on the space's validation images; the run's
         # weights name code too, so the same opt-in applies
         refused = run_cli("export", "arch", "--format", "pt2", cwd=tmp_path)
         assert refused.returncode == 2 and "--allow-import" in refused.stderr
