@@ -121,8 +121,9 @@ def test_arrays_label_out_of_range(tmp_path):
 
 
 def test_family_with_a_budget_on_a_folder_trains_members_of_its_class_count(tmp_path):
-    """family --budget with the user's own space file: the family reads the space the search
-    resolved against the data (its class count), not the raw file (a regression)."""
+    """family with the user's own space file, after a search (--budget) or on a finished find
+    run's folder: the space is resolved against the data (its class count), not read raw (a
+    regression, found twice walking the README)."""
     write_image_folder(tmp_path / "imgs")
     space = write_space(tmp_path)
     args = ["family", "--space", space, "--budget", "60%FLOPs", "--trials", "1"]
@@ -133,3 +134,7 @@ def test_family_with_a_budget_on_a_folder_trains_members_of_its_class_count(tmp_
     metrics = json.loads((tmp_path / "run" / "family-finetune-s0" / "members" / member["member"]
                           / "metrics.json").read_text())  # fmt: skip
     assert metrics["model_args"]["num_classes"] == 3
+    # the finished find run given by folder, with the same --space file: resolved the same way
+    again = run_cli("family", tmp_path / "run", "--space", space, "--seed", "1", "--no-export")
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "run" / "family-finetune-s1" / "family.json").is_file()

@@ -362,28 +362,9 @@ def test_a_worker_that_did_not_export_says_who_did(tmp_path):
 
 def test_ctrl_c_during_a_trial_is_one_line_not_a_traceback(base, tmp_path):
     # --jobs 2: the terminal's SIGINT reaches the worker process too
-    args = [
-        sys.executable,
-        "-m",
-        "prunesearch",
-        "find",
-        "--space",
-        TINY,
-        "--budget",
-        "50%FLOPs",
-        "--base",
-        str(base),
-        "--trials",
-        "6",
-        "--finetune-steps",
-        "20",
-        "--jobs",
-        "2",
-        "--out",
-        str(tmp_path),
-    ]
+    extra = ["--finetune-steps", "20", "--jobs", "2"]
     proc = subprocess.Popen(
-        args,
+        [sys.executable, "-m", "prunesearch", *tiny_find_args(base, tmp_path, 6, *extra)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -448,8 +429,7 @@ def test_ctrl_c_while_a_worker_is_starting_is_one_line_not_a_traceback(base, tmp
     """The worker's first seconds are imports, before its own handler is set: a Ctrl-C then
     used to print its traceback. Now it starts with SIGINT ignored and the main process ends it
     after the interrupt. Any timing of the signal inside that window must give the same."""
-    args = [sys.executable, "-m", "prunesearch", "find", "--space", TINY, "--budget", "50%FLOPs",
-            "--base", str(base), "--trials", "6", "--jobs", "2", "--out", tmp_path]  # fmt: skip
+    args = [sys.executable, "-m", "prunesearch", *tiny_find_args(base, tmp_path, 6, "--jobs", "2")]
     proc = subprocess.Popen(
         args,
         stdout=subprocess.PIPE,

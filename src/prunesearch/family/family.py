@@ -98,7 +98,7 @@ def train_family(
             recipe, format or baseline), before anything is written.
     """
     recipe = _checked_recipe(options)
-    run = read_find_run(find_run, options.space)
+    run = read_find_run(find_run, options.space, options.data)
     controls = control_members(run, options.baselines)
     out = family_out(find_run, recipe.name, opts.seed, options.out)
     if out.exists() and not out.is_dir():
@@ -155,9 +155,7 @@ def search_family(
         load_space(options.space), find_opts, out=options.out, data=options.data, opts=opts,
         reporter=reporter,
     )  # fmt: skip
-    # the find run's own config holds the space resolved against the data (a folder's class
-    # count in the model's args), which the raw --space file lacks
-    return train_family(found["run_dir"], replace(options, out=None, space=None), opts, reporter)
+    return train_family(found["run_dir"], replace(options, out=None), opts, reporter)
 
 
 def _rows(

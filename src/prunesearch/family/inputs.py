@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.fileio import read_json
 from prunesearch.space import Space, load_space, space_for_spec, space_from_dict
 from prunesearch.spec import ArchSpec
+
+if TYPE_CHECKING:
+    from prunesearch.training.runs import DataOptions
 
 __all__ = ["FindRun", "Member", "control_members", "parse_baselines", "read_find_run"]
 
@@ -54,11 +57,14 @@ class FindRun:
         return self.family.get("signal") or self.space.search.signal
 
 
-def _space(run_dir: Path, first: ArchSpec, override: str | None) -> Space:
-    """``--space``, else the resolved space the find run wrote into its config.json, else the
-    one its specs name."""
+def _space(run_dir: Path, first: ArchSpec, override: str | None, data: DataOptions) -> Space:
+    """``--space`` resolved against its data (a folder's class count in the model's args, as
+    find and train-arch resolve it), else the resolved space the find run wrote into its
+    config.json, else the one its specs name."""
     if override:
-        return load_space(override)
+        from prunesearch.training.runs import resolve_space
+
+        return resolve_space(load_space(override), data)
     config_path = run_dir / "config.json"
     if config_path.is_file():
         config = read_json(config_path, "find run config")
@@ -133,14 +139,18 @@ def control_members(run: FindRun, names: tuple[str, ...]) -> dict[str, list[Memb
     return controls
 
 
-def read_find_run(run_dir: str | Path, space: str | None = None) -> FindRun:
-    """Reads and checks a find run folder (``space``: ``--space``, overriding the run's).
+def read_find_run(
+    run_dir: str | Path, space: str | None = None, data: DataOptions | None = None
+) -> FindRun:
+    """Reads and checks a find run folder (``space``: ``--space``, overriding the run's, read
+    with ``data``'s options where its data decides part of it).
 
     Raises:
         PrunesearchError: no such folder, no or a damaged family.json, a missing spec or base,
             or a base whose sha256 is not the one the specs were searched on.
     """
     from prunesearch.training.base_weights import base_epochs, load_space_base
+    from prunesearch.training.runs import DataOptions
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -151,7 +161,7 @@ def read_find_run(run_dir: str | Path, space: str | None = None) -> FindRun:
         )
     family = read_json(run_dir / "family.json", "family")
     members = _members(run_dir, family)
-    sp = _space(run_dir, members[0].spec, space)
+    sp = _space(run_dir, members[0].spec, space, data or DataOptions())
     for m in members:
         if (m.spec.model, m.spec.model_args) != (sp.model.name, sp.model.args):
             raise PrunesearchError(
